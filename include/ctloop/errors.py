@@ -1,0 +1,35 @@
+"""Typed errors whose messages name the file, column, field or rule at fault."""
+
+from __future__ import annotations
+
+
+class CtloopError(Exception):
+    """Base class of every error ctloop raises on purpose."""
+
+
+class SpecError(CtloopError):
+    """A pipeline spec is not valid; the message names the file and the field."""
+
+
+class DataReadError(CtloopError):
+    """A data file could not be read; the message names the file."""
+
+
+class DataValidationFailed(CtloopError):
+    """The data failed its schema or expectation checks; the message names checks and columns."""
+
+
+class ValidationCheckError(CtloopError):
+    """An expectation crashed: the check itself is broken, which says nothing about the data."""
+
+
+class EstimatorError(CtloopError):
+    """The estimator named in a spec cannot be imported or is not a scikit-learn estimator."""
+
+
+class PromotionRejected(CtloopError):
+    """A candidate did not pass its promotion gates; the message lists the failing rules."""
+
+
+class StorageError(CtloopError):
+    """A storage location is malformed or an object is missing."""

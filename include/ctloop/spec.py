@@ -1,0 +1,213 @@
+"""The pipeline spec: one strict YAML file per model, validated before any DAG is built.
+
+Only pydantic and PyYAML are imported here, so DAG files can load every spec at parse time.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ctloop.errors import SpecError
+from ctloop.metrics import TaskKind, metric_names
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+CLASS_PATH_PATTERN = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSource(_Strict):
+    """Where training data lives: a file or a folder of batch files, local or ``s3://``."""
+
+    uri: str = Field(description="s3://bucket/prefix, an absolute path, or a path under CTLOOP_HOME")
+    format: Literal["csv", "parquet"]
+
+
+class Columns(_Strict):
+    """Every column the data may hold, by kind; a column not named here is unexpected."""
+
+    target: str
+    numeric: list[str] = []
+    categorical: list[str] = []
+    id: list[str] = Field(default=[], description="identifier columns, dropped before training")
+    timestamp: str | None = None
+
+    @model_validator(mode="after")
+    def _names_are_distinct(self) -> Columns:
+        if not self.numeric and not self.categorical:
+            raise ValueError("at least one numeric or categorical feature is required")
+        names = self.all_names()
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"columns named more than once: {', '.join(repeated)}")
+        return self
+
+    @property
+    def features(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+    def all_names(self) -> list[str]:
+        extra = [self.timestamp] if self.timestamp else []
+        return [*self.id, *extra, *self.numeric, *self.categorical, self.target]
+
+
+class Estimator(_Strict):
+    """An importable scikit-learn estimator and the params from committed config."""
+
+    class_path: str
+    params: dict[str, object] = {}
+
+    @field_validator("class_path")
+    @classmethod
+    def _is_dotted_path(cls, value: str) -> str:
+        if not CLASS_PATH_PATTERN.match(value):
+            raise ValueError(
+                f"{value!r} is not a dotted import path such as sklearn.linear_model.LogisticRegression"
+            )
+        return value
+
+
+class Holdout(_Strict):
+    """How the frozen holdout is cut; both candidate and champion are scored on it.
+
+    ``fraction`` assigns a row by a seeded hash of its id, so a row stays on the same side as
+    the data grows; ``time`` holds out the latest ``fraction`` of rows by timestamp.
+    """
+
+    strategy: Literal["fraction", "time"] = "fraction"
+    fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    seed: int = 0
+
+
+class GateRule(_Strict):
+    """One promotion rule: exactly one of the four bounds is set."""
+
+    metric: str
+    at_least: float | None = None
+    at_most: float | None = None
+    min_improvement: float | None = Field(None, description="better than the champion by at least")
+    max_regression: float | None = Field(None, ge=0.0, description="worse than the champion by at most")
+
+    @model_validator(mode="after")
+    def _exactly_one_bound(self) -> GateRule:
+        bounds = [
+            k
+            for k in ("at_least", "at_most", "min_improvement", "max_regression")
+            if getattr(self, k) is not None
+        ]
+        if len(bounds) != 1:
+            raise ValueError(
+                "a gate rule sets exactly one of at_least, at_most, min_improvement, max_regression"
+                f" (got {', '.join(bounds) or 'none'})"
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(
+            k
+            for k in ("at_least", "at_most", "min_improvement", "max_regression")
+            if getattr(self, k) is not None
+        )
+
+    @property
+    def bound(self) -> float:
+        return float(getattr(self, self.kind))
+
+    @property
+    def relative(self) -> bool:
+        return self.kind in ("min_improvement", "max_regression")
+
+
+class Gates(_Strict):
+    """The promotion policy; ``dry_run`` records the decision but never promotes."""
+
+    mode: Literal["enabled", "dry_run"] = "enabled"
+    rules: list[GateRule] = []
+
+
+class Schedule(_Strict):
+    """Cron expressions (or null for none) of the pipeline's DAGs."""
+
+    train: str | None = None
+
+
+class PipelineSpec(_Strict):
+    """A whole pipeline; its ``name`` names the DAGs, the MLflow experiment and registered model."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    description: str = ""
+    owner: str = "ctloop"
+    task: TaskKind = "classification"
+    data: DataSource
+    columns: Columns
+    expectation_suite: Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+$")]
+    estimator: Estimator
+    holdout: Holdout = Holdout()
+    gates: Gates = Gates()
+    schedule: Schedule = Schedule()
+    tags: list[str] = []
+
+    @model_validator(mode="after")
+    def _gate_metrics_are_produced(self) -> PipelineSpec:
+        known = metric_names(self.task)
+        for index, rule in enumerate(self.gates.rules):
+            if rule.metric not in known:
+                raise ValueError(
+                    f"gates.rules.{index}.metric: {rule.metric!r} is not a metric a {self.task}"
+                    f" training produces; choose one of {', '.join(known)}"
+                )
+        return self
+
+
+def _format_validation_error(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"{field}: {message}")
+    return "; ".join(lines)
+
+
+def load_spec(path: Path) -> PipelineSpec:
+    """Read and validate one spec file; any problem raises :class:`SpecError` naming file and field."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read pipeline spec: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: a pipeline spec is a mapping of fields, got {type(raw).__name__}")
+    try:
+        spec = PipelineSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(f"{path}: {_format_validation_error(exc)}") from exc
+    if spec.name != path.stem:
+        raise SpecError(f"{path}: name: {spec.name!r} must match the file name {path.stem!r}")
+    return spec
+
+
+def load_specs(directory: Path) -> tuple[dict[str, PipelineSpec], dict[Path, SpecError]]:
+    """Every spec in ``directory``: the valid ones by name, and the errors of the invalid ones.
+
+    One broken file never hides the others: callers build DAGs for what is valid and report
+    the rest.
+    """
+    specs: dict[str, PipelineSpec] = {}
+    errors: dict[Path, SpecError] = {}
+    for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
+        try:
+            spec = load_spec(path)
+        except SpecError as exc:
+            errors[path] = exc
+            continue
+        specs[spec.name] = spec
+    return specs, errors
