@@ -1,0 +1,173 @@
+"""A churn dataset that looks like a subscription business, deterministic by seed.
+
+It exists so that every later stage (validation, drift, retraining) can be shown and tested on
+data with known faults and shifts: covariate shift moves chosen numeric features, concept drift
+changes the label rule while the features stay as they were, and data-quality faults break a
+batch the way real feeds break.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+Fault = Literal["missing_column", "extra_column", "nulls", "wrong_type", "out_of_range", "empty"]
+FAULTS: tuple[str, ...] = ("missing_column", "extra_column", "nulls", "wrong_type", "out_of_range", "empty")
+
+NUMERIC = [
+    "tenure_months",
+    "monthly_charges",
+    "total_charges",
+    "support_tickets_90d",
+    "avg_session_minutes",
+    "logins_30d",
+    "days_since_last_login",
+    "late_payments_12m",
+    "discount_pct",
+    "data_usage_gb",
+    "devices",
+    "satisfaction_score",
+    "age",
+    "credit_score",
+    "referrals",
+]
+CATEGORICAL = ["contract", "payment_method", "internet_service", "region", "plan_tier", "paperless_billing"]
+ID_COLUMN = "customer_id"
+TIMESTAMP_COLUMN = "event_time"
+TARGET = "churned"
+
+_CATEGORIES = {
+    "contract": (["month_to_month", "one_year", "two_year"], [0.55, 0.25, 0.20]),
+    "payment_method": (["card", "bank_transfer", "electronic_check", "mailed_check"], [0.35, 0.25, 0.3, 0.1]),
+    "internet_service": (["fiber", "dsl", "none"], [0.45, 0.4, 0.15]),
+    "region": (["north", "south", "east", "west", "central"], [0.22, 0.2, 0.2, 0.18, 0.2]),
+    "plan_tier": (["basic", "standard", "premium"], [0.4, 0.4, 0.2]),
+    "paperless_billing": (["yes", "no"], [0.6, 0.4]),
+}
+
+
+def _features(rng: np.random.Generator, n: int) -> pd.DataFrame:
+    tenure = rng.integers(0, 73, n).astype(float)
+    monthly = rng.normal(70, 25, n).clip(18, 150).round(2)
+    frame = pd.DataFrame(
+        {
+            "tenure_months": tenure,
+            "monthly_charges": monthly,
+            "total_charges": (tenure * monthly * rng.uniform(0.9, 1.1, n)).round(2),
+            "support_tickets_90d": rng.poisson(1.2, n).astype(float),
+            "avg_session_minutes": rng.gamma(4.0, 6.0, n).round(1),
+            "logins_30d": rng.poisson(12, n).astype(float),
+            "days_since_last_login": rng.exponential(6.0, n).round(0),
+            "late_payments_12m": rng.poisson(0.6, n).astype(float),
+            "discount_pct": rng.choice([0.0, 5.0, 10.0, 15.0, 20.0], n, p=[0.5, 0.2, 0.15, 0.1, 0.05]),
+            "data_usage_gb": rng.lognormal(3.0, 0.7, n).round(2),
+            "devices": rng.integers(1, 7, n).astype(float),
+            "satisfaction_score": rng.integers(1, 6, n).astype(float),
+            "age": rng.normal(45, 14, n).clip(18, 90).round(0),
+            "credit_score": rng.normal(680, 70, n).clip(300, 850).round(0),
+            "referrals": rng.poisson(0.5, n).astype(float),
+        }
+    )
+    for column, (values, weights) in _CATEGORIES.items():
+        frame[column] = rng.choice(values, n, p=weights)
+    return frame
+
+
+def _churn_logit(frame: pd.DataFrame, concept_drift: bool) -> np.ndarray:
+    month_to_month = (frame["contract"] == "month_to_month").to_numpy(float)
+    if concept_drift:
+        # After the drift, price and engagement stop mattering; region and credit decide.
+        return (
+            -0.5
+            + 1.6 * (frame["region"].isin(["south", "west"])).to_numpy(float)
+            - 0.012 * (frame["credit_score"].to_numpy() - 680)
+            + 0.9 * (frame["payment_method"] == "mailed_check").to_numpy(float)
+            - 1.0 * month_to_month
+        )
+    return (
+        -1.2
+        + 1.3 * month_to_month
+        - 0.045 * frame["tenure_months"].to_numpy()
+        + 0.02 * (frame["monthly_charges"].to_numpy() - 70)
+        + 0.35 * frame["support_tickets_90d"].to_numpy()
+        - 0.45 * (frame["satisfaction_score"].to_numpy() - 3)
+        + 0.06 * frame["days_since_last_login"].to_numpy()
+        + 0.4 * frame["late_payments_12m"].to_numpy()
+        + 0.5 * (frame["internet_service"] == "fiber").to_numpy(float)
+    )
+
+
+def generate_batch(
+    n_rows: int,
+    *,
+    seed: int,
+    batch_index: int = 0,
+    start: datetime = datetime(2026, 1, 1),
+    shift: dict[str, float] | None = None,
+    concept_drift: bool = False,
+    fault: Fault | None = None,
+) -> pd.DataFrame:
+    """One batch of ``n_rows`` customers observed on the batch's day.
+
+    ``shift`` maps numeric features to a shift in units of their standard deviation.
+    """
+    rng = np.random.default_rng([seed, batch_index])
+    frame = _features(rng, n_rows)
+    for column, sds in (shift or {}).items():
+        if column not in NUMERIC:
+            raise ValueError(
+                f"shift: {column!r} is not a numeric feature; choose one of {', '.join(NUMERIC)}"
+            )
+        frame[column] = frame[column] + sds * frame[column].std()
+    logit = _churn_logit(frame, concept_drift)
+    frame[TARGET] = (rng.random(n_rows) < 1 / (1 + np.exp(-logit))).astype(int)
+    day = start + timedelta(days=batch_index)
+    frame.insert(0, ID_COLUMN, [f"c{seed:03d}{batch_index:04d}{i:06d}" for i in range(n_rows)])
+    frame.insert(
+        1, TIMESTAMP_COLUMN, pd.to_datetime(day) + pd.to_timedelta(rng.integers(0, 86400, n_rows), "s")
+    )
+    return inject_fault(frame, fault) if fault else frame
+
+
+def inject_fault(frame: pd.DataFrame, fault: Fault) -> pd.DataFrame:
+    """A copy of ``frame`` broken the way ``fault`` says."""
+    broken = frame.copy()
+    if fault == "missing_column":
+        return broken.drop(columns=["monthly_charges"])
+    if fault == "extra_column":
+        broken["unexpected_score"] = 1.0
+    elif fault == "nulls":
+        broken.loc[broken.index[::3], "tenure_months"] = np.nan
+    elif fault == "wrong_type":
+        broken["monthly_charges"] = broken["monthly_charges"].astype(str)
+        broken.loc[broken.index[0], "monthly_charges"] = "seventy"
+    elif fault == "out_of_range":
+        broken.loc[broken.index[::10], "age"] = -5.0
+    elif fault == "empty":
+        return broken.head(0)
+    else:
+        raise ValueError(f"unknown fault {fault!r}; choose one of {', '.join(FAULTS)}")
+    return broken
+
+
+def write_example_training_data(
+    directory: str, *, batches: int = 4, rows_per_batch: int = 5000, seed: int = 7, fmt: str = "csv"
+) -> list[str]:
+    """Write ``batches`` timestamped batch files into a local ``directory``; returns their paths."""
+    from pathlib import Path
+
+    target = Path(directory)
+    target.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index in range(batches):
+        frame = generate_batch(rows_per_batch, seed=seed, batch_index=index)
+        path = target / f"batch-{index:04d}.{fmt}"
+        if fmt == "csv":
+            frame.to_csv(path, index=False)
+        else:
+            frame.to_parquet(path, index=False)
+        paths.append(str(path))
+    return paths

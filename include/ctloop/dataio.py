@@ -1,0 +1,76 @@
+"""Reading a pipeline's data files into one frame, with errors that name the file at fault."""
+
+from __future__ import annotations
+
+import io
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from ctloop.errors import DataReadError
+from ctloop.storage import Storage, open_storage
+
+if TYPE_CHECKING:
+    from ctloop.settings import Settings
+    from ctloop.spec import PipelineSpec
+
+SUFFIXES = {"csv": (".csv",), "parquet": (".parquet", ".pq")}
+
+
+def list_source(uri: str, fmt: str, settings: Settings) -> tuple[Storage, list[str]]:
+    """The storage and the keys of the data files at ``uri``: one file, or a folder's files in order."""
+    suffixes = SUFFIXES[fmt]
+    if uri.rstrip("/").endswith(suffixes):
+        parent, _, name = uri.rstrip("/").rpartition("/")
+        storage = open_storage(parent or ".", settings)
+        keys = [name] if storage.exists(name) else []
+    else:
+        storage = open_storage(uri, settings)
+        keys = [k for k in storage.list_keys() if k.endswith(suffixes)]
+    if not keys:
+        raise DataReadError(f"{uri}: no {fmt} files found")
+    return storage, keys
+
+
+def parse_frame(data: bytes, fmt: str, name: str, string_columns: list[str]) -> pd.DataFrame:
+    """Parse one file's bytes; ``string_columns`` are read as text so ids and codes keep their form."""
+    if not data:
+        raise DataReadError(f"{name}: file is empty (0 bytes)")
+    try:
+        if fmt == "csv":
+            return pd.read_csv(io.BytesIO(data), dtype={c: "str" for c in string_columns})
+        return pd.read_parquet(io.BytesIO(data))
+    except Exception as exc:  # noqa: BLE001 - any parser failure means the file is unreadable
+        raise DataReadError(f"{name}: cannot read as {fmt}: {type(exc).__name__}: {exc}") from exc
+
+
+def read_source(spec: PipelineSpec, settings: Settings) -> tuple[pd.DataFrame, list[str]]:
+    """All of the pipeline's training data as one frame, and the URIs of the files read."""
+    storage, keys = list_source(spec.data.uri, spec.data.format, settings)
+    string_columns = [*spec.columns.id, *spec.columns.categorical]
+    frames: list[pd.DataFrame] = []
+    uris: list[str] = []
+    for key in keys:
+        uri = storage.uri(key)
+        frame = parse_frame(storage.read_bytes(key), spec.data.format, uri, string_columns)
+        if frames and list(frame.columns) != list(frames[0].columns):
+            missing = sorted(set(frames[0].columns) - set(frame.columns))
+            extra = sorted(set(frame.columns) - set(frames[0].columns))
+            raise DataReadError(
+                f"{uri}: columns differ from {uris[0]}: missing {missing or 'none'}, extra {extra or 'none'}"
+            )
+        frames.append(frame)
+        uris.append(uri)
+    combined = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    return combined, uris
+
+
+def to_parquet_bytes(frame: pd.DataFrame) -> bytes:
+    """Parquet bytes of ``frame``; the same frame always gives the same bytes."""
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def from_parquet_bytes(data: bytes) -> pd.DataFrame:
+    return pd.read_parquet(io.BytesIO(data))

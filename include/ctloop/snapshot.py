@@ -1,0 +1,44 @@
+"""Content-addressed training-data snapshots: what a model saw, named by its sha256."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING
+
+from ctloop.dataio import from_parquet_bytes, read_source, to_parquet_bytes
+from ctloop.storage import home_storage
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ctloop.settings import Settings
+    from ctloop.spec import PipelineSpec
+
+
+def snapshot_key(pipeline: str, sha256: str) -> str:
+    return f"snapshots/{pipeline}/{sha256}.parquet"
+
+
+def take_snapshot(spec: PipelineSpec, settings: Settings) -> dict:
+    """Freeze the pipeline's current data; an existing snapshot of the same content is kept as is."""
+    frame, sources = read_source(spec, settings)
+    data = to_parquet_bytes(frame)
+    sha256 = hashlib.sha256(data).hexdigest()
+    storage = home_storage(settings)
+    key = snapshot_key(spec.name, sha256)
+    created = not storage.exists(key)
+    if created:
+        storage.write_bytes(key, data)
+    return {
+        "key": key,
+        "uri": storage.uri(key),
+        "sha256": sha256,
+        "rows": len(frame),
+        "columns": list(frame.columns),
+        "sources": sources,
+        "created": created,
+    }
+
+
+def load_snapshot(key: str, settings: Settings) -> pd.DataFrame:
+    return from_parquet_bytes(home_storage(settings).read_bytes(key))

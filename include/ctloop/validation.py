@@ -1,0 +1,154 @@
+"""Data validation: the spec's schema checks, then the pipeline's Great Expectations suite.
+
+The suite is data (include/expectations/<name>.json, GX 1.x's own suite format) and runs in an
+ephemeral GX context: nothing is written to a GX project, results come back as JSON that ctloop
+stores and logs itself.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ctloop.errors import DataValidationFailed, SpecError, ValidationCheckError
+from ctloop.schema import check_schema, failure
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ctloop.spec import PipelineSpec
+
+# BASIC keeps a short sample of unexpected values; SUMMARY and COMPLETE build per-value counts
+# that cost several times the check itself on large frames.
+RESULT_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": 5}
+
+
+def suite_path(spec: PipelineSpec, expectations_dir: Path) -> Path:
+    return expectations_dir / f"{spec.expectation_suite}.json"
+
+
+def load_suite_config(path: Path) -> dict:
+    """The suite file's JSON; a missing or malformed file is an error of the spec, not of the data."""
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise SpecError(f"{path}: expectation suite file not found") from exc
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"{path}: not valid JSON: {exc}") from exc
+    if not isinstance(config, dict) or not isinstance(config.get("expectations"), list):
+        raise SpecError(f"{path}: an expectation suite is an object with a list of 'expectations'")
+    return config
+
+
+def _build_suite(config: dict, path: Path):
+    import great_expectations as gx
+
+    suite = gx.ExpectationSuite(name=config.get("name") or path.stem, expectations=config["expectations"])
+    # GX logs and drops an expectation it cannot build; a silently shorter suite would pass bad data.
+    if len(suite.expectations) != len(config["expectations"]):
+        built = {e.expectation_type for e in suite.expectations}
+        dropped = [e.get("type") for e in config["expectations"] if e.get("type") not in built]
+        raise SpecError(f"{path}: expectations could not be built: {dropped or 'see log'}")
+    return suite
+
+
+def run_expectations(frame: pd.DataFrame, path: Path) -> dict:
+    """Run the suite at ``path`` on ``frame``; returns the failures and GX's result as JSON."""
+    import great_expectations as gx
+
+    suite = _build_suite(load_suite_config(path), path)
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    source = context.data_sources.add_pandas("ctloop")
+    asset = source.add_dataframe_asset("frame")
+    batch_definition = asset.add_batch_definition_whole_dataframe("whole")
+    suite = context.suites.add(suite)
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name="ctloop", data=batch_definition, suite=suite)
+    )
+    result = definition.run(batch_parameters={"dataframe": frame}, result_format=RESULT_FORMAT)
+    failures, crashed = [], []
+    for item in result.results:
+        kwargs = item.expectation_config.kwargs
+        column = kwargs.get("column")
+        check = item.expectation_config.type
+        if item.exception_info and item.exception_info.get("raised_exception"):
+            crashed.append(f"{check}({column}): {item.exception_info.get('exception_message')}")
+        elif not item.success:
+            failures.append(failure(check, column, _describe(item.result)))
+    if crashed:
+        raise ValidationCheckError(f"{path}: expectations crashed: {'; '.join(crashed)}")
+    return {"failures": failures, "statistics": dict(result.statistics), "gx_result": result.to_json_dict()}
+
+
+def _describe(result: dict) -> str:
+    if "unexpected_count" in result:
+        sample = result.get("partial_unexpected_list") or []
+        percent = result.get("unexpected_percent") or 0.0
+        return f"{result['unexpected_count']} unexpected values ({percent:.2f}%), e.g. {sample[:3]}"
+    return f"observed {result.get('observed_value')!r}"
+
+
+def validate_frame(frame: pd.DataFrame, spec: PipelineSpec, expectations_dir: Path) -> dict:
+    """Schema first, then the suite (skipped when the schema fails, as GX would crash on it)."""
+    path = suite_path(spec, expectations_dir)
+    schema_failures = check_schema(frame, spec)
+    report = {
+        "suite": spec.expectation_suite,
+        "suite_path": str(path),
+        "rows": len(frame),
+        "schema_failures": schema_failures,
+        "expectation_failures": [],
+        "statistics": {},
+        "gx_result": None,
+    }
+    if not schema_failures:
+        outcome = run_expectations(frame, path)
+        report["expectation_failures"] = outcome["failures"]
+        report["statistics"] = outcome["statistics"]
+        report["gx_result"] = outcome["gx_result"]
+    report["success"] = not schema_failures and not report["expectation_failures"]
+    return report
+
+
+def summary(report: dict) -> dict:
+    """The small part of a report that travels through XCom."""
+    return {k: v for k, v in report.items() if k != "gx_result"}
+
+
+def raise_if_failed(report: dict, data_name: str) -> None:
+    """Raise :class:`DataValidationFailed` naming every failed check and column."""
+    failures = report["schema_failures"] + report["expectation_failures"]
+    if failures:
+        listed = "; ".join(f"{f['check']}[{f['column'] or 'table'}]: {f['detail']}" for f in failures)
+        raise DataValidationFailed(f"{data_name} failed validation ({len(failures)} checks): {listed}")
+
+
+def render_html(report: dict, title: str) -> str:
+    """A readable one-page summary; every value is escaped, since data values are untrusted."""
+    failures = report["schema_failures"] + report["expectation_failures"]
+    rows = "".join(
+        f"<tr><td>{html.escape(f['check'])}</td><td>{html.escape(str(f['column'] or ''))}</td>"
+        f"<td>{html.escape(f['detail'])}</td></tr>"
+        for f in failures
+    )
+    stats = report.get("statistics") or {}
+    verdict = "PASSED" if report["success"] else "FAILED"
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title></head><body>"
+        f"<h1>{html.escape(title)}: {verdict}</h1>"
+        f"<p>Suite <code>{html.escape(report['suite'])}</code>, {report['rows']} rows, "
+        f"{stats.get('successful_expectations', 0)} of {stats.get('evaluated_expectations', 0)}"
+        " expectations met.</p>"
+        + (
+            "<table border='1'><tr><th>check</th><th>column</th><th>detail</th></tr>" + rows + "</table>"
+            if failures
+            else "<p>No failures.</p>"
+        )
+        + "</body></html>"
+    )
