@@ -1,0 +1,87 @@
+"""Promotion gate rules, evaluated as a pure function of metrics so every verdict is explainable.
+
+A decision lists every rule with its value, bound and verdict. Relative rules compare with the
+champion on the same holdout; with no champion they are skipped and say so.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ctloop.errors import SpecError
+from ctloop.metrics import higher_is_better, metric_names
+
+if TYPE_CHECKING:
+    from ctloop.metrics import TaskKind
+    from ctloop.spec import GateRule, Gates
+
+
+def _improvement(task: TaskKind, metric: str, candidate: float, champion: float) -> float:
+    """How much better the candidate is, positive when it is better, in the metric's own units."""
+    return candidate - champion if higher_is_better(task, metric) else champion - candidate
+
+
+def _check_rule(rule: GateRule, task: TaskKind, candidate: dict, champion: dict | None) -> dict:
+    verdict = {
+        "metric": rule.metric,
+        "kind": rule.kind,
+        "bound": rule.bound,
+        "candidate": candidate[rule.metric],
+    }
+    if rule.relative:
+        if champion is None:
+            return {**verdict, "value": None, "passed": None, "note": "skipped: there is no champion yet"}
+        value = _improvement(task, rule.metric, candidate[rule.metric], champion[rule.metric])
+        verdict["champion"] = champion[rule.metric]
+        if rule.kind == "min_improvement":
+            passed, note = value >= rule.bound, f"improvement {value:+.4f} must be >= {rule.bound:+.4f}"
+        else:
+            passed, note = (
+                value >= -rule.bound,
+                f"change {value:+.4f} must not regress more than {rule.bound:.4f}",
+            )
+        return {**verdict, "value": value, "passed": bool(passed), "note": note}
+    value = candidate[rule.metric]
+    if rule.kind == "at_least":
+        passed, note = value >= rule.bound, f"{value:.4f} must be >= {rule.bound:.4f}"
+    else:
+        passed, note = value <= rule.bound, f"{value:.4f} must be <= {rule.bound:.4f}"
+    return {**verdict, "value": value, "passed": bool(passed), "note": note}
+
+
+def evaluate_gates(
+    gates: Gates,
+    task: TaskKind,
+    candidate: dict[str, float],
+    champion: dict[str, float] | None,
+    champion_version: str | None = None,
+) -> dict:
+    """The gate decision: every rule's verdict, whether all passed, and whether to promote."""
+    known = metric_names(task)
+    for index, rule in enumerate(gates.rules):
+        if rule.metric not in known or rule.metric not in candidate:
+            raise SpecError(
+                f"gates.rules.{index}.metric: {rule.metric!r} is not produced by this training;"
+                f" produced metrics: {', '.join(sorted(candidate))}"
+            )
+    rules = [_check_rule(rule, task, candidate, champion) for rule in gates.rules]
+    failed = [r for r in rules if r["passed"] is False]
+    passed = not failed
+    return {
+        "mode": gates.mode,
+        "passed": passed,
+        "promote": passed and gates.mode == "enabled",
+        "champion_version": champion_version,
+        "rules": rules,
+        "failed": [f"{r['metric']} {r['kind']}: {r['note']}" for r in failed],
+    }
+
+
+def describe(decision: dict) -> str:
+    """One line a person can read in a log or a tag."""
+    if decision["passed"]:
+        verdict = "passed" if decision["mode"] == "enabled" else "passed (dry run: not promoting)"
+    else:
+        verdict = "rejected: " + "; ".join(decision["failed"])
+    against = decision["champion_version"]
+    return f"gate {verdict} (against champion {'v' + against if against else 'none'})"
