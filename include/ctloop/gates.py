@@ -49,6 +49,17 @@ def _check_rule(rule: GateRule, task: TaskKind, candidate: dict, champion: dict 
     return {**verdict, "value": value, "passed": bool(passed), "note": note}
 
 
+def unknown_gate_metrics(gates: Gates, task: TaskKind) -> list[str]:
+    """One message per rule whose metric this task kind does not produce."""
+    known = metric_names(task)
+    return [
+        f"gates.rules.{index}.metric: {rule.metric!r} is not a metric a {task} training produces;"
+        f" choose one of {', '.join(known)}"
+        for index, rule in enumerate(gates.rules)
+        if rule.metric not in known
+    ]
+
+
 def evaluate_gates(
     gates: Gates,
     task: TaskKind,
@@ -57,13 +68,10 @@ def evaluate_gates(
     champion_version: str | None = None,
 ) -> dict:
     """The gate decision: every rule's verdict, whether all passed, and whether to promote."""
-    known = metric_names(task)
-    for index, rule in enumerate(gates.rules):
-        if rule.metric not in known or rule.metric not in candidate:
-            raise SpecError(
-                f"gates.rules.{index}.metric: {rule.metric!r} is not produced by this training;"
-                f" produced metrics: {', '.join(sorted(candidate))}"
-            )
+    unknown = unknown_gate_metrics(gates, task)
+    missing = [r.metric for r in gates.rules if r.metric not in candidate]
+    if unknown or missing:
+        raise SpecError("; ".join(unknown) or f"gate metrics {missing} missing from {sorted(candidate)}")
     rules = [_check_rule(rule, task, candidate, champion) for rule in gates.rules]
     failed = [r for r in rules if r["passed"] is False]
     passed = not failed

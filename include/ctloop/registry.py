@@ -36,10 +36,24 @@ def client(settings: Settings) -> MlflowClient:
     return mlflow.MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
 
 
-def ensure_run(mlflow_client: MlflowClient, experiment: str, run_key: str, tags: dict[str, str]) -> str:
+def ensure_experiment(mlflow_client: MlflowClient, name: str, artifact_root: str | None) -> str:
+    """The experiment's id, creating it with artifacts under ``artifact_root`` when given."""
+    from mlflow.exceptions import MlflowException
+
+    found = mlflow_client.get_experiment_by_name(name)
+    if found:
+        return found.experiment_id
+    location = f"{artifact_root.rstrip('/')}/{name}" if artifact_root else None
+    try:
+        return mlflow_client.create_experiment(name, artifact_location=location)
+    except MlflowException as exc:  # created by a concurrent run in between
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        return mlflow_client.get_experiment_by_name(name).experiment_id
+
+
+def ensure_run(mlflow_client: MlflowClient, experiment_id: str, run_key: str, tags: dict[str, str]) -> str:
     """The MLflow run of this Airflow run: found by its run key, or created once."""
-    found = mlflow_client.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found else mlflow_client.create_experiment(experiment)
     runs = mlflow_client.search_runs(
         [experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{run_key}'", max_results=1
     )

@@ -23,6 +23,7 @@ class Settings:
     pipelines_dir: Path
     expectations_dir: Path
     mlflow_tracking_uri: str
+    mlflow_artifact_root: str | None
     s3_endpoint_url: str | None
 
 
@@ -31,11 +32,15 @@ def load_settings(environ: os._Environ[str] | dict[str, str] | None = None) -> S
     env = os.environ if environ is None else environ
     home = Path(env.get("CTLOOP_HOME", ".ctloop")).expanduser().resolve()
     include_dir = PACKAGE_DIR.parent
+    tracking_uri = env.get("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
     return Settings(
         home=home,
         storage_root=env.get("CTLOOP_STORAGE_ROOT", str(home / "storage")),
         pipelines_dir=Path(env.get("CTLOOP_PIPELINES_DIR", include_dir / "pipelines")),
         expectations_dir=Path(env.get("CTLOOP_EXPECTATIONS_DIR", include_dir / "expectations")),
-        mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}"),
+        mlflow_tracking_uri=tracking_uri,
+        # A tracking server chooses artifact locations itself; a database URI needs one from us.
+        mlflow_artifact_root=env.get("CTLOOP_MLFLOW_ARTIFACT_ROOT")
+        or (None if tracking_uri.startswith("http") else str(home / "mlartifacts")),
         s3_endpoint_url=env.get("CTLOOP_S3_ENDPOINT_URL") or env.get("AWS_ENDPOINT_URL_S3"),
     )

@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ctloop.errors import SpecError
-from ctloop.metrics import TaskKind, metric_names
+from ctloop.metrics import TaskKind
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 CLASS_PATH_PATTERN = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")
@@ -156,14 +156,14 @@ class PipelineSpec(_Strict):
     tags: list[str] = []
 
     @model_validator(mode="after")
-    def _gate_metrics_are_produced(self) -> PipelineSpec:
-        known = metric_names(self.task)
-        for index, rule in enumerate(self.gates.rules):
-            if rule.metric not in known:
-                raise ValueError(
-                    f"gates.rules.{index}.metric: {rule.metric!r} is not a metric a {self.task}"
-                    f" training produces; choose one of {', '.join(known)}"
-                )
+    def _consistent(self) -> PipelineSpec:
+        from ctloop.gates import unknown_gate_metrics
+
+        problems = unknown_gate_metrics(self.gates, self.task)
+        if self.holdout.strategy == "time" and not self.columns.timestamp:
+            problems.append("holdout.strategy: 'time' needs columns.timestamp")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 

@@ -27,8 +27,9 @@ from ctloop.validation import raise_if_failed, render_html, summary, validate_fr
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
 
+    from ctloop.metrics import TaskKind
     from ctloop.settings import Settings
-    from ctloop.spec import PipelineSpec
+    from ctloop.spec import Gates, PipelineSpec
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +56,10 @@ def start(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> dict:
     """Snapshot the data and open (or find) the run's MLflow run with its provenance."""
     snap = take_snapshot(spec, settings)
     mlflow_client = registry.client(settings)
+    experiment_id = registry.ensure_experiment(mlflow_client, spec.name, settings.mlflow_artifact_root)
     run_id = registry.ensure_run(
         mlflow_client,
-        spec.name,
+        experiment_id,
         ctx.run_key,
         tags={
             "ctloop.pipeline": spec.name,
@@ -162,10 +164,10 @@ def evaluate_models(spec: PipelineSpec, settings: Settings, trained: dict) -> di
     }
 
 
-def gate(spec: PipelineSpec, settings: Settings, evaluation: dict) -> dict:
-    """Decide by the spec's gates and record the decision on the MLflow run."""
+def gate(gates: Gates, task: TaskKind, settings: Settings, evaluation: dict) -> dict:
+    """Decide by the gates and record the decision on the MLflow run."""
     decision = evaluate_gates(
-        spec.gates, spec.task, evaluation["candidate"], evaluation["champion"], evaluation["champion_version"]
+        gates, task, evaluation["candidate"], evaluation["champion"], evaluation["champion_version"]
     )
     decision["summary"] = describe(decision)
     mlflow_client = registry.client(settings)
