@@ -9,6 +9,7 @@ batch the way real feeds break.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -153,21 +154,22 @@ def inject_fault(frame: pd.DataFrame, fault: Fault) -> pd.DataFrame:
     return broken
 
 
-def write_example_training_data(
-    directory: str, *, batches: int = 4, rows_per_batch: int = 5000, seed: int = 7, fmt: str = "csv"
-) -> list[str]:
-    """Write ``batches`` timestamped batch files into a local ``directory``; returns their paths."""
-    from pathlib import Path
-
+def write_batches(
+    directory: str | Path, indices: range, *, rows: int, seed: int = 7, fmt: str = "csv", **options
+) -> list[Path]:
+    """Write one file per batch index into a local ``directory``; ``options`` go to
+    :func:`generate_batch`. A fault of ``empty`` writes a zero-byte file, as a broken feed does."""
     target = Path(directory)
     target.mkdir(parents=True, exist_ok=True)
     paths = []
-    for index in range(batches):
-        frame = generate_batch(rows_per_batch, seed=seed, batch_index=index)
+    for index in indices:
+        frame = generate_batch(rows, seed=seed, batch_index=index, **options)
         path = target / f"batch-{index:04d}.{fmt}"
-        if fmt == "csv":
+        if options.get("fault") == "empty":
+            path.write_bytes(b"")
+        elif fmt == "csv":
             frame.to_csv(path, index=False)
         else:
             frame.to_parquet(path, index=False)
-        paths.append(str(path))
+        paths.append(path)
     return paths
