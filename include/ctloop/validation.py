@@ -76,13 +76,23 @@ def run_expectations(frame: pd.DataFrame, path: Path) -> dict:
         kwargs = item.expectation_config.kwargs
         column = kwargs.get("column")
         check = item.expectation_config.type
-        if item.exception_info and item.exception_info.get("raised_exception"):
-            crashed.append(f"{check}({column}): {item.exception_info.get('exception_message')}")
+        crash = _crash_message(item.exception_info)
+        if crash:
+            crashed.append(f"{check}({column}): {crash}")
         elif not item.success:
             failures.append(failure(check, column, _describe(item.result)))
     if crashed:
         raise ValidationCheckError(f"{path}: expectations crashed: {'; '.join(crashed)}")
     return {"failures": failures, "statistics": dict(result.statistics), "gx_result": result.to_json_dict()}
+
+
+def _crash_message(info: dict | None) -> str | None:
+    """GX reports a crash either flat or keyed by metric; either way, the first message."""
+    if not info:
+        return None
+    entries = [info] if "raised_exception" in info else [v for v in info.values() if isinstance(v, dict)]
+    messages = [str(e.get("exception_message")) for e in entries if e.get("raised_exception")]
+    return messages[0] if messages else None
 
 
 def _describe(result: dict) -> str:

@@ -1,0 +1,110 @@
+"""Test-wide setup: every pytest worker gets its own embedded ctloop home.
+
+Airflow reads its configuration when first imported, so the environment is set here, at import
+time of the conftest, before any test module imports Airflow.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+_HOME = Path(tempfile.mkdtemp(prefix=f"ctloop-test-{_WORKER}-"))
+
+os.environ["CTLOOP_HOME"] = str(_HOME)
+os.environ["CTLOOP_PIPELINES_DIR"] = str(_HOME / "pipelines")
+for _key in ("MLFLOW_TRACKING_URI", "CTLOOP_STORAGE_ROOT", "CTLOOP_S3_ENDPOINT_URL", "AIRFLOW_HOME"):
+    os.environ.pop(_key, None)
+(_HOME / "pipelines").mkdir(parents=True)
+
+from ctloop.localenv import apply_embedded_defaults  # noqa: E402
+from tests.helpers import REPO  # noqa: E402,F401
+
+apply_embedded_defaults(_HOME)
+os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
+
+@pytest.fixture(scope="session")
+def ctloop_home() -> Path:
+    return _HOME
+
+
+@pytest.fixture(scope="session")
+def airflow_db(ctloop_home: Path) -> Path:
+    """Airflow's metadata database for this worker, migrated once."""
+    airflow = Path(sys.executable).with_name("airflow")
+    subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True)
+    return ctloop_home / "airflow" / "airflow.db"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_HOME, ignore_errors=True)
+
+
+@pytest.fixture
+def write_spec(ctloop_home: Path):
+    """Write a spec dict (or raw text) as ``<pipelines dir>/<file_name>.yaml``; returns the path."""
+    written: list[Path] = []
+
+    def write(file_name: str, spec: dict | str) -> Path:
+        path = Path(os.environ["CTLOOP_PIPELINES_DIR"]) / f"{file_name}.yaml"
+        path.write_text(spec if isinstance(spec, str) else yaml.safe_dump(spec))
+        written.append(path)
+        return path
+
+    yield write
+    for path in written:
+        path.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> str:
+    """A real HTTP S3 endpoint on loopback: moto's server mode, in its own process."""
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                raise RuntimeError("moto_server did not start") from None
+            time.sleep(0.2)
+    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+    yield url
+    server.terminate()
+    server.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str) -> str:
+    """A fresh bucket on the loopback S3 server."""
+    import uuid
+
+    import boto3
+
+    name = f"ctloop-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
+    return name
