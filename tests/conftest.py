@@ -92,7 +92,9 @@ def s3_endpoint() -> str:
                 server.kill()
                 raise RuntimeError("moto_server did not start") from None
             time.sleep(0.2)
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1"
+    )
     yield url
     server.terminate()
     server.wait(timeout=10)

@@ -15,4 +15,3 @@ def example_spec(name: str, data_uri: str, **overrides) -> dict:
     spec.update(name=name, data={"uri": data_uri, "format": "csv"}, **overrides)
     spec["estimator"]["params"] = {"max_iter": 60, "random_state": 0}
     return spec
-

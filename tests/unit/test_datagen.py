@@ -7,7 +7,9 @@ from ctloop.datagen import CATEGORICAL, NUMERIC, generate_batch, write_batches
 
 
 def test_deterministic_by_seed_and_batch():
-    pd.testing.assert_frame_equal(generate_batch(500, seed=3, batch_index=2), generate_batch(500, seed=3, batch_index=2))
+    pd.testing.assert_frame_equal(
+        generate_batch(500, seed=3, batch_index=2), generate_batch(500, seed=3, batch_index=2)
+    )
     assert not generate_batch(500, seed=3, batch_index=2).equals(generate_batch(500, seed=4, batch_index=2))
 
 
@@ -22,7 +24,10 @@ def test_shape_looks_like_a_business_table():
 def test_covariate_shift_moves_only_the_named_feature():
     base = generate_batch(5000, seed=1)
     shifted = generate_batch(5000, seed=1, shift={"monthly_charges": 2.0})
-    assert shifted["monthly_charges"].mean() - base["monthly_charges"].mean() > 1.5 * base["monthly_charges"].std()
+    assert (
+        shifted["monthly_charges"].mean() - base["monthly_charges"].mean()
+        > 1.5 * base["monthly_charges"].std()
+    )
     pd.testing.assert_series_equal(shifted["tenure_months"], base["tenure_months"])
 
 

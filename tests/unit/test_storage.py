@@ -67,5 +67,9 @@ def test_s3_objects_are_really_on_the_server(s3_bucket, s3_endpoint):
     import boto3
 
     S3Storage(s3_bucket, "p", s3_endpoint).write_bytes("k.bin", b"payload")
-    body = boto3.client("s3", endpoint_url=s3_endpoint).get_object(Bucket=s3_bucket, Key="p/k.bin")["Body"].read()
+    body = (
+        boto3.client("s3", endpoint_url=s3_endpoint)
+        .get_object(Bucket=s3_bucket, Key="p/k.bin")["Body"]
+        .read()
+    )
     assert hashlib.sha256(body).hexdigest() == hashlib.sha256(b"payload").hexdigest()

@@ -22,7 +22,9 @@ def frame():
 def test_clean_data_passes(frame):
     report = validate_frame(frame, SPEC, EXPECTATIONS)
     assert report["success"], report["expectation_failures"]
-    assert report["statistics"]["evaluated_expectations"] == len(json.loads((EXPECTATIONS / "churn.json").read_text())["expectations"])
+    assert report["statistics"]["evaluated_expectations"] == len(
+        json.loads((EXPECTATIONS / "churn.json").read_text())["expectations"]
+    )
 
 
 @pytest.mark.parametrize(
