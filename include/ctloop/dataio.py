@@ -53,16 +53,27 @@ def read_source(spec: PipelineSpec, settings: Settings) -> tuple[pd.DataFrame, l
     for key in keys:
         uri = storage.uri(key)
         frame = parse_frame(storage.read_bytes(key), spec.data.format, uri, string_columns)
-        if frames and list(frame.columns) != list(frames[0].columns):
-            missing = sorted(set(frames[0].columns) - set(frame.columns))
-            extra = sorted(set(frame.columns) - set(frames[0].columns))
-            raise DataReadError(
-                f"{uri}: columns differ from {uris[0]}: missing {missing or 'none'}, extra {extra or 'none'}"
-            )
+        if frames:
+            _check_same_schema(frame, uri, frames[0], uris[0])
         frames.append(frame)
         uris.append(uri)
     combined = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     return combined, uris
+
+
+def _check_same_schema(frame: pd.DataFrame, uri: str, first: pd.DataFrame, first_uri: str) -> None:
+    """Batches of one source share columns and column kinds; name the file and column that do not."""
+    if list(frame.columns) != list(first.columns):
+        missing = sorted(set(first.columns) - set(frame.columns))
+        extra = sorted(set(frame.columns) - set(first.columns))
+        raise DataReadError(
+            f"{uri}: columns differ from {first_uri}: missing {missing or 'none'}, extra {extra or 'none'}"
+        )
+    for column in frame.columns:
+        numeric_here = pd.api.types.is_numeric_dtype(frame[column])
+        if numeric_here != pd.api.types.is_numeric_dtype(first[column]):
+            kinds = f"is {frame[column].dtype} here but {first[column].dtype} in {first_uri}"
+            raise DataReadError(f"{uri}: column {column!r} {kinds}")
 
 
 def to_parquet_bytes(frame: pd.DataFrame) -> bytes:

@@ -6,6 +6,7 @@ import hashlib
 from typing import TYPE_CHECKING
 
 from ctloop.dataio import from_parquet_bytes, read_source, to_parquet_bytes
+from ctloop.errors import DataReadError
 from ctloop.storage import home_storage
 
 if TYPE_CHECKING:
@@ -22,7 +23,10 @@ def snapshot_key(pipeline: str, sha256: str) -> str:
 def take_snapshot(spec: PipelineSpec, settings: Settings) -> dict:
     """Freeze the pipeline's current data; an existing snapshot of the same content is kept as is."""
     frame, sources = read_source(spec, settings)
-    data = to_parquet_bytes(frame)
+    try:
+        data = to_parquet_bytes(frame)
+    except (TypeError, ValueError) as exc:  # pyarrow's errors subclass these and name the column
+        raise DataReadError(f"{spec.data.uri}: cannot snapshot the data: {exc}") from exc
     sha256 = hashlib.sha256(data).hexdigest()
     storage = home_storage(settings)
     key = snapshot_key(spec.name, sha256)

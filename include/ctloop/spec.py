@@ -170,9 +170,9 @@ class PipelineSpec(_Strict):
 def _format_validation_error(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
-        field = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        field = ".".join(str(part) for part in item["loc"])
         message = item["msg"].removeprefix("Value error, ")
-        lines.append(f"{field}: {message}")
+        lines.append(f"{field}: {message}" if field else message)
     return "; ".join(lines)
 
 

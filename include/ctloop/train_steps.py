@@ -97,7 +97,7 @@ def validate(spec: PipelineSpec, settings: Settings, ctx: RunContext, started: d
     outcome = {**summary(report), "result_uri": result_uri, "html_uri": html_uri}
     if not report["success"]:
         mlflow_client.set_terminated(run_id, "FAILED")
-        raise_if_failed(report, started["snapshot"]["uri"])
+        raise_if_failed(report, f"{spec.data.uri} (snapshot {started['snapshot']['sha256'][:12]})")
     return outcome
 
 

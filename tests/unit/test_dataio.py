@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 import pytest
-
-from ctloop.dataio import list_source, parse_frame, read_source
 from ctloop.datagen import write_batches
+from ctloop.dataio import list_source, parse_frame, read_source
 from ctloop.errors import DataReadError
 from ctloop.settings import load_settings
 from ctloop.spec import PipelineSpec
+
 from tests.helpers import example_spec
 
 
@@ -60,3 +60,10 @@ def test_batches_with_different_columns_are_named(tmp_path):
 def test_no_files_is_an_error(tmp_path):
     with pytest.raises(DataReadError, match="no csv files found"):
         list_source(str(tmp_path), "csv", load_settings())
+
+
+def test_batch_whose_column_kind_differs_is_named(tmp_path):
+    write_batches(tmp_path, range(1), rows=20)
+    write_batches(tmp_path, range(1, 2), rows=20, fault="wrong_type")
+    with pytest.raises(DataReadError, match=r"batch-0001\.csv: column 'monthly_charges' is object here but float64"):
+        read_source(_spec(str(tmp_path)), load_settings())

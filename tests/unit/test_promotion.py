@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 
 import pytest
-
 from ctloop import registry
 from ctloop.datagen import generate_batch
 from ctloop.promotion import promote
 from ctloop.settings import load_settings
 from ctloop.spec import PipelineSpec
 from ctloop.training import features, fit
+
 from tests.helpers import example_spec
 
 

@@ -1,0 +1,89 @@
+"""DagBag policies: every DAG file parses, cheaply, and every DAG follows the house rules."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import REPO
+
+DAGS = REPO / "dags"
+HEAVY = ("pandas", "numpy", "sklearn", "mlflow", "great_expectations", "evidently", "pyarrow", "boto3")
+
+
+@pytest.fixture
+def repo_pipelines(monkeypatch):
+    monkeypatch.setenv("CTLOOP_PIPELINES_DIR", str(REPO / "include" / "pipelines"))
+
+
+def _bag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(str(DAGS))
+
+
+def test_no_import_errors_and_house_rules(repo_pipelines):
+    bag = _bag()
+    assert bag.import_errors == {}
+    assert "churn__train" in bag.dag_ids
+    for dag_id, dag in bag.dags.items():
+        assert dag.tags, f"{dag_id} has no tags"
+        assert dag.catchup is False, f"{dag_id} catches up"
+        for task in dag.tasks:
+            assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
+
+
+def test_train_dag_shape_and_params(repo_pipelines):
+    dag = _bag().dags["churn__train"]
+    assert [t.task_id for t in dag.topological_sort()] == [
+        "snapshot", "validate", "train", "evaluate", "gate", "register", "promote",
+    ]  # fmt: skip
+    assert dag.max_active_runs == 1
+    assert set(dag.params) == {"reason", "note"}
+    assert dag.params.get_param("reason").description
+
+
+def test_an_invalid_spec_is_reported_and_breaks_no_other_pipeline(tmp_path, monkeypatch):
+    shutil.copy(REPO / "include" / "pipelines" / "churn.yaml", tmp_path)
+    (tmp_path / "broken.yaml").write_text((REPO / "include" / "pipelines" / "churn.yaml").read_text().replace(
+        "name: churn", "name: broken").replace("metric: log_loss", "metric: logloss"))  # fmt: skip
+    monkeypatch.setenv("CTLOOP_PIPELINES_DIR", str(tmp_path))
+    bag = _bag()
+    assert "churn__train" in bag.dag_ids
+    assert "broken__train" not in bag.dag_ids
+    ((error_file, message),) = bag.import_errors.items()
+    assert error_file.endswith("pipeline_specs.py")
+    assert "broken.yaml" in message and "gates.rules.1.metric" in message and "'logloss'" in message
+
+
+@pytest.mark.parametrize("dag_file", sorted(p.name for p in DAGS.glob("*.py")))
+def test_dag_file_parses_fast_without_heavy_imports(dag_file):
+    """In a fresh interpreter, after airflow.sdk (which every DAG file pays), the file itself
+    must import in well under a second and pull in none of the heavy libraries."""
+    probe = f"""
+import json, runpy, sys, time
+import airflow.sdk
+start = time.perf_counter()
+try:
+    runpy.run_path({str(DAGS / dag_file)!r})
+except Exception:
+    pass
+elapsed = time.perf_counter() - start
+print(json.dumps({{"seconds": elapsed, "heavy": [m for m in {HEAVY!r} if m in sys.modules]}}))
+"""
+    env = {"CTLOOP_PIPELINES_DIR": str(REPO / "include" / "pipelines")}
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **env},
+    )
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    assert measured["heavy"] == []
+    assert measured["seconds"] < 0.5, measured
