@@ -65,5 +65,7 @@ def test_no_files_is_an_error(tmp_path):
 def test_batch_whose_column_kind_differs_is_named(tmp_path):
     write_batches(tmp_path, range(1), rows=20)
     write_batches(tmp_path, range(1, 2), rows=20, fault="wrong_type")
-    with pytest.raises(DataReadError, match=r"batch-0001\.csv: column 'monthly_charges' is object here but float64"):
+    with pytest.raises(
+        DataReadError, match=r"batch-0001\.csv: column 'monthly_charges' is object here but float64"
+    ):
         read_source(_spec(str(tmp_path)), load_settings())
