@@ -98,3 +98,22 @@ def test_html_escapes_data_values(frame):
     report = validate_frame(broken, SPEC, EXPECTATIONS)
     page = render_html(report, "t")
     assert "<script>alert" not in page and "&lt;script&gt;" in page
+
+
+def test_expectation_on_a_column_the_data_lacks_is_a_check_error(tmp_path, frame):
+    spec = _suite(tmp_path, [{"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "ghost"}}])
+    with pytest.raises(ValidationCheckError, match="column 'ghost'"):
+        validate_frame(frame, spec, tmp_path)
+
+
+def test_table_level_expectations_see_the_whole_frame(tmp_path, frame):
+    spec = _suite(
+        tmp_path,
+        [
+            {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 5000}},
+            {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "age"}},
+        ],
+    )
+    report = validate_frame(frame, spec, tmp_path)
+    assert [f["check"] for f in report["expectation_failures"]] == ["expect_table_row_count_to_be_between"]
+    assert report["statistics"]["evaluated_expectations"] == 2
