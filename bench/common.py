@@ -29,10 +29,18 @@ def report(name: str, measured: float, baseline: float, target: float, **details
     """Print and store one result; the ratio is what the target is about."""
     ratio = measured / baseline
     verdict = "OK" if ratio <= target else "OVER TARGET"
-    print(f"{name}: {measured:.3f}s vs baseline {baseline:.3f}s = {ratio:.2f}x (target <= {target}x) {verdict}")
+    print(
+        f"{name}: {measured:.3f}s vs baseline {baseline:.3f}s = {ratio:.2f}x (target <= {target}x) {verdict}"
+    )
     for key, value in details.items():
         print(f"    {key}: {value}")
-    result = {"name": name, "seconds": measured, "baseline_seconds": baseline, "ratio": ratio, "target": target}
+    result = {
+        "name": name,
+        "seconds": measured,
+        "baseline_seconds": baseline,
+        "ratio": ratio,
+        "target": target,
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps({**result, **details}, indent=2, default=str))
     return result

@@ -43,7 +43,9 @@ def pandas_checks(frame: pd.DataFrame, expectations: list[dict]) -> list[tuple[s
 
 
 def main(rows: int = 1_000_000) -> dict:
-    frame = pd.concat([generate_batch(rows // 10, seed=1, batch_index=i) for i in range(10)], ignore_index=True)
+    frame = pd.concat(
+        [generate_batch(rows // 10, seed=1, batch_index=i) for i in range(10)], ignore_index=True
+    )
     frame.loc[frame.index[::97], "age"] = -1.0  # one failing check, so both report unexpected values
     expectations = json.loads(SUITE.read_text())["expectations"]
     run_expectations(frame.head(1000), SUITE)  # warm-up: imports and GX's first-use caches
@@ -54,7 +56,9 @@ def main(rows: int = 1_000_000) -> dict:
     pandas_seconds = best_of(3, lambda: baseline.__setitem__(slice(None), pandas_checks(frame, expectations)))
     gx_failed = sorted((f["check"], f["column"]) for f in gx_result["failures"])
     assert gx_failed == sorted((k, c) for k, c, _ in baseline), (gx_failed, baseline)
-    return report("gx_validation", gx_seconds, pandas_seconds, 5.0, rows=len(frame), expectations=len(expectations))
+    return report(
+        "gx_validation", gx_seconds, pandas_seconds, 5.0, rows=len(frame), expectations=len(expectations)
+    )
 
 
 if __name__ == "__main__":

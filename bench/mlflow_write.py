@@ -33,7 +33,9 @@ def main(rows: int = 100_000) -> dict:
 
     spec = load_spec(REPO / "include" / "pipelines" / "churn.yaml")
     settings = load_settings()
-    frame = pd.concat([generate_batch(rows // 10, seed=1, batch_index=i) for i in range(10)], ignore_index=True)
+    frame = pd.concat(
+        [generate_batch(rows // 10, seed=1, batch_index=i) for i in range(10)], ignore_index=True
+    )
     training, _ = holdout.split(frame, spec)
     client = registry.client(settings)
     experiment = registry.ensure_experiment(client, "bench", settings.mlflow_artifact_root)  # store set up

@@ -17,7 +17,7 @@ from bench.common import median, report
 
 REPO = Path(__file__).resolve().parent.parent
 
-BASELINE_DAG = '''
+BASELINE_DAG = """
 from datetime import datetime
 from airflow.sdk import Param, dag, task
 
@@ -42,7 +42,7 @@ def baseline():
     s = snapshot(); t = train(s, validate(s)); e = evaluate(t); d = gate(e); promote(e, d, register(s, t, d), t)
 
 baseline()
-'''
+"""
 
 PROBE = """
 import json, runpy, sys, time
@@ -54,7 +54,9 @@ print(json.dumps(time.perf_counter() - start))
 
 
 def parse_seconds(path: Path, env: dict[str, str]) -> float:
-    out = subprocess.run([sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True, check=True, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True, check=True, env=env
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
