@@ -9,8 +9,11 @@ scheduling latency between tasks.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -90,7 +93,8 @@ def _wait_for_run(db: Path, dag_id: str, timeout: float) -> tuple[str, float | N
     while time.monotonic() < deadline:
         with sqlite3.connect(db) as connection:
             row = connection.execute(
-                "select state, (julianday(end_date) - julianday(start_date)) * 86400 from dag_run where dag_id = ?",
+                "select state, (julianday(end_date) - julianday(start_date)) * 86400"
+                " from dag_run where dag_id = ?",
                 (dag_id,),
             ).fetchone()
         if row and row[0] in ("success", "failed"):
@@ -99,7 +103,21 @@ def _wait_for_run(db: Path, dag_id: str, timeout: float) -> tuple[str, float | N
     return "timeout", None
 
 
-def _through_airflow(home: Path, spec_path: Path, dag_id: str, timeout: float) -> tuple[float, float | None]:
+def _task_timings(db: Path, dag_id: str) -> dict[str, str]:
+    """Per task: seconds from queued to running, and running time, as Airflow recorded them."""
+    with sqlite3.connect(db) as connection:
+        rows = connection.execute(
+            "select task_id, (julianday(start_date) - julianday(queued_dttm)) * 86400,"
+            " (julianday(end_date) - julianday(start_date)) * 86400 from task_instance"
+            " where dag_id = ? order by start_date",
+            (dag_id,),
+        ).fetchall()
+    return {task: f"wait {wait or 0:.1f}s, run {run or 0:.1f}s" for task, wait, run in rows}
+
+
+def _through_airflow(
+    home: Path, spec_path: Path, dag_id: str, timeout: float
+) -> tuple[float, float | None, dict]:
     env = _environment(home, spec_path.parent, _free_port())
     subprocess.run([BIN / "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
     logs = home / "logs"
@@ -121,7 +139,7 @@ def _through_airflow(home: Path, spec_path: Path, dag_id: str, timeout: float) -
                 if connection.execute("select 1 from dag where dag_id = ?", (dag_id,)).fetchone():
                     break
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{dag_id} was not parsed; see {logs}")
+                raise RuntimeError(f"{dag_id} was not parsed:\n" + _tails(logs))
             time.sleep(0.5)
         time.sleep(3)  # let the api-server and scheduler finish starting before the clock starts
         start = time.perf_counter()
@@ -132,16 +150,29 @@ def _through_airflow(home: Path, spec_path: Path, dag_id: str, timeout: float) -
         state, recorded = _wait_for_run(db, dag_id, timeout)
         elapsed = time.perf_counter() - start
         if state != "success":
-            raise RuntimeError(f"{dag_id} ended {state}; logs in {logs}")
-        return elapsed, recorded
+            raise RuntimeError(f"{dag_id} ended {state}:\n" + _tails(logs))
+        return elapsed, recorded, _task_timings(db, dag_id)
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        _stop(processes)
+
+
+def _tails(logs: Path) -> str:
+    return "\n".join(
+        f"--- {log.name}\n" + "\n".join(log.read_text().splitlines()[-15:]) for log in logs.glob("*.log")
+    )
+
+
+def _stop(processes: list[subprocess.Popen]) -> None:
+    """Stop each component with everything it forked (executor workers, serve-logs)."""
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
 
 
 def _plain(home: Path, spec_path: Path) -> float:
@@ -154,12 +185,14 @@ def _plain(home: Path, spec_path: Path) -> float:
 def main(sizes: tuple[int, ...] = (100_000, 1_000_000)) -> list[dict]:
     results = []
     for rows in sizes:
-        with tempfile.TemporaryDirectory(prefix="ctloop-bench-") as tmp:
-            home = Path(tmp)
+        home = Path(tempfile.mkdtemp(prefix="ctloop-bench-"))
+        try:
             plain_spec = _write_data_and_spec(home / "plain", "bench_plain", rows)
             dag_spec = _write_data_and_spec(home / "dag", "bench_dag", rows)
             plain_seconds = _plain(home / "plain", plain_spec)
-            dag_seconds, recorded = _through_airflow(home / "dag", dag_spec, "bench_dag__train", timeout=1800)
+            dag_seconds, recorded, tasks = _through_airflow(
+                home / "dag", dag_spec, "bench_dag__train", timeout=1800
+            )
             results.append(
                 report(
                     f"scheduler_overhead_{rows}",
@@ -168,8 +201,12 @@ def main(sizes: tuple[int, ...] = (100_000, 1_000_000)) -> list[dict]:
                     1.5,
                     rows=rows,
                     dag_run_duration_recorded_by_airflow=recorded,
+                    tasks=tasks,
                 )
             )
+        finally:
+            if not os.environ.get("BENCH_KEEP"):  # BENCH_KEEP=1 keeps homes and task logs to study
+                shutil.rmtree(home, ignore_errors=True)
     return results
 
 

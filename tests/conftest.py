@@ -26,7 +26,6 @@ for _key in ("MLFLOW_TRACKING_URI", "CTLOOP_STORAGE_ROOT", "CTLOOP_S3_ENDPOINT_U
 (_HOME / "pipelines").mkdir(parents=True)
 
 from ctloop.localenv import apply_embedded_defaults  # noqa: E402
-
 from tests.helpers import REPO  # noqa: E402,F401
 
 apply_embedded_defaults(_HOME)

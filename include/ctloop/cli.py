@@ -60,6 +60,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(_home(), rows_per_batch=args.rows)
 
 
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    """``airflow scheduler`` with the task libraries preloaded, so LocalExecutor tasks start warm."""
+    from ctloop.preload import preload_task_libraries
+
+    preload_task_libraries()
+    from airflow.__main__ import main as airflow_main
+
+    sys.argv = ["airflow", "scheduler", *args.airflow_args]
+    airflow_main()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ctloop", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -82,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     demo = commands.add_parser("demo", help=cmd_demo.__doc__)
     demo.add_argument("--rows", type=int, default=5000, help="rows per example batch")
     demo.set_defaults(func=cmd_demo)
+    scheduler = commands.add_parser("scheduler", help=cmd_scheduler.__doc__)
+    scheduler.add_argument("airflow_args", nargs=argparse.REMAINDER, help="passed to airflow scheduler")
+    scheduler.set_defaults(func=cmd_scheduler)
     args = parser.parse_args(argv)
     return args.func(args)
 

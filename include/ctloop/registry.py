@@ -103,7 +103,7 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def load_model(model_uri: str, expected_sha256: str | None):
+def load_model(settings: Settings, model_uri: str, expected_sha256: str | None):
     """Load a sklearn model ctloop logged, refusing an artifact whose checksum has changed.
 
     MLflow refuses to deserialize without MLFLOW_ALLOW_PICKLE_DESERIALIZATION; ctloop allows it
@@ -111,6 +111,7 @@ def load_model(model_uri: str, expected_sha256: str | None):
     """
     import mlflow
 
+    client(settings)  # model URIs resolve against the process-wide tracking URI
     local = Path(mlflow.artifacts.download_artifacts(model_uri))
     if expected_sha256 is not None and _sha256(local / MODEL_FILE) != expected_sha256:
         raise StorageError(f"{model_uri}: model artifact checksum differs from the one recorded at logging")

@@ -137,19 +137,19 @@ def train(spec: PipelineSpec, settings: Settings, ctx: RunContext, started: dict
     }
 
 
-def _champion_metrics(spec: PipelineSpec, champion: ModelVersion, holdout) -> dict:
-    model = registry.load_model(champion.source, champion.tags.get(registry.MODEL_SHA_TAG))
+def _champion_metrics(spec: PipelineSpec, settings: Settings, champion: ModelVersion, holdout) -> dict:
+    model = registry.load_model(settings, champion.source, champion.tags.get(registry.MODEL_SHA_TAG))
     return evaluate(model, holdout, spec)
 
 
 def evaluate_models(spec: PipelineSpec, settings: Settings, trained: dict) -> dict:
     """Score the candidate and the current champion on the same frozen holdout."""
     holdout = from_parquet_bytes(home_storage(settings).read_bytes(trained["holdout"]["key"]))
-    candidate_model = registry.load_model(trained["model"]["model_uri"], trained["model"]["sha256"])
+    candidate_model = registry.load_model(settings, trained["model"]["model_uri"], trained["model"]["sha256"])
     candidate = evaluate(candidate_model, holdout, spec)
     mlflow_client = registry.client(settings)
     champion_version = registry.get_champion(mlflow_client, spec.name)
-    champion = _champion_metrics(spec, champion_version, holdout) if champion_version else None
+    champion = _champion_metrics(spec, settings, champion_version, holdout) if champion_version else None
     run_id = trained["mlflow_run_id"]
     metrics = {f"holdout_{k}": v for k, v in candidate.items()}
     metrics |= {f"champion_holdout_{k}": v for k, v in (champion or {}).items()}
@@ -212,7 +212,7 @@ def promote_candidate(
 
         def reevaluate(champion: ModelVersion | None) -> dict:
             holdout = from_parquet_bytes(home_storage(settings).read_bytes(holdout_key))
-            champion_metrics = _champion_metrics(spec, champion, holdout) if champion else None
+            champion_metrics = _champion_metrics(spec, settings, champion, holdout) if champion else None
             fresh = evaluate_gates(
                 spec.gates,
                 spec.task,

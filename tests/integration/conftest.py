@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from ctloop import registry
 from ctloop.datagen import write_batches
 from ctloop.settings import load_settings
-
 from tests.helpers import REPO, example_spec
 
 

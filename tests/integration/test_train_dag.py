@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+
 from ctloop import registry
 from ctloop.settings import load_settings
-
 from tests.integration.conftest import Pipeline, champion_version, mlflow_run, run_dag, task_states, versions
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("train_dag")]
@@ -55,7 +55,7 @@ def test_first_run_promotes_v1_with_its_evidence(champion_pipeline):
     model_version = client.get_model_version(pipeline.name, "1")
     assert model_version.tags[registry.MODEL_SHA_TAG]
     loaded = registry.load_model(
-        f"models:/{pipeline.name}@champion", model_version.tags[registry.MODEL_SHA_TAG]
+        load_settings(), f"models:/{pipeline.name}@champion", model_version.tags[registry.MODEL_SHA_TAG]
     )
     assert hasattr(loaded, "predict_proba")
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+
 from ctloop.datagen import CATEGORICAL, NUMERIC, generate_batch, write_batches
 
 

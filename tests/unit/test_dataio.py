@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 import pytest
+
 from ctloop.datagen import write_batches
 from ctloop.dataio import list_source, parse_frame, read_source
 from ctloop.errors import DataReadError
 from ctloop.settings import load_settings
 from ctloop.spec import PipelineSpec
-
 from tests.helpers import example_spec
 
 

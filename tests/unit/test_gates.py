@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from ctloop.errors import SpecError
 from ctloop.gates import describe, evaluate_gates
 from ctloop.spec import Gates

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import pandas as pd
+
 from ctloop import holdout
 from ctloop.datagen import generate_batch
 from ctloop.spec import PipelineSpec
-
 from tests.helpers import example_spec
 
 

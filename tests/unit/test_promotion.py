@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 
 import pytest
+
 from ctloop import registry
 from ctloop.datagen import generate_batch
 from ctloop.promotion import promote
 from ctloop.settings import load_settings
 from ctloop.spec import PipelineSpec
 from ctloop.training import features, fit
-
 from tests.helpers import example_spec
 
 
@@ -60,10 +60,12 @@ def test_run_and_version_are_created_once_per_run_key(logged_model, name):
 
 
 def test_logged_model_loads_and_refuses_a_changed_checksum(logged_model):
-    model = registry.load_model(logged_model["model"]["model_uri"], logged_model["model"]["sha256"])
+    model = registry.load_model(
+        load_settings(), logged_model["model"]["model_uri"], logged_model["model"]["sha256"]
+    )
     assert model.predict_proba(logged_model["frame"]).shape[0] == 500
     with pytest.raises(Exception, match="checksum differs"):
-        registry.load_model(logged_model["model"]["model_uri"], "0" * 64)
+        registry.load_model(load_settings(), logged_model["model"]["model_uri"], "0" * 64)
 
 
 def _decision(promote_ok=True, against=None):

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from ctloop.errors import SpecError
 from ctloop.spec import load_spec, load_specs
-
 from tests.helpers import REPO, example_spec
 
 

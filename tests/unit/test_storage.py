@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+
 from ctloop.errors import StorageError
 from ctloop.settings import load_settings
 from ctloop.storage import LocalStorage, S3Storage, open_storage

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 import pytest
+
 from ctloop.datagen import generate_batch
 from ctloop.errors import EstimatorError
 from ctloop.evaluation import evaluate
 from ctloop.spec import PipelineSpec
 from ctloop.training import fit, load_estimator_class
-
 from tests.helpers import example_spec
 
 

@@ -3,11 +3,11 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from ctloop.datagen import generate_batch, inject_fault
 from ctloop.errors import DataValidationFailed, SpecError, ValidationCheckError
 from ctloop.spec import load_spec
 from ctloop.validation import raise_if_failed, render_html, validate_frame
-
 from tests.helpers import REPO
 
 SPEC = load_spec(REPO / "include" / "pipelines" / "churn.yaml")

@@ -1,0 +1,21 @@
+"""``python -m bench [name ...]``: run the benchmarks (all by default) and print their ratios."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHMARKS = {
+    "parse": "bench.parse_time",
+    "mlflow": "bench.mlflow_write",
+    "gx": "bench.gx_validation",
+    "scheduler": "bench.scheduler_overhead",
+}
+
+if __name__ == "__main__":
+    names = sys.argv[1:] or list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        sys.exit(f"unknown benchmark(s) {unknown}; choose from {', '.join(BENCHMARKS)}")
+    for name in names:
+        importlib.import_module(BENCHMARKS[name]).main()
