@@ -122,14 +122,20 @@ def _through_airflow(
     subprocess.run([BIN / "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
     logs = home / "logs"
     logs.mkdir(exist_ok=True)
+    commands = {
+        "api-server": [BIN / "airflow", "api-server"],
+        "scheduler": [BIN / "ctloop", "scheduler"],  # preloads the task libraries before forking
+        "dag-processor": [BIN / "airflow", "dag-processor"],
+    }
     processes = [
         subprocess.Popen(
-            [BIN / "airflow", component],
+            command,
             env=env,
-            stdout=open(logs / f"{component}.log", "w"),
+            stdout=open(logs / f"{name}.log", "w"),
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # so _stop can end each component with all it forked
         )
-        for component in ("api-server", "scheduler", "dag-processor")
+        for name, command in commands.items()
     ]
     try:
         db = home / "airflow" / "airflow.db"
