@@ -60,7 +60,7 @@ def parse_seconds(path: Path, env: dict[str, str]) -> float:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main(repeats: int = 7) -> dict:
+def main(repeats: int = 15) -> dict:
     env = {**os.environ, "CTLOOP_PIPELINES_DIR": str(REPO / "include" / "pipelines")}
     with tempfile.TemporaryDirectory() as tmp:
         baseline_file = Path(tmp) / "baseline_dag.py"

@@ -16,6 +16,7 @@ from ctloop.errors import SpecError
 from ctloop.metrics import TaskKind
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: several times faster at parse time
 CLASS_PATH_PATTERN = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")
 
 
@@ -179,7 +180,7 @@ def _format_validation_error(error: ValidationError) -> str:
 def load_spec(path: Path) -> PipelineSpec:
     """Read and validate one spec file; any problem raises :class:`SpecError` naming file and field."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
     except OSError as exc:
         raise SpecError(f"{path}: cannot read pipeline spec: {exc}") from exc
     except yaml.YAMLError as exc:
