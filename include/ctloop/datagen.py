@@ -155,21 +155,45 @@ def inject_fault(frame: pd.DataFrame, fault: Fault) -> pd.DataFrame:
 
 
 def write_batches(
-    directory: str | Path, indices: range, *, rows: int, seed: int = 7, fmt: str = "csv", **options
+    directory: str | Path,
+    indices: range,
+    *,
+    rows: int,
+    seed: int = 7,
+    fmt: str = "csv",
+    with_target: bool = True,
+    **options,
 ) -> list[Path]:
     """Write one file per batch index into a local ``directory``; ``options`` go to
-    :func:`generate_batch`. A fault of ``empty`` writes a zero-byte file, as a broken feed does."""
+    :func:`generate_batch`. A fault of ``empty`` writes a zero-byte file, as a broken feed does.
+    Production batches come ``with_target=False``: their labels arrive later (:func:`write_labels`)."""
     target = Path(directory)
     target.mkdir(parents=True, exist_ok=True)
     paths = []
     for index in indices:
         frame = generate_batch(rows, seed=seed, batch_index=index, **options)
         path = target / f"batch-{index:04d}.{fmt}"
-        if options.get("fault") == "empty":
-            path.write_bytes(b"")
-        elif fmt == "csv":
-            frame.to_csv(path, index=False)
-        else:
-            frame.to_parquet(path, index=False)
+        if not with_target:
+            frame = frame.drop(columns=[TARGET], errors="ignore")
+        _write(frame, path, fmt, empty=options.get("fault") == "empty")
         paths.append(path)
     return paths
+
+
+def write_labels(directory: str | Path, index: int, *, rows: int, seed: int = 7, **options) -> Path:
+    """The labels of batch ``index`` (its ids and target), as they would arrive later."""
+    frame = generate_batch(rows, seed=seed, batch_index=index, **options)[[ID_COLUMN, TARGET]]
+    target = Path(directory)
+    target.mkdir(parents=True, exist_ok=True)
+    path = target / f"labels-{index:04d}.csv"
+    _write(frame, path, "csv", empty=False)
+    return path
+
+
+def _write(frame: pd.DataFrame, path: Path, fmt: str, *, empty: bool) -> None:
+    if empty:
+        path.write_bytes(b"")
+    elif fmt == "csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path, index=False)

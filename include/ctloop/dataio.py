@@ -44,21 +44,26 @@ def parse_frame(data: bytes, fmt: str, name: str, string_columns: list[str]) -> 
         raise DataReadError(f"{name}: cannot read as {fmt}: {type(exc).__name__}: {exc}") from exc
 
 
-def read_source(spec: PipelineSpec, settings: Settings) -> tuple[pd.DataFrame, list[str]]:
-    """All of the pipeline's training data as one frame, and the URIs of the files read."""
+def read_source_batches(spec: PipelineSpec, settings: Settings) -> list[tuple[str, pd.DataFrame]]:
+    """Each of the pipeline's training data files as ``(uri, frame)``, in order, schemas checked."""
     storage, keys = list_source(spec.data.uri, spec.data.format, settings)
     string_columns = [*spec.columns.id, *spec.columns.categorical]
-    frames: list[pd.DataFrame] = []
-    uris: list[str] = []
+    batches: list[tuple[str, pd.DataFrame]] = []
     for key in keys:
         uri = storage.uri(key)
         frame = parse_frame(storage.read_bytes(key), spec.data.format, uri, string_columns)
-        if frames:
-            _check_same_schema(frame, uri, frames[0], uris[0])
-        frames.append(frame)
-        uris.append(uri)
+        if batches:
+            _check_same_schema(frame, uri, batches[0][1], batches[0][0])
+        batches.append((uri, frame))
+    return batches
+
+
+def read_source(spec: PipelineSpec, settings: Settings) -> tuple[pd.DataFrame, list[str]]:
+    """All of the pipeline's training data as one frame, and the URIs of the files read."""
+    batches = read_source_batches(spec, settings)
+    frames = [frame for _, frame in batches]
     combined = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    return combined, uris
+    return combined, [uri for uri, _ in batches]
 
 
 def _check_same_schema(frame: pd.DataFrame, uri: str, first: pd.DataFrame, first_uri: str) -> None:

@@ -33,3 +33,19 @@ class PromotionRejected(CtloopError):
 
 class StorageError(CtloopError):
     """A storage location is malformed or an object is missing."""
+
+
+class BatchQuarantined(CtloopError):
+    """A production batch failed its checks and was moved to quarantine; the message says why."""
+
+
+class NoChampion(CtloopError):
+    """Nothing can be scored before a model has been promoted to ``champion``."""
+
+
+class LabelError(CtloopError):
+    """A label file cannot be joined; the message names the file and column."""
+
+
+class DriftInputError(CtloopError):
+    """A frame cannot be compared for drift; the message names the column."""

@@ -8,12 +8,11 @@ against the new champion and promoted only if it still passes.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from ctloop.locks import pipeline_lock
 from ctloop.registry import CHAMPION, get_champion
 
 if TYPE_CHECKING:
@@ -21,23 +20,6 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
 
     from ctloop.settings import Settings
-
-
-@contextlib.contextmanager
-def promotion_lock(settings: Settings, name: str) -> Iterator[None]:
-    """An exclusive lock per registered model, shared by every process on this machine.
-
-    A file lock serves the embedded single-machine default; a multi-machine stack needs a lock
-    in the shared database instead.
-    """
-    lock_dir = settings.home / "locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / f"{name}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def promote(
@@ -49,7 +31,7 @@ def promote(
     reevaluate: Callable[[ModelVersion], dict],
 ) -> dict:
     """Compare-and-set ``champion`` to ``version``; returns what happened and why."""
-    with promotion_lock(settings, name):
+    with pipeline_lock(settings, name, "promotion"):
         current = get_champion(mlflow_client, name)
         current_version = str(current.version) if current else None
         if current_version == version:

@@ -149,9 +149,9 @@ def register_version(
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    existing = mlflow_client.search_model_versions(f"name = '{name}' and tags.`{RUN_KEY_TAG}` = '{run_key}'")
+    existing = version_of_run(mlflow_client, name, run_key)
     if existing:
-        version = existing[0]
+        version = mlflow_client.get_model_version(name, existing)
     else:
         version = mlflow_client.create_model_version(
             name,
@@ -162,3 +162,9 @@ def register_version(
     for key, value in tags.items():
         mlflow_client.set_model_version_tag(name, version.version, key, value)
     return mlflow_client.get_model_version(name, version.version)
+
+
+def version_of_run(mlflow_client: MlflowClient, name: str, run_key: str) -> str | None:
+    """The model version an Airflow run registered, if it got that far."""
+    found = mlflow_client.search_model_versions(f"name = '{name}' and tags.`{RUN_KEY_TAG}` = '{run_key}'")
+    return str(found[0].version) if found else None

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING
 
-from ctloop.dataio import from_parquet_bytes, read_source, to_parquet_bytes
+from ctloop.dataio import from_parquet_bytes, to_parquet_bytes
 from ctloop.errors import DataReadError
 from ctloop.storage import home_storage
+from ctloop.trainingdata import read_training_data
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -22,7 +23,7 @@ def snapshot_key(pipeline: str, sha256: str) -> str:
 
 def take_snapshot(spec: PipelineSpec, settings: Settings) -> dict:
     """Freeze the pipeline's current data; an existing snapshot of the same content is kept as is."""
-    frame, sources = read_source(spec, settings)
+    frame, sources = read_training_data(spec, settings)
     try:
         data = to_parquet_bytes(frame)
     except (TypeError, ValueError) as exc:  # pyarrow's errors subclass these and name the column

@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ctloop.errors import SpecError
-from ctloop.metrics import TaskKind
+from ctloop.metrics import TaskKind, metric_names
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: several times faster at parse time
@@ -138,6 +138,82 @@ class Schedule(_Strict):
     """Cron expressions (or null for none) of the pipeline's DAGs."""
 
     train: str | None = None
+    score: str | None = "*/30 * * * *"
+    monitor: str | None = "0 * * * *"
+
+
+class Scoring(_Strict):
+    """Where production batches land and where their late labels arrive.
+
+    Locations are like ``data.uri``: ``s3://...``, absolute, or relative to CTLOOP_HOME. Unset,
+    they are ``data/<pipeline>/incoming`` and ``data/<pipeline>/labels``.
+    """
+
+    incoming_uri: str | None = None
+    labels_uri: str | None = None
+    format: Literal["csv", "parquet"] = "csv"
+
+
+class DriftTrigger(_Strict):
+    """Retrain when at least ``share`` of the features drift, or any of ``key_features`` does."""
+
+    share: float = Field(0.5, gt=0.0, le=1.0)
+    key_features: list[str] = []
+
+
+class QualityTrigger(_Strict):
+    """Retrain when ``metric`` on labeled production rows is worse than the champion's holdout
+    value by more than ``max_drop``, once at least ``min_labels`` labels have arrived."""
+
+    metric: str = "roc_auc"
+    max_drop: float = Field(0.05, ge=0.0)
+    min_labels: int = Field(500, ge=1)
+
+
+class Monitoring(_Strict):
+    """What the monitor compares: the last ``window_batches`` scored batches against the
+    champion's training snapshot. Below ``min_rows`` current rows nothing is decided on drift."""
+
+    window_batches: int = Field(3, ge=1)
+    min_rows: int = Field(1000, ge=1)
+    report_sample_rows: int = Field(20_000, ge=100)
+    drift: DriftTrigger = DriftTrigger()
+    quality: QualityTrigger = QualityTrigger()
+
+
+class KOfN(_Strict):
+    """Alert only when ``k`` of the last ``n`` monitored windows crossed a trigger."""
+
+    k: int = Field(2, ge=1)
+    n: int = Field(3, ge=1)
+
+    @model_validator(mode="after")
+    def _k_within_n(self) -> KOfN:
+        if self.k > self.n:
+            raise ValueError(f"k ({self.k}) cannot exceed n ({self.n})")
+        return self
+
+
+class TrainingWindow(_Strict):
+    """What a retrain trains on: all labeled data, or the last N batches or days of it."""
+
+    window: Literal["all", "batches", "days"] = "all"
+    last: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _last_when_windowed(self) -> TrainingWindow:
+        if (self.window == "all") != (self.last is None):
+            raise ValueError("'last' is required for window 'batches' or 'days', and only for them")
+        return self
+
+
+class Retrain(_Strict):
+    """The guards between an alert and a retraining run."""
+
+    k_of_n: KOfN = KOfN()
+    cooldown_minutes: float = Field(360.0, ge=0.0)
+    max_consecutive_rejections: int = Field(3, ge=1)
+    data: TrainingWindow = TrainingWindow()
 
 
 class PipelineSpec(_Strict):
@@ -154,7 +230,18 @@ class PipelineSpec(_Strict):
     holdout: Holdout = Holdout()
     gates: Gates = Gates()
     schedule: Schedule = Schedule()
+    scoring: Scoring = Scoring()
+    monitoring: Monitoring = Monitoring()
+    retrain: Retrain = Retrain()
     tags: list[str] = []
+
+    @property
+    def incoming_uri(self) -> str:
+        return self.scoring.incoming_uri or f"data/{self.name}/incoming"
+
+    @property
+    def labels_uri(self) -> str:
+        return self.scoring.labels_uri or f"data/{self.name}/labels"
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineSpec:
@@ -163,6 +250,16 @@ class PipelineSpec(_Strict):
         problems = unknown_gate_metrics(self.gates, self.task)
         if self.holdout.strategy == "time" and not self.columns.timestamp:
             problems.append("holdout.strategy: 'time' needs columns.timestamp")
+        if self.retrain.data.window == "days" and not self.columns.timestamp:
+            problems.append("retrain.data.window: 'days' needs columns.timestamp")
+        if self.monitoring.quality.metric not in metric_names(self.task):
+            problems.append(
+                f"monitoring.quality.metric: {self.monitoring.quality.metric!r} is not a {self.task} metric;"
+                f" choose one of {', '.join(metric_names(self.task))}"
+            )
+        unknown = sorted(set(self.monitoring.drift.key_features) - set(self.columns.features))
+        if unknown:
+            problems.append(f"monitoring.drift.key_features: {', '.join(unknown)} are not feature columns")
         if problems:
             raise ValueError("; ".join(problems))
         return self

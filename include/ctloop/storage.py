@@ -27,6 +27,7 @@ class Storage(Protocol):
     def read_bytes(self, key: str) -> bytes: ...
     def write_bytes(self, key: str, data: bytes) -> str: ...
     def list_keys(self, prefix: str = "") -> list[str]: ...
+    def delete(self, key: str) -> None: ...
 
 
 def _check_key(key: str) -> str:
@@ -70,6 +71,9 @@ class LocalStorage:
             Path(tmp).unlink(missing_ok=True)
             raise
         return str(path)
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
 
     def list_keys(self, prefix: str = "") -> list[str]:
         base = self.root / prefix if prefix else self.root
@@ -128,6 +132,9 @@ class S3Storage:
     def write_bytes(self, key: str, data: bytes) -> str:
         self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
         return self.uri(key)
+
+    def delete(self, key: str) -> None:
+        self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
     def list_keys(self, prefix: str = "") -> list[str]:
         full_prefix = self._key(prefix) if prefix else (self.prefix.rstrip("/") + "/" if self.prefix else "")

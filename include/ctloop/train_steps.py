@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from ctloop import holdout as holdouts
 from ctloop import registry
+from ctloop import retrain_requests as ledger
 from ctloop.dataio import from_parquet_bytes, to_parquet_bytes
 from ctloop.evaluation import evaluate
 from ctloop.gates import describe, evaluate_gates
@@ -42,6 +43,8 @@ class RunContext:
     run_id: str
     reason: str
     note: str = ""
+    trigger: str = "manual"
+    alert_id: str = ""
 
     @property
     def run_key(self) -> str:
@@ -53,7 +56,22 @@ class RunContext:
 
 
 def start(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> dict:
-    """Snapshot the data and open (or find) the run's MLflow run with its provenance."""
+    """Claim the retrain request this run serves, snapshot the data and open (or find) the run's
+    MLflow run with its provenance, including every reason and report that asked for it."""
+    request = ledger.claim(
+        settings,
+        spec.name,
+        ctx.run_key,
+        {"kind": ctx.trigger, "text": ctx.reason, "by": ctx.run_key, "alert_id": ctx.alert_id},
+    )
+    reasons = [r for r in request["reasons"] if r["kind"] != "asset" or len(request["reasons"]) == 1]
+    provenance = {
+        "ctloop.reason": "; ".join(r["text"] for r in reasons)[:5000],
+        "ctloop.trigger": ctx.trigger,
+        "ctloop.alert_id": ctx.alert_id,
+        "ctloop.request_id": request["id"],
+        "ctloop.trigger_reports": " ".join(r["report_uri"] for r in reasons if r.get("report_uri"))[:5000],
+    }
     snap = take_snapshot(spec, settings)
     mlflow_client = registry.client(settings)
     experiment_id = registry.ensure_experiment(mlflow_client, spec.name, settings.mlflow_artifact_root)
@@ -64,7 +82,7 @@ def start(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> dict:
         tags={
             "ctloop.pipeline": spec.name,
             "ctloop.dag_run_id": ctx.run_id,
-            "ctloop.reason": ctx.reason,
+            **provenance,
             "ctloop.note": ctx.note,
             "ctloop.code_version": code_version(),
             "ctloop.data_sha256": snap["sha256"],
@@ -74,7 +92,11 @@ def start(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> dict:
     log.info(
         "Snapshot %s (%d rows, sha256 %s); MLflow run %s", snap["uri"], snap["rows"], snap["sha256"], run_id
     )
-    return {"mlflow_run_id": run_id, "snapshot": {k: v for k, v in snap.items() if k != "columns"}}
+    return {
+        "mlflow_run_id": run_id,
+        "snapshot": {k: v for k, v in snap.items() if k != "columns"},
+        "provenance": provenance,
+    }
 
 
 def validate(spec: PipelineSpec, settings: Settings, ctx: RunContext, started: dict) -> dict:
@@ -190,7 +212,7 @@ def register(
         "ctloop.holdout_key": trained["holdout"]["key"],
         "ctloop.code_version": code_version(),
         "ctloop.dag_run_id": ctx.run_id,
-        "ctloop.reason": ctx.reason,
+        **started["provenance"],
         "ctloop.gate": "passed" if decision["passed"] else "rejected",
         "ctloop.gate_summary": decision["summary"][:5000],
     }
@@ -227,3 +249,27 @@ def promote_candidate(
     mlflow_client.set_tag(run_id, "ctloop.promotion", outcome["action"])
     mlflow_client.set_terminated(run_id, "FINISHED")
     return outcome
+
+
+def finish(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> dict | None:
+    """Close this run's retrain request with how it ended; cooldown and circuit breaker read it."""
+    mlflow_client = registry.client(settings)
+    experiment = mlflow_client.get_experiment_by_name(spec.name)
+    runs = (
+        mlflow_client.search_runs(
+            [experiment.experiment_id], f"tags.`{registry.RUN_KEY_TAG}` = '{ctx.run_key}'", max_results=1
+        )
+        if experiment
+        else []
+    )
+    tags = runs[0].data.tags if runs else {}
+    if tags.get("ctloop.promotion", "").startswith("promoted"):
+        outcome = ledger.PROMOTED
+    elif (
+        tags.get("ctloop.gate") == "rejected" or tags.get("ctloop.promotion") == "rejected_after_reevaluation"
+    ):
+        outcome = ledger.REJECTED
+    else:
+        outcome = tags.get("ctloop.promotion") or "failed"
+    version = registry.version_of_run(mlflow_client, spec.name, ctx.run_key)
+    return ledger.close(settings, spec.name, ctx.run_key, outcome, version)

@@ -62,12 +62,13 @@ def _by_column(expectations: list[dict]) -> dict[str | None, list[dict]]:
     return groups
 
 
-def run_expectations(frame: pd.DataFrame, path: Path) -> dict:
+def run_expectations(frame: pd.DataFrame, path: Path, skip_columns: frozenset[str] = frozenset()) -> dict:
     """Run the suite at ``path`` on ``frame``; returns the failures and GX's results as JSON.
 
     Each column's expectations run on a one-column frame: GX copies the whole batch frame for
     every column condition it evaluates, which on wide frames costs several times the checks.
-    Table-level expectations still see the whole frame.
+    Table-level expectations still see the whole frame. Expectations on ``skip_columns`` are not
+    run (a production batch has no label yet).
     """
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -84,7 +85,8 @@ def run_expectations(frame: pd.DataFrame, path: Path) -> dict:
     )
     failures, crashed, results = [], [], []
     statistics = {"evaluated_expectations": 0, "successful_expectations": 0, "unsuccessful_expectations": 0}
-    for index, (column, expectations) in enumerate(_by_column(config["expectations"]).items()):
+    groups = {c: e for c, e in _by_column(config["expectations"]).items() if c not in skip_columns}
+    for index, (column, expectations) in enumerate(groups.items()):
         if column is not None and column not in frame.columns:
             raise ValidationCheckError(
                 f"{path}: expectations refer to column {column!r}, which the data lacks"
@@ -131,10 +133,16 @@ def _describe(result: dict) -> str:
     return f"observed {result.get('observed_value')!r}"
 
 
-def validate_frame(frame: pd.DataFrame, spec: PipelineSpec, expectations_dir: Path) -> dict:
-    """Schema first, then the suite (skipped when the schema fails, as GX would crash on it)."""
+def validate_frame(
+    frame: pd.DataFrame, spec: PipelineSpec, expectations_dir: Path, *, require_target: bool = True
+) -> dict:
+    """Schema first, then the suite (skipped when the schema fails, as GX would crash on it).
+
+    Without ``require_target`` (a production batch) the label may be absent, and then the
+    suite's expectations on it are not run.
+    """
     path = suite_path(spec, expectations_dir)
-    schema_failures = check_schema(frame, spec)
+    schema_failures = check_schema(frame, spec, require_target=require_target)
     report = {
         "suite": spec.expectation_suite,
         "suite_path": str(path),
@@ -145,7 +153,8 @@ def validate_frame(frame: pd.DataFrame, spec: PipelineSpec, expectations_dir: Pa
         "gx_result": None,
     }
     if not schema_failures:
-        outcome = run_expectations(frame, path)
+        unlabeled = frozenset() if spec.columns.target in frame.columns else frozenset({spec.columns.target})
+        outcome = run_expectations(frame, path, skip_columns=unlabeled)
         report["expectation_failures"] = outcome["failures"]
         report["statistics"] = outcome["statistics"]
         report["gx_result"] = outcome["gx_result"]

@@ -30,7 +30,7 @@ def _bag():
 def test_no_import_errors_and_house_rules(repo_pipelines):
     bag = _bag()
     assert bag.import_errors == {}
-    assert "churn__train" in bag.dag_ids
+    assert {"churn__train", "churn__score", "churn__monitor"} <= set(bag.dag_ids)
     for dag_id, dag in bag.dags.items():
         assert dag.tags, f"{dag_id} has no tags"
         assert dag.catchup is False, f"{dag_id} catches up"
@@ -41,11 +41,24 @@ def test_no_import_errors_and_house_rules(repo_pipelines):
 def test_train_dag_shape_and_params(repo_pipelines):
     dag = _bag().dags["churn__train"]
     assert [t.task_id for t in dag.topological_sort()] == [
-        "snapshot", "validate", "train", "evaluate", "gate", "register", "promote",
+        "snapshot", "validate", "train", "evaluate", "gate", "register", "promote", "record_outcome",
     ]  # fmt: skip
     assert dag.max_active_runs == 1
-    assert set(dag.params) == {"reason", "note"}
+    assert set(dag.params) == {"reason", "note", "alert_id"}
     assert dag.params.get_param("reason").description
+
+
+def test_assets_couple_score_monitor_and_train(repo_pipelines):
+    """Scoring feeds the monitor; the monitor's retrain request starts training, beside its cron."""
+    dags = _bag().dags
+    predictions = next(iter(dags["churn__score"].get_task("score_batch").outlets))
+    retrain = next(iter(dags["churn__monitor"].get_task("request_retrain").outlets))
+    assert predictions.uri == "x-ctloop://churn/predictions"
+    assert retrain.uri == "x-ctloop://churn/retrain-request"
+    monitor_schedule, train_schedule = dags["churn__monitor"].timetable, dags["churn__train"].timetable
+    assert predictions.uri in str(monitor_schedule.asset_condition)
+    assert retrain.uri in str(train_schedule.asset_condition)
+    assert train_schedule.timetable.expression == "0 3 * * 1"
 
 
 def test_an_invalid_spec_is_reported_and_breaks_no_other_pipeline(tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from ctloop import registry
-from ctloop.datagen import write_batches
+from ctloop.datagen import write_batches, write_labels
 from ctloop.settings import load_settings
 from tests.helpers import REPO, example_spec
 
@@ -57,6 +57,9 @@ class Pipeline:
     def __init__(self, root: Path, data_uri: str | None = None, **overrides):
         self.name = f"p{uuid.uuid4().hex[:10]}"
         self.data = root / "data"
+        self.incoming = root / "incoming"
+        self.labels = root / "labels"
+        overrides.setdefault("scoring", {"incoming_uri": str(self.incoming), "labels_uri": str(self.labels)})
         self.spec = example_spec(self.name, data_uri or str(self.data), **overrides)
         self.spec["gates"]["rules"] = [
             {"metric": "roc_auc", "at_least": 0.6},
@@ -75,6 +78,14 @@ class Pipeline:
     def add_batches(self, count: int, rows: int = 800, **options) -> list[Path]:
         first = len(list(self.data.glob("batch-*")))
         return write_batches(self.data, range(first, first + count), rows=rows, **options)
+
+    def deliver(self, indices: range, rows: int = 1200, **options) -> list[Path]:
+        """Production batches (without labels) landing in the incoming area."""
+        return write_batches(self.incoming, indices, rows=rows, with_target=False, **options)
+
+    def label(self, index: int, rows: int = 1200, **options) -> Path:
+        """The late labels of production batch ``index``."""
+        return write_labels(self.labels, index, rows=rows, **options)
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)

@@ -17,15 +17,28 @@ if TYPE_CHECKING:
 
 
 def run_context(context: Context) -> RunContext:
-    """The run's identity and reason: ``schedule`` for scheduled runs, the ``reason`` Param otherwise."""
+    """The run's identity and why it started: ``schedule``; an asset event's reason; an external
+    alert (the ``alert_id`` Param); or the ``reason`` Param of a manual trigger."""
     from ctloop.train_steps import RunContext
 
     dag_run = context["dag_run"]
     params = context["params"]
     run_type = getattr(dag_run.run_type, "value", dag_run.run_type)
-    reason = "schedule" if run_type == "scheduled" else str(params.get("reason") or "manual")
+    alert_id = str(params.get("alert_id") or "")
+    reason, kind = str(params.get("reason") or "manual"), "alert" if alert_id else "manual"
+    if run_type == "scheduled":
+        reason, kind = "schedule", "schedule"
+    elif run_type == "asset_triggered":
+        extras = [e.extra for events in context["triggering_asset_events"].values() for e in events]
+        reason = "; ".join(str(x.get("reason")) for x in extras if x.get("reason")) or "asset event"
+        kind = "asset"
     return RunContext(
-        dag_id=dag_run.dag_id, run_id=dag_run.run_id, reason=reason, note=str(params.get("note") or "")
+        dag_id=dag_run.dag_id,
+        run_id=dag_run.run_id,
+        reason=reason,
+        note=str(params.get("note") or ""),
+        trigger=kind,
+        alert_id=alert_id,
     )
 
 

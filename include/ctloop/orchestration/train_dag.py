@@ -6,10 +6,12 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from airflow.sdk import Param, dag, get_current_context, task
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from ctloop.operators.promotion_gate import PromotionGateOperator
+from ctloop.orchestration.assets import retrain_asset
 from ctloop.orchestration.context import fail_without_retry, run_context
+from ctloop.orchestration.schedules import cron_or_assets
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
@@ -35,6 +37,12 @@ def train_params() -> dict[str, Param]:
             type="string",
             title="Note",
             description="Free text for reviewers, e.g. a ticket or what changed in the data.",
+        ),
+        "alert_id": Param(
+            "",
+            type="string",
+            title="Alert id",
+            description="Set by an external monitoring system (REST API); recorded with the run.",
         ),
     }
 
@@ -96,10 +104,25 @@ def build_train_dag(spec: PipelineSpec) -> DAG:
             raise AirflowSkipException(f"v{version} not promoted: {outcome.get('why')}")
         return outcome
 
+    @task(task_id="record_outcome", trigger_rule="all_done")
+    def record_outcome() -> dict | None:
+        """Close the run's retrain request however the run ended, for cooldown and breaker.
+
+        It runs after failures too, so it fails itself when the run never reached a decision:
+        as the DAG's last task it decides the run's state.
+        """
+        from ctloop import train_steps
+        from ctloop.settings import load_settings
+
+        closed = train_steps.finish(spec, load_settings(), run_context(get_current_context()))
+        if closed is not None and closed["outcome"] == "failed":
+            raise AirflowFailException("the run failed before a promotion decision; see the failed task")
+        return closed
+
     @dag(
         dag_id=f"{spec.name}__train",
         description=f"Train, validate, gate and promote {spec.name}. {spec.description}".strip(),
-        schedule=spec.schedule.train,
+        schedule=cron_or_assets(spec.schedule.train, [retrain_asset(spec.name)]),
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
@@ -115,6 +138,6 @@ def build_train_dag(spec: PipelineSpec) -> DAG:
         decision = PromotionGateOperator(
             task_id="gate", gates=spec.gates, task_kind=spec.task, evaluation=evaluation
         ).output
-        promote(evaluation, decision, register(started, trained, decision), trained)
+        promote(evaluation, decision, register(started, trained, decision), trained) >> record_outcome()
 
     return train_pipeline()

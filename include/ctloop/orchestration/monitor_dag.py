@@ -1,0 +1,84 @@
+"""``<pipeline>__monitor``: drift and quality of recent production data, an Evidently report, and
+the retrain decision. A confirmed alert emits the retrain asset event that starts ``__train``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from airflow.sdk import dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from ctloop.orchestration.assets import predictions_asset, retrain_asset
+from ctloop.orchestration.context import fail_without_retry, run_context
+from ctloop.orchestration.schedules import cron_or_assets
+from ctloop.orchestration.train_dag import DEFAULT_ARGS, START_DATE
+
+if TYPE_CHECKING:
+    from airflow.sdk import DAG
+
+    from ctloop.spec import PipelineSpec
+
+XCOM_KEYS = ("run_key", "champion_version", "window", "decision", "report_uri", "summary_uri", "quality")
+
+
+def build_monitor_dag(spec: PipelineSpec) -> DAG:
+    """The monitoring DAG of one pipeline; the work is in ctloop.monitor and ctloop.policy."""
+    retrain = retrain_asset(spec.name)
+
+    @task(task_id="monitor")
+    def monitor() -> dict:
+        from ctloop.monitor import run_monitor
+        from ctloop.settings import load_settings
+
+        with fail_without_retry():
+            summary = run_monitor(spec, load_settings(), run_context(get_current_context()))
+        drift = summary.get("drift", {})
+        return {
+            **{k: summary[k] for k in XCOM_KEYS if k in summary},
+            "drift_share": drift.get("share"),
+            "drifted_columns": [c["column"] for c in drift.get("drifted_columns", [])],
+        }
+
+    @task(task_id="request_retrain", outlets=[retrain])
+    def request_retrain(summary: dict) -> dict:
+        """Emit the retrain event only for a newly opened request; attached alerts ride along."""
+        decision = summary["decision"]
+        if decision.get("request") != "opened":
+            raise AirflowSkipException(f"no new retrain request: {decision['why']}")
+        extra = {
+            "reason": "; ".join(decision["triggers"]),
+            "request_id": decision["request_id"],
+            "report_uri": summary["report_uri"],
+            "summary_uri": summary["summary_uri"],
+            "monitor_run": summary["run_key"],
+            "drift_share": summary["drift_share"],
+            "drifted_columns": summary["drifted_columns"],
+            "quality": summary["quality"],
+        }
+        get_current_context()["outlet_events"][retrain].extra = extra
+        return extra
+
+    @task(task_id="circuit_breaker")
+    def circuit_breaker(summary: dict) -> None:
+        """Fail, for a person to see, while the breaker holds automatic retraining back."""
+        if summary["decision"]["action"] != "breaker_open":
+            raise AirflowSkipException("circuit breaker closed")
+        raise AirflowFailException(summary["decision"]["why"])
+
+    @dag(
+        dag_id=f"{spec.name}__monitor",
+        description=f"Drift and quality of {spec.name} in production; retrain on confirmed alerts.",
+        schedule=cron_or_assets(spec.schedule.monitor, [predictions_asset(spec.name)]),
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        default_args={**DEFAULT_ARGS, "owner": spec.owner},
+        tags=["ctloop", "monitor", *spec.tags],
+        doc_md=__doc__,
+    )
+    def monitor_pipeline() -> None:
+        summary = monitor()
+        request_retrain(summary)
+        circuit_breaker(summary)
+
+    return monitor_pipeline()
