@@ -10,6 +10,8 @@ BENCHMARKS = {
     "mlflow": "bench.mlflow_write",
     "gx": "bench.gx_validation",
     "scheduler": "bench.scheduler_overhead",
+    "drift": "bench.drift_compute",
+    "latency": "bench.alert_latency",
 }
 
 if __name__ == "__main__":

@@ -9,11 +9,8 @@ scheduling latency between tasks.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -26,7 +23,6 @@ import yaml
 from bench.common import report
 
 REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 
 PLAIN = """
 import sys
@@ -47,25 +43,6 @@ steps.promote_candidate(spec, settings, evaluation, decision, version, trained["
 """
 
 
-def _environment(home: Path, pipelines: Path, port: int) -> dict[str, str]:
-    from ctloop.localenv import embedded_environment
-
-    return {
-        **os.environ,
-        **embedded_environment(home),
-        "CTLOOP_PIPELINES_DIR": str(pipelines),
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
-        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
-    }
-
-
 def _write_data_and_spec(home: Path, name: str, rows: int) -> Path:
     from ctloop.datagen import write_batches
 
@@ -78,29 +55,6 @@ def _write_data_and_spec(home: Path, name: str, rows: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(spec))
     return path
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_for_run(db: Path, dag_id: str, timeout: float) -> tuple[str, float | None]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with sqlite3.connect(db) as connection:
-            row = connection.execute(
-                "select state, (julianday(end_date) - julianday(start_date)) * 86400"
-                " from dag_run where dag_id = ?",
-                (dag_id,),
-            ).fetchone()
-        if row and row[0] in ("success", "failed"):
-            return row[0], row[1]
-        time.sleep(0.25)
-    return "timeout", None
 
 
 def _task_timings(db: Path, dag_id: str) -> dict[str, str]:
@@ -118,71 +72,26 @@ def _task_timings(db: Path, dag_id: str) -> dict[str, str]:
 def _through_airflow(
     home: Path, spec_path: Path, dag_id: str, timeout: float
 ) -> tuple[float, float | None, dict]:
-    env = _environment(home, spec_path.parent, _free_port())
-    subprocess.run([BIN / "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
-    logs = home / "logs"
-    logs.mkdir(exist_ok=True)
-    commands = {
-        "api-server": [BIN / "airflow", "api-server"],
-        "scheduler": [BIN / "ctloop", "scheduler"],  # preloads the task libraries before forking
-        "dag-processor": [BIN / "airflow", "dag-processor"],
-    }
-    processes = [
-        subprocess.Popen(
-            command,
-            env=env,
-            stdout=open(logs / f"{name}.log", "w"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # so _stop can end each component with all it forked
-        )
-        for name, command in commands.items()
-    ]
-    try:
-        db = home / "airflow" / "airflow.db"
-        deadline = time.monotonic() + 180
-        while True:  # the DAG must be parsed before it can be triggered
-            with sqlite3.connect(db) as connection:
-                if connection.execute("select 1 from dag where dag_id = ?", (dag_id,)).fetchone():
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{dag_id} was not parsed:\n" + _tails(logs))
-            time.sleep(0.5)
+    from ctloop.localstack import LocalStack
+
+    with LocalStack(home, spec_path.parent) as stack:
+        stack.wait_for_dag(dag_id)
         time.sleep(3)  # let the api-server and scheduler finish starting before the clock starts
         start = time.perf_counter()
-        subprocess.run(
-            [BIN / "airflow", "dags", "trigger", dag_id, "--conf", '{"reason": "benchmark"}'],
-            env=env, check=True, capture_output=True,
-        )  # fmt: skip
-        state, recorded = _wait_for_run(db, dag_id, timeout)
+        run = stack.trigger(dag_id, {"reason": "benchmark"})
+        finished = stack.wait_for_run(dag_id, run["dag_run_id"], timeout=timeout)
         elapsed = time.perf_counter() - start
-        if state != "success":
-            raise RuntimeError(f"{dag_id} ended {state}:\n" + _tails(logs))
-        return elapsed, recorded, _task_timings(db, dag_id)
-    finally:
-        _stop(processes)
-
-
-def _tails(logs: Path) -> str:
-    return "\n".join(
-        f"--- {log.name}\n" + "\n".join(log.read_text().splitlines()[-15:]) for log in logs.glob("*.log")
-    )
-
-
-def _stop(processes: list[subprocess.Popen]) -> None:
-    """Stop each component with everything it forked (executor workers, serve-logs)."""
-    for process in processes:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
+        if finished["state"] != "success":
+            raise RuntimeError(
+                f"{dag_id} ended {finished['state']}:\n" + stack.diagnose(dag_id, run["dag_run_id"])
+            )
+        return elapsed, finished.get("duration"), _task_timings(stack.airflow_home / "airflow.db", dag_id)
 
 
 def _plain(home: Path, spec_path: Path) -> float:
-    env = _environment(home, spec_path.parent, 0)
+    from ctloop.localstack import airflow_environment
+
+    env = airflow_environment(home, spec_path.parent, port=0)
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", PLAIN, str(spec_path)], env=env, check=True, capture_output=True)
     return time.perf_counter() - start

@@ -47,7 +47,8 @@ def airflow_db(ctloop_home: Path) -> Path:
 
 
 def pytest_sessionfinish(session, exitstatus):
-    shutil.rmtree(_HOME, ignore_errors=True)
+    if not os.environ.get("CTLOOP_KEEP_TEST_HOME"):
+        shutil.rmtree(_HOME, ignore_errors=True)
 
 
 @pytest.fixture

@@ -52,11 +52,10 @@ def cmd_datagen(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Train the example pipeline twice through Airflow and print what happened."""
+    """Run the whole loop on the example pipeline through a local Airflow and print a timeline."""
     from ctloop.demo import run_demo
 
     apply_embedded_defaults(_home())
-    cmd_init(args)
     return run_demo(_home(), rows_per_batch=args.rows)
 
 

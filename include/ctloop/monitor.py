@@ -18,9 +18,8 @@ from ctloop import registry
 from ctloop import retrain_requests as ledger
 from ctloop.dataio import from_parquet_bytes, to_parquet_bytes
 from ctloop.drift import column_drift, drift_share
-from ctloop.errors import NoChampion
 from ctloop.evaluation import evaluate_logged
-from ctloop.policy import ATTACH, RETRAIN, Evidence, decide
+from ctloop.policy import ATTACH, HOLD, RETRAIN, Evidence, decide
 from ctloop.predictionlog import LABELED, PREDICTIONS, batch_ids, read_partitions
 from ctloop.scoring import predict
 from ctloop.snapshot import load_snapshot, snapshot_key
@@ -91,8 +90,13 @@ def run_monitor(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> dict
     """Measure, report, decide and record; returns the summary (small enough for XCom)."""
     mlflow_client = registry.client(settings)
     champion = registry.get_champion(mlflow_client, spec.name)
-    if champion is None:
-        raise NoChampion(f"{spec.name}: no champion yet; there is nothing to monitor")
+    if champion is None:  # a cron tick before the first training: nothing to compare, not an error
+        why = f"no champion yet; nothing to monitor until {spec.name}__train promotes one"
+        return {
+            "pipeline": spec.name,
+            "run_key": ctx.run_key,
+            "decision": {"action": HOLD, "alert": False, "why": why},
+        }
     version = str(champion.version)
     window = current_window(spec, settings, version)
     storage = home_storage(settings)
@@ -104,7 +108,7 @@ def run_monitor(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> dict
         "window": {"batches": window["batches"], "rows": len(window["current"])},
     }
     if window["current"].empty:
-        summary["decision"] = {"action": "hold", "alert": False, "why": "no batch has been scored yet"}
+        summary["decision"] = {"action": HOLD, "alert": False, "why": "no batch has been scored yet"}
         return summary
     reference = reference_frame(spec, settings, champion)
     summary |= _measure(spec, reference, window, mlflow_client, champion)

@@ -111,7 +111,7 @@ def _guard(spec: PipelineSpec, requests: list[dict], now: datetime) -> dict:
     cooldown = timedelta(minutes=spec.retrain.cooldown_minutes)
     if closed is not None and now - closed < cooldown:
         why = (
-            f"in cooldown: the last retrain ended {closed:%Y-%m-%d %H:%M:%S} UTC;"
+            f"in cooldown: the last retrain an alert asked for ended {closed:%Y-%m-%d %H:%M:%S} UTC;"
             f" retrain.cooldown_minutes {spec.retrain.cooldown_minutes:g} ends {closed + cooldown:%H:%M:%S}"
         )
         return {"action": HOLD, "why": why}

@@ -119,6 +119,15 @@ def consecutive_rejections(requests: list[dict]) -> int:
     return count
 
 
+def asked_by_monitor(request: dict) -> bool:
+    """Whether a monitor alert asked for this retrain (a scheduled or manual run may serve one)."""
+    return any(reason["kind"] == "monitor" for reason in request["reasons"])
+
+
 def last_closed_at(requests: list[dict]) -> datetime | None:
-    closed = [r["closed_at"] for r in requests if r["state"] == CLOSED]
+    """When the last retrain a monitor alert asked for ended: the start of the cooldown.
+
+    Scheduled, manual and external-alert trainings start no cooldown: a person or a calendar
+    chose them, and they must not hold back the monitor's next alert."""
+    closed = [r["closed_at"] for r in requests if r["state"] == CLOSED and asked_by_monitor(r)]
     return datetime.fromisoformat(max(closed)) if closed else None

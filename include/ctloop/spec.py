@@ -211,7 +211,7 @@ class Retrain(_Strict):
     """The guards between an alert and a retraining run."""
 
     k_of_n: KOfN = KOfN()
-    cooldown_minutes: float = Field(360.0, ge=0.0)
+    cooldown_minutes: float = Field(360.0, ge=0.0, description="after a retrain an alert asked for")
     max_consecutive_rejections: int = Field(3, ge=1)
     data: TrainingWindow = TrainingWindow()
 

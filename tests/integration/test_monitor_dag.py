@@ -1,0 +1,241 @@
+"""``<pipeline>__monitor`` through real Airflow: reports, decisions and retrain requests.
+
+The scheduler is not running here (``dag.test()``), so where it would start ``__train`` on the
+retrain asset event, the test starts the train run itself and checks the event was emitted.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ctloop import retrain_requests as ledger
+from ctloop.monitor import history_prefix
+from ctloop.settings import load_settings
+from ctloop.storage import home_storage
+from tests.integration.conftest import Pipeline, champion_version, mlflow_run, run_dag, task_states
+
+# Shifts within the expectation suite's ranges: the batches stay valid, only their distribution moves.
+COVARIATE_SHIFT = {
+    c: 1.5
+    for c in (
+        "tenure_months",
+        "monthly_charges",
+        "total_charges",
+        "avg_session_minutes",
+        "logins_30d",
+        "data_usage_gb",
+        "days_since_last_login",
+        "referrals",
+    )
+}
+
+
+def _spec(**retrain) -> dict:
+    return {
+        "monitoring": {
+            "window_batches": 1,
+            "min_rows": 500,
+            "report_sample_rows": 3000,
+            "drift": {"share": 0.3},
+            "quality": {"metric": "roc_auc", "max_drop": 0.05, "min_labels": 400},
+        },
+        "retrain": {"cooldown_minutes": 600, "max_consecutive_rejections": 2, **retrain},
+    }
+
+
+@pytest.fixture
+def monitored(tmp_path, airflow_db, request):
+    created = Pipeline(tmp_path, **_spec(**getattr(request, "param", {})))
+    created.add_batches(3)
+    assert run_dag(created.dag_id, reason="v1").state == "success"
+    yield created
+    created.remove()
+
+
+def history(pipeline) -> list[dict]:
+    storage = home_storage(load_settings())
+    return [json.loads(storage.read_bytes(k)) for k in storage.list_keys(history_prefix(pipeline.name))]
+
+
+def requests(pipeline) -> list[dict]:
+    """The retrain requests the monitor opened (every training run also records its own)."""
+    every = ledger.all_requests(home_storage(load_settings()), pipeline.name)
+    return [r for r in every if r["reasons"][0]["kind"] == "monitor"]
+
+
+def retrain_events(pipeline) -> list[dict]:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = (
+            session.query(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .filter(AssetModel.uri == f"x-ctloop://{pipeline.name}/retrain-request")
+            .all()
+        )
+        return [dict(row.extra) for row in rows]
+
+
+def summary_of(entry: dict) -> dict:
+    """The full monitor summary a history entry points at."""
+    key = entry["summary_uri"].split("/storage/", 1)[1]
+    return json.loads(home_storage(load_settings()).read_bytes(key))
+
+
+def look(pipeline):
+    """Score what arrived (and join the labels that landed), then monitor; returns the monitor's
+    decision record and its DAG run."""
+    assert run_dag(f"{pipeline.name}__score").state == "success"
+    monitor_run = run_dag(f"{pipeline.name}__monitor")
+    assert task_states(monitor_run)["monitor"] == "success"
+    return history(pipeline)[-1], monitor_run
+
+
+def cycle(pipeline, index: int, **options) -> dict:
+    """A batch arrives, is scored, and the monitor looks; returns the monitor's decision record."""
+    pipeline.deliver(range(index, index + 1), **options)
+    return look(pipeline)[0]
+
+
+def test_stable_data_never_retrains_and_covariate_shift_retrains_exactly_once(monitored):
+    for index in range(10, 15):
+        entry = cycle(monitored, index)
+        assert (entry["alert"], entry["action"]) == (False, "hold"), entry
+        assert entry["drift_share"] < 0.3
+    assert requests(monitored) == [] and retrain_events(monitored) == []
+
+    first, second, third = (cycle(monitored, i, shift=COVARIATE_SHIFT) for i in range(15, 18))
+    assert (first["alert"], first["action"]) == (True, "hold") and "k_of_n" in first["why"]
+    assert second["action"] == "retrain" and third["action"] == "attach"
+    ((event,),) = [retrain_events(monitored)]
+    assert "drift share" in event["reason"] and event["report_uri"] == second["report_uri"]
+    summary = json.loads(
+        home_storage(load_settings()).read_bytes(second["summary_uri"].split("/storage/", 1)[1])
+    )
+    assert {c["column"] for c in summary["drift"]["drifted_columns"]} >= {"tenure_months", "logins_30d"}
+    report = home_storage(load_settings()).read_bytes(second["report_uri"].split("/storage/", 1)[1]).decode()
+    assert "evidently" in report.lower()
+
+    train_run = run_dag(monitored.dag_id)  # what the scheduler starts on the asset event
+    run = mlflow_run(monitored.name, train_run)
+    assert "drift share" in run.data.tags["ctloop.reason"]
+    assert second["report_uri"] in run.data.tags["ctloop.trigger_reports"]
+    (request,) = requests(monitored)
+    assert request["state"] == "closed" and request["outcome"] in ("promoted", "rejected")
+    assert [r["by"] for r in request["reasons"][:2]] == [second["run_key"], third["run_key"]]
+
+    after = cycle(monitored, 18, shift=COVARIATE_SHIFT)
+    assert after["action"] == "hold"
+    assert len(requests(monitored)) == 1 and len(retrain_events(monitored)) == 1
+
+
+@pytest.mark.parametrize("monitored", [{"k_of_n": {"k": 1, "n": 1}}], indirect=True)
+def test_five_alerts_in_a_row_start_one_retrain(monitored):
+    actions = [cycle(monitored, i, shift=COVARIATE_SHIFT)["action"] for i in range(20, 25)]
+    assert actions == ["retrain", "attach", "attach", "attach", "attach"]
+    assert len(retrain_events(monitored)) == 1
+    (request,) = requests(monitored)
+    assert len(request["reasons"]) == 5 and request["state"] == "open"
+    train_run = run_dag(monitored.dag_id)
+    tags = mlflow_run(monitored.name, train_run).data.tags
+    assert len(tags["ctloop.trigger_reports"].split()) == 5
+    assert tags["ctloop.request_id"] == request["id"]
+
+
+def _concept_spec() -> dict:
+    """Quality decides here: retrain on the last three labeled batches, the new concept."""
+    spec = _spec(k_of_n={"k": 1, "n": 1}, cooldown_minutes=0, data={"window": "batches", "last": 3})
+    spec["monitoring"] |= {
+        "window_batches": 3,
+        "quality": {"metric": "roc_auc", "max_drop": 0.05, "min_labels": 1000},
+    }
+    return spec
+
+
+@pytest.fixture
+def concept(tmp_path, airflow_db):
+    created = Pipeline(tmp_path, **_concept_spec())
+    created.add_batches(3)
+    assert run_dag(created.dag_id, reason="v1").state == "success"
+    yield created
+    created.remove()
+
+
+def test_concept_drift_retrains_through_the_quality_rule_and_the_new_champion_recovers(concept):
+    concept.deliver(range(10, 13), concept_drift=True)
+    waiting, _ = look(concept)
+    assert (waiting["alert"], waiting["action"]) == (False, "hold"), waiting
+    assert "quality: 0 labeled rows < monitoring.quality.min_labels 1000" in waiting["why"]
+    assert waiting["drift_share"] < 0.3 and waiting["quality"] is None  # the features did not move
+    assert retrain_events(concept) == []
+
+    for index in range(10, 13):
+        concept.label(index, concept_drift=True)
+    alerted, _ = look(concept)
+    assert (alerted["alert"], alerted["action"]) == (True, "retrain"), alerted
+    assert alerted["drift_share"] < 0.3
+    before = summary_of(alerted)["quality"]
+    assert before["labeled_rows"] == 3600 and before["champion_value"] > 0.8
+    assert before["value"] < before["champion_value"] - 0.2  # v1 scores the new concept badly
+    (trigger,) = summary_of(alerted)["decision"]["triggers"]
+    assert trigger.startswith(f"roc_auc {before['value']:.4f} is ") and "max_drop 0.05" in trigger
+    (event,) = retrain_events(concept)
+    assert event["reason"] == trigger and event["quality"]["value"] == before["value"]
+    assert event["quality"]["labeled_rows"] == 3600
+
+    train_run = run_dag(concept.dag_id)  # what the scheduler starts on the asset event
+    assert train_run.state == "success" and champion_version(concept.name) == "2"
+    run = mlflow_run(concept.name, train_run)
+    assert run.data.tags["ctloop.promotion"].startswith("promoted")
+    assert trigger in run.data.tags["ctloop.reason"]
+    assert int(run.data.params["train_rows"]) + int(run.data.params["holdout_rows"]) == 3 * 1200
+    v2_holdout = run.data.metrics["holdout_roc_auc"]
+
+    concept.deliver(range(13, 15), concept_drift=True)
+    assert run_dag(f"{concept.name}__score").state == "success"
+    for index in range(13, 15):
+        concept.label(index, concept_drift=True)
+    recovered, _ = look(concept)
+    after = summary_of(recovered)["quality"]
+    assert recovered["champion_version"] == "2"
+    assert after["labeled_batches"] == ["batch-0013", "batch-0014"]
+    assert after["champion_value"] == pytest.approx(v2_holdout)
+    assert after["value"] >= v2_holdout - 0.05 and after["value"] > before["value"] + 0.2
+    assert (recovered["alert"], recovered["action"]) == (False, "hold"), recovered
+    assert len(retrain_events(concept)) == 1
+
+
+@pytest.mark.parametrize("monitored", [{"k_of_n": {"k": 1, "n": 1}, "cooldown_minutes": 0}], indirect=True)
+def test_circuit_breaker_stops_retraining_after_repeated_rejections(monitored):
+    monitored.spec["gates"]["rules"].append({"metric": "roc_auc", "min_improvement": 0.5})
+    monitored.write(monitored.spec)  # v1 is champion; from now on the gate rejects every candidate
+
+    for rejections, index in enumerate((30, 31), start=1):
+        monitored.deliver(range(index, index + 1), shift=COVARIATE_SHIFT)
+        entry, monitor_run = look(monitored)
+        assert entry["action"] == "retrain", entry
+        assert task_states(monitor_run)["circuit_breaker"] == "skipped"
+        assert len(retrain_events(monitored)) == rejections
+        train_run = run_dag(monitored.dag_id)  # what the scheduler starts on the asset event
+        states = task_states(train_run)
+        assert (states["promote"], states["record_outcome"]) == ("skipped", "success")
+        gate = mlflow_run(monitored.name, train_run).data.tags["ctloop.gate_summary"]
+        assert gate.startswith("gate rejected") and "must be >= +0.5000" in gate
+        assert champion_version(monitored.name) == "1"
+    assert [(r["state"], r["outcome"]) for r in requests(monitored)] == [("closed", "rejected")] * 2
+
+    monitored.deliver(range(32, 33), shift=COVARIATE_SHIFT)
+    entry, monitor_run = look(monitored)
+    assert (entry["alert"], entry["action"]) == (True, "breaker_open"), entry
+    assert entry["run_key"] == f"{monitor_run.dag_id}/{monitor_run.run_id}"
+    assert "retrain.max_consecutive_rejections 2" in entry["why"]
+    states = task_states(monitor_run)
+    assert (states["request_retrain"], states["circuit_breaker"]) == ("skipped", "failed")
+    assert monitor_run.state == "failed"
+    assert len(retrain_events(monitored)) == 2 and len(requests(monitored)) == 2
+    tags = mlflow_run(f"{monitored.name}-monitoring", monitor_run).data.tags
+    assert tags["ctloop.decision"] == "breaker_open"
+    assert "retrain.max_consecutive_rejections 2" in tags["ctloop.why"]

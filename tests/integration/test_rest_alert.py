@@ -1,0 +1,140 @@
+"""An external monitoring system starts a retraining through Airflow's REST API, idempotently.
+
+The contract: ``POST /api/v2/dags/<p>__train/dagRuns`` with ``dag_run_id = alert__<alert id>``
+and ``conf = {"reason": ..., "alert_id": ...}``. The alert id is the run id, so a repeated alert
+is refused by Airflow itself (409, the run id exists) and starts nothing; the training's MLflow
+run records why it ran and which alert asked for it. This runs the real components as processes
+(api-server, scheduler, dag-processor), because ``dag.test()`` bypasses the API and its auth.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import yaml
+
+from ctloop import registry
+from ctloop.datagen import write_batches
+from ctloop.localstack import FINISHED, LocalStack
+from ctloop.settings import load_settings
+from tests.helpers import example_spec
+
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("airflow_server")]
+
+REASON = "drift on monthly_charges (PSI 0.31)"
+
+
+@dataclass
+class Stack:
+    """The running deployment and the one pipeline it serves."""
+
+    server: LocalStack
+    pipeline: str
+
+    @property
+    def dag_id(self) -> str:
+        return f"{self.pipeline}__train"
+
+    def alert(self, alert_id: str, reason: str = REASON) -> tuple[int, Any]:
+        """What the monitoring system sends: the alert id is the run id, which makes it idempotent."""
+        body = {
+            "dag_run_id": f"alert__{alert_id}",
+            "logical_date": None,
+            "conf": {"reason": reason, "alert_id": alert_id},
+        }
+        return self.server.client.post(f"/api/v2/dags/{self.dag_id}/dagRuns", body)
+
+    def runs(self) -> list[dict]:
+        status, body = self.server.client.get(f"/api/v2/dags/{self.dag_id}/dagRuns")
+        assert status == 200, body
+        return body["dag_runs"]
+
+
+@dataclass
+class FirstAlert:
+    """What happened to one alert sent twice, recorded once so each test asserts one thing."""
+
+    alert_id: str
+    first: tuple[int, Any]
+    repeat: tuple[int, Any]
+    runs_after_repeat: list[dict]
+    final: dict
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A pipeline with small data, its spec in the pipelines folder the dag-processor reads, served."""
+    home = tmp_path_factory.mktemp("airflow-server")
+    name = f"p{uuid.uuid4().hex[:10]}"
+    data = home / "data" / name
+    write_batches(data, range(3), rows=600)
+    spec = example_spec(name, str(data))
+    spec["gates"]["rules"] = [{"metric": "roc_auc", "at_least": 0.6}]
+    spec["schedule"] = {"train": None}  # only alerts start runs here, never a cron tick on unpause
+    pipelines = home / "pipelines"
+    pipelines.mkdir()
+    (pipelines / f"{name}.yaml").write_text(yaml.safe_dump(spec))
+    with LocalStack(home, pipelines) as server:
+        server.wait_for_dag(f"{name}__train")
+        yield Stack(server, name)
+
+
+@pytest.fixture(scope="module")
+def first_alert(stack: Stack) -> FirstAlert:
+    alert_id = f"drift-{uuid.uuid4().hex[:8]}"
+    first = stack.alert(alert_id)
+    repeat = stack.alert(alert_id, reason="the same alert, delivered again")
+    runs_after_repeat = stack.runs()
+    final = {}
+    if first[0] in (200, 201):
+        final = stack.server.wait_for_run(stack.dag_id, f"alert__{alert_id}", timeout=240)
+    return FirstAlert(alert_id, first, repeat, runs_after_repeat, final)
+
+
+def test_an_alert_starts_a_training_run_named_after_it(first_alert: FirstAlert) -> None:
+    status, run = first_alert.first
+    assert status in (200, 201), run
+    assert run["dag_run_id"] == f"alert__{first_alert.alert_id}"
+    assert run["conf"] == {"reason": REASON, "alert_id": first_alert.alert_id}
+
+
+def test_a_repeated_alert_is_refused_and_starts_nothing(first_alert: FirstAlert) -> None:
+    status, body = first_alert.repeat
+    assert status == 409, body
+    same = [r for r in first_alert.runs_after_repeat if r["dag_run_id"] == f"alert__{first_alert.alert_id}"]
+    assert len(same) == 1, first_alert.runs_after_repeat
+    assert len(first_alert.runs_after_repeat) == 1
+    assert same[0]["conf"]["reason"] == REASON  # the first delivery's, not overwritten
+
+
+def test_the_alert_run_succeeds_and_its_mlflow_run_records_the_alert(
+    stack: Stack, first_alert: FirstAlert
+) -> None:
+    run_id = f"alert__{first_alert.alert_id}"
+    assert first_alert.final.get("state") == "success", stack.server.diagnose(stack.dag_id, run_id)
+    settings = load_settings(stack.server.env)  # the server's MLflow store, not this worker's
+    try:
+        client = registry.client(settings)
+        experiment = client.get_experiment_by_name(stack.pipeline)
+        (mlflow_run,) = client.search_runs(
+            [experiment.experiment_id], f"tags.`{registry.RUN_KEY_TAG}` = '{stack.dag_id}/{run_id}'"
+        )
+    finally:
+        registry.client(load_settings())  # give the process-wide MLflow URIs back to this worker
+    assert mlflow_run.data.tags["ctloop.reason"] == REASON
+    assert mlflow_run.data.tags.get("ctloop.alert_id") == first_alert.alert_id
+
+
+def test_an_alert_with_another_id_starts_another_run(stack: Stack, first_alert: FirstAlert) -> None:
+    other = f"decay-{uuid.uuid4().hex[:8]}"
+    status, run = stack.alert(other, reason="accuracy decay on late labels")
+    assert status in (200, 201), run
+    run_ids = {r["dag_run_id"] for r in stack.runs()}
+    assert run_ids == {f"alert__{first_alert.alert_id}", f"alert__{other}"}
+    started = stack.server.wait_for_run(stack.dag_id, f"alert__{other}", ("running", *FINISHED), timeout=60)
+    assert started["state"] in ("running", "success"), stack.server.diagnose(stack.dag_id, f"alert__{other}")
+    assert started["conf"]["alert_id"] == other
