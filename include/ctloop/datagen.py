@@ -36,6 +36,21 @@ NUMERIC = [
     "referrals",
 ]
 CATEGORICAL = ["contract", "payment_method", "internet_service", "region", "plan_tier", "paperless_billing"]
+# Engagement and billing features moved by 1.5 standard deviations: every value stays within the
+# example expectation suite's ranges, so such batches are valid and only their distribution moves.
+COVARIATE_SHIFT: dict[str, float] = {
+    feature: 1.5
+    for feature in (
+        "tenure_months",
+        "monthly_charges",
+        "total_charges",
+        "avg_session_minutes",
+        "logins_30d",
+        "data_usage_gb",
+        "days_since_last_login",
+        "referrals",
+    )
+}
 ID_COLUMN = "customer_id"
 TIMESTAMP_COLUMN = "event_time"
 TARGET = "churned"

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ctloop.datagen import write_batches, write_labels
+from ctloop.datagen import COVARIATE_SHIFT, write_batches, write_labels
 from ctloop.settings import load_settings
 
 if TYPE_CHECKING:
@@ -33,21 +33,6 @@ TRAIN, SCORE, MONITOR = (f"{PIPELINE}__{kind}" for kind in ("train", "score", "m
 FIRST_TRAINING_BATCHES = 4
 STABLE_BATCHES = 3
 MAX_SHIFTED_BATCHES = 4
-# A shift of 1.5 standard deviations in engagement and billing features; every value stays within
-# the expectation suite's ranges, so the batches are valid and only their distribution moves.
-COVARIATE_SHIFT = {
-    feature: 1.5
-    for feature in (
-        "tenure_months",
-        "monthly_charges",
-        "total_charges",
-        "avg_session_minutes",
-        "logins_30d",
-        "data_usage_gb",
-        "days_since_last_login",
-        "referrals",
-    )
-}
 
 
 @dataclass

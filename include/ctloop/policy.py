@@ -51,9 +51,13 @@ def triggers(spec: PipelineSpec, evidence: Evidence) -> tuple[list[str], list[st
             f"quality: {evidence.labeled_rows} labeled rows"
             f" < monitoring.quality.min_labels {quality.min_labels}"
         )
-    elif evidence.quality is not None and evidence.champion_quality is not None:
+    elif evidence.quality is None or evidence.champion_quality is None:
+        side = "the labeled rows" if evidence.quality is None else "the champion's holdout"
+        undecided.append(f"quality: {quality.metric} cannot be computed on {side}")
+    else:
         sign = 1.0 if higher_is_better(spec.task, quality.metric) else -1.0
-        drop = sign * (evidence.champion_quality - evidence.quality)
+        # rounded, so that 0.80 - 0.75 is a drop of 0.05 and not of 0.05000000000000004
+        drop = round(sign * (evidence.champion_quality - evidence.quality), 9)
         if drop > quality.max_drop:
             crossed.append(
                 f"{quality.metric} {evidence.quality:.4f} is {drop:.4f} worse than the champion's holdout"

@@ -1,8 +1,8 @@
 """Import the libraries ctloop's tasks use, once, in a process that forks task processes.
 
 Airflow's LocalExecutor (and a Celery worker's prefork pool) fork each task from a long-lived
-parent. A task process otherwise pays for importing MLflow, GX, scikit-learn and pandas itself:
-seconds per task, for every task. Imported in the parent, the modules are inherited.
+parent. A task process otherwise pays for importing MLflow, GX, Evidently, scikit-learn and
+pandas itself: seconds per task, for every task. Imported in the parent, the modules are inherited.
 Only imports happen here: no connections, threads or files are opened before the fork.
 """
 
@@ -24,7 +24,13 @@ TASK_LIBRARIES = (
     "mlflow",
     "mlflow.sklearn",
     "great_expectations",
+    "evidently",
+    "evidently.presets",
     "ctloop.train_steps",
+    "ctloop.scoring",
+    "ctloop.labels",
+    "ctloop.monitor",
+    "ctloop.drift_report",
 )
 
 log = logging.getLogger(__name__)

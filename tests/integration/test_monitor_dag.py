@@ -11,25 +11,11 @@ import json
 import pytest
 
 from ctloop import retrain_requests as ledger
+from ctloop.datagen import COVARIATE_SHIFT
 from ctloop.monitor import history_prefix
 from ctloop.settings import load_settings
 from ctloop.storage import home_storage
 from tests.integration.conftest import Pipeline, champion_version, mlflow_run, run_dag, task_states
-
-# Shifts within the expectation suite's ranges: the batches stay valid, only their distribution moves.
-COVARIATE_SHIFT = {
-    c: 1.5
-    for c in (
-        "tenure_months",
-        "monthly_charges",
-        "total_charges",
-        "avg_session_minutes",
-        "logins_30d",
-        "data_usage_gb",
-        "days_since_last_login",
-        "referrals",
-    )
-}
 
 
 def _spec(**retrain) -> dict:
@@ -239,3 +225,11 @@ def test_circuit_breaker_stops_retraining_after_repeated_rejections(monitored):
     tags = mlflow_run(f"{monitored.name}-monitoring", monitor_run).data.tags
     assert tags["ctloop.decision"] == "breaker_open"
     assert "retrain.max_consecutive_rejections 2" in tags["ctloop.why"]
+
+
+def test_before_any_champion_the_monitor_holds_and_says_why(pipeline):
+    dag_run = run_dag(f"{pipeline.name}__monitor")  # e.g. the cron tick that unpausing starts
+    assert dag_run.state == "success"
+    states = task_states(dag_run)
+    assert states == {"monitor": "success", "request_retrain": "skipped", "circuit_breaker": "skipped"}
+    assert history(pipeline) == [] and retrain_events(pipeline) == []
