@@ -15,8 +15,16 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-Fault = Literal["missing_column", "extra_column", "nulls", "wrong_type", "out_of_range", "empty"]
-FAULTS: tuple[str, ...] = ("missing_column", "extra_column", "nulls", "wrong_type", "out_of_range", "empty")
+Fault = Literal["missing_column", "extra_column", "nulls", "all_null", "wrong_type", "out_of_range", "empty"]
+FAULTS: tuple[str, ...] = (
+    "missing_column",
+    "extra_column",
+    "nulls",
+    "all_null",
+    "wrong_type",
+    "out_of_range",
+    "empty",
+)
 
 NUMERIC = [
     "tenure_months",
@@ -157,6 +165,9 @@ def inject_fault(frame: pd.DataFrame, fault: Fault) -> pd.DataFrame:
         broken["unexpected_score"] = 1.0
     elif fault == "nulls":
         broken.loc[broken.index[::3], "tenure_months"] = np.nan
+    elif fault == "all_null":
+        # A feed that stopped sending a field; the example suite has no not-null check on it.
+        broken["credit_score"] = np.nan
     elif fault == "wrong_type":
         broken["monthly_charges"] = broken["monthly_charges"].astype(str)
         broken.loc[broken.index[0], "monthly_charges"] = "seventy"

@@ -39,6 +39,10 @@ class BatchQuarantined(CtloopError):
     """A production batch failed its checks and was moved to quarantine; the message says why."""
 
 
+class BatchConflict(CtloopError):
+    """A batch id already scored arrived again with other content; the new file was set aside."""
+
+
 class NoChampion(CtloopError):
     """Nothing can be scored before a model has been promoted to ``champion``."""
 

@@ -40,6 +40,14 @@ def check_schema(frame: pd.DataFrame, spec: PipelineSpec, *, require_target: boo
         failure("no_unexpected_columns", c, f"column {c!r} is not declared in the pipeline spec")
         for c in unexpected
     ]
+    if frame.empty:  # every column of a file without rows reads as text: kinds say nothing here
+        return failures
+    inputs = [*columns.id, *([columns.timestamp] if columns.timestamp else []), *columns.features]
+    failures += [
+        failure("not_all_null", c, f"column {c!r} has no value in any of its {len(frame)} rows")
+        for c in inputs
+        if c in frame.columns and frame[c].isna().all()
+    ]
     for column in columns.numeric:
         if column in frame.columns and not pd.api.types.is_numeric_dtype(frame[column]):
             example = _first_unparseable(frame[column], lambda s: pd.to_numeric(s, errors="coerce"))

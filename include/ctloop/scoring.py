@@ -5,6 +5,11 @@ predictions form one partition of the prediction log (ctloop.predictionlog), so 
 rewrites the same object. A batch that fails its checks is moved to
 ``quarantine/<pipeline>/<id>/`` with ``reason.json`` beside it before the task fails: nothing is
 dropped silently, nothing is scored by a model that cannot read it.
+
+A batch id is scored from one content only (ctloop.scoredbatches). A file delivered again under
+a scored id with the same content is left alone; with other content it is moved to
+``conflicts/<pipeline>/<id>/`` and its task fails, so the log never mixes two versions of a batch
+and the new version is not lost. The same content under a new id goes to ``duplicates/``.
 """
 
 from __future__ import annotations
@@ -15,9 +20,9 @@ from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
-from ctloop import registry
+from ctloop import registry, scoredbatches
 from ctloop.dataio import SUFFIXES, parse_frame, to_parquet_bytes
-from ctloop.errors import BatchQuarantined, CtloopError, NoChampion
+from ctloop.errors import BatchConflict, BatchQuarantined, CtloopError, NoChampion
 from ctloop.predictionlog import PREDICTIONS, partition_key
 from ctloop.storage import home_storage, open_storage
 from ctloop.training import features
@@ -31,10 +36,6 @@ if TYPE_CHECKING:
     from ctloop.spec import PipelineSpec
 
 
-def _marker_key(pipeline: str, sha256: str) -> str:
-    return f"scored/{pipeline}/{sha256}.json"
-
-
 def logged_columns(spec: PipelineSpec) -> list[str]:
     """The input columns the prediction log keeps: ids, timestamp and features."""
     timestamp = [spec.columns.timestamp] if spec.columns.timestamp else []
@@ -42,30 +43,36 @@ def logged_columns(spec: PipelineSpec) -> list[str]:
 
 
 def new_batches(spec: PipelineSpec, settings: Settings) -> list[dict]:
-    """The incoming files of the spec's format that have no partition in the prediction log yet."""
+    """The incoming files of the spec's format that have no partition in the prediction log yet,
+    and those whose batch was scored from other content (score_batch sets them aside)."""
     incoming = open_storage(spec.incoming_uri, settings)
     storage = home_storage(settings)
     pending = []
     for key in incoming.list_keys():
         if not key.endswith(SUFFIXES[spec.scoring.format]):
             continue
-        batch_id = PurePosixPath(key).stem
-        if not storage.exists(partition_key(PREDICTIONS, spec.name, batch_id)):
-            pending.append({"key": key, "batch_id": batch_id, "uri": incoming.uri(key)})
+        batch = {"key": key, "batch_id": PurePosixPath(key).stem, "uri": incoming.uri(key)}
+        scored = storage.exists(partition_key(PREDICTIONS, spec.name, batch["batch_id"]))
+        if not scored or not scoredbatches.unchanged_since_scored(storage, incoming, spec.name, batch):
+            pending.append(batch)
     return pending
 
 
 def set_aside(
     spec: PipelineSpec, settings: Settings, batch: dict, data: bytes, area: str, reason: dict
 ) -> str:
-    """Move the batch file to ``<area>/<pipeline>/<batch id>/`` with ``reason.json`` beside it.
+    """Move the batch file to ``<area>/<pipeline>/<batch id>/`` with ``reason.json`` beside it
+    (``<batch id>~<sha256 prefix>/`` when an earlier, different file of that id is already there).
 
     The copy and its reason are written before the incoming file is deleted, so a crash in
     between leaves the batch in both places, never in neither.
     """
     storage = home_storage(settings)
     prefix = f"{area}/{spec.name}/{batch['batch_id']}"
-    storage.write_bytes(f"{prefix}/{PurePosixPath(batch['key']).name}", data)
+    name = PurePosixPath(batch["key"]).name
+    if storage.exists(f"{prefix}/{name}") and storage.read_bytes(f"{prefix}/{name}") != data:
+        prefix += f"~{hashlib.sha256(data).hexdigest()[:12]}"  # the earlier, different copy stays
+    storage.write_bytes(f"{prefix}/{name}", data)
     record = {"batch": batch, **reason, "at": datetime.now(UTC).isoformat()}
     storage.write_bytes(f"{prefix}/reason.json", json.dumps(record, indent=2, default=str).encode())
     open_storage(spec.incoming_uri, settings).delete(batch["key"])
@@ -103,36 +110,70 @@ def predict(model, frame: pd.DataFrame, spec: PipelineSpec) -> tuple[np.ndarray,
 
 def score_batch(spec: PipelineSpec, settings: Settings, batch: dict) -> dict:
     """Check, predict and log one batch; returns a summary for XCom."""
-    import pandas as pd
-
-    mlflow_client = registry.client(settings)
-    champion = registry.get_champion(mlflow_client, spec.name)
+    champion = registry.get_champion(registry.client(settings), spec.name)
     if champion is None:
         raise NoChampion(f"{spec.name}: no model is champion yet; run {spec.name}__train first")
-    data = open_storage(spec.incoming_uri, settings).read_bytes(batch["key"])
+    incoming = open_storage(spec.incoming_uri, settings)
+    fingerprint = incoming.fingerprint(batch["key"])  # before the read: a rewrite after it changes it
+    data = incoming.read_bytes(batch["key"])
     sha256 = hashlib.sha256(data).hexdigest()
-    storage = home_storage(settings)
-    marker = _marker_key(spec.name, sha256)
-    if storage.exists(marker):
-        first = json.loads(storage.read_bytes(marker))
-        if first["batch_id"] != batch["batch_id"]:
-            why = {"duplicate_of": first["batch_id"], "sha256": sha256}
-            where = set_aside(spec, settings, batch, data, "duplicates", why)
-            return {**batch, "action": "duplicate", **why, "moved_to": where}
+    _refuse_conflict(spec, settings, batch, data, sha256)
     frame = _checked_frame(spec, settings, batch, data)
-    model = registry.load_model(settings, champion.source, champion.tags.get(registry.MODEL_SHA_TAG))
-    log = frame[logged_columns(spec)].copy()
-    log["prediction"], log["score"] = predict(model, frame, spec)
-    log["model_version"] = str(champion.version)
-    log["batch_id"] = batch["batch_id"]
-    log["scored_at"] = pd.Timestamp.now(tz="UTC")
-    uri = storage.write_bytes(partition_key(PREDICTIONS, spec.name, batch["batch_id"]), to_parquet_bytes(log))
-    storage.write_bytes(marker, json.dumps({"batch_id": batch["batch_id"], "partition": uri}).encode())
+    storage = home_storage(settings)
+    key = partition_key(PREDICTIONS, spec.name, batch["batch_id"])
+    source = {"batch_id": batch["batch_id"], "key": batch["key"], "sha256": sha256, "size": len(data)}
+    # Claimed before the partition is written: a crash in between leaves a batch scored again.
+    first = scoredbatches.claim(settings, spec.name, {**source, "fingerprint": fingerprint}, storage.uri(key))
+    if first is not None:
+        why = {"duplicate_of": first, "sha256": sha256}
+        where = set_aside(spec, settings, batch, data, "duplicates", why)
+        return {**batch, "action": "duplicate", **why, "moved_to": where}
+    logged = _predictions(spec, settings, champion, frame, batch)
+    uri = storage.write_bytes(key, to_parquet_bytes(logged))
     return {
         **batch,
         "action": "scored",
-        "rows": len(log),
+        "rows": len(logged),
         "model_version": str(champion.version),
         "partition": uri,
         "sha256": sha256,
     }
+
+
+def _predictions(
+    spec: PipelineSpec, settings: Settings, champion, frame: pd.DataFrame, batch: dict
+) -> pd.DataFrame:
+    """The batch's rows of the prediction log: its inputs, the champion's outputs, version and time."""
+    import pandas as pd
+
+    model = registry.load_model(settings, champion.source, champion.tags.get(registry.MODEL_SHA_TAG))
+    logged = frame[logged_columns(spec)].copy()
+    logged["prediction"], logged["score"] = predict(model, frame, spec)
+    logged["model_version"] = str(champion.version)
+    logged["batch_id"] = batch["batch_id"]
+    logged["scored_at"] = pd.Timestamp.now(tz="UTC")
+    return logged
+
+
+def _refuse_conflict(spec: PipelineSpec, settings: Settings, batch: dict, data: bytes, sha256: str) -> None:
+    """Set the file aside and fail when its batch id was already scored from other content:
+    scoring it would mix two versions of one batch, dropping it would lose the new version."""
+    storage = home_storage(settings)
+    key = partition_key(PREDICTIONS, spec.name, batch["batch_id"])
+    if not storage.exists(key) or scoredbatches.scored_from(storage, spec.name, batch["batch_id"], sha256):
+        return
+    record = scoredbatches.batch_record(storage, spec.name, batch["batch_id"]) or {}
+    scored_sha = record.get("sha256", "not recorded")
+    detail = (
+        f"batch {batch['batch_id']!r} was already scored from other content (sha256 {scored_sha}) into "
+        f"{storage.uri(key)}; this file (sha256 {sha256}) was not scored. To replace the scored batch, "
+        "delete that partition and deliver the file again; to add its rows, deliver it under a new batch id."
+    )
+    why = {
+        "conflicts_with": storage.uri(key),
+        "scored_sha256": scored_sha,
+        "sha256": sha256,
+        "detail": detail,
+    }
+    where = set_aside(spec, settings, batch, data, "conflicts", why)
+    raise BatchConflict(f"{batch['uri']}: moved to {where}: {detail}")

@@ -28,6 +28,7 @@ class Storage(Protocol):
     def write_bytes(self, key: str, data: bytes) -> str: ...
     def list_keys(self, prefix: str = "") -> list[str]: ...
     def delete(self, key: str) -> None: ...
+    def fingerprint(self, key: str) -> str: ...
 
 
 def _check_key(key: str) -> str:
@@ -74,6 +75,11 @@ class LocalStorage:
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def fingerprint(self, key: str) -> str:
+        """Changes whenever the object is rewritten, without reading it: size and mtime."""
+        stat = self._path(key).stat()
+        return f"{stat.st_size}:{stat.st_mtime_ns}"
 
     def list_keys(self, prefix: str = "") -> list[str]:
         base = self.root / prefix if prefix else self.root
@@ -135,6 +141,11 @@ class S3Storage:
 
     def delete(self, key: str) -> None:
         self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def fingerprint(self, key: str) -> str:
+        """Changes whenever the object is rewritten, without reading it: size and ETag."""
+        head = self._client.head_object(Bucket=self.bucket, Key=self._key(key))
+        return f"{head['ContentLength']}:{head['ETag']}"
 
     def list_keys(self, prefix: str = "") -> list[str]:
         full_prefix = self._key(prefix) if prefix else (self.prefix.rstrip("/") + "/" if self.prefix else "")

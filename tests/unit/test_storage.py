@@ -29,6 +29,14 @@ def test_write_read_list_exists(storage):
     assert uri == storage.uri("a/b.txt")
 
 
+def test_fingerprint_changes_when_an_object_is_rewritten_even_at_the_same_size(storage):
+    storage.write_bytes("batch.csv", b"a,b\n1,2\n")
+    first = storage.fingerprint("batch.csv")
+    assert storage.fingerprint("batch.csv") == first
+    storage.write_bytes("batch.csv", b"a,b\n1,3\n")
+    assert storage.fingerprint("batch.csv") != first
+
+
 def test_missing_object_names_its_uri(storage):
     with pytest.raises(StorageError, match="missing.txt"):
         storage.read_bytes("missing.txt")

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import io
 import json
 
+import pandas as pd
 import pytest
 
 from ctloop.datagen import generate_batch, inject_fault
@@ -36,6 +38,7 @@ def test_clean_data_passes(frame):
         ("wrong_type", "numeric_dtype", "monthly_charges"),
         ("out_of_range", "expect_column_values_to_be_between", "age"),
         ("empty", "has_rows", None),
+        ("all_null", "not_all_null", "credit_score"),
     ],
 )
 def test_each_fault_is_named(frame, fault, check, column):
@@ -48,6 +51,13 @@ def test_each_fault_is_named(frame, fault, check, column):
     assert "batch.csv" in str(raised.value) and check in str(raised.value)
     if column:
         assert column in str(raised.value)
+
+
+def test_a_header_without_rows_fails_only_for_having_no_rows(frame):
+    """Every column of a file without rows reads as text; that is no finding about its kinds."""
+    header_only = pd.read_csv(io.StringIO(frame.head(0).to_csv(index=False)))
+    report = validate_frame(header_only, SPEC, EXPECTATIONS)
+    assert [(f["check"], f["column"]) for f in report["schema_failures"]] == [("has_rows", None)]
 
 
 def test_unlabeled_rows_fail(frame):
