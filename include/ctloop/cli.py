@@ -25,10 +25,14 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    """Migrate Airflow's metadata database on the embedded default."""
+    """Migrate Airflow's metadata database and create MLflow's tables, before any component starts."""
+    from ctloop.registry import init_tracking_store
+    from ctloop.settings import load_settings
+
     apply_embedded_defaults(_home())
     airflow = Path(sys.executable).with_name("airflow")
     subprocess.run([str(airflow), "db", "migrate"], check=True, stdout=subprocess.DEVNULL)
+    init_tracking_store(load_settings())
     return 0
 
 

@@ -230,6 +230,8 @@ def describe_training(settings: Settings, run_id: str) -> str:
 
 
 def format_timeline(rows: list[Row]) -> str:
+    if not rows:
+        return "(the demo stopped before its first step; see the error below)"
     widths = [max(len(getattr(r, f)) for r in rows) for f in ("step", "drift", "quality", "champion")]
     header = ("step", "drift share", "roc_auc", "champion")
     widths = [max(w, len(h)) for w, h in zip(widths, header, strict=True)]

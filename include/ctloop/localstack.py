@@ -148,11 +148,11 @@ class LocalStack:
         self.stop()
 
     def start(self) -> None:
-        """Migrate the database, start the components, wait for a healthy scheduler and log in."""
+        """Set up both databases, start the components, wait for a healthy scheduler and log in."""
         self.airflow_home.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            [BIN / "airflow", "db", "migrate"], env=self.env, check=True, capture_output=True, timeout=300
+            [BIN / "ctloop", "init"], env=self.env, check=True, capture_output=True, timeout=300
         )
         for name, command in COMPONENTS.items():
             log = open(self.logs / f"{name}.log", "w")  # closed in stop()

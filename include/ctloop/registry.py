@@ -36,6 +36,16 @@ def client(settings: Settings) -> MlflowClient:
     return mlflow.MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
 
 
+def init_tracking_store(settings: Settings) -> None:
+    """Create the tracking store's tables now, from one process.
+
+    MLflow creates a database store's tables on first use in every process; two processes doing
+    that at once on a new SQLite file collide in its migrations (``table _alembic_tmp_latest_metrics
+    already exists``). Call this before the components of a deployment start.
+    """
+    client(settings).search_experiments(max_results=1)
+
+
 def ensure_experiment(mlflow_client: MlflowClient, name: str, artifact_root: str | None) -> str:
     """The experiment's id, creating it with artifacts under ``artifact_root`` when given."""
     from mlflow.exceptions import MlflowException

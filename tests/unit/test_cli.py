@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 
 from ctloop.cli import main
@@ -22,3 +24,26 @@ def test_datagen_writes_shifted_and_broken_batches(tmp_path, capsys):
     frame = pd.read_csv(written[0])
     assert frame["tenure_months"].isna().any()
     assert frame["monthly_charges"].mean() > 120
+
+
+def test_init_creates_both_databases_before_any_component_starts(tmp_path):
+    """Components and tasks then find MLflow's tables made; creating them from several processes
+    at once collides in MLflow's migrations (the demo failed so)."""
+    import sqlite3
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLFLOW", "CTLOOP"))}
+    env["CTLOOP_HOME"] = str(tmp_path)
+    ctloop = Path(sys.executable).with_name("ctloop")
+    subprocess.run([str(ctloop), "init"], env=env, check=True, capture_output=True, timeout=300)
+
+    def tables(db: Path) -> set[str]:
+        with sqlite3.connect(db) as connection:
+            return {row[0] for row in connection.execute("select name from sqlite_master where type='table'")}
+
+    assert {"experiments", "runs", "registered_model_aliases", "alembic_version"} <= tables(
+        tmp_path / "mlflow.db"
+    )
+    assert {"dag", "dag_run", "task_instance"} <= tables(tmp_path / "airflow" / "airflow.db")
