@@ -10,7 +10,7 @@ PYTEST_WORKERS ?= 2
 export CTLOOP_HOME
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: setup demo test lint airflow mlflow-ui bench clean
+.PHONY: setup system-deps demo test lint airflow mlflow-ui bench clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -22,10 +22,13 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 
 setup: $(VENV)/.synced  ## the virtualenv, exactly as uv.lock pins it
 
+system-deps:  ## the Debian packages the tests need (postgresql), installed only when missing
+	bash scripts/install-system-deps.sh
+
 demo: setup  ## the whole loop on the embedded default (SQLite, local files under CTLOOP_HOME)
 	$(BIN)/ctloop demo
 
-test: setup  ## the whole test suite
+test: setup system-deps  ## the whole test suite
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 lint: setup

@@ -30,16 +30,19 @@ def train(s, v): return {}
 @task
 def evaluate(t): return {}
 @task
-def gate(e): return {}
+def register(s, t, v): return "1"
 @task
-def register(s, t, d): return "1"
+def gate(e, v): return {}
 @task
-def promote(e, d, v, t): return {}
+def promote(s, e, d, v, t): return {}
+@task
+def record_outcome(): return {}
 
 @dag(dag_id="baseline__train", schedule="0 3 * * 1", start_date=datetime(2026, 1, 1), catchup=False,
      tags=["baseline"], params={"reason": Param("manual", type="string"), "note": Param("", type="string")})
 def baseline():
-    s = snapshot(); t = train(s, validate(s)); e = evaluate(t); d = gate(e); promote(e, d, register(s, t, d), t)
+    s = snapshot(); v = validate(s); t = train(s, v); e = evaluate(t); r = register(s, t, v)
+    promote(s, e, gate(e, r), r, t) >> record_outcome()
 
 baseline()
 """

@@ -34,12 +34,15 @@ spec = load_spec(Path(sys.argv[1]))
 settings = load_settings()
 ctx = steps.RunContext(f"{spec.name}__train", "plain", "benchmark")
 started = steps.start(spec, settings, ctx)
-steps.validate(spec, settings, ctx, started)
+validation = steps.validate(spec, settings, ctx, started)
 trained = steps.train(spec, settings, ctx, started)
-evaluation = steps.evaluate_models(spec, settings, trained)
-decision = steps.gate(spec.gates, spec.task, settings, evaluation)
-version = steps.register(spec, settings, ctx, started, trained, decision)
-steps.promote_candidate(spec, settings, evaluation, decision, version, trained["holdout"]["key"])
+evaluation = steps.evaluate_models(spec, settings, ctx, trained)
+version = steps.register(spec, settings, ctx, started, trained, validation)
+decision = steps.gate(spec, settings, evaluation, version)
+promotion = steps.promote_candidate(spec, settings, ctx, started, evaluation, decision, version, None)
+results = {"snapshot": started, "validate": validation, "train": trained, "evaluate": evaluation,
+           "register": version, "gate": decision, "promote": promotion}
+steps.finish(spec, settings, ctx, results)
 """
 
 

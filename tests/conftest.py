@@ -16,12 +16,20 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.postgres import postgres_server  # noqa: F401
+
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 _HOME = Path(tempfile.mkdtemp(prefix=f"ctloop-test-{_WORKER}-"))
 
 os.environ["CTLOOP_HOME"] = str(_HOME)
 os.environ["CTLOOP_PIPELINES_DIR"] = str(_HOME / "pipelines")
-for _key in ("MLFLOW_TRACKING_URI", "CTLOOP_STORAGE_ROOT", "CTLOOP_S3_ENDPOINT_URL", "AIRFLOW_HOME"):
+for _key in (
+    "MLFLOW_TRACKING_URI",
+    "CTLOOP_DATABASE_URL",
+    "CTLOOP_STORAGE_ROOT",
+    "CTLOOP_S3_ENDPOINT_URL",
+    "AIRFLOW_HOME",
+):
     os.environ.pop(_key, None)
 (_HOME / "pipelines").mkdir(parents=True)
 

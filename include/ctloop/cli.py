@@ -25,7 +25,9 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    """Migrate Airflow's metadata database and create MLflow's tables, before any component starts."""
+    """Migrate Airflow's metadata database, create MLflow's and the ledger's tables, before any
+    component starts."""
+    from ctloop.ledger import create_tables
     from ctloop.registry import init_tracking_store
     from ctloop.settings import load_settings
 
@@ -33,6 +35,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     airflow = Path(sys.executable).with_name("airflow")
     subprocess.run([str(airflow), "db", "migrate"], check=True, stdout=subprocess.DEVNULL)
     init_tracking_store(load_settings())
+    create_tables(load_settings())
     return 0
 
 
@@ -61,6 +64,57 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     apply_embedded_defaults(_home())
     return run_demo(_home(), rows_per_batch=args.rows)
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    """Move a pipeline's champion back to the previous or a named version, as its __rollback DAG does."""
+    import getpass
+
+    from ctloop.errors import RollbackRefused
+    from ctloop.rollback import rollback
+    from ctloop.settings import load_settings
+
+    apply_embedded_defaults(_home())
+    try:
+        outcome = rollback(
+            load_settings(),
+            args.pipeline,
+            target=args.to,
+            reason=args.reason,
+            force=args.force,
+            user=f"cli:{getpass.getuser()}",
+        )
+    except RollbackRefused as exc:
+        print(f"rollback refused: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"{args.pipeline}: champion v{outcome['from']} -> v{outcome['to']}"
+        f" ({outcome['action']}, ledger #{outcome['seq']})"
+    )
+    return 0
+
+
+def cmd_ledger(args: argparse.Namespace) -> int:
+    """Print a pipeline's promotion ledger: every move of its champion alias, oldest first."""
+    import json
+
+    from ctloop.ledger import entries
+    from ctloop.settings import load_settings
+
+    apply_embedded_defaults(_home())
+    rows = entries(load_settings(), args.pipeline)
+    if args.json:
+        print(json.dumps([row.to_dict() for row in rows], indent=2))
+        return 0
+    for row in rows:
+        by = row.user or row.run_key or "-"
+        print(
+            f"#{row.seq} {row.at} {row.action}: v{row.from_version or '-'} -> v{row.to_version}"
+            f" by {by}{f' approved by {row.approver}' if row.approver else ''}: {row.reason}"
+        )
+    if not rows:
+        print(f"{args.pipeline}: no champion moves recorded")
+    return 0
 
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
@@ -97,6 +151,16 @@ def main(argv: list[str] | None = None) -> int:
     demo = commands.add_parser("demo", help=cmd_demo.__doc__)
     demo.add_argument("--rows", type=int, default=5000, help="rows per example batch")
     demo.set_defaults(func=cmd_demo)
+    rollback = commands.add_parser("rollback", help=cmd_rollback.__doc__)
+    rollback.add_argument("pipeline")
+    rollback.add_argument("--to", default="previous", help="'previous' (default) or a version number")
+    rollback.add_argument("--reason", required=True, help="recorded in the ledger")
+    rollback.add_argument("--force", action="store_true", help="allow a target that never passed its gates")
+    rollback.set_defaults(func=cmd_rollback)
+    ledger = commands.add_parser("ledger", help=cmd_ledger.__doc__)
+    ledger.add_argument("pipeline")
+    ledger.add_argument("--json", action="store_true")
+    ledger.set_defaults(func=cmd_ledger)
     scheduler = commands.add_parser("scheduler", help=cmd_scheduler.__doc__)
     scheduler.add_argument("airflow_args", nargs=argparse.REMAINDER, help="passed to airflow scheduler")
     scheduler.set_defaults(func=cmd_scheduler)

@@ -53,3 +53,7 @@ class LabelError(CtloopError):
 
 class DriftInputError(CtloopError):
     """A frame cannot be compared for drift; the message names the column."""
+
+
+class RollbackRefused(CtloopError):
+    """A rollback target cannot become champion; the message names the version and why."""

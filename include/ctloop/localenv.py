@@ -1,4 +1,4 @@
-"""The embedded default: Airflow and MLflow on SQLite with local files, all under CTLOOP_HOME.
+"""The embedded default: Airflow, MLflow and ctloop on SQLite with local files, all under CTLOOP_HOME.
 
 Every process of one local deployment (the demo, ``airflow standalone``, ``mlflow ui``, tests)
 must agree on these locations, so they are derived here from CTLOOP_HOME in one place.
@@ -27,6 +27,7 @@ def embedded_environment(home: Path) -> dict[str, str]:
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
         "CTLOOP_MLFLOW_ARTIFACT_ROOT": str(home / "mlartifacts"),
+        "CTLOOP_DATABASE_URL": f"sqlite:///{home / 'ctloop.db'}",
     }
 
 

@@ -151,9 +151,7 @@ class LocalStack:
         """Set up both databases, start the components, wait for a healthy scheduler and log in."""
         self.airflow_home.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [BIN / "ctloop", "init"], env=self.env, check=True, capture_output=True, timeout=300
-        )
+        subprocess.run([BIN / "ctloop", "init"], env=self.env, check=True, capture_output=True, timeout=300)
         for name, command in COMPONENTS.items():
             log = open(self.logs / f"{name}.log", "w")  # closed in stop()
             self._log_files.append(log)

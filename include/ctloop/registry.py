@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
+    from mlflow.pyfunc import PyFuncModel
 
     from ctloop.settings import Settings
 
@@ -121,14 +124,29 @@ def load_model(settings: Settings, model_uri: str, expected_sha256: str | None):
     """
     import mlflow
 
+    local = _verified_copy(settings, model_uri, expected_sha256)
+    with _deserialization_allowed():
+        return mlflow.sklearn.load_model(str(local))
+
+
+def _verified_copy(settings: Settings, model_uri: str, expected_sha256: str | None) -> Path:
+    """The model's local directory, downloaded and checked against the recorded sha256."""
+    import mlflow
+
     client(settings)  # model URIs resolve against the process-wide tracking URI
     local = Path(mlflow.artifacts.download_artifacts(model_uri))
     if expected_sha256 is not None and _sha256(local / MODEL_FILE) != expected_sha256:
         raise StorageError(f"{model_uri}: model artifact checksum differs from the one recorded at logging")
+    return local
+
+
+@contextmanager
+def _deserialization_allowed() -> Iterator[None]:
+    """MLFLOW_ALLOW_PICKLE_DESERIALIZATION set for the block only, restored afterwards."""
     previous = os.environ.get("MLFLOW_ALLOW_PICKLE_DESERIALIZATION")
     os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"
     try:
-        return mlflow.sklearn.load_model(str(local))
+        yield
     finally:
         if previous is None:
             os.environ.pop("MLFLOW_ALLOW_PICKLE_DESERIALIZATION")
@@ -178,3 +196,17 @@ def version_of_run(mlflow_client: MlflowClient, name: str, run_key: str) -> str 
     """The model version an Airflow run registered, if it got that far."""
     found = mlflow_client.search_model_versions(f"name = '{name}' and tags.`{RUN_KEY_TAG}` = '{run_key}'")
     return str(found[0].version) if found else None
+
+
+def load_pyfunc(settings: Settings, model_uri: str, expected_sha256: str | None) -> PyFuncModel:
+    """Load a model ctloop logged the way its users do (``mlflow.pyfunc``: signature enforced,
+    input example attached), after the same checksum check as :func:`load_model`.
+
+    ``model_uri`` is any MLflow model URI (``models:/<name>/<version>``, ``runs:/...``). The
+    verified local copy is what gets loaded, so the bytes checked are the bytes deserialized.
+    """
+    import mlflow
+
+    local = _verified_copy(settings, model_uri, expected_sha256)
+    with _deserialization_allowed():
+        return mlflow.pyfunc.load_model(str(local))

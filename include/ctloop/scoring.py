@@ -25,6 +25,7 @@ from ctloop.dataio import SUFFIXES, parse_frame, to_parquet_bytes
 from ctloop.errors import BatchConflict, BatchQuarantined, CtloopError, NoChampion
 from ctloop.predictionlog import PREDICTIONS, partition_key
 from ctloop.storage import home_storage, open_storage
+from ctloop.suites import SUITE_TAG, suite_dir
 from ctloop.training import features
 from ctloop.validation import validate_frame
 
@@ -79,14 +80,18 @@ def set_aside(
     return storage.uri(prefix)
 
 
-def _checked_frame(spec: PipelineSpec, settings: Settings, batch: dict, data: bytes) -> pd.DataFrame:
+def _checked_frame(
+    spec: PipelineSpec, settings: Settings, batch: dict, data: bytes, suite_key: str | None
+) -> pd.DataFrame:
+    """The batch as a frame, checked with the champion's own expectation suite."""
     string_columns = [*spec.columns.id, *spec.columns.categorical]
     try:
         frame = parse_frame(data, spec.scoring.format, batch["uri"], string_columns)
     except CtloopError as exc:
         failures = [{"check": "readable", "column": None, "detail": str(exc)}]
     else:
-        report = validate_frame(frame, spec, settings.expectations_dir, require_target=False)
+        expectations = suite_dir(spec, settings, suite_key)
+        report = validate_frame(frame, spec, expectations, require_target=False)
         failures = report["schema_failures"] + report["expectation_failures"]
     if failures:
         where = set_aside(spec, settings, batch, data, "quarantine", {"failures": failures})
@@ -118,7 +123,7 @@ def score_batch(spec: PipelineSpec, settings: Settings, batch: dict) -> dict:
     data = incoming.read_bytes(batch["key"])
     sha256 = hashlib.sha256(data).hexdigest()
     _refuse_conflict(spec, settings, batch, data, sha256)
-    frame = _checked_frame(spec, settings, batch, data)
+    frame = _checked_frame(spec, settings, batch, data, champion.tags.get(SUITE_TAG))
     storage = home_storage(settings)
     key = partition_key(PREDICTIONS, spec.name, batch["batch_id"])
     source = {"batch_id": batch["batch_id"], "key": batch["key"], "sha256": sha256, "size": len(data)}

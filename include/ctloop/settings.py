@@ -1,7 +1,7 @@
 """Where ctloop keeps its state, read from the environment so one code base serves every stack.
 
-The embedded default puts everything under ``CTLOOP_HOME`` (``./.ctloop``): Airflow's and
-MLflow's SQLite databases, MLflow artifacts and ctloop's own storage. A production stack points
+The embedded default puts everything under ``CTLOOP_HOME`` (``./.ctloop``): Airflow's, MLflow's
+and ctloop's own SQLite databases, MLflow artifacts and ctloop's storage. A production stack points
 the same variables at Postgres, an MLflow server and S3 instead.
 """
 
@@ -25,6 +25,7 @@ class Settings:
     mlflow_tracking_uri: str
     mlflow_artifact_root: str | None
     s3_endpoint_url: str | None
+    database_url: str
 
 
 def load_settings(environ: os._Environ[str] | dict[str, str] | None = None) -> Settings:
@@ -43,4 +44,6 @@ def load_settings(environ: os._Environ[str] | dict[str, str] | None = None) -> S
         mlflow_artifact_root=env.get("CTLOOP_MLFLOW_ARTIFACT_ROOT")
         or (None if tracking_uri.startswith("http") else str(home / "mlartifacts")),
         s3_endpoint_url=env.get("CTLOOP_S3_ENDPOINT_URL") or env.get("AWS_ENDPOINT_URL_S3"),
+        # ctloop's own tables (the promotion ledger) and its locks; Postgres in production.
+        database_url=env.get("CTLOOP_DATABASE_URL", f"sqlite:///{home / 'ctloop.db'}"),
     )

@@ -127,11 +127,94 @@ class GateRule(_Strict):
         return self.kind in ("min_improvement", "max_regression")
 
 
+class BootstrapRule(_Strict):
+    """Paired bootstrap over the shared holdout: the lower bound of the ``confidence`` interval of
+    (candidate - champion), in the metric's good direction, must be at least ``margin``."""
+
+    metric: str
+    margin: float = 0.0
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    resamples: int = Field(1000, ge=100, le=100_000)
+    seed: int = 0
+
+
+class Slice(_Strict):
+    """Holdout rows grouped by one column: by its ``values`` (each value one slice; all values seen
+    when omitted) or, for a numeric column, by ``bins`` edges (left-closed intervals)."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+$")]
+    column: str
+    # bool first: an unquoted YAML yes/no stays True/False (and visibly matches no text value)
+    values: list[bool | str | int | float] | None = Field(None, min_length=1)
+    bins: list[float] | None = None
+
+    @model_validator(mode="after")
+    def _values_or_bins(self) -> Slice:
+        if self.values is not None and self.bins is not None:
+            raise ValueError("a slice sets values or bins, not both")
+        if self.bins is not None and (len(self.bins) < 2 or sorted(set(self.bins)) != self.bins):
+            raise ValueError("bins are at least two strictly increasing edges")
+        return self
+
+
+class SliceRules(_Strict):
+    """Per-slice judgement: no slice may regress against the champion by more than
+    ``max_regression``; the candidate's best and worst slice may differ by at most ``max_gap``.
+    Slices with fewer than ``min_rows`` holdout rows (or one class only) are reported, not judged."""
+
+    metric: str
+    max_regression: float | None = Field(None, ge=0.0)
+    max_gap: float | None = Field(None, ge=0.0)
+    min_rows: int = Field(30, ge=1)
+
+
+class LatencyRule(_Strict):
+    """Limits on predicting with the registered model loaded as a user would load it
+    (``mlflow.pyfunc.load_model``): one row, and a batch of ``batch_rows``, ``repeats`` times each."""
+
+    batch_rows: int = Field(1000, ge=2)
+    repeats: int = Field(20, ge=5, le=1000)
+    single_p50_ms: float | None = Field(None, gt=0)
+    single_p95_ms: float | None = Field(None, gt=0)
+    batch_p50_ms: float | None = Field(None, gt=0)
+    batch_p95_ms: float | None = Field(None, gt=0)
+
+
 class Gates(_Strict):
-    """The promotion policy; ``dry_run`` records the decision but never promotes."""
+    """The promotion policy; ``dry_run`` records the decision but never promotes.
+
+    ``approval: required`` makes a person approve (Airflow's human-in-the-loop) after the automatic
+    gates pass; with no answer within ``approval_timeout_hours`` the candidate is rejected.
+    """
 
     mode: Literal["enabled", "dry_run"] = "enabled"
     rules: list[GateRule] = []
+    bootstrap: BootstrapRule | None = None
+    slices: list[Slice] = []
+    slice_rules: SliceRules | None = None
+    latency: LatencyRule | None = None
+    approval: Literal["none", "required"] = "none"
+    approval_timeout_hours: float = Field(72.0, gt=0.0)
+    primary_metric: str | None = Field(
+        None, description="decides between two candidates that both pass; default roc_auc / rmse"
+    )
+
+    @model_validator(mode="after")
+    def _slices_named_once(self) -> Gates:
+        names = [s.name for s in self.slices]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"slices named more than once: {', '.join(repeated)}")
+        if self.slice_rules is not None and not self.slices:
+            raise ValueError("slice_rules needs at least one slice in gates.slices")
+        return self
+
+
+class Notifications(_Strict):
+    """Where promotions, rejections, rollbacks, breaker trips and approval requests are sent: an
+    Airflow HTTP connection (webhook). When the connection does not exist, they are only logged."""
+
+    conn_id: str = "ctloop_webhook"
 
 
 class Schedule(_Strict):
@@ -233,7 +316,12 @@ class PipelineSpec(_Strict):
     scoring: Scoring = Scoring()
     monitoring: Monitoring = Monitoring()
     retrain: Retrain = Retrain()
+    notifications: Notifications = Notifications()
     tags: list[str] = []
+
+    @property
+    def primary_metric(self) -> str:
+        return self.gates.primary_metric or metric_names(self.task)[0]
 
     @property
     def incoming_uri(self) -> str:
@@ -257,6 +345,27 @@ class PipelineSpec(_Strict):
                 f"monitoring.quality.metric: {self.monitoring.quality.metric!r} is not a {self.task} metric;"
                 f" choose one of {', '.join(metric_names(self.task))}"
             )
+        gate_metrics = {
+            "gates.bootstrap.metric": self.gates.bootstrap.metric if self.gates.bootstrap else None,
+            "gates.slice_rules.metric": self.gates.slice_rules.metric if self.gates.slice_rules else None,
+            "gates.primary_metric": self.gates.primary_metric,
+        }
+        known = ", ".join(metric_names(self.task))
+        problems += [
+            f"{field}: {metric!r} is not a {self.task} metric; choose one of {known}"
+            for field, metric in gate_metrics.items()
+            if metric is not None and metric not in metric_names(self.task)
+        ]
+        problems += [
+            f"gates.slices.{index}.column: {s.column!r} is not a column of the data"
+            for index, s in enumerate(self.gates.slices)
+            if s.column not in self.columns.all_names() or s.column == self.columns.target
+        ]
+        problems += [
+            f"gates.slices.{index}.bins: {s.column!r} is not a numeric column"
+            for index, s in enumerate(self.gates.slices)
+            if s.bins is not None and s.column not in self.columns.numeric
+        ]
         unknown = sorted(set(self.monitoring.drift.key_features) - set(self.columns.features))
         if unknown:
             problems.append(f"monitoring.drift.key_features: {', '.join(unknown)} are not feature columns")

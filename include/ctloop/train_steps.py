@@ -13,26 +13,26 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ctloop import holdout as holdouts
-from ctloop import registry
-from ctloop import retrain_requests as ledger
+from ctloop import registry, retrain_requests
 from ctloop.dataio import from_parquet_bytes, to_parquet_bytes
 from ctloop.evaluation import evaluate
 from ctloop.gates import describe, evaluate_gates
-from ctloop.promotion import promote
+from ctloop.promotion import primary_comparison, promote
 from ctloop.provenance import code_version
 from ctloop.snapshot import load_snapshot, take_snapshot
 from ctloop.storage import home_storage
+from ctloop.suites import SUITE_TAG, store_suite
 from ctloop.training import features, fit
 from ctloop.validation import raise_if_failed, render_html, summary, validate_frame
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
 
-    from ctloop.metrics import TaskKind
     from ctloop.settings import Settings
-    from ctloop.spec import Gates, PipelineSpec
+    from ctloop.spec import PipelineSpec
 
 log = logging.getLogger(__name__)
+PREDICTION_COLUMNS = ("candidate_prediction", "candidate_score", "champion_prediction", "champion_score")
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class RunContext:
 def start(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> dict:
     """Claim the retrain request this run serves, snapshot the data and open (or find) the run's
     MLflow run with its provenance, including every reason and report that asked for it."""
-    request = ledger.claim(
+    request = retrain_requests.claim(
         settings,
         spec.name,
         ctx.run_key,
@@ -116,7 +116,9 @@ def validate(spec: PipelineSpec, settings: Settings, ctx: RunContext, started: d
     mlflow_client.log_dict(run_id, report, "validation/result.json")
     mlflow_client.log_text(run_id, render_html(report, title), "validation/summary.html")
     mlflow_client.set_tag(run_id, "ctloop.validation", "passed" if report["success"] else "failed")
-    outcome = {**summary(report), "result_uri": result_uri, "html_uri": html_uri}
+    suite_key = store_suite(spec, settings)
+    mlflow_client.set_tag(run_id, SUITE_TAG, suite_key)
+    outcome = {**summary(report), "result_uri": result_uri, "html_uri": html_uri, "suite_key": suite_key}
     if not report["success"]:
         mlflow_client.set_terminated(run_id, "FAILED")
         raise_if_failed(report, f"{spec.data.uri} (snapshot {started['snapshot']['sha256'][:12]})")
@@ -164,14 +166,29 @@ def _champion_metrics(spec: PipelineSpec, settings: Settings, champion: ModelVer
     return evaluate(model, holdout, spec)
 
 
-def evaluate_models(spec: PipelineSpec, settings: Settings, trained: dict) -> dict:
-    """Score the candidate and the current champion on the same frozen holdout."""
-    holdout = from_parquet_bytes(home_storage(settings).read_bytes(trained["holdout"]["key"]))
+def evaluate_models(spec: PipelineSpec, settings: Settings, ctx: RunContext, trained: dict) -> dict:
+    """Score the candidate and the current champion on the same frozen holdout, and keep both
+    models' per-row predictions for the gate's bootstrap and slice rules."""
+    import pandas as pd
+
+    from ctloop.scoring import predict
+
+    storage = home_storage(settings)
+    holdout = from_parquet_bytes(storage.read_bytes(trained["holdout"]["key"]))
     candidate_model = registry.load_model(settings, trained["model"]["model_uri"], trained["model"]["sha256"])
     candidate = evaluate(candidate_model, holdout, spec)
+    rows = dict(zip(PREDICTION_COLUMNS[:2], predict(candidate_model, holdout, spec), strict=True))
     mlflow_client = registry.client(settings)
     champion_version = registry.get_champion(mlflow_client, spec.name)
-    champion = _champion_metrics(spec, settings, champion_version, holdout) if champion_version else None
+    champion = None
+    if champion_version:
+        champion_model = registry.load_model(
+            settings, champion_version.source, champion_version.tags.get(registry.MODEL_SHA_TAG)
+        )
+        champion = evaluate(champion_model, holdout, spec)
+        rows |= dict(zip(PREDICTION_COLUMNS[2:], predict(champion_model, holdout, spec), strict=True))
+    predictions_key = f"{ctx.storage_prefix}/holdout_predictions.parquet"
+    storage.write_bytes(predictions_key, to_parquet_bytes(pd.DataFrame(rows)))
     run_id = trained["mlflow_run_id"]
     metrics = {f"holdout_{k}": v for k, v in candidate.items()}
     metrics |= {f"champion_holdout_{k}": v for k, v in (champion or {}).items()}
@@ -183,38 +200,30 @@ def evaluate_models(spec: PipelineSpec, settings: Settings, trained: dict) -> di
         "champion": champion,
         "champion_version": str(champion_version.version) if champion_version else None,
         "holdout_digest": trained["holdout"]["digest"],
+        "holdout_key": trained["holdout"]["key"],
+        "predictions_key": predictions_key,
     }
 
 
-def gate(gates: Gates, task: TaskKind, settings: Settings, evaluation: dict) -> dict:
-    """Decide by the gates and record the decision on the MLflow run."""
-    decision = evaluate_gates(
-        gates, task, evaluation["candidate"], evaluation["champion"], evaluation["champion_version"]
-    )
-    decision["summary"] = describe(decision)
-    mlflow_client = registry.client(settings)
-    run_id = evaluation["mlflow_run_id"]
-    mlflow_client.log_dict(run_id, decision, "gate/decision.json")
-    mlflow_client.set_tag(run_id, "ctloop.gate", "passed" if decision["passed"] else "rejected")
-    mlflow_client.set_tag(run_id, "ctloop.gate_summary", decision["summary"][:5000])
-    return decision
-
-
 def register(
-    spec: PipelineSpec, settings: Settings, ctx: RunContext, started: dict, trained: dict, decision: dict
+    spec: PipelineSpec, settings: Settings, ctx: RunContext, started: dict, trained: dict, validation: dict
 ) -> str:
-    """Register the candidate as a model version with its evidence, once per Airflow run."""
+    """Register the candidate as a model version with its evidence, once per Airflow run.
+
+    Registration comes before the gate, so the gate judges the model as users will load it
+    (``models:/<name>/<version>``); a rejected version stays in the registry, tagged rejected.
+    """
     mlflow_client = registry.client(settings)
     tags = {
         "ctloop.data_sha256": started["snapshot"]["sha256"],
         "ctloop.validation": "passed",
         "ctloop.holdout_digest": trained["holdout"]["digest"],
         "ctloop.holdout_key": trained["holdout"]["key"],
+        SUITE_TAG: validation["suite_key"],
         "ctloop.code_version": code_version(),
         "ctloop.dag_run_id": ctx.run_id,
         **started["provenance"],
-        "ctloop.gate": "passed" if decision["passed"] else "rejected",
-        "ctloop.gate_summary": decision["summary"][:5000],
+        "ctloop.gate": "pending",
     }
     version = registry.register_version(
         mlflow_client, spec.name, trained["model"], trained["mlflow_run_id"], ctx.run_key, tags
@@ -222,18 +231,63 @@ def register(
     return str(version.version)
 
 
-def promote_candidate(
-    spec: PipelineSpec, settings: Settings, evaluation: dict, decision: dict, version: str, holdout_key: str
-) -> dict:
-    """Move ``champion`` to the candidate if its gate passed, compare-and-set."""
+def gate(spec: PipelineSpec, settings: Settings, evaluation: dict, version: str) -> dict:
+    """Decide by every rule of the gates; record the decision on the MLflow run and the version."""
+    from ctloop.approval import evidence_markdown
+    from ctloop.gate_checks import rule_checks
+
+    checks = rule_checks(spec, settings, evaluation, version)
+    decision = evaluate_gates(
+        spec.gates,
+        spec.task,
+        evaluation["candidate"],
+        evaluation["champion"],
+        evaluation["champion_version"],
+        extra_verdicts=checks["verdicts"],
+    )
+    decision |= {k: v for k, v in checks.items() if k != "verdicts"}
+    decision["summary"] = describe(decision)
     mlflow_client = registry.client(settings)
     run_id = evaluation["mlflow_run_id"]
+    mlflow_client.log_dict(run_id, decision, "gate/decision.json")
+    verdict = "passed" if decision["passed"] else "rejected"
+    for key, value in {"ctloop.gate": verdict, "ctloop.gate_summary": decision["summary"][:5000]}.items():
+        mlflow_client.set_tag(run_id, key, value)
+        mlflow_client.set_model_version_tag(spec.name, version, key, value)
+    if spec.gates.approval == "required":
+        run = mlflow_client.get_run(run_id)
+        links = {
+            "MLflow run": f"{settings.mlflow_tracking_uri} run {run_id}",
+            "reports that started it": run.data.tags.get("ctloop.trigger_reports", ""),
+        }
+        decision["evidence_md"] = evidence_markdown(decision, evaluation, run.data.tags, version, links)
+    return decision
+
+
+def promote_candidate(
+    spec: PipelineSpec,
+    settings: Settings,
+    ctx: RunContext,
+    started: dict,
+    evaluation: dict,
+    decision: dict,
+    version: str,
+    approval_response: dict | None,
+) -> dict:
+    """Move ``champion`` to the candidate if its gate passed (and a person approved, where the
+    spec requires it), compare-and-set, recorded in the ledger; then notify."""
+    from ctloop import notify
+    from ctloop.approval import outcome as approval_outcome
+
+    mlflow_client = registry.client(settings)
+    run_id = evaluation["mlflow_run_id"]
+    approval = approval_outcome(approval_response, spec.gates.approval == "required")
     if not decision["promote"]:
         outcome = {"action": "not_promoted", "version": version, "why": decision["summary"]}
     else:
 
         def reevaluate(champion: ModelVersion | None) -> dict:
-            holdout = from_parquet_bytes(home_storage(settings).read_bytes(holdout_key))
+            holdout = from_parquet_bytes(home_storage(settings).read_bytes(evaluation["holdout_key"]))
             champion_metrics = _champion_metrics(spec, settings, champion, holdout) if champion else None
             fresh = evaluate_gates(
                 spec.gates,
@@ -242,17 +296,48 @@ def promote_candidate(
                 champion_metrics,
                 str(champion.version) if champion else None,
             )
-            return {**fresh, "summary": describe(fresh)}
+            primary = primary_comparison(
+                spec.task, spec.primary_metric, evaluation["candidate"], champion_metrics
+            )
+            return {**fresh, "summary": describe(fresh), "primary": primary}
 
-        outcome = promote(mlflow_client, settings, spec.name, version, decision, reevaluate)
+        outcome = promote(
+            mlflow_client,
+            settings,
+            spec.name,
+            version,
+            decision,
+            reevaluate,
+            reason=started["provenance"]["ctloop.reason"],
+            run_key=ctx.run_key,
+            mlflow_run_id=run_id,
+            approver=approval["by"],
+            evidence=_evidence(evaluation, started),
+        )
     mlflow_client.log_dict(run_id, outcome, "promotion/outcome.json")
     mlflow_client.set_tag(run_id, "ctloop.promotion", outcome["action"])
     mlflow_client.set_terminated(run_id, "FINISHED")
+    if outcome["action"].startswith("promoted"):
+        fields = {"version": version, "previous": outcome["previous"], "gate": decision["summary"]}
+        notify.send(notify.PROMOTION, spec.name, spec.notifications.conn_id, fields)
     return outcome
 
 
-def finish(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> dict | None:
-    """Close this run's retrain request with how it ended; cooldown and circuit breaker read it."""
+def _evidence(evaluation: dict, started: dict) -> dict:
+    """The URIs a reviewer follows from a ledger entry."""
+    return {
+        "snapshot": started["snapshot"]["uri"],
+        "holdout": evaluation["holdout_key"],
+        "holdout_predictions": evaluation["predictions_key"],
+        "trigger_reports": started["provenance"]["ctloop.trigger_reports"],
+    }
+
+
+def finish(spec: PipelineSpec, settings: Settings, ctx: RunContext, results: dict) -> dict | None:
+    """Close this run's retrain request with how it ended (cooldown and circuit breaker read it),
+    record the approval on the version, log its model card, and notify a rejection."""
+    from ctloop.training_record import record_version
+
     mlflow_client = registry.client(settings)
     experiment = mlflow_client.get_experiment_by_name(spec.name)
     runs = (
@@ -262,14 +347,17 @@ def finish(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> dict | No
         if experiment
         else []
     )
-    tags = runs[0].data.tags if runs else {}
+    version = registry.version_of_run(mlflow_client, spec.name, ctx.run_key)
+    approval = record_version(spec, settings, mlflow_client, version, results) if version else None
+    tags = mlflow_client.get_run(runs[0].info.run_id).data.tags if runs else {}
     if tags.get("ctloop.promotion", "").startswith("promoted"):
-        outcome = ledger.PROMOTED
+        outcome = retrain_requests.PROMOTED
     elif (
-        tags.get("ctloop.gate") == "rejected" or tags.get("ctloop.promotion") == "rejected_after_reevaluation"
+        tags.get("ctloop.gate") == "rejected"
+        or tags.get("ctloop.promotion") == "rejected_after_reevaluation"
+        or (approval and approval["outcome"] in ("rejected", "timed_out"))
     ):
-        outcome = ledger.REJECTED
+        outcome = retrain_requests.REJECTED
     else:
         outcome = tags.get("ctloop.promotion") or "failed"
-    version = registry.version_of_run(mlflow_client, spec.name, ctx.run_key)
-    return ledger.close(settings, spec.name, ctx.run_key, outcome, version)
+    return retrain_requests.close(settings, spec.name, ctx.run_key, outcome, version)

@@ -30,7 +30,7 @@ def _bag():
 def test_no_import_errors_and_house_rules(repo_pipelines):
     bag = _bag()
     assert bag.import_errors == {}
-    assert {"churn__train", "churn__score", "churn__monitor"} <= set(bag.dag_ids)
+    assert {"churn__train", "churn__score", "churn__monitor", "churn__rollback"} <= set(bag.dag_ids)
     for dag_id, dag in bag.dags.items():
         assert dag.tags, f"{dag_id} has no tags"
         assert dag.catchup is False, f"{dag_id} catches up"
@@ -41,11 +41,32 @@ def test_no_import_errors_and_house_rules(repo_pipelines):
 def test_train_dag_shape_and_params(repo_pipelines):
     dag = _bag().dags["churn__train"]
     assert [t.task_id for t in dag.topological_sort()] == [
-        "snapshot", "validate", "train", "evaluate", "gate", "register", "promote", "record_outcome",
+        "snapshot", "validate", "train", "evaluate", "register", "gate", "promote", "record_outcome",
     ]  # fmt: skip
     assert dag.max_active_runs == 1
     assert set(dag.params) == {"reason", "note", "alert_id"}
     assert dag.params.get_param("reason").description
+
+
+def test_approval_required_puts_a_person_between_gate_and_promote(tmp_path, monkeypatch):
+    spec = (REPO / "include" / "pipelines" / "churn.yaml").read_text()
+    (tmp_path / "churn.yaml").write_text(spec.replace("approval: none", "approval: required"))
+    monkeypatch.setenv("CTLOOP_PIPELINES_DIR", str(tmp_path))
+    dag = _bag().dags["churn__train"]
+    approve = dag.get_task("approve")
+    assert type(approve).__name__ == "ApprovalOperator"
+    assert approve.defaults == ["Reject"]  # silence rejects
+    assert set(approve.upstream_task_ids) == {"approval_needed"}
+    assert "approve" in dag.get_task("promote").upstream_task_ids
+    assert dag.get_task("approval_needed").upstream_task_ids == {"gate"}
+
+
+def test_rollback_dag_asks_for_target_reason_and_force(repo_pipelines):
+    dag = _bag().dags["churn__rollback"]
+    assert type(dag.timetable).__name__ == "NullTimetable"  # only people and the CLI start it
+    assert set(dag.params) == {"target", "reason", "force"}
+    assert dag.params["target"] == "previous"
+    assert [t.task_id for t in dag.tasks] == ["rollback"]
 
 
 def test_assets_couple_score_monitor_and_train(repo_pipelines):

@@ -7,45 +7,48 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from ctloop.gates import unknown_gate_metrics
-from ctloop.spec import Gates
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from ctloop.metrics import TaskKind
+    from ctloop.spec import PipelineSpec
+
+VERDICT_WORDS = {True: "pass", False: "FAIL", None: "skipped"}
 
 
 class PromotionGateOperator(BaseOperator):
-    """Evaluate the candidate against its gates and the champion; return the decision.
+    """Judge the registered candidate by every rule of its gates; return the decision.
 
-    The decision (every rule, its value, bound and verdict) is logged to the MLflow run and
-    returned, so it lands in XCom before any downstream task branches on it. The operator does
-    not raise on rejection: a rejected candidate is an outcome, recorded and visible.
+    Threshold and relative rules, the paired bootstrap and the slice rules use both models' scores
+    on the shared frozen holdout; validity and latency load the registered version as a user
+    would. The decision (every rule with its value, bound and verdict) is logged to the MLflow run
+    and the version and returned, so it lands in XCom before any downstream task acts on it. The
+    operator does not raise on rejection: a rejected candidate is an outcome, recorded and visible.
 
-    :param gates: the spec's ``gates`` section.
-    :param task_kind: ``classification`` or ``regression``; decides which metrics exist.
+    :param spec: the pipeline spec; its ``gates`` section holds the rules.
     :param evaluation: the evaluate task's result (templated, usually an XComArg).
+    :param version: the registered candidate's version (templated, usually an XComArg).
     """
 
-    template_fields = ("evaluation",)
+    template_fields = ("evaluation", "version")
     ui_color = "#f0e4ff"
 
-    def __init__(self, *, gates: Gates, task_kind: TaskKind, evaluation: Any, **kwargs: Any) -> None:
+    def __init__(self, *, spec: PipelineSpec, evaluation: Any, version: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        problems = unknown_gate_metrics(gates, task_kind)
+        problems = unknown_gate_metrics(spec.gates, spec.task)
         if problems:
             raise ValueError("; ".join(problems))
-        self.gates = gates
-        self.task_kind = task_kind
+        self.spec = spec
         self.evaluation = evaluation
+        self.version = version
 
     def execute(self, context: Context) -> dict:
         from ctloop.settings import load_settings
         from ctloop.train_steps import gate
 
-        decision = gate(self.gates, self.task_kind, load_settings(), self.evaluation)
+        decision = gate(self.spec, load_settings(), self.evaluation, str(self.version))
         for rule in decision["rules"]:
-            verdict = {True: "pass", False: "FAIL", None: "skipped"}[rule["passed"]]
+            verdict = VERDICT_WORDS[rule["passed"]]
             self.log.info("gate rule %s %s: %s (%s)", rule["metric"], rule["kind"], verdict, rule["note"])
         self.log.info("%s", decision["summary"])
         return decision

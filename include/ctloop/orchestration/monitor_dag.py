@@ -61,8 +61,12 @@ def build_monitor_dag(spec: PipelineSpec) -> DAG:
     @task(task_id="circuit_breaker")
     def circuit_breaker(summary: dict) -> None:
         """Fail, for a person to see, while the breaker holds automatic retraining back."""
+        from ctloop import notify
+
         if summary["decision"]["action"] != "breaker_open":
             raise AirflowSkipException("circuit breaker closed")
+        fields = {"why": summary["decision"]["why"], "report_uri": summary.get("report_uri")}
+        notify.send(notify.CIRCUIT_BREAKER, spec.name, spec.notifications.conn_id, fields)
         raise AirflowFailException(summary["decision"]["why"])
 
     @dag(

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from ctloop.spec import PipelineSpec
 
 START_DATE = datetime(2026, 1, 1)
+APPROVE_TASK = "approve"
+RESULT_TASKS = ("snapshot", "validate", "train", "evaluate", "register", "gate", APPROVE_TASK, "promote")
 DEFAULT_ARGS = {"retries": 2, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": True}
 
 
@@ -47,8 +49,40 @@ def train_params() -> dict[str, Param]:
     }
 
 
+def approval_operator(spec: PipelineSpec):
+    """Airflow's human-in-the-loop approval, showing the gate's evidence; silence rejects."""
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+    from ctloop.notify import APPROVAL_REQUEST, CtloopNotifier
+
+    return ApprovalOperator(
+        task_id=APPROVE_TASK,
+        subject=f"Promote {spec.name} v{{{{ ti.xcom_pull(task_ids='register') }}}} to champion?",
+        body="{{ ti.xcom_pull(task_ids='gate')['evidence_md'] }}",
+        defaults=["Reject"],
+        response_timeout=timedelta(hours=spec.gates.approval_timeout_hours),
+        params={
+            "comment": Param(
+                "",
+                type="string",
+                title="Comment",
+                description="Why you approve or reject; recorded in the ledger and the model card.",
+            )
+        },
+        notifiers=[
+            CtloopNotifier(
+                event=APPROVAL_REQUEST,
+                pipeline=spec.name,
+                conn_id=spec.notifications.conn_id,
+                fields={"version": "{{ ti.xcom_pull(task_ids='register') }}"},
+            )
+        ],
+    )
+
+
 def build_train_dag(spec: PipelineSpec) -> DAG:
     """The training DAG of one pipeline; only wiring here, the work is in ctloop.train_steps."""
+    approval_required = spec.gates.approval == "required"
 
     @task(task_id="snapshot")
     def snapshot() -> dict:
@@ -80,25 +114,33 @@ def build_train_dag(spec: PipelineSpec) -> DAG:
         from ctloop.settings import load_settings
 
         with fail_without_retry():
-            return train_steps.evaluate_models(spec, load_settings(), trained)
+            ctx = run_context(get_current_context())
+            return train_steps.evaluate_models(spec, load_settings(), ctx, trained)
 
     @task(task_id="register")
-    def register(started: dict, trained: dict, decision: dict) -> str:
+    def register(started: dict, trained: dict, validation: dict) -> str:
         from ctloop import train_steps
         from ctloop.settings import load_settings
 
         ctx = run_context(get_current_context())
         with fail_without_retry():
-            return train_steps.register(spec, load_settings(), ctx, started, trained, decision)
+            return train_steps.register(spec, load_settings(), ctx, started, trained, validation)
+
+    @task.short_circuit(task_id="approval_needed", ignore_downstream_trigger_rules=False)
+    def approval_needed(decision: dict) -> bool:
+        """Ask a person only about a candidate the automatic gates would promote."""
+        return bool(decision["promote"])
 
     @task(task_id="promote")
-    def promote(evaluation: dict, decision: dict, version: str, trained: dict) -> dict:
+    def promote(started: dict, evaluation: dict, decision: dict, version: str, trained: dict) -> dict:
         from ctloop import train_steps
         from ctloop.settings import load_settings
 
+        context = get_current_context()
+        approval = context["ti"].xcom_pull(task_ids=APPROVE_TASK) if approval_required else None
         with fail_without_retry():
             outcome = train_steps.promote_candidate(
-                spec, load_settings(), evaluation, decision, version, trained["holdout"]["key"]
+                spec, load_settings(), run_context(context), started, evaluation, decision, version, approval
             )
         if outcome["action"] in ("not_promoted", "rejected_after_reevaluation"):
             raise AirflowSkipException(f"v{version} not promoted: {outcome.get('why')}")
@@ -106,7 +148,8 @@ def build_train_dag(spec: PipelineSpec) -> DAG:
 
     @task(task_id="record_outcome", trigger_rule="all_done")
     def record_outcome() -> dict | None:
-        """Close the run's retrain request however the run ended, for cooldown and breaker.
+        """Close the run's retrain request however the run ended (cooldown and breaker read it),
+        record the approval, write the model card and notify.
 
         It runs after failures too, so it fails itself when the run never reached a decision:
         as the DAG's last task it decides the run's state.
@@ -114,7 +157,9 @@ def build_train_dag(spec: PipelineSpec) -> DAG:
         from ctloop import train_steps
         from ctloop.settings import load_settings
 
-        closed = train_steps.finish(spec, load_settings(), run_context(get_current_context()))
+        context = get_current_context()
+        results = {name: context["ti"].xcom_pull(task_ids=name) for name in RESULT_TASKS}
+        closed = train_steps.finish(spec, load_settings(), run_context(context), results)
         if closed is not None and closed["outcome"] == "failed":
             raise AirflowFailException("the run failed before a promotion decision; see the failed task")
         return closed
@@ -133,11 +178,14 @@ def build_train_dag(spec: PipelineSpec) -> DAG:
     )
     def train_pipeline() -> None:
         started = snapshot()
-        trained = train(started, validate(started))
+        validation = validate(started)
+        trained = train(started, validation)
         evaluation = evaluate(trained)
-        decision = PromotionGateOperator(
-            task_id="gate", gates=spec.gates, task_kind=spec.task, evaluation=evaluation
-        ).output
-        promote(evaluation, decision, register(started, trained, decision), trained) >> record_outcome()
+        version = register(started, trained, validation)
+        gate = PromotionGateOperator(task_id="gate", spec=spec, evaluation=evaluation, version=version)
+        promoted = promote(started, evaluation, gate.output, version, trained)
+        if approval_required:
+            gate >> approval_needed(gate.output) >> approval_operator(spec) >> promoted
+        promoted >> record_outcome()
 
     return train_pipeline()

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The Debian packages the tests need beyond Python, installed only when missing (CI runs on a
+# fresh machine as root; a developer's machine usually has them already).
+#   postgresql: a throwaway cluster per test worker for the real-Postgres concurrency tests.
+# To add a package: one line in NEEDED, "package|a path that exists once it is installed".
+set -euo pipefail
+
+NEEDED=(
+  "postgresql|/usr/lib/postgresql/*/bin/initdb"
+)
+
+missing=()
+for entry in "${NEEDED[@]}"; do
+  package="${entry%%|*}"
+  probe="${entry#*|}"
+  if ! compgen -G "$probe" >/dev/null; then
+    missing+=("$package")
+  fi
+done
+[ "${#missing[@]}" -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-system-deps: missing ${missing[*]}; run this script as root (or: sudo apt-get install ${missing[*]})" >&2
+  exit 1
+fi
+echo "install-system-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
+  cat "$log" >&2
+  echo "install-system-deps: apt-get failed (output above)" >&2
+  exit 1
+fi

@@ -1,0 +1,224 @@
+"""Promotion governance end to end through ``dag.test()``: every gate rule on a real registry,
+the ledger, model cards, dry run, rollback (DAG and CLI) and notifications to a loopback webhook."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from ctloop import ledger, registry
+from ctloop.settings import load_settings
+from tests.integration.conftest import Pipeline, champion_version, mlflow_run, run_dag, task_states
+
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("governance")]
+WEBHOOK_PASSWORD = "s3cr3t-webhook-token"
+
+
+class Webhook:
+    """A real HTTP endpoint on loopback that keeps every JSON body and Authorization header."""
+
+    def __init__(self) -> None:
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's naming)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append({"body": json.loads(body), "raw": body.decode(), **dict(self.headers)})
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def events(self, pipeline: str) -> list[str]:
+        return [r["body"]["event"] for r in self.received if r["body"]["pipeline"] == pipeline]
+
+
+@pytest.fixture(scope="module")
+def webhook():
+    hook = Webhook()
+    port = hook.server.server_address[1]
+    conn = {"conn_type": "http", "host": "127.0.0.1", "port": port, "password": WEBHOOK_PASSWORD}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AIRFLOW_CONN_CTLOOP_WEBHOOK", json.dumps(conn))
+        yield hook
+    hook.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def governed(tmp_path_factory, airflow_db, webhook):
+    """v1 trained on a little data, v2 on much more: v2 beats v1 beyond bootstrap noise."""
+    pipeline = Pipeline(tmp_path_factory.mktemp("governed"))
+    pipeline.add_batches(1, rows=300)
+    first = run_dag(pipeline.dag_id, reason="first training")
+    pipeline.add_batches(4, rows=1000)
+    second = run_dag(pipeline.dag_id, reason="more data")
+    yield pipeline, first, second
+    pipeline.remove()
+
+
+def _decision(pipeline: Pipeline, dag_run) -> dict:
+    client = registry.client(load_settings())
+    run = mlflow_run(pipeline.name, dag_run)
+    return json.loads(Path(client.download_artifacts(run.info.run_id, "gate/decision.json")).read_text())
+
+
+def _card(pipeline: Pipeline, dag_run) -> str:
+    client = registry.client(load_settings())
+    run = mlflow_run(pipeline.name, dag_run)
+    return Path(client.download_artifacts(run.info.run_id, "model_card.html")).read_text()
+
+
+def test_every_rule_reports_value_bound_and_verdict(governed):
+    pipeline, first, second = governed
+    assert champion_version(pipeline.name) == "2", task_states(second)
+    decision = _decision(pipeline, second)
+    kinds = {r["rule"] for r in decision["rules"]}
+    assert {
+        "threshold",
+        "relative",
+        "bootstrap",
+        "slice_regression",
+        "slice_gap",
+        "validity",
+        "latency",
+    } <= kinds
+    for rule in decision["rules"]:
+        assert {"metric", "kind", "value", "bound", "passed", "note"} <= set(rule), rule
+        assert rule["passed"] is not False, rule
+    bootstrap = next(r for r in decision["rules"] if r["rule"] == "bootstrap")
+    assert bootstrap["interval"][0] == bootstrap["value"] >= 0.0
+    assert {s["slice"] for s in decision["slices"]} >= {"contract=month_to_month", "contract=two_year"}
+    assert decision["latency"]["single_ms"]["p95"] > 0
+    first_rules = {r["rule"]: r for r in _decision(pipeline, first)["rules"]}
+    assert first_rules["bootstrap"]["passed"] is None  # no champion to compare with yet
+
+
+def test_ledger_records_each_promotion_with_its_evidence(governed):
+    pipeline, _, second = governed
+    moves = ledger.entries(load_settings(), pipeline.name)
+    assert [(m.seq, m.action, m.from_version, m.to_version) for m in moves] == [
+        (1, "promotion", None, "1"),
+        (2, "promotion", "1", "2"),
+    ]
+    assert moves[1].reason == "more data"
+    assert moves[1].run_key == f"{second.dag_id}/{second.run_id}"
+    assert "bootstrap" in moves[1].gate_decision or "gate passed" in moves[1].gate_decision
+    assert moves[1].evidence["snapshot"].endswith(".parquet")
+
+
+def test_every_version_has_a_model_card(governed):
+    pipeline, first, second = governed
+    card = _card(pipeline, second)
+    for fragment in ("more data", "contract=two_year", "bootstrap", "latency", "v1", "promoted"):
+        assert fragment in card, fragment
+    assert "first training" in _card(pipeline, first)
+
+
+def test_promotions_are_notified_without_secrets(governed, webhook):
+    pipeline, _, _ = governed
+    assert webhook.events(pipeline.name)[:2] == ["promotion", "promotion"]
+    delivered = [r for r in webhook.received if r["body"]["pipeline"] == pipeline.name]
+    assert all(r["Authorization"] == f"Bearer {WEBHOOK_PASSWORD}" for r in delivered)
+    assert not any(WEBHOOK_PASSWORD in r["raw"] for r in delivered)
+
+
+def test_a_failing_rule_rejects_and_leaves_the_champion(governed, webhook):
+    """An impossible latency limit: the version is registered, judged, rejected, carded."""
+    pipeline, _, _ = governed
+    pipeline.spec["gates"]["latency"] = {"batch_rows": 100, "single_p95_ms": 0.0001}
+    pipeline.write(pipeline.spec)
+    pipeline.add_batches(2, rows=1000)
+    try:
+        dag_run = run_dag(pipeline.dag_id, reason="too slow")
+    finally:
+        del pipeline.spec["gates"]["latency"]
+        pipeline.write(pipeline.spec)
+    assert task_states(dag_run)["promote"] == "skipped"
+    assert champion_version(pipeline.name) == "2"
+    version = registry.client(load_settings()).get_model_version(pipeline.name, "3")
+    assert version.tags["ctloop.gate"] == "rejected"
+    assert "single_p95_ms" in version.tags["ctloop.gate_summary"]
+    assert "FAIL" in _card(pipeline, dag_run)
+    assert webhook.events(pipeline.name)[-1] == "rejection"
+    assert len(ledger.entries(load_settings(), pipeline.name)) == 2
+
+
+def test_dry_run_records_the_decision_and_never_promotes(governed):
+    pipeline, _, _ = governed
+    pipeline.spec["gates"]["mode"] = "dry_run"
+    pipeline.spec["gates"]["rules"] = [{"metric": "roc_auc", "at_least": 0.5}]  # passes whatever
+    pipeline.spec["gates"]["bootstrap"]["margin"] = -1.0
+    pipeline.write(pipeline.spec)
+    try:
+        dag_run = run_dag(pipeline.dag_id, reason="dry run")
+    finally:
+        pipeline.spec["gates"]["mode"] = "enabled"
+        pipeline.write(pipeline.spec)
+    decision = _decision(pipeline, dag_run)
+    assert decision["mode"] == "dry_run" and decision["promote"] is False
+    assert "dry run" in decision["summary"]
+    assert task_states(dag_run)["promote"] == "skipped"
+    assert champion_version(pipeline.name) == "2"
+    assert len(ledger.entries(load_settings(), pipeline.name)) == 2
+
+
+def test_rollback_to_previous_then_to_a_named_version(governed, webhook):
+    pipeline, _, _ = governed
+    dag_run = run_dag(f"{pipeline.name}__rollback", target="previous", reason="v2 misbehaves")
+    assert task_states(dag_run) == {"rollback": "success"}
+    assert champion_version(pipeline.name) == "1"
+    last = ledger.entries(load_settings(), pipeline.name)[-1]
+    assert (last.action, last.from_version, last.to_version, last.reason) == (
+        "rollback",
+        "2",
+        "1",
+        "v2 misbehaves",
+    )
+    assert last.run_key == f"{dag_run.dag_id}/{dag_run.run_id}"
+    assert webhook.events(pipeline.name)[-1] == "rollback"
+
+    dag_run = run_dag(f"{pipeline.name}__rollback", target="2", reason="fixed upstream")
+    assert champion_version(pipeline.name) == "2"
+    assert ledger.entries(load_settings(), pipeline.name)[-1].to_version == "2"
+
+
+def test_rollback_refuses_a_never_gated_target_unless_forced(governed, capsys):
+    pipeline, _, _ = governed
+    before = ledger.entries(load_settings(), pipeline.name)
+    dag_run = run_dag(f"{pipeline.name}__rollback", target="3", reason="try v3")
+    assert task_states(dag_run) == {"rollback": "failed"}
+    assert "v3 never passed its promotion gates" in capsys.readouterr().out
+    assert champion_version(pipeline.name) == "2"
+    assert ledger.entries(load_settings(), pipeline.name) == before
+
+    dag_run = run_dag(f"{pipeline.name}__rollback", target="3", reason="latency is fine in prod", force=True)
+    assert champion_version(pipeline.name) == "3"
+    forced = ledger.entries(load_settings(), pipeline.name)[-1]
+    assert forced.action == "override" and "latency is fine in prod" in forced.reason
+    run_dag(f"{pipeline.name}__rollback", target="previous", reason="back to v2")
+    assert champion_version(pipeline.name) == "2"
+
+
+def test_cli_rolls_back_and_prints_the_ledger(governed, capsys):
+    from ctloop.cli import main
+
+    pipeline, _, _ = governed
+    assert main(["rollback", pipeline.name, "--to", "3", "--reason", "cli"]) == 2
+    assert "v3 never passed its promotion gates" in capsys.readouterr().err
+    assert champion_version(pipeline.name) == "2"
+    assert main(["rollback", pipeline.name, "--to", "1", "--reason", "from the shell"]) == 0
+    assert champion_version(pipeline.name) == "1"
+    assert main(["rollback", pipeline.name, "--reason", "undo"]) == 0  # previous: v2 again
+    assert champion_version(pipeline.name) == "2"
+    assert main(["ledger", pipeline.name]) == 0
+    printed = capsys.readouterr().out
+    assert "rollback: v2 -> v1 by cli:" in printed and "from the shell" in printed
+    assert "rollback: v1 -> v2" in printed and "override: v2 -> v3" in printed
