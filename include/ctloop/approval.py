@@ -17,10 +17,10 @@ def outcome(response: dict | None, required: bool) -> dict:
         return {"required": True, "outcome": "pending", "by": None, "at": None, "comment": None}
     user = response.get("responded_by_user") or {}
     chosen = (response.get("chosen_options") or [None])[0]
-    if chosen == APPROVE:
-        verdict = "approved"
+    if response.get("timedout") or (chosen != APPROVE and not user):
+        verdict = "timed_out"  # nobody answered; the scheduler applied the default, Reject
     else:
-        verdict = "rejected" if user else "timed_out"
+        verdict = "approved" if chosen == APPROVE else "rejected"
     at = response.get("responded_at")
     return {
         "required": True,

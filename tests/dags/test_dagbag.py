@@ -54,7 +54,7 @@ def test_approval_required_puts_a_person_between_gate_and_promote(tmp_path, monk
     monkeypatch.setenv("CTLOOP_PIPELINES_DIR", str(tmp_path))
     dag = _bag().dags["churn__train"]
     approve = dag.get_task("approve")
-    assert type(approve).__name__ == "ApprovalOperator"
+    assert type(approve).__name__ == "RecordedApprovalOperator"
     assert approve.defaults == ["Reject"]  # silence rejects
     assert set(approve.upstream_task_ids) == {"approval_needed"}
     assert "approve" in dag.get_task("promote").upstream_task_ids

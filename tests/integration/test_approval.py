@@ -8,6 +8,7 @@ this runs the real components (api-server, scheduler, dag-processor) as processe
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from ctloop.datagen import write_batches
 from ctloop.localstack import LocalStack
 from ctloop.settings import load_settings
 from tests.helpers import example_spec
+from tests.webhook import Webhook
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("airflow_server")]
 
@@ -30,6 +32,7 @@ class Approvals:
     server: LocalStack
     pipeline: str
     data: object
+    webhook: Webhook
 
     @property
     def dag_id(self) -> str:
@@ -81,9 +84,12 @@ def approvals(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Approvals]:
     pipelines = home / "pipelines"
     pipelines.mkdir()
     (pipelines / f"{name}.yaml").write_text(yaml.safe_dump(spec))
-    with LocalStack(home, pipelines) as server:
+    webhook = Webhook()
+    conn = {"conn_type": "http", "host": "127.0.0.1", "port": webhook.server.server_address[1]}
+    with LocalStack(home, pipelines, AIRFLOW_CONN_CTLOOP_WEBHOOK=json.dumps(conn)) as server:
         server.wait_for_dag(f"{name}__train")
-        yield Approvals(server, name, data)
+        yield Approvals(server, name, data, webhook)
+    webhook.server.shutdown()
     registry.client(load_settings())  # give the process-wide MLflow URIs back to this worker
 
 
@@ -109,6 +115,7 @@ def test_approve_promotes_and_records_the_approver(approvals: Approvals) -> None
     tags = _version_tags(approvals, "1")
     assert (tags["ctloop.approval"], tags["ctloop.approved_by"]) == ("approved", "admin")
     assert tags["ctloop.approval_comment"] == "looks right"
+    assert approvals.webhook.events(approvals.pipeline) == ["approval_request", "promotion"]
 
 
 def test_reject_leaves_the_champion_and_records_who_and_why(approvals: Approvals) -> None:
@@ -121,6 +128,7 @@ def test_reject_leaves_the_champion_and_records_who_and_why(approvals: Approvals
     assert tags["ctloop.approval"] == "rejected" and tags["ctloop.approved_by"] == "admin"
     assert tags["ctloop.approval_comment"] == "slice for two_year looks off"
     assert len(ledger.entries(approvals.settings(), approvals.pipeline)) == 1
+    assert approvals.webhook.events(approvals.pipeline)[-1] == "rejection"
 
 
 def test_no_answer_times_out_as_a_rejection(approvals: Approvals) -> None:

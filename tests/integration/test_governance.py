@@ -4,8 +4,6 @@ the ledger, model cards, dry run, rollback (DAG and CLI) and notifications to a 
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -13,32 +11,10 @@ import pytest
 from ctloop import ledger, registry
 from ctloop.settings import load_settings
 from tests.integration.conftest import Pipeline, champion_version, mlflow_run, run_dag, task_states
+from tests.webhook import Webhook
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("governance")]
 WEBHOOK_PASSWORD = "s3cr3t-webhook-token"
-
-
-class Webhook:
-    """A real HTTP endpoint on loopback that keeps every JSON body and Authorization header."""
-
-    def __init__(self) -> None:
-        received = self.received = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's naming)
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                received.append({"body": json.loads(body), "raw": body.decode(), **dict(self.headers)})
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def events(self, pipeline: str) -> list[str]:
-        return [r["body"]["event"] for r in self.received if r["body"]["pipeline"] == pipeline]
 
 
 @pytest.fixture(scope="module")
@@ -184,6 +160,10 @@ def test_rollback_to_previous_then_to_a_named_version(governed, webhook):
     )
     assert last.run_key == f"{dag_run.dag_id}/{dag_run.run_id}"
     assert webhook.events(pipeline.name)[-1] == "rollback"
+    v1 = registry.client(load_settings()).get_model_version(pipeline.name, "1")
+    # the drift reference and the expectation suite are v1's again, and the ledger says which
+    assert last.evidence["reference_snapshot_sha256"] == v1.tags["ctloop.data_sha256"]
+    assert last.evidence["expectation_suite"] == v1.tags["ctloop.suite_key"].strip() != ""
 
     dag_run = run_dag(f"{pipeline.name}__rollback", target="2", reason="fixed upstream")
     assert champion_version(pipeline.name) == "2"

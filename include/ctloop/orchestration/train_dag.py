@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 START_DATE = datetime(2026, 1, 1)
 APPROVE_TASK = "approve"
-RESULT_TASKS = ("snapshot", "validate", "train", "evaluate", "register", "gate", APPROVE_TASK, "promote")
+RESULT_TASKS = ("snapshot", "validate", "train", "evaluate", "register", "gate", "promote")
 DEFAULT_ARGS = {"retries": 2, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": True}
 
 
@@ -49,13 +49,19 @@ def train_params() -> dict[str, Param]:
     }
 
 
+def approval_answer(context) -> dict | None:
+    """The reviewer's answer (see RecordedApprovalOperator), or None when nobody was asked."""
+    from ctloop.operators.approval import RESPONSE_KEY
+
+    return context["ti"].xcom_pull(task_ids=APPROVE_TASK, key=RESPONSE_KEY)
+
+
 def approval_operator(spec: PipelineSpec):
     """Airflow's human-in-the-loop approval, showing the gate's evidence; silence rejects."""
-    from airflow.providers.standard.operators.hitl import ApprovalOperator
-
     from ctloop.notify import APPROVAL_REQUEST, CtloopNotifier
+    from ctloop.operators.approval import RecordedApprovalOperator
 
-    return ApprovalOperator(
+    return RecordedApprovalOperator(
         task_id=APPROVE_TASK,
         subject=f"Promote {spec.name} v{{{{ ti.xcom_pull(task_ids='register') }}}} to champion?",
         body="{{ ti.xcom_pull(task_ids='gate')['evidence_md'] }}",
@@ -137,7 +143,7 @@ def build_train_dag(spec: PipelineSpec) -> DAG:
         from ctloop.settings import load_settings
 
         context = get_current_context()
-        approval = context["ti"].xcom_pull(task_ids=APPROVE_TASK) if approval_required else None
+        approval = approval_answer(context) if approval_required else None
         with fail_without_retry():
             outcome = train_steps.promote_candidate(
                 spec, load_settings(), run_context(context), started, evaluation, decision, version, approval
@@ -159,6 +165,7 @@ def build_train_dag(spec: PipelineSpec) -> DAG:
 
         context = get_current_context()
         results = {name: context["ti"].xcom_pull(task_ids=name) for name in RESULT_TASKS}
+        results[APPROVE_TASK] = approval_answer(context)
         closed = train_steps.finish(spec, load_settings(), run_context(context), results)
         if closed is not None and closed["outcome"] == "failed":
             raise AirflowFailException("the run failed before a promotion decision; see the failed task")
