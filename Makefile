@@ -22,7 +22,7 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 
 setup: $(VENV)/.synced  ## the virtualenv, exactly as uv.lock pins it
 
-system-deps:  ## the Debian packages the tests need (postgresql), installed only when missing
+system-deps:  ## the Debian packages the tests need (postgresql, chromium, redis), installed only when missing
 	bash scripts/install-system-deps.sh
 
 demo: setup  ## the whole loop on the embedded default (SQLite, local files under CTLOOP_HOME)

@@ -2,11 +2,15 @@
 # The Debian packages the tests need beyond Python, installed only when missing (CI runs on a
 # fresh machine as root; a developer's machine usually has them already).
 #   postgresql: a throwaway cluster per test worker for the real-Postgres concurrency tests.
+#   chromium: the browser Playwright drives in the UI tests (Playwright never downloads one).
+#   redis-server: the Celery broker of the production-shaped topology test.
 # To add a package: one line in NEEDED, "package|a path that exists once it is installed".
 set -euo pipefail
 
 NEEDED=(
   "postgresql|/usr/lib/postgresql/*/bin/initdb"
+  "chromium|/usr/bin/chromium"
+  "redis-server|/usr/bin/redis-server"
 )
 
 missing=()

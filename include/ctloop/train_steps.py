@@ -87,6 +87,9 @@ def start(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> dict:
             "ctloop.code_version": code_version(),
             "ctloop.data_sha256": snap["sha256"],
             "ctloop.data_uri": snap["uri"],
+            "ctloop.data_window": spec.retrain.data.window
+            + (f":{spec.retrain.data.last}" if spec.retrain.data.last else ""),
+            "ctloop.gate_mode": spec.gates.mode,
         },
     )
     log.info(

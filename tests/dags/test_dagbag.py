@@ -44,8 +44,10 @@ def test_train_dag_shape_and_params(repo_pipelines):
         "snapshot", "validate", "train", "evaluate", "register", "gate", "promote", "record_outcome",
     ]  # fmt: skip
     assert dag.max_active_runs == 1
-    assert set(dag.params) == {"reason", "note", "alert_id"}
-    assert dag.params.get_param("reason").description
+    assert set(dag.params) == {"reason", "note", "alert_id", "data_window", "data_last", "gate_mode"}
+    for name in dag.params:
+        assert dag.params.get_param(name).description, name
+    assert dag.params["data_window"] == "spec" and dag.params["gate_mode"] == "spec"
 
 
 def test_approval_required_puts_a_person_between_gate_and_promote(tmp_path, monkeypatch):

@@ -25,6 +25,8 @@ from tests.helpers import example_spec
 from tests.webhook import Webhook
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("airflow_server")]
+PERSON_SECONDS = 3
+TIMEOUT_HOURS = 0.004  # 14.4 s: time to answer, and short enough to watch a request expire
 
 
 @dataclass
@@ -50,6 +52,10 @@ class Approvals:
             dag_id=self.dag_id,
             run_id=run_id,
         )
+        # A person takes seconds to answer. An answer within a second of the request can reach
+        # the task before the executor has reported the parked attempt as done; Airflow 3.3 then
+        # fails that attempt as "state changed externally" and asks again.
+        time.sleep(PERSON_SECONDS)
         return run_id
 
     def answer(self, run_id: str, option: str, comment: str) -> tuple[int, dict]:
@@ -78,7 +84,7 @@ def approvals(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Approvals]:
     spec["gates"] = {
         "rules": [{"metric": "roc_auc", "at_least": 0.6}],  # every candidate passes: a person decides
         "approval": "required",
-        "approval_timeout_hours": 0.003,  # 10.8 s: long enough to answer, short enough to watch expire
+        "approval_timeout_hours": TIMEOUT_HOURS,
     }
     spec["schedule"] = {"train": None}
     pipelines = home / "pipelines"
@@ -133,7 +139,7 @@ def test_reject_leaves_the_champion_and_records_who_and_why(approvals: Approvals
 
 def test_no_answer_times_out_as_a_rejection(approvals: Approvals) -> None:
     run_id = approvals.train_until_asked("third model")
-    time.sleep(12)  # past approval_timeout_hours; the scheduler answers with the default, Reject
+    time.sleep(TIMEOUT_HOURS * 3600)  # past it; the scheduler answers with the default, Reject
     approvals.finish(run_id)
     assert _champion(approvals) == "1"
     assert _version_tags(approvals, "3")["ctloop.approval"] == "timed_out"

@@ -146,6 +146,27 @@ def test_dry_run_records_the_decision_and_never_promotes(governed):
     assert len(ledger.entries(load_settings(), pipeline.name)) == 2
 
 
+def test_trigger_form_asks_for_a_dry_run_on_a_recent_window(governed):
+    """What a person picks in the Trigger form overrides the YAML for that run only."""
+    pipeline, _, _ = governed
+    dag_run = run_dag(
+        pipeline.dag_id, reason="try recent data", data_window="batches", data_last=2, gate_mode="dry_run"
+    )
+    tags = mlflow_run(pipeline.name, dag_run).data.tags
+    assert (tags["ctloop.data_window"], tags["ctloop.gate_mode"]) == ("batches:2", "dry_run")
+    assert _decision(pipeline, dag_run)["mode"] == "dry_run"
+    assert champion_version(pipeline.name) == "2"
+    assert len(ledger.entries(load_settings(), pipeline.name)) == 2
+
+
+def test_trigger_form_window_without_n_fails_naming_the_param(governed, capsys):
+    pipeline, _, _ = governed
+    dag_run = run_dag(pipeline.dag_id, reason="window without N", data_window="days")
+    assert task_states(dag_run)["snapshot"] == "failed"
+    assert "Params data_window/data_last" in capsys.readouterr().out
+    assert champion_version(pipeline.name) == "2"
+
+
 def test_rollback_to_previous_then_to_a_named_version(governed, webhook):
     pipeline, _, _ = governed
     dag_run = run_dag(f"{pipeline.name}__rollback", target="previous", reason="v2 misbehaves")

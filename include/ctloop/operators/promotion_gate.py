@@ -43,10 +43,12 @@ class PromotionGateOperator(BaseOperator):
         self.version = version
 
     def execute(self, context: Context) -> dict:
+        from ctloop.orchestration.context import spec_for_run
         from ctloop.settings import load_settings
         from ctloop.train_steps import gate
 
-        decision = gate(self.spec, load_settings(), self.evaluation, str(self.version))
+        spec = spec_for_run(self.spec, context["params"])  # the trigger form may ask for a dry run
+        decision = gate(spec, load_settings(), self.evaluation, str(self.version))
         for rule in decision["rules"]:
             verdict = VERDICT_WORDS[rule["passed"]]
             self.log.info("gate rule %s %s: %s (%s)", rule["metric"], rule["kind"], verdict, rule["note"])

@@ -13,6 +13,7 @@ from ctloop.errors import CtloopError
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from ctloop.spec import PipelineSpec
     from ctloop.train_steps import RunContext
 
 
@@ -49,3 +50,34 @@ def fail_without_retry() -> Iterator[None]:
         yield
     except CtloopError as exc:
         raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+
+
+def spec_for_run(spec: PipelineSpec, params: dict) -> PipelineSpec:
+    """The spec with this run's trigger-form choices applied (training data window, gate mode).
+
+    'spec' (the default) keeps the YAML's value, so scheduled and asset-triggered runs follow the
+    committed config; a bad combination fails the run naming the Param.
+    """
+    from pydantic import ValidationError
+
+    from ctloop.errors import SpecError
+    from ctloop.spec import TrainingWindow
+
+    retrain, gates = spec.retrain, spec.gates
+    window = params.get("data_window") or "spec"
+    if window != "spec":
+        try:
+            data = TrainingWindow(window=window, last=params.get("data_last"))
+        except ValidationError as exc:
+            raise AirflowFailException(f"Params data_window/data_last: {exc.errors()[0]['msg']}") from exc
+        if window == "days" and not spec.columns.timestamp:
+            raise AirflowFailException(
+                f"Params data_window: 'days' needs columns.timestamp in {spec.name}.yaml"
+            )
+        retrain = retrain.model_copy(update={"data": data})
+    mode = params.get("gate_mode") or "spec"
+    if mode not in ("spec", "enabled", "dry_run"):
+        raise SpecError(f"Params gate_mode: {mode!r} is not one of spec, enabled, dry_run")
+    if mode != "spec":
+        gates = gates.model_copy(update={"mode": mode})
+    return spec.model_copy(update={"retrain": retrain, "gates": gates})

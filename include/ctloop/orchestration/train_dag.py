@@ -10,7 +10,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from ctloop.operators.promotion_gate import PromotionGateOperator
 from ctloop.orchestration.assets import retrain_asset
-from ctloop.orchestration.context import fail_without_retry, run_context
+from ctloop.orchestration.context import fail_without_retry, run_context, spec_for_run
 from ctloop.orchestration.schedules import cron_or_assets
 
 if TYPE_CHECKING:
@@ -45,6 +45,29 @@ def train_params() -> dict[str, Param]:
             type="string",
             title="Alert id",
             description="Set by an external monitoring system (REST API); recorded with the run.",
+        ),
+        "data_window": Param(
+            "spec",
+            type="string",
+            enum=["spec", "all", "batches", "days"],
+            title="Training data window",
+            description="What this run trains on: the spec's retrain.data ('spec'), all labeled data,"
+            " or only the last N batches or days (set 'Last N'), e.g. to recover from concept drift.",
+        ),
+        "data_last": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            title="Last N",
+            description="N batches or days, for the 'batches' and 'days' windows.",
+        ),
+        "gate_mode": Param(
+            "spec",
+            type="string",
+            enum=["spec", "enabled", "dry_run"],
+            title="Gate mode",
+            description="'dry_run' judges and records the candidate but never promotes it;"
+            " 'spec' uses gates.mode from the pipeline YAML.",
         ),
     }
 
@@ -95,8 +118,11 @@ def build_train_dag(spec: PipelineSpec) -> DAG:
         from ctloop import train_steps
         from ctloop.settings import load_settings
 
+        context = get_current_context()
         with fail_without_retry():
-            return train_steps.start(spec, load_settings(), run_context(get_current_context()))
+            return train_steps.start(
+                spec_for_run(spec, context["params"]), load_settings(), run_context(context)
+            )
 
     @task(task_id="validate")
     def validate(started: dict) -> dict:
