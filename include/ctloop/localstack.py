@@ -123,9 +123,16 @@ class LocalStack:
     """
 
     def __init__(
-        self, home: Path, pipelines_dir: Path | None = None, *, startup_timeout: float = 180, **env: str
+        self,
+        home: Path,
+        pipelines_dir: Path | None = None,
+        *,
+        startup_timeout: float = 180,
+        components: dict[str, list] | None = None,
+        **env: str,
     ) -> None:
         self.home = home
+        self.components = components or COMPONENTS
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.env = airflow_environment(home, pipelines_dir or home / "pipelines", self.port, **env)
@@ -152,14 +159,25 @@ class LocalStack:
         self.airflow_home.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(parents=True, exist_ok=True)
         subprocess.run([BIN / "ctloop", "init"], env=self.env, check=True, capture_output=True, timeout=300)
-        for name, command in COMPONENTS.items():
-            log = open(self.logs / f"{name}.log", "w")  # closed in stop()
-            self._log_files.append(log)
-            self.processes[name] = subprocess.Popen(
-                command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+        for name in self.components:
+            self.start_component(name)
         self.until(self._scheduler_healthy, "the API and a healthy scheduler")
         self.client.token = self.until(self._login, "a token from /auth/token")
+
+    def start_component(self, name: str) -> None:
+        """Start (or start again) one component in its own process group, logging to its file."""
+        log = open(self.logs / f"{name}.log", "a")  # closed in stop()
+        self._log_files.append(log)
+        self.processes[name] = subprocess.Popen(
+            self.components[name], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def kill_component(self, name: str) -> None:
+        """SIGKILL one component and everything it forked, as a crashed machine would end it."""
+        process = self.processes.pop(name)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
     def stop(self) -> None:
         """Stop each component with everything it forked; SIGKILL what SIGTERM did not end."""

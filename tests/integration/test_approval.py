@@ -25,8 +25,8 @@ from tests.helpers import example_spec
 from tests.webhook import Webhook
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("airflow_server")]
-PERSON_SECONDS = 3
-TIMEOUT_HOURS = 0.004  # 14.4 s: time to answer, and short enough to watch a request expire
+PERSON_SECONDS = 8
+TIMEOUT_HOURS = 0.008  # 29 s: time to answer, and short enough to watch a request expire
 
 
 @dataclass

@@ -109,13 +109,14 @@ def test_promotions_are_notified_without_secrets(governed, webhook):
 def test_a_failing_rule_rejects_and_leaves_the_champion(governed, webhook):
     """An impossible latency limit: the version is registered, judged, rejected, carded."""
     pipeline, _, _ = governed
+    generous = pipeline.spec["gates"]["latency"]
     pipeline.spec["gates"]["latency"] = {"batch_rows": 100, "single_p95_ms": 0.0001}
     pipeline.write(pipeline.spec)
     pipeline.add_batches(2, rows=1000)
     try:
         dag_run = run_dag(pipeline.dag_id, reason="too slow")
     finally:
-        del pipeline.spec["gates"]["latency"]
+        pipeline.spec["gates"]["latency"] = generous
         pipeline.write(pipeline.spec)
     assert task_states(dag_run)["promote"] == "skipped"
     assert champion_version(pipeline.name) == "2"

@@ -141,7 +141,7 @@ def test_unknown_estimator_stops_training_and_v1_stays(champion_pipeline, capsys
     ("break_spec", "named"),
     [
         (lambda text: text.replace("target: churned", "target: [churned"), "not valid YAML"),
-        (lambda text: text.replace("metric: roc_auc", "metric: auroc", 1), "gates.rules.0.metric: 'auroc'"),
+        (lambda text: text.replace("metric: roc_auc", "metric: auroc"), "gates.rules.0.metric: 'auroc'"),
     ],
     ids=["invalid_yaml", "unknown_gate_metric"],
 )

@@ -1,0 +1,244 @@
+"""The production-shaped topology as real processes on loopback, since no container engine runs here.
+
+docker-compose.yaml runs Postgres, Redis, MinIO, an MLflow server and Airflow's api-server,
+scheduler, dag-processor, triggerer and Celery worker. This suite starts the same services as
+processes: Debian's ``postgresql`` (Airflow metadata, MLflow backend and ctloop's ledger in
+separate databases) and ``redis-server`` (Celery broker), moto's S3 server standing in for MinIO
+(ctloop's storage and MLflow's artifacts), ``mlflow server`` on Postgres with S3 artifacts, and
+Airflow on Postgres with the CeleryExecutor. Only configuration differs from the embedded
+default: the same DAGs and YAML run the loop, then a Celery worker is killed in the middle of a
+training task and the task is retried to success with one model version and one champion move.
+"""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ctloop import ledger, registry
+from ctloop.datagen import COVARIATE_SHIFT, write_batches, write_labels
+from ctloop.localstack import BIN, LocalStack, free_port
+from ctloop.settings import load_settings
+from tests.helpers import example_spec
+
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("airflow_server")]
+
+BUCKET = "ctloop"
+ROWS = 700
+CELERY_COMPONENTS = {
+    "api-server": [BIN / "airflow", "api-server"],
+    "scheduler": [BIN / "airflow", "scheduler"],
+    "dag-processor": [BIN / "airflow", "dag-processor"],
+    "triggerer": [BIN / "airflow", "triggerer"],
+    "worker": [BIN / "airflow", "celery", "worker", "--concurrency", "2"],
+}
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, what: str, timeout: float = 60) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}")
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.3)
+    raise RuntimeError(f"{what} did not listen on {port} within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory) -> Iterator[str]:
+    """Redis as the Celery broker, password-protected as in docker-compose."""
+    port, password = free_port(), secrets.token_hex(12)
+    workdir = tmp_path_factory.mktemp("redis")
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--requirepass", password,
+         "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        _wait_for_port(port, server, "redis-server")
+        yield f"redis://:{password}@127.0.0.1:{port}/0"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(postgres_server, s3_endpoint, tmp_path_factory) -> Iterator[str]:
+    """``mlflow server`` with its backend on Postgres and artifacts proxied to S3."""
+    import boto3
+
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=BUCKET)
+    backend = postgres_server.create_database(f"mlflow_{uuid.uuid4().hex[:6]}")
+    port = free_port()
+    env = {**_clean_environment(), "MLFLOW_S3_ENDPOINT_URL": s3_endpoint}
+    log = open(tmp_path_factory.mktemp("mlflow") / "server.log", "w")
+    server = subprocess.Popen(
+        [BIN / "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", backend, "--artifacts-destination", f"s3://{BUCKET}/mlflow"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        _wait_for_port(port, server, "mlflow server", timeout=120)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+        log.close()
+
+
+def _clean_environment() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "CTLOOP_", "MLFLOW_"))}
+
+
+@dataclass
+class Topology:
+    stack: LocalStack
+    pipeline: str
+    data: Path
+
+    @property
+    def settings(self):
+        return load_settings(self.stack.env)
+
+    def dag(self, kind: str) -> str:
+        return f"{self.pipeline}__{kind}"
+
+    def run(self, kind: str, conf: dict | None = None) -> dict:
+        started = self.stack.trigger(self.dag(kind), conf)
+        return self.stack.wait_for_run(self.dag(kind), started["dag_run_id"], timeout=600)
+
+    def deliver(self, index: int, shift: dict | None) -> None:
+        write_batches(
+            self.data / "incoming", range(index, index + 1), rows=ROWS, with_target=False, shift=shift
+        )
+        write_labels(self.data / "labels", index, rows=ROWS, shift=shift)
+
+    def champion(self) -> str | None:
+        found = registry.get_champion(registry.client(self.settings), self.pipeline)
+        return str(found.version) if found else None
+
+
+@pytest.fixture(scope="module")
+def topology(tmp_path_factory, postgres_server, redis_url, s3_endpoint, mlflow_server) -> Iterator[Topology]:
+    home = tmp_path_factory.mktemp("topology")
+    name = f"p{uuid.uuid4().hex[:10]}"
+    data = home / "data" / name
+    write_batches(data / "training", range(3), rows=ROWS)
+    spec = example_spec(name, str(data / "training"))
+    spec["gates"] = {"rules": [{"metric": "roc_auc", "at_least": 0.6}]}  # every sane candidate serves
+    spec["schedule"] = {"train": None, "score": None, "monitor": None}
+    spec["scoring"] = {"incoming_uri": str(data / "incoming"), "labels_uri": str(data / "labels")}
+    spec["monitoring"] = {"window_batches": 1, "min_rows": 500, "report_sample_rows": 2000,
+                          "drift": {"share": 0.3}, "quality": {"min_labels": 400}}  # fmt: skip
+    spec["retrain"] = {"k_of_n": {"k": 1, "n": 1}, "cooldown_minutes": 0}
+    pipelines = home / "pipelines"
+    pipelines.mkdir()
+    (pipelines / f"{name}.yaml").write_text(yaml.safe_dump(spec))
+    airflow_db = postgres_server.create_database(f"airflow_{uuid.uuid4().hex[:6]}")
+    env = {
+        # Airflow on Postgres with Celery workers, as in docker-compose.yaml
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": airflow_db,
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        "AIRFLOW__CELERY__BROKER_URL": redis_url,
+        "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + airflow_db.replace("+psycopg2", ""),
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "3",
+        # ctloop on S3, the MLflow server and a Postgres ledger: configuration only
+        "CTLOOP_STORAGE_ROOT": f"s3://{BUCKET}/storage",
+        "CTLOOP_S3_ENDPOINT_URL": s3_endpoint,
+        "MLFLOW_TRACKING_URI": mlflow_server,
+        "CTLOOP_MLFLOW_ARTIFACT_ROOT": "",
+        "CTLOOP_DATABASE_URL": postgres_server.create_database(f"ctloop_{uuid.uuid4().hex[:6]}"),
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    with LocalStack(home, pipelines, components=CELERY_COMPONENTS, startup_timeout=300, **env) as stack:
+        for kind in ("train", "score", "monitor"):
+            stack.wait_for_dag(f"{name}__{kind}")
+        yield Topology(stack, name, data)
+    registry.client(load_settings())  # give the process-wide MLflow URIs back to this worker
+
+
+@pytest.fixture(scope="module")
+def loop(topology: Topology) -> dict:
+    """The example's loop through the topology: train v1, a stable batch, then shifted batches
+    until the monitor asks for a retrain, which the scheduler starts from the asset event."""
+    stack, train = topology.stack, topology.dag("train")
+    first = topology.run("train", {"reason": "first training"})
+    assert first["state"] == "success", stack.diagnose(train, first["dag_run_id"])
+    monitors = []
+    for index, shift in enumerate([None, COVARIATE_SHIFT, COVARIATE_SHIFT]):
+        known = len(stack.runs(topology.dag("monitor")))
+        topology.deliver(index, shift)
+        scored = topology.run("score")
+        assert scored["state"] == "success", stack.diagnose(topology.dag("score"), scored["dag_run_id"])
+        started = stack.until(lambda k=known: stack.runs(topology.dag("monitor"))[k:], "a monitor run", 300)[
+            0
+        ]
+        monitor = stack.wait_for_run(topology.dag("monitor"), started["dag_run_id"], timeout=600)
+        monitors.append(monitor)
+        run_path = f"/api/v2/dags/{topology.dag('monitor')}/dagRuns/{monitor['dag_run_id']}"
+        if stack.client.get(f"{run_path}/taskInstances/request_retrain")[1].get("state") == "success":
+            break
+    retrain = stack.until(lambda: stack.runs(train)[1:], "the asset-triggered training", 120)[0]
+    retrain = stack.wait_for_run(train, retrain["dag_run_id"], timeout=900)
+    return {"first": first, "monitors": monitors, "trainings": stack.runs(train), "retrain": retrain}
+
+
+def test_the_loop_runs_on_postgres_celery_s3_and_an_mlflow_server(topology: Topology, loop: dict) -> None:
+    assert all(m["state"] == "success" for m in loop["monitors"]), loop["monitors"]
+    assert [t["run_type"] for t in loop["trainings"]] == ["manual", "asset_triggered"]
+    assert loop["retrain"]["state"] == "success"
+    assert topology.champion() == "2"
+    client = registry.client(topology.settings)
+    version = client.get_model_version(topology.pipeline, "2")
+    assert "drift" in version.tags["ctloop.reason"] or "key feature" in version.tags["ctloop.reason"]
+    assert version.source.startswith(("models:/", "mlflow-artifacts:/"))
+    assert version.tags["ctloop.trigger_reports"].startswith(f"s3://{BUCKET}/storage/runs/")
+    moves = ledger.entries(topology.settings, topology.pipeline)
+    assert [(m.from_version, m.to_version) for m in moves] == [(None, "1"), ("1", "2")]
+
+
+def test_a_killed_celery_worker_mid_training_is_retried_to_one_version_and_one_move(
+    topology: Topology, loop: dict
+) -> None:
+    write_batches(topology.data / "training", range(3, 7), rows=15_000)  # a training long enough to kill
+    versions_before = len(
+        registry.client(topology.settings).search_model_versions(f"name = '{topology.pipeline}'")
+    )
+    run_id = topology.stack.trigger(topology.dag("train"), {"reason": "worker crash drill"})["dag_run_id"]
+    task_path = f"/api/v2/dags/{topology.dag('train')}/dagRuns/{run_id}/taskInstances/train"
+    topology.stack.until(
+        lambda: topology.stack.client.get(task_path)[1].get("state") == "running", "train to run", 600
+    )
+    time.sleep(2)  # inside the fit
+    topology.stack.kill_component("worker")
+    topology.stack.start_component("worker")  # the worker comes back, as its container would restart
+    finished = topology.stack.wait_for_run(topology.dag("train"), run_id, timeout=900)
+    assert finished["state"] == "success", topology.stack.diagnose(topology.dag("train"), run_id)
+    _, task = topology.stack.client.get(task_path)
+    assert task["try_number"] >= 2, task  # the killed attempt, then the retry that succeeded
+    run_key = f"{topology.dag('train')}/{run_id}"
+    client = registry.client(topology.settings)
+    mine = client.search_model_versions(
+        f"name = '{topology.pipeline}' and tags.`ctloop.run_key` = '{run_key}'"
+    )
+    assert len(mine) == 1
+    assert len(client.search_model_versions(f"name = '{topology.pipeline}'")) == versions_before + 1
+    moves = [m for m in ledger.entries(topology.settings, topology.pipeline) if m.run_key == run_key]
+    assert len(moves) == 1 and topology.champion() == str(mine[0].version)
