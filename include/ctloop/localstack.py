@@ -158,7 +158,13 @@ class LocalStack:
         """Set up both databases, start the components, wait for a healthy scheduler and log in."""
         self.airflow_home.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(parents=True, exist_ok=True)
-        subprocess.run([BIN / "ctloop", "init"], env=self.env, check=True, capture_output=True, timeout=300)
+        init = subprocess.run(
+            [BIN / "ctloop", "init"], env=self.env, capture_output=True, text=True, timeout=300
+        )
+        if init.returncode != 0:
+            raise RuntimeError(
+                f"ctloop init failed ({init.returncode}):\n{init.stdout[-3000:]}{init.stderr[-3000:]}"
+            )
         for name in self.components:
             self.start_component(name)
         self.until(self._scheduler_healthy, "the API and a healthy scheduler")

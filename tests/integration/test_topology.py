@@ -154,7 +154,7 @@ def topology(tmp_path_factory, postgres_server, redis_url, s3_endpoint, mlflow_s
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": airflow_db,
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
         "AIRFLOW__CELERY__BROKER_URL": redis_url,
-        "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + airflow_db.replace("+psycopg2", ""),
+        "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + airflow_db,  # SQLAlchemy 2.1: name the driver
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "3",
         # ctloop on S3, the MLflow server and a Postgres ledger: configuration only
