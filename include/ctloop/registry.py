@@ -186,6 +186,7 @@ def register_version(
             model["model_uri"],
             run_id=run_id,
             tags={RUN_KEY_TAG: run_key, MODEL_SHA_TAG: model["sha256"]},
+            model_id=model["model_id"],  # a tracking server refuses a models:/ source without it
         )
     for key, value in tags.items():
         mlflow_client.set_model_version_tag(name, version.version, key, value)

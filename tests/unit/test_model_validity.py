@@ -98,7 +98,7 @@ def test_a_model_logged_without_an_input_example_fails(run_id):
             serialization_format="skops",
             skops_trusted_types=registry.trusted_types(model),
         )
-    uri = _register({"model_uri": info.model_uri, "sha256": "unchecked"}, run_id)
+    uri = _register({"model_uri": info.model_uri, "model_id": info.model_id, "sha256": "unchecked"}, run_id)
     verdicts, _ = check_validity(uri, FEATURES, load_settings(), None)
     assert [v["passed"] for v in verdicts] == [True, True, False]
     assert "no input example" in verdicts[2]["note"]
