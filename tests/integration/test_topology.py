@@ -184,7 +184,7 @@ def loop(topology: Topology) -> dict:
     monitors = []
     for index, shift in enumerate([None, COVARIATE_SHIFT, COVARIATE_SHIFT]):
         known = len(stack.runs(topology.dag("monitor")))
-        topology.deliver(index, shift)
+        topology.deliver(10 + index, shift)  # ids differ from the training batches' (0-2)
         scored = topology.run("score")
         assert scored["state"] == "success", stack.diagnose(topology.dag("score"), scored["dag_run_id"])
         started = stack.until(lambda k=known: stack.runs(topology.dag("monitor"))[k:], "a monitor run", 300)[
@@ -217,7 +217,7 @@ def test_the_loop_runs_on_postgres_celery_s3_and_an_mlflow_server(topology: Topo
 def test_a_killed_celery_worker_mid_training_is_retried_to_one_version_and_one_move(
     topology: Topology, loop: dict
 ) -> None:
-    write_batches(topology.data / "training", range(3, 7), rows=15_000)  # a training long enough to kill
+    write_batches(topology.data / "training", range(20, 24), rows=15_000)  # a training long enough to kill
     versions_before = len(
         registry.client(topology.settings).search_model_versions(f"name = '{topology.pipeline}'")
     )
