@@ -41,6 +41,27 @@ os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
 
+_MLFLOW_ENVIRONMENT = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _own_mlflow_store():
+    """Every module ends on this worker's own MLflow store. Tests that read another deployment's
+    store (a LocalStack's, a tracking server's) switch the process-wide URIs, and
+    ``mlflow.set_tracking_uri`` writes them into os.environ too, where later tests and their
+    subprocesses would find a server that has stopped."""
+    yield
+    from ctloop import registry
+    from ctloop.settings import load_settings
+
+    for key, value in _MLFLOW_ENVIRONMENT.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    registry.client(load_settings())
+
+
 @pytest.fixture(scope="session")
 def ctloop_home() -> Path:
     return _HOME
@@ -50,7 +71,8 @@ def ctloop_home() -> Path:
 def airflow_db(ctloop_home: Path) -> Path:
     """Airflow's metadata database for this worker, migrated once."""
     airflow = Path(sys.executable).with_name("airflow")
-    subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True)
+    migrated = subprocess.run([str(airflow), "db", "migrate"], capture_output=True, text=True)
+    assert migrated.returncode == 0, migrated.stdout[-3000:] + migrated.stderr[-3000:]
     return ctloop_home / "airflow" / "airflow.db"
 
 

@@ -15,3 +15,22 @@ def example_spec(name: str, data_uri: str, **overrides) -> dict:
     spec.update(name=name, data={"uri": data_uri, "format": "csv"}, **overrides)
     spec["estimator"]["params"] = {"max_iter": 60, "random_state": 0}
     return spec
+
+
+def served_pipeline(home: Path, *, batches: int, rows: int, **overrides) -> tuple[str, Path, Path]:
+    """A new pipeline with example training data under ``home`` and its spec in ``home/pipelines``,
+    the folder a LocalStack's dag-processor reads; returns (name, data folder, pipelines folder).
+    ``overrides`` replace top-level fields of the example spec (only alerts and triggers start
+    training: no cron)."""
+    import uuid
+
+    from ctloop.datagen import write_batches
+
+    name = f"p{uuid.uuid4().hex[:10]}"
+    data = home / "data" / name
+    write_batches(data / "training", range(batches), rows=rows)
+    spec = example_spec(name, str(data / "training"), **{"schedule": {"train": None}, **overrides})
+    pipelines = home / "pipelines"
+    pipelines.mkdir(exist_ok=True)
+    (pipelines / f"{name}.yaml").write_text(yaml.safe_dump(spec))
+    return name, data, pipelines

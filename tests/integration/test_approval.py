@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-import yaml
 
 from ctloop import ledger, registry
 from ctloop.datagen import write_batches
 from ctloop.localstack import LocalStack
 from ctloop.settings import load_settings
-from tests.helpers import example_spec
+from tests.helpers import served_pipeline
 from tests.webhook import Webhook
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("airflow_server")]
@@ -77,26 +75,18 @@ class Approvals:
 @pytest.fixture(scope="module")
 def approvals(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Approvals]:
     home = tmp_path_factory.mktemp("approval-server")
-    name = f"p{uuid.uuid4().hex[:10]}"
-    data = home / "data" / name
-    write_batches(data, range(2), rows=600)
-    spec = example_spec(name, str(data))
-    spec["gates"] = {
+    gates = {
         "rules": [{"metric": "roc_auc", "at_least": 0.6}],  # every candidate passes: a person decides
         "approval": "required",
         "approval_timeout_hours": TIMEOUT_HOURS,
     }
-    spec["schedule"] = {"train": None}
-    pipelines = home / "pipelines"
-    pipelines.mkdir()
-    (pipelines / f"{name}.yaml").write_text(yaml.safe_dump(spec))
+    name, data, pipelines = served_pipeline(home, batches=2, rows=600, gates=gates)
     webhook = Webhook()
     conn = {"conn_type": "http", "host": "127.0.0.1", "port": webhook.server.server_address[1]}
     with LocalStack(home, pipelines, AIRFLOW_CONN_CTLOOP_WEBHOOK=json.dumps(conn)) as server:
         server.wait_for_dag(f"{name}__train")
-        yield Approvals(server, name, data, webhook)
+        yield Approvals(server, name, data / "training", webhook)
     webhook.server.shutdown()
-    registry.client(load_settings())  # give the process-wide MLflow URIs back to this worker
 
 
 def _champion(approvals: Approvals) -> str | None:

@@ -15,13 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import yaml
 
 from ctloop import registry
-from ctloop.datagen import write_batches
 from ctloop.localstack import FINISHED, LocalStack
 from ctloop.settings import load_settings
-from tests.helpers import example_spec
+from tests.helpers import served_pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("airflow_server")]
 
@@ -69,15 +67,10 @@ class FirstAlert:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A pipeline with small data, its spec in the pipelines folder the dag-processor reads, served."""
     home = tmp_path_factory.mktemp("airflow-server")
-    name = f"p{uuid.uuid4().hex[:10]}"
-    data = home / "data" / name
-    write_batches(data, range(3), rows=600)
-    spec = example_spec(name, str(data))
-    spec["gates"]["rules"] = [{"metric": "roc_auc", "at_least": 0.6}]
-    spec["schedule"] = {"train": None}  # only alerts start runs here, never a cron tick on unpause
-    pipelines = home / "pipelines"
-    pipelines.mkdir()
-    (pipelines / f"{name}.yaml").write_text(yaml.safe_dump(spec))
+    # only alerts start runs here (no cron tick on unpause); every sane candidate passes
+    name, _, pipelines = served_pipeline(
+        home, batches=3, rows=600, gates={"rules": [{"metric": "roc_auc", "at_least": 0.6}]}
+    )
     with LocalStack(home, pipelines) as server:
         server.wait_for_dag(f"{name}__train")
         yield Stack(server, name)
@@ -117,14 +110,11 @@ def test_the_alert_run_succeeds_and_its_mlflow_run_records_the_alert(
     run_id = f"alert__{first_alert.alert_id}"
     assert first_alert.final.get("state") == "success", stack.server.diagnose(stack.dag_id, run_id)
     settings = load_settings(stack.server.env)  # the server's MLflow store, not this worker's
-    try:
-        client = registry.client(settings)
-        experiment = client.get_experiment_by_name(stack.pipeline)
-        (mlflow_run,) = client.search_runs(
-            [experiment.experiment_id], f"tags.`{registry.RUN_KEY_TAG}` = '{stack.dag_id}/{run_id}'"
-        )
-    finally:
-        registry.client(load_settings())  # give the process-wide MLflow URIs back to this worker
+    client = registry.client(settings)  # tests/conftest.py gives this worker its own store back
+    experiment = client.get_experiment_by_name(stack.pipeline)
+    (mlflow_run,) = client.search_runs(
+        [experiment.experiment_id], f"tags.`{registry.RUN_KEY_TAG}` = '{stack.dag_id}/{run_id}'"
+    )
     assert mlflow_run.data.tags["ctloop.reason"] == REASON
     assert mlflow_run.data.tags.get("ctloop.alert_id") == first_alert.alert_id
 

@@ -21,13 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
 from ctloop import ledger, registry
 from ctloop.datagen import COVARIATE_SHIFT, write_batches, write_labels
 from ctloop.localstack import BIN, LocalStack, free_port
 from ctloop.settings import load_settings
-from tests.helpers import example_spec
+from tests.helpers import served_pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("airflow_server")]
 
@@ -135,19 +134,17 @@ class Topology:
 @pytest.fixture(scope="module")
 def topology(tmp_path_factory, postgres_server, redis_url, s3_endpoint, mlflow_server) -> Iterator[Topology]:
     home = tmp_path_factory.mktemp("topology")
-    name = f"p{uuid.uuid4().hex[:10]}"
-    data = home / "data" / name
-    write_batches(data / "training", range(3), rows=ROWS)
-    spec = example_spec(name, str(data / "training"))
-    spec["gates"] = {"rules": [{"metric": "roc_auc", "at_least": 0.6}]}  # every sane candidate serves
-    spec["schedule"] = {"train": None, "score": None, "monitor": None}
-    spec["scoring"] = {"incoming_uri": str(data / "incoming"), "labels_uri": str(data / "labels")}
-    spec["monitoring"] = {"window_batches": 1, "min_rows": 500, "report_sample_rows": 2000,
-                          "drift": {"share": 0.3}, "quality": {"min_labels": 400}}  # fmt: skip
-    spec["retrain"] = {"k_of_n": {"k": 1, "n": 1}, "cooldown_minutes": 0}
-    pipelines = home / "pipelines"
-    pipelines.mkdir()
-    (pipelines / f"{name}.yaml").write_text(yaml.safe_dump(spec))
+    name, data, pipelines = served_pipeline(
+        home,
+        batches=3,
+        rows=ROWS,
+        gates={"rules": [{"metric": "roc_auc", "at_least": 0.6}]},  # every sane candidate serves
+        schedule={"train": None, "score": None, "monitor": None},
+        monitoring={"window_batches": 1, "min_rows": 500, "report_sample_rows": 2000,
+                    "drift": {"share": 0.3}, "quality": {"min_labels": 400}},
+        retrain={"k_of_n": {"k": 1, "n": 1}, "cooldown_minutes": 0},
+        scoring={},  # the defaults: data/<name>/incoming and labels under CTLOOP_HOME, where deliver() writes
+    )  # fmt: skip
     airflow_db = postgres_server.create_database(f"airflow_{uuid.uuid4().hex[:6]}")
     env = {
         # Airflow on Postgres with Celery workers, as in docker-compose.yaml
@@ -171,7 +168,6 @@ def topology(tmp_path_factory, postgres_server, redis_url, s3_endpoint, mlflow_s
         for kind in ("train", "score", "monitor"):
             stack.wait_for_dag(f"{name}__{kind}")
         yield Topology(stack, name, data)
-    registry.client(load_settings())  # give the process-wide MLflow URIs back to this worker
 
 
 @pytest.fixture(scope="module")
