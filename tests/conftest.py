@@ -33,9 +33,12 @@ for _key in (
     os.environ.pop(_key, None)
 (_HOME / "pipelines").mkdir(parents=True)
 
-from ctloop.localenv import apply_embedded_defaults  # noqa: E402
+from ctloop.localenv import apply_embedded_defaults, embedded_environment  # noqa: E402
 from tests.helpers import REPO  # noqa: E402,F401
 
+# Set, not defaulted: xdist workers inherit the controller's environment, which this file has
+# already pointed at the controller's home; defaults would make both workers share its databases.
+os.environ.update(embedded_environment(_HOME))
 apply_embedded_defaults(_HOME)
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")

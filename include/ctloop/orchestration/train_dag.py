@@ -35,14 +35,14 @@ def train_params() -> dict[str, Param]:
             description="Why this training runs; recorded on the MLflow run and the model version.",
         ),
         "note": Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],  # optional: a "" default makes Airflow's trigger form require it
             title="Note",
             description="Free text for reviewers, e.g. a ticket or what changed in the data.",
         ),
         "alert_id": Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],
             title="Alert id",
             description="Set by an external monitoring system (REST API); recorded with the run.",
         ),

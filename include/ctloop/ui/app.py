@@ -1,0 +1,251 @@
+"""The plugin's FastAPI app, mounted by the API server at ``/ctloop``.
+
+Every route depends on the authenticated Airflow user and checks the auth manager's permission on
+the pipeline's DAG before reading anything: a pipeline's history and reports need read access to
+``<pipeline>__monitor``, its champion and ledger to ``<pipeline>__train``, a rollback permission
+to trigger ``<pipeline>__rollback``. Ids in paths are validated against strict patterns and
+looked up; no path from a request reaches storage.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, FastAPI, Form, HTTPException, Query, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ctloop import ledger
+from ctloop.settings import Settings, load_settings
+from ctloop.spec import NAME_PATTERN, PipelineSpec, load_specs
+from ctloop.ui import pages, reports, runs, state
+from ctloop.ui.auth import UserDep, check_csrf, csrf_token, may, require
+from ctloop.ui.links import Urls, mlflow_ui_url
+from ctloop.ui.render import esc, page
+
+TARGET = re.compile(r"^(previous|[0-9]+)$")
+VERSION = re.compile(r"^[0-9]{1,9}$")
+MAX_REASON = 2000
+
+router = APIRouter()
+
+
+def create_app() -> FastAPI:
+    """No OpenAPI or docs routes: they would answer without authentication."""
+    from airflow.api_fastapi.common.dagbag import create_dag_bag
+
+    app = FastAPI(title="ctloop", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.dag_bag = create_dag_bag()
+    app.add_exception_handler(StarletteHTTPException, _error_page)
+    app.include_router(router)
+    return app
+
+
+def _urls(request: Request) -> Urls:
+    return Urls.of(request.scope.get("root_path", ""), mlflow_ui_url(load_settings().mlflow_tracking_uri))
+
+
+def _page(request: Request, user, title: str, body: str) -> HTMLResponse:
+    urls = _urls(request)
+    return page(title, body, home=urls.home(), airflow=urls.airflow + "/", user=user.get_name())
+
+
+async def _error_page(request: Request, exc: StarletteHTTPException) -> HTMLResponse:
+    """Errors as a page; a request without a session gets a way to log in and come back."""
+    from airflow.api_fastapi.app import get_auth_manager
+
+    urls = _urls(request)
+    hint = ""
+    if exc.status_code == status.HTTP_401_UNAUTHORIZED:
+        login = get_auth_manager().get_url_login(next_url=str(request.url))
+        hint = f'<p><a href="{esc(login)}">Log in to Airflow</a> and come back here.</p>'
+    body = f"<h1>{exc.status_code}</h1><p>{esc(exc.detail)}</p>{hint}"
+    return page(
+        str(exc.status_code),
+        body,
+        home=urls.home(),
+        airflow=urls.airflow + "/",
+        user="",
+        status_code=exc.status_code,
+    )
+
+
+def _spec(settings: Settings, pipeline: str) -> PipelineSpec:
+    if not re.match(NAME_PATTERN, pipeline):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "not a pipeline name")
+    specs, _ = load_specs(settings.pipelines_dir)
+    if pipeline not in specs:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no pipeline {pipeline}")
+    return specs[pipeline]
+
+
+@router.get("/", response_class=HTMLResponse)
+def overview(request: Request, user: UserDep) -> HTMLResponse:
+    settings = load_settings()
+    specs, errors = load_specs(settings.pipelines_dir)
+    now = datetime.now(UTC)
+    rows = []
+    for spec in specs.values():
+        if not may(user, f"{spec.name}__train", "GET"):
+            continue
+        rows.append(
+            pages.PipelineRow(
+                spec=spec,
+                champion=state.champion(ledger.entries(settings, spec.name)),
+                runs=runs.latest_runs([f"{spec.name}__{kind}" for kind in pages.KINDS]),
+                decision=state.latest_decision(settings, spec.name),
+                policy=state.policy_state(spec, settings, now),
+            )
+        )
+    invalid = sorted(path.name for path in errors)
+    return _page(request, user, "Pipelines", pages.overview(_urls(request), rows, invalid))
+
+
+@router.get("/pipelines/{pipeline}", response_class=HTMLResponse)
+def pipeline_history(request: Request, user: UserDep, pipeline: str) -> HTMLResponse:
+    settings = load_settings()
+    spec = _spec(settings, pipeline)
+    require(user, f"{pipeline}__monitor", "GET")
+    body = pages.history(
+        _urls(request),
+        spec,
+        state.history(settings, pipeline),
+        ledger.entries(settings, pipeline),
+        state.policy_state(spec, settings, datetime.now(UTC)),
+    )
+    return _page(request, user, f"{pipeline} monitoring", body)
+
+
+@router.get("/pipelines/{pipeline}/reports/{run_id}", response_class=HTMLResponse)
+def report_page(request: Request, user: UserDep, pipeline: str, run_id: str) -> HTMLResponse:
+    settings = load_settings()
+    spec = _spec(settings, pipeline)
+    reports.check_run_id(run_id)
+    require(user, f"{pipeline}__monitor", "GET")
+    if reports.read_output(settings, pipeline, run_id, reports.REPORT) is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            f"monitor run {run_id} of {pipeline} wrote no report (no champion or no scored batch yet,"
+            " or it has not finished)",
+        )
+    summary = reports.read_summary(settings, pipeline, run_id)
+    return _page(
+        request,
+        user,
+        f"{pipeline} drift report",
+        pages.report(_urls(request), spec, run_id, summary),
+    )
+
+
+@router.get("/pipelines/{pipeline}/reports/{run_id}/raw")
+def raw_report(user: UserDep, pipeline: str, run_id: str) -> HTMLResponse:
+    """The Evidently HTML itself, under CSP ``sandbox``: never script in Airflow's origin."""
+    settings = load_settings()
+    _spec(settings, pipeline)
+    reports.check_run_id(run_id)
+    require(user, f"{pipeline}__monitor", "GET")
+    body = reports.read_output(settings, pipeline, run_id, reports.REPORT)
+    if body is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"monitor run {run_id} of {pipeline} wrote no report")
+    return reports.untrusted_html(body, reports.REPORT_CSP)
+
+
+@router.get("/pipelines/{pipeline}/ledger", response_class=HTMLResponse)
+def ledger_page(
+    request: Request, user: UserDep, pipeline: str, triggered: Annotated[str | None, Query()] = None
+) -> HTMLResponse:
+    settings = load_settings()
+    spec = _spec(settings, pipeline)
+    require(user, f"{pipeline}__train", "GET")
+    body = pages.ledger(
+        _urls(request),
+        spec,
+        ledger.entries(settings, pipeline),
+        can_rollback=may(user, f"{pipeline}__rollback", "POST"),
+        triggered=runs.find_run(f"{pipeline}__rollback", triggered) if triggered else None,
+    )
+    return _page(request, user, f"{pipeline} ledger", body)
+
+
+@router.get("/pipelines/{pipeline}/versions/{version}/model-card")
+def model_card(user: UserDep, pipeline: str, version: str) -> HTMLResponse:
+    """The version's model card from its MLflow run, sandboxed like any HTML built from data."""
+    import tempfile
+    from pathlib import Path
+
+    from mlflow.exceptions import MlflowException
+
+    from ctloop import registry
+    from ctloop.model_card import ARTIFACT_PATH
+
+    settings = load_settings()
+    _spec(settings, pipeline)
+    if not VERSION.match(version):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "not a model version")
+    require(user, f"{pipeline}__train", "GET")
+    client = registry.client(settings)
+    try:
+        run_id = client.get_model_version(pipeline, version).run_id
+        with tempfile.TemporaryDirectory() as tmp:
+            body = Path(client.download_artifacts(run_id, ARTIFACT_PATH, tmp)).read_bytes()
+    except (MlflowException, OSError) as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no model card for {pipeline} v{version}") from exc
+    return reports.untrusted_html(body, reports.CARD_CSP)
+
+
+@router.get("/pipelines/{pipeline}/rollback", response_class=HTMLResponse)
+def rollback_form(
+    request: Request, user: UserDep, pipeline: str, target: Annotated[str, Query()] = "previous"
+) -> HTMLResponse:
+    settings = load_settings()
+    spec = _spec(settings, pipeline)
+    if not TARGET.match(target):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "target: 'previous' or a version number")
+    dag_id = f"{pipeline}__rollback"
+    require(user, dag_id, "GET")
+    body = pages.rollback_form(
+        _urls(request),
+        spec,
+        ledger.entries(settings, pipeline),
+        target=target,
+        csrf=csrf_token(request, f"rollback:{pipeline}"),
+        can_rollback=may(user, dag_id, "POST"),
+        paused=runs.is_paused(dag_id),
+    )
+    return _page(request, user, f"Roll back {pipeline}", body)
+
+
+@router.post("/pipelines/{pipeline}/rollback")
+def rollback(
+    request: Request,
+    user: UserDep,
+    pipeline: str,
+    target: Annotated[str, Form()],
+    reason: Annotated[str, Form()] = "",
+    force: Annotated[bool, Form()] = False,
+    csrf: Annotated[str, Form()] = "",
+) -> RedirectResponse:
+    """Trigger ``<pipeline>__rollback`` with the form's target, reason and force, as the user."""
+    settings = load_settings()
+    _spec(settings, pipeline)
+    dag_id = f"{pipeline}__rollback"
+    require(user, dag_id, "POST")
+    check_csrf(request, csrf, f"rollback:{pipeline}")
+    if not TARGET.match(target):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "target: 'previous' or a version number")
+    reason = reason.strip()
+    if not reason or len(reason) > MAX_REASON:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"reason: required, at most {MAX_REASON} characters")
+    run_id = runs.trigger(
+        request.app.state.dag_bag,
+        request,
+        user,
+        dag_id,
+        conf={"target": target, "reason": reason, "force": force},
+        note=f"Rollback from the ctloop UI: {reason}",
+    )
+    location = f"{_urls(request).ledger(pipeline)}?{urlencode({'triggered': run_id})}"
+    return RedirectResponse(location, status_code=status.HTTP_303_SEE_OTHER)
