@@ -14,26 +14,21 @@ from ctloop.dataio import from_parquet_bytes
 from ctloop.storage import home_storage
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from ctloop.predictions import Predictions
     from ctloop.settings import Settings
     from ctloop.spec import PipelineSpec
 
 
-def _holdout_predictions(
-    settings: Settings, evaluation: dict
-) -> tuple[pd.DataFrame, Predictions, Predictions | None]:
+def _holdout_predictions(settings: Settings, evaluation: dict) -> tuple[Predictions, Predictions | None]:
+    """Both models' per-row scores on the holdout, as the evaluate step stored them."""
     from ctloop.predictions import Predictions
 
-    storage = home_storage(settings)
-    holdout = from_parquet_bytes(storage.read_bytes(evaluation["holdout_key"]))
-    rows = from_parquet_bytes(storage.read_bytes(evaluation["predictions_key"]))
+    rows = from_parquet_bytes(home_storage(settings).read_bytes(evaluation["predictions_key"]))
     candidate = Predictions(rows["candidate_prediction"].to_numpy(), rows["candidate_score"].to_numpy())
     champion = None
     if "champion_prediction" in rows:
         champion = Predictions(rows["champion_prediction"].to_numpy(), rows["champion_score"].to_numpy())
-    return holdout, candidate, champion
+    return candidate, champion
 
 
 def rule_checks(spec: PipelineSpec, settings: Settings, evaluation: dict, version: str) -> dict:
@@ -47,8 +42,10 @@ def rule_checks(spec: PipelineSpec, settings: Settings, evaluation: dict, versio
     gates = spec.gates
     verdicts: list[dict] = []
     evidence: dict = {}
+    if gates.bootstrap or gates.slices or gates.latency:  # read once for every rule that needs it
+        holdout = from_parquet_bytes(home_storage(settings).read_bytes(evaluation["holdout_key"]))
     if gates.bootstrap or gates.slices:
-        holdout, candidate, champion = _holdout_predictions(settings, evaluation)
+        candidate, champion = _holdout_predictions(settings, evaluation)
         y = holdout[spec.columns.target].to_numpy()
         if gates.bootstrap:
             verdicts.append(paired_bootstrap(gates.bootstrap, spec.task, y, candidate, champion))
@@ -62,7 +59,6 @@ def rule_checks(spec: PipelineSpec, settings: Settings, evaluation: dict, versio
     validity, model = check_validity(model_uri, spec.columns.features, settings, sha256)
     verdicts += validity
     if gates.latency and model is not None:
-        holdout = from_parquet_bytes(home_storage(settings).read_bytes(evaluation["holdout_key"]))
         latency = measure_latency(model, features(holdout, spec), gates.latency)
         verdicts += latency["verdicts"]
         evidence["latency"] = {k: v for k, v in latency.items() if k != "verdicts"}
