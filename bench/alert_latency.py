@@ -1,12 +1,12 @@
 """(f) Alert-to-champion latency: from the monitor deciding to retrain to the new champion, through a
 running scheduler, versus the same training done by the library in one plain process.
 
-The Airflow side runs the demo's story (ctloop.demo) on a fresh home with the example data, with
+The Airflow side runs the demo's story (ctloop.devtools.demo) on a fresh home with the example data, with
 a gate that promotes any sound candidate (``roc_auc at_least 0.6``) and a retrain policy that acts
 on the first alerting window, so the measured path is: monitor run ends its ``request_retrain``
 task (the asset event) -> the scheduler starts ``churn__train`` -> snapshot, validation, training,
 evaluation, gate, registration -> ``promote`` moves the alias. Both ends are read from Airflow's
-task records. The baseline is ``ctloop.train_steps`` run in sequence in a fresh interpreter on the
+task records. The baseline is ``ctloop.training.steps`` run in sequence in a fresh interpreter on the
 same data (imports included), as in (d): the ratio is what the asset hop, the scheduler and the
 task processes add to a retraining.
 """
@@ -54,10 +54,10 @@ def _task_end(db: Path, dag_id: str, task_id: str, state: str = "success") -> li
 
 def through_airflow(home: Path) -> tuple[float, dict]:
     """Seconds from the retrain asset event to the promotion, and the demo's timeline."""
-    from ctloop.demo import Demo, format_timeline
-    from ctloop.localstack import LocalStack
+    from ctloop.devtools.demo import Demo, format_timeline
+    from ctloop.devtools.local_deployment import LocalStack
     from ctloop.settings import load_settings
-    from ctloop.spec import load_spec
+    from ctloop.spec.loading import load_spec
 
     pipelines = home / "pipelines"
     spec = load_spec(_spec(pipelines))
@@ -76,8 +76,8 @@ def through_airflow(home: Path) -> tuple[float, dict]:
 
 def plain(home: Path) -> float:
     """The same training steps on the same example data in one fresh interpreter."""
-    from ctloop.datagen import write_batches
-    from ctloop.localstack import airflow_environment
+    from ctloop.devtools.example_data import write_batches
+    from ctloop.devtools.local_deployment import airflow_environment
 
     spec_path = _spec(home / "pipelines")
     write_batches(home / "data" / "churn" / "training", range(4), rows=ROWS_PER_BATCH)

@@ -1,4 +1,4 @@
-"""(e) Per-column drift of 1M rows x 25 columns: ``ctloop.drift`` versus plain numpy/scipy. Target <= 3x.
+"""(e) Per-column drift of 1M rows x 25 columns: ``drift_stats`` versus numpy/scipy. Target <= 3x.
 
 Reference and current frames of 20 numeric and 5 categorical columns, a few of them shifted and a
 few with NaNs. The baseline computes the same tests (Evidently's choice above 1,000 reference
@@ -155,7 +155,7 @@ def status(key):
 reference, current = make_frames({rows})
 held = status("VmRSS:")
 if "{mode}" != "frames":
-    from ctloop.drift import column_drift
+    from ctloop.monitoring.drift_stats import column_drift
 if "{mode}" == "drift":
     column_drift(reference, current, NUMERIC, CATEGORICAL)
 print(held, status("VmHWM:"))
@@ -173,7 +173,7 @@ def peak_memory(rows: int, mode: str) -> tuple[int, int]:
 def timings(rows: int, full: bool) -> tuple[float, float, dict]:
     """Seconds of ours and of the baseline on the same frames, with their decisions compared."""
     from bench.common import best_of
-    from ctloop.drift import column_drift
+    from ctloop.monitoring.drift_stats import column_drift
 
     reference, current = make_frames(rows)
     column_drift(reference.head(2000), current.head(2000), NUMERIC, CATEGORICAL)  # warm-up
@@ -211,7 +211,7 @@ def main(sizes: tuple[int, ...] = (100_000, 1_000_000)) -> dict:
         _, drift_peak = peak_memory(rows, "drift")
         details["memory_mib"] = (
             f"frames held {frames_held // 1024}, peak: frames only {frames_peak // 1024}, "
-            f"+ import ctloop.drift {import_peak // 1024}, + column_drift {drift_peak // 1024}"
+            f"+ import drift_stats {import_peak // 1024}, + column_drift {drift_peak // 1024}"
         )
         details["memory_ratio"] = f"{drift_peak / frames_peak:.2f}x (target <= 1.5x)"
         result = report(f"drift_compute_{rows}", ours_seconds, base_seconds, 3.0, **details)

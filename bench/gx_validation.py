@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from bench.common import best_of, report
-from ctloop.datagen import generate_batch
-from ctloop.validation import run_expectations
+from ctloop.devtools.example_data import generate_batch
+from ctloop.validation.data_validation import run_expectations
 
 REPO = Path(__file__).resolve().parent.parent
 SUITE = REPO / "include" / "expectations" / "churn.json"

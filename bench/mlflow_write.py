@@ -25,11 +25,12 @@ def main(rows: int = 100_000) -> dict:
 
     import pandas as pd
 
-    from ctloop import holdout, registry
-    from ctloop.datagen import generate_batch
+    from ctloop.data import holdout
+    from ctloop.devtools.example_data import generate_batch
+    from ctloop.registry import mlflow_store as registry
     from ctloop.settings import load_settings
-    from ctloop.spec import load_spec
-    from ctloop.training import features, fit
+    from ctloop.spec.loading import load_spec
+    from ctloop.training.estimator import features, fit
 
     spec = load_spec(REPO / "include" / "pipelines" / "churn.yaml")
     settings = load_settings()

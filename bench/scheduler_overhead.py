@@ -27,9 +27,9 @@ REPO = Path(__file__).resolve().parent.parent
 PLAIN = """
 import sys
 from pathlib import Path
-from ctloop import train_steps as steps
+from ctloop.training import steps
 from ctloop.settings import load_settings
-from ctloop.spec import load_spec
+from ctloop.spec.loading import load_spec
 spec = load_spec(Path(sys.argv[1]))
 settings = load_settings()
 ctx = steps.RunContext(f"{spec.name}__train", "plain", "benchmark")
@@ -47,7 +47,7 @@ steps.finish(spec, settings, ctx, results)
 
 
 def _write_data_and_spec(home: Path, name: str, rows: int) -> Path:
-    from ctloop.datagen import write_batches
+    from ctloop.devtools.example_data import write_batches
 
     data = home / "data" / name
     write_batches(data, range(10), rows=rows // 10, fmt="parquet")
@@ -75,7 +75,7 @@ def _task_timings(db: Path, dag_id: str) -> dict[str, str]:
 def _through_airflow(
     home: Path, spec_path: Path, dag_id: str, timeout: float
 ) -> tuple[float, float | None, dict]:
-    from ctloop.localstack import LocalStack
+    from ctloop.devtools.local_deployment import LocalStack
 
     with LocalStack(home, spec_path.parent) as stack:
         stack.wait_for_dag(dag_id)
@@ -92,7 +92,7 @@ def _through_airflow(
 
 
 def _plain(home: Path, spec_path: Path) -> float:
-    from ctloop.localstack import airflow_environment
+    from ctloop.devtools.local_deployment import airflow_environment
 
     env = airflow_environment(home, spec_path.parent, port=0)
     start = time.perf_counter()

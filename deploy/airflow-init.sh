@@ -10,7 +10,7 @@ airflow db migrate
 # scheduler and the first worker race to create them.
 python -c 'from airflow.providers.celery.executors.celery_executor_utils import app; app.backend'
 
-python -c 'from ctloop.ledger import create_tables; from ctloop.settings import load_settings
+python -c 'from ctloop.registry.ledger import create_tables; from ctloop.settings import load_settings
 create_tables(load_settings())'
 
 # FAB's command leaves an existing user alone (a password changed in the UI stays changed), and

@@ -33,7 +33,7 @@ for _key in (
     os.environ.pop(_key, None)
 (_HOME / "pipelines").mkdir(parents=True)
 
-from ctloop.localenv import apply_embedded_defaults, embedded_environment  # noqa: E402
+from ctloop.devtools.embedded_env import apply_embedded_defaults, embedded_environment  # noqa: E402
 from tests.helpers import REPO  # noqa: E402,F401
 
 # Set, not defaulted: xdist workers inherit the controller's environment, which this file has
@@ -54,7 +54,7 @@ def _own_mlflow_store():
     ``mlflow.set_tracking_uri`` writes them into os.environ too, where later tests and their
     subprocesses would find a server that has stopped."""
     yield
-    from ctloop import registry
+    from ctloop.registry import mlflow_store as registry
     from ctloop.settings import load_settings
 
     for key, value in _MLFLOW_ENVIRONMENT.items():

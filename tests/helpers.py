@@ -24,7 +24,7 @@ def served_pipeline(home: Path, *, batches: int, rows: int, **overrides) -> tupl
     training: no cron)."""
     import uuid
 
-    from ctloop.datagen import write_batches
+    from ctloop.devtools.example_data import write_batches
 
     name = f"p{uuid.uuid4().hex[:10]}"
     data = home / "data" / name

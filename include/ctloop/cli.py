@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ctloop.datagen import FAULTS
-from ctloop.localenv import apply_embedded_defaults
+from ctloop.devtools.embedded_env import apply_embedded_defaults
+from ctloop.devtools.example_data import FAULTS
 
 
 def _home() -> Path:
@@ -27,8 +27,8 @@ def cmd_env(args: argparse.Namespace) -> int:
 def cmd_init(args: argparse.Namespace) -> int:
     """Migrate Airflow's metadata database, create MLflow's and the ledger's tables, before any
     component starts."""
-    from ctloop.ledger import create_tables
-    from ctloop.registry import init_tracking_store
+    from ctloop.registry.ledger import create_tables
+    from ctloop.registry.mlflow_store import init_tracking_store
     from ctloop.settings import load_settings
 
     apply_embedded_defaults(_home())
@@ -41,7 +41,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_datagen(args: argparse.Namespace) -> int:
     """Write example churn batches (optionally shifted or broken) for a pipeline to read."""
-    from ctloop.datagen import write_batches
+    from ctloop.devtools.example_data import write_batches
 
     shift = {name: float(sds) for name, _, sds in (item.partition("=") for item in args.shift)}
     paths = write_batches(
@@ -60,7 +60,7 @@ def cmd_datagen(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the whole loop on the example pipeline through a local Airflow and print a timeline."""
-    from ctloop.demo import run_demo
+    from ctloop.devtools.demo import run_demo
 
     apply_embedded_defaults(_home())
     return run_demo(_home(), rows_per_batch=args.rows)
@@ -71,7 +71,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     import getpass
 
     from ctloop.errors import RollbackRefused
-    from ctloop.rollback import rollback
+    from ctloop.registry.rollback import rollback
     from ctloop.settings import load_settings
 
     apply_embedded_defaults(_home())
@@ -98,7 +98,7 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     """Print a pipeline's promotion ledger: every move of its champion alias, oldest first."""
     import json
 
-    from ctloop.ledger import entries
+    from ctloop.registry.ledger import entries
     from ctloop.settings import load_settings
 
     apply_embedded_defaults(_home())
@@ -119,7 +119,7 @@ def cmd_ledger(args: argparse.Namespace) -> int:
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
     """``airflow scheduler`` with the task libraries preloaded, so LocalExecutor tasks start warm."""
-    from ctloop.preload import preload_task_libraries
+    from ctloop.devtools.preload import preload_task_libraries
 
     preload_task_libraries()
     from airflow.__main__ import main as airflow_main

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ctloop.io.storage import S3Storage, open_storage
 from ctloop.settings import load_settings
-from ctloop.storage import S3Storage, open_storage
 from tests.helpers import REPO
 
 COMPOSE_FILE = REPO / "docker-compose.yaml"

@@ -23,9 +23,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from ctloop import ledger
-from ctloop.datagen import COVARIATE_SHIFT, write_batches, write_labels
-from ctloop.localstack import LocalStack
+from ctloop.devtools.example_data import COVARIATE_SHIFT, write_batches, write_labels
+from ctloop.devtools.local_deployment import LocalStack
+from ctloop.registry import ledger
 from ctloop.settings import load_settings
 from tests.helpers import REPO, example_spec
 

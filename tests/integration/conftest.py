@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ctloop import registry
-from ctloop.datagen import write_batches, write_labels
+from ctloop.devtools.example_data import write_batches, write_labels
+from ctloop.registry import mlflow_store as registry
 from ctloop.settings import load_settings
 from tests.helpers import REPO, example_spec
 
@@ -65,7 +65,7 @@ class Pipeline:
             {"metric": "roc_auc", "at_least": 0.6},
             {"metric": "roc_auc", "min_improvement": 0.002},
         ]
-        # measured, but no limit a busy test machine could break; tests/unit/test_latency.py judges
+        # measured, but no limit a busy test machine could break; tests/unit/gating/test_latency.py judges
         self.spec["gates"]["latency"] = {"batch_rows": 200, "single_p95_ms": 60_000, "batch_p95_ms": 60_000}
         self.path = Path(os.environ["CTLOOP_PIPELINES_DIR"]) / f"{self.name}.yaml"
         self.write(self.spec)

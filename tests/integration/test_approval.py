@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from ctloop import ledger, registry
-from ctloop.datagen import write_batches
-from ctloop.localstack import LocalStack
+from ctloop.devtools.example_data import write_batches
+from ctloop.devtools.local_deployment import LocalStack
+from ctloop.registry import ledger
+from ctloop.registry import mlflow_store as registry
 from ctloop.settings import load_settings
 from tests.helpers import served_pipeline
 from tests.webhook import Webhook
@@ -109,7 +110,7 @@ def test_approve_promotes_and_records_the_approver(approvals: Approvals) -> None
     (move,) = ledger.entries(approvals.settings(), approvals.pipeline)
     assert move.approver == "admin" and move.to_version == "1"
     tags = _version_tags(approvals, "1")
-    assert (tags["ctloop.approval"], tags["ctloop.approved_by"]) == ("approved", "admin")
+    assert (tags["ctloop.gating.approval"], tags["ctloop.approved_by"]) == ("approved", "admin")
     assert tags["ctloop.approval_comment"] == "looks right"
     assert approvals.webhook.events(approvals.pipeline) == ["approval_request", "promotion"]
 
@@ -121,7 +122,7 @@ def test_reject_leaves_the_champion_and_records_who_and_why(approvals: Approvals
     approvals.finish(run_id)
     assert _champion(approvals) == "1"
     tags = _version_tags(approvals, "2")
-    assert tags["ctloop.approval"] == "rejected" and tags["ctloop.approved_by"] == "admin"
+    assert tags["ctloop.gating.approval"] == "rejected" and tags["ctloop.approved_by"] == "admin"
     assert tags["ctloop.approval_comment"] == "slice for two_year looks off"
     assert len(ledger.entries(approvals.settings(), approvals.pipeline)) == 1
     assert approvals.webhook.events(approvals.pipeline)[-1] == "rejection"
@@ -132,5 +133,5 @@ def test_no_answer_times_out_as_a_rejection(approvals: Approvals) -> None:
     time.sleep(TIMEOUT_HOURS * 3600)  # past it; the scheduler answers with the default, Reject
     approvals.finish(run_id)
     assert _champion(approvals) == "1"
-    assert _version_tags(approvals, "3")["ctloop.approval"] == "timed_out"
+    assert _version_tags(approvals, "3")["ctloop.gating.approval"] == "timed_out"
     assert len(ledger.entries(approvals.settings(), approvals.pipeline)) == 1

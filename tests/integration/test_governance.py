@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ctloop import ledger, registry
+from ctloop.registry import ledger
+from ctloop.registry import mlflow_store as registry
 from ctloop.settings import load_settings
 from tests.integration.conftest import Pipeline, champion_version, mlflow_run, run_dag, task_states
 from tests.webhook import Webhook

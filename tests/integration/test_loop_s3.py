@@ -8,7 +8,7 @@ import json
 import boto3
 import pytest
 
-from ctloop.datagen import TARGET, generate_batch, inject_fault
+from ctloop.devtools.example_data import TARGET, generate_batch, inject_fault
 from tests.integration.conftest import Pipeline, champion_version, run_dag, task_states
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("train_dag")]

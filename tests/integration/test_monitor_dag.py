@@ -10,11 +10,11 @@ import json
 
 import pytest
 
-from ctloop import retrain_requests as ledger
-from ctloop.datagen import COVARIATE_SHIFT
-from ctloop.monitor import history_prefix
+from ctloop.devtools.example_data import COVARIATE_SHIFT
+from ctloop.io.storage import home_storage
+from ctloop.monitoring import retrain_requests as ledger
+from ctloop.monitoring.monitor_run import history_prefix
 from ctloop.settings import load_settings
-from ctloop.storage import home_storage
 from tests.integration.conftest import Pipeline, champion_version, mlflow_run, run_dag, task_states
 
 
@@ -175,7 +175,7 @@ def test_concept_drift_retrains_through_the_quality_rule_and_the_new_champion_re
     train_run = run_dag(concept.dag_id)  # what the scheduler starts on the asset event
     assert train_run.state == "success" and champion_version(concept.name) == "2"
     run = mlflow_run(concept.name, train_run)
-    assert run.data.tags["ctloop.promotion"].startswith("promoted")
+    assert run.data.tags["ctloop.registry.promotion"].startswith("promoted")
     assert trigger in run.data.tags["ctloop.reason"]
     assert int(run.data.params["train_rows"]) + int(run.data.params["holdout_rows"]) == 3 * 1200
     v2_holdout = run.data.metrics["holdout_roc_auc"]

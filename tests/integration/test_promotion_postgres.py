@@ -16,8 +16,8 @@ import uuid
 
 import pytest
 
-from ctloop import ledger
-from ctloop.promotion import primary_comparison, promote
+from ctloop.registry import ledger
+from ctloop.registry.promotion import primary_comparison, promote
 from ctloop.settings import load_settings
 
 pytestmark = pytest.mark.integration

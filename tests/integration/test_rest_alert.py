@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from ctloop import registry
-from ctloop.localstack import FINISHED, LocalStack
+from ctloop.devtools.local_deployment import FINISHED, LocalStack
+from ctloop.registry import mlflow_store as registry
 from ctloop.settings import load_settings
 from tests.helpers import served_pipeline
 

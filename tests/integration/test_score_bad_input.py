@@ -11,11 +11,11 @@ import re
 import pandas as pd
 import pytest
 
-from ctloop.datagen import TARGET, generate_batch
-from ctloop.dataio import from_parquet_bytes
-from ctloop.predictionlog import LABELED, PREDICTIONS, batch_ids, partition_key
+from ctloop.devtools.example_data import TARGET, generate_batch
+from ctloop.io.readers import from_parquet_bytes
+from ctloop.io.storage import home_storage
+from ctloop.scoring.prediction_log import LABELED, PREDICTIONS, batch_ids, partition_key
 from ctloop.settings import load_settings
-from ctloop.storage import home_storage
 from tests.integration.conftest import run_dag, task_states
 
 pytestmark = pytest.mark.integration

@@ -7,10 +7,10 @@ import json
 
 import pandas as pd
 
-from ctloop.dataio import from_parquet_bytes
-from ctloop.predictionlog import LABELED, PREDICTIONS, batch_ids, partition_key
+from ctloop.io.readers import from_parquet_bytes
+from ctloop.io.storage import home_storage
+from ctloop.scoring.prediction_log import LABELED, PREDICTIONS, batch_ids, partition_key
 from ctloop.settings import load_settings
-from ctloop.storage import home_storage
 from tests.integration.conftest import run_dag, task_states
 
 

@@ -22,9 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from ctloop import ledger, registry
-from ctloop.datagen import COVARIATE_SHIFT, write_batches, write_labels
-from ctloop.localstack import BIN, LocalStack, free_port
+from ctloop.devtools.example_data import COVARIATE_SHIFT, write_batches, write_labels
+from ctloop.devtools.local_deployment import BIN, LocalStack, free_port
+from ctloop.registry import ledger
+from ctloop.registry import mlflow_store as registry
 from ctloop.settings import load_settings
 from tests.helpers import served_pipeline
 

@@ -7,7 +7,7 @@ import hashlib
 import boto3
 import pytest
 
-from ctloop.datagen import generate_batch
+from ctloop.devtools.example_data import generate_batch
 from tests.integration.conftest import Pipeline, champion_version, mlflow_run, run_dag, task_states
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("train_dag")]

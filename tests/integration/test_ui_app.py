@@ -19,10 +19,10 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from ctloop.monitor import history_prefix
+from ctloop.io.storage import home_storage
+from ctloop.monitoring.monitor_run import history_prefix
 from ctloop.settings import load_settings
-from ctloop.storage import home_storage
-from ctloop.train_steps import RunContext
+from ctloop.training.steps import RunContext
 from ctloop.ui.auth import csrf_token
 from ctloop.ui.reports import REPORT_CSP
 from tests.helpers import example_spec

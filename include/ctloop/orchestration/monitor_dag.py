@@ -9,25 +9,25 @@ from airflow.sdk import dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from ctloop.orchestration.assets import predictions_asset, retrain_asset
-from ctloop.orchestration.context import fail_without_retry, run_context
+from ctloop.orchestration.run_context import fail_without_retry, run_context
 from ctloop.orchestration.schedules import cron_or_assets
 from ctloop.orchestration.train_dag import DEFAULT_ARGS, START_DATE
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
 
-    from ctloop.spec import PipelineSpec
+    from ctloop.spec.models import PipelineSpec
 
 XCOM_KEYS = ("run_key", "champion_version", "window", "decision", "report_uri", "summary_uri", "quality")
 
 
 def build_monitor_dag(spec: PipelineSpec) -> DAG:
-    """The monitoring DAG of one pipeline; the work is in ctloop.monitor and ctloop.policy."""
+    """The monitoring DAG of one pipeline; the work is in ctloop.monitoring."""
     retrain = retrain_asset(spec.name)
 
     @task(task_id="monitor")
     def monitor() -> dict:
-        from ctloop.monitor import run_monitor
+        from ctloop.monitoring.monitor_run import run_monitor
         from ctloop.settings import load_settings
 
         with fail_without_retry():
@@ -61,7 +61,7 @@ def build_monitor_dag(spec: PipelineSpec) -> DAG:
     @task(task_id="circuit_breaker")
     def circuit_breaker(summary: dict) -> None:
         """Fail, for a person to see, while the breaker holds automatic retraining back."""
-        from ctloop import notify
+        from ctloop.orchestration import notifier as notify
 
         if summary["decision"]["action"] != "breaker_open":
             raise AirflowSkipException("circuit breaker closed")

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from ctloop.orchestration.context import fail_without_retry
+from ctloop.orchestration.run_context import fail_without_retry
 from ctloop.orchestration.train_dag import DEFAULT_ARGS, START_DATE
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
 
-    from ctloop.spec import PipelineSpec
+    from ctloop.spec.models import PipelineSpec
 
 
 def rollback_params() -> dict[str, Param]:
@@ -46,12 +46,12 @@ def rollback_params() -> dict[str, Param]:
 
 
 def build_rollback_dag(spec: PipelineSpec) -> DAG:
-    """The rollback DAG of one pipeline; the work is in ctloop.rollback."""
+    """The rollback DAG of one pipeline; the work is in ctloop.registry.rollback."""
 
     @task(task_id="rollback")
     def rollback() -> dict:
-        from ctloop import notify
-        from ctloop.rollback import rollback as move_back
+        from ctloop.orchestration import notifier as notify
+        from ctloop.registry.rollback import rollback as move_back
         from ctloop.settings import load_settings
 
         context = get_current_context()

@@ -12,21 +12,21 @@ from typing import TYPE_CHECKING
 from airflow.sdk import dag, task
 
 from ctloop.orchestration.assets import predictions_asset
-from ctloop.orchestration.context import fail_without_retry
+from ctloop.orchestration.run_context import fail_without_retry
 from ctloop.orchestration.train_dag import DEFAULT_ARGS, START_DATE
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
 
-    from ctloop.spec import PipelineSpec
+    from ctloop.spec.models import PipelineSpec
 
 
 def build_score_dag(spec: PipelineSpec) -> DAG:
-    """The scoring DAG of one pipeline; the work is in ctloop.scoring and ctloop.labels."""
+    """The scoring DAG of one pipeline; the work is in ctloop.scoring."""
 
     @task(task_id="find_batches")
     def find_batches() -> list[dict]:
-        from ctloop.scoring import new_batches
+        from ctloop.scoring.batches import new_batches
         from ctloop.settings import load_settings
 
         with fail_without_retry():
@@ -38,7 +38,7 @@ def build_score_dag(spec: PipelineSpec) -> DAG:
         map_index_template="{{ batch.batch_id }}",
     )
     def score_batch(batch: dict) -> dict:
-        from ctloop import scoring
+        from ctloop.scoring import batches as scoring
         from ctloop.settings import load_settings
 
         with fail_without_retry():
@@ -46,7 +46,7 @@ def build_score_dag(spec: PipelineSpec) -> DAG:
 
     @task(task_id="join_labels")
     def join_labels() -> dict:
-        from ctloop.labels import join_labels as join
+        from ctloop.scoring.late_labels import join_labels as join
         from ctloop.settings import load_settings
 
         with fail_without_retry():

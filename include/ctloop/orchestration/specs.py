@@ -7,7 +7,8 @@ import warnings
 
 from ctloop.errors import SpecError
 from ctloop.settings import load_settings
-from ctloop.spec import PipelineSpec, load_specs
+from ctloop.spec.loading import load_specs
+from ctloop.spec.models import PipelineSpec
 
 log = logging.getLogger(__name__)
 

@@ -8,15 +8,15 @@ from typing import TYPE_CHECKING
 from airflow.sdk import Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from ctloop.operators.promotion_gate import PromotionGateOperator
 from ctloop.orchestration.assets import retrain_asset
-from ctloop.orchestration.context import fail_without_retry, run_context, spec_for_run
+from ctloop.orchestration.operators.promotion_gate import PromotionGateOperator
+from ctloop.orchestration.run_context import fail_without_retry, run_context, spec_for_run
 from ctloop.orchestration.schedules import cron_or_assets
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
 
-    from ctloop.spec import PipelineSpec
+    from ctloop.spec.models import PipelineSpec
 
 START_DATE = datetime(2026, 1, 1)
 APPROVE_TASK = "approve"
@@ -74,15 +74,15 @@ def train_params() -> dict[str, Param]:
 
 def approval_answer(context) -> dict | None:
     """The reviewer's answer (see RecordedApprovalOperator), or None when nobody was asked."""
-    from ctloop.operators.approval import RESPONSE_KEY
+    from ctloop.orchestration.operators.approval import RESPONSE_KEY
 
     return context["ti"].xcom_pull(task_ids=APPROVE_TASK, key=RESPONSE_KEY)
 
 
 def approval_operator(spec: PipelineSpec):
     """Airflow's human-in-the-loop approval, showing the gate's evidence; silence rejects."""
-    from ctloop.notify import APPROVAL_REQUEST, CtloopNotifier
-    from ctloop.operators.approval import RecordedApprovalOperator
+    from ctloop.orchestration.notifier import APPROVAL_REQUEST, CtloopNotifier
+    from ctloop.orchestration.operators.approval import RecordedApprovalOperator
 
     return RecordedApprovalOperator(
         task_id=APPROVE_TASK,
@@ -110,13 +110,13 @@ def approval_operator(spec: PipelineSpec):
 
 
 def build_train_dag(spec: PipelineSpec) -> DAG:
-    """The training DAG of one pipeline; only wiring here, the work is in ctloop.train_steps."""
+    """The training DAG of one pipeline; only wiring here, the work is in ctloop.training.steps."""
     approval_required = spec.gates.approval == "required"
 
     @task(task_id="snapshot")
     def snapshot() -> dict:
-        from ctloop import train_steps
         from ctloop.settings import load_settings
+        from ctloop.training import steps as train_steps
 
         context = get_current_context()
         with fail_without_retry():
@@ -126,24 +126,24 @@ def build_train_dag(spec: PipelineSpec) -> DAG:
 
     @task(task_id="validate")
     def validate(started: dict) -> dict:
-        from ctloop import train_steps
         from ctloop.settings import load_settings
+        from ctloop.training import steps as train_steps
 
         with fail_without_retry():
             return train_steps.validate(spec, load_settings(), run_context(get_current_context()), started)
 
     @task(task_id="train")
     def train(started: dict, validation: dict) -> dict:
-        from ctloop import train_steps
         from ctloop.settings import load_settings
+        from ctloop.training import steps as train_steps
 
         with fail_without_retry():
             return train_steps.train(spec, load_settings(), run_context(get_current_context()), started)
 
     @task(task_id="evaluate")
     def evaluate(trained: dict) -> dict:
-        from ctloop import train_steps
         from ctloop.settings import load_settings
+        from ctloop.training import steps as train_steps
 
         with fail_without_retry():
             ctx = run_context(get_current_context())
@@ -151,8 +151,8 @@ def build_train_dag(spec: PipelineSpec) -> DAG:
 
     @task(task_id="register")
     def register(started: dict, trained: dict, validation: dict) -> str:
-        from ctloop import train_steps
         from ctloop.settings import load_settings
+        from ctloop.training import steps as train_steps
 
         ctx = run_context(get_current_context())
         with fail_without_retry():
@@ -165,8 +165,8 @@ def build_train_dag(spec: PipelineSpec) -> DAG:
 
     @task(task_id="promote")
     def promote(started: dict, evaluation: dict, decision: dict, version: str, trained: dict) -> dict:
-        from ctloop import train_steps
         from ctloop.settings import load_settings
+        from ctloop.training import steps as train_steps
 
         context = get_current_context()
         approval = approval_answer(context) if approval_required else None
@@ -186,8 +186,8 @@ def build_train_dag(spec: PipelineSpec) -> DAG:
         It runs after failures too, so it fails itself when the run never reached a decision:
         as the DAG's last task it decides the run's state.
         """
-        from ctloop import train_steps
         from ctloop.settings import load_settings
+        from ctloop.training import steps as train_steps
 
         context = get_current_context()
         results = {name: context["ti"].xcom_pull(task_ids=name) for name in RESULT_TASKS}

@@ -18,9 +18,10 @@ from fastapi import APIRouter, FastAPI, Form, HTTPException, Query, Request, sta
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ctloop import ledger
+from ctloop.registry import ledger
 from ctloop.settings import Settings, load_settings
-from ctloop.spec import NAME_PATTERN, PipelineSpec, load_specs
+from ctloop.spec.loading import load_specs
+from ctloop.spec.models import NAME_PATTERN, PipelineSpec
 from ctloop.ui import pages, reports, runs, state
 from ctloop.ui.auth import UserDep, check_csrf, csrf_token, may, require
 from ctloop.ui.links import Urls, mlflow_ui_url
@@ -178,8 +179,8 @@ def model_card(user: UserDep, pipeline: str, version: str) -> HTMLResponse:
 
     from mlflow.exceptions import MlflowException
 
-    from ctloop import registry
-    from ctloop.model_card import ARTIFACT_PATH
+    from ctloop.registry import mlflow_store as registry
+    from ctloop.registry.model_card import ARTIFACT_PATH
 
     settings = load_settings()
     _spec(settings, pipeline)

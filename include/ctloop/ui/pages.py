@@ -11,8 +11,8 @@ from ctloop.ui.render import badge, esc, link, number, table, when
 from ctloop.ui.state import run_id_of
 
 if TYPE_CHECKING:
-    from ctloop.ledger import LedgerEntry
-    from ctloop.spec import PipelineSpec
+    from ctloop.registry.ledger import LedgerEntry
+    from ctloop.spec.models import PipelineSpec
     from ctloop.ui.links import Urls
     from ctloop.ui.runs import Run
     from ctloop.ui.state import PolicyState

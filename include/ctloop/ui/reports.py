@@ -43,14 +43,14 @@ def check_run_id(run_id: str) -> str:
 
 def run_prefix(pipeline: str, run_id: str) -> str:
     """The storage prefix of a ``<pipeline>__monitor`` run, as the monitor wrote it."""
-    from ctloop.train_steps import RunContext
+    from ctloop.training.steps import RunContext
 
     return RunContext(dag_id=f"{pipeline}__monitor", run_id=check_run_id(run_id), reason="").storage_prefix
 
 
 def read_output(settings: Settings, pipeline: str, run_id: str, name: str) -> bytes | None:
     """``report.html`` or ``summary.json`` of a monitor run; None if that run wrote none."""
-    from ctloop.storage import home_storage
+    from ctloop.io.storage import home_storage
 
     storage = home_storage(settings)
     key = f"{run_prefix(pipeline, run_id)}/{name}"

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from ctloop.retrain_requests import active, all_requests, consecutive_rejections, last_closed_at
-from ctloop.storage import home_storage
+from ctloop.io.storage import home_storage
+from ctloop.monitoring.retrain_requests import active, all_requests, consecutive_rejections, last_closed_at
 
 if TYPE_CHECKING:
-    from ctloop.ledger import LedgerEntry
+    from ctloop.registry.ledger import LedgerEntry
     from ctloop.settings import Settings
-    from ctloop.spec import PipelineSpec
+    from ctloop.spec.models import PipelineSpec
 
 HISTORY_LIMIT = 200
 """Decisions a page reads (the newest); each is one object in storage."""
@@ -37,7 +37,7 @@ class PolicyState:
 
 
 def policy_state(spec: PipelineSpec, settings: Settings, now: datetime) -> PolicyState:
-    """The same facts :func:`ctloop.policy.decide` guards on, from the retrain requests."""
+    """The same facts :func:`ctloop.monitoring.retrain_policy.decide` guards on, from the retrain requests."""
     requests = all_requests(home_storage(settings), spec.name)
     closed = last_closed_at(requests)
     until = closed + timedelta(minutes=spec.retrain.cooldown_minutes) if closed else None
@@ -51,7 +51,7 @@ def policy_state(spec: PipelineSpec, settings: Settings, now: datetime) -> Polic
 
 def history(settings: Settings, pipeline: str) -> list[dict]:
     """The monitor's decisions, oldest first (the newest :data:`HISTORY_LIMIT`)."""
-    from ctloop.monitor import history_prefix
+    from ctloop.monitoring.monitor_run import history_prefix
 
     storage = home_storage(settings)
     keys = storage.list_keys(history_prefix(pipeline))[-HISTORY_LIMIT:]  # named by time, sorted
@@ -59,7 +59,7 @@ def history(settings: Settings, pipeline: str) -> list[dict]:
 
 
 def latest_decision(settings: Settings, pipeline: str) -> dict | None:
-    from ctloop.monitor import history_prefix
+    from ctloop.monitoring.monitor_run import history_prefix
 
     storage = home_storage(settings)
     keys = storage.list_keys(history_prefix(pipeline))

@@ -1,0 +1,46 @@
+"""The frozen holdout: the rows on which a candidate and the champion are compared.
+
+With the ``fraction`` strategy a row's side is decided by a seeded hash of its id, so a row
+never moves between training and holdout as data accumulates: a champion trained on earlier
+data has not seen the rows the next candidate is judged on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    from ctloop.spec.models import PipelineSpec
+
+_BUCKETS = 10_000
+
+
+def _hash_key(seed: int) -> str:
+    return f"ctloop{seed:010d}"[-16:]
+
+
+def holdout_mask(frame: pd.DataFrame, spec: PipelineSpec) -> pd.Series:
+    """True for the rows that belong to the holdout."""
+    holdout = spec.holdout
+    if holdout.strategy == "time":
+        times = pd.to_datetime(frame[spec.columns.timestamp], format="mixed")
+        return times >= times.quantile(1.0 - holdout.fraction)
+    keys = frame[spec.columns.id] if spec.columns.id else frame[spec.columns.features]
+    hashes = pd.util.hash_pandas_object(keys.astype(str), index=False, hash_key=_hash_key(holdout.seed))
+    return pd.Series((hashes.to_numpy() % _BUCKETS) < holdout.fraction * _BUCKETS, index=frame.index)
+
+
+def split(frame: pd.DataFrame, spec: PipelineSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(training rows, holdout rows)."""
+    mask = holdout_mask(frame, spec)
+    return frame[~mask].reset_index(drop=True), frame[mask].reset_index(drop=True)
+
+
+def digest(frame: pd.DataFrame) -> str:
+    """sha256 of the holdout's contents, independent of file format."""
+    hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    column_names = "\x1f".join(map(str, frame.columns)).encode()
+    return hashlib.sha256(column_names + hashes.tobytes()).hexdigest()

@@ -1,0 +1,49 @@
+"""Content-addressed training-data snapshots: what a model saw, named by its sha256."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING
+
+from ctloop.data.training_window import read_training_data
+from ctloop.errors import DataReadError
+from ctloop.io.readers import from_parquet_bytes, to_parquet_bytes
+from ctloop.io.storage import home_storage
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ctloop.settings import Settings
+    from ctloop.spec.models import PipelineSpec
+
+
+def snapshot_key(pipeline: str, sha256: str) -> str:
+    return f"snapshots/{pipeline}/{sha256}.parquet"
+
+
+def take_snapshot(spec: PipelineSpec, settings: Settings) -> dict:
+    """Freeze the pipeline's current data; an existing snapshot of the same content is kept as is."""
+    frame, sources = read_training_data(spec, settings)
+    try:
+        data = to_parquet_bytes(frame)
+    except (TypeError, ValueError) as exc:  # pyarrow's errors subclass these and name the column
+        raise DataReadError(f"{spec.data.uri}: cannot snapshot the data: {exc}") from exc
+    sha256 = hashlib.sha256(data).hexdigest()
+    storage = home_storage(settings)
+    key = snapshot_key(spec.name, sha256)
+    created = not storage.exists(key)
+    if created:
+        storage.write_bytes(key, data)
+    return {
+        "key": key,
+        "uri": storage.uri(key),
+        "sha256": sha256,
+        "rows": len(frame),
+        "columns": list(frame.columns),
+        "sources": sources,
+        "created": created,
+    }
+
+
+def load_snapshot(key: str, settings: Settings) -> pd.DataFrame:
+    return from_parquet_bytes(home_storage(settings).read_bytes(key))

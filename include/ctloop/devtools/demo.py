@@ -1,0 +1,274 @@
+"""The README's first command: the whole loop on the embedded default, told as a timeline.
+
+The demo runs the real Airflow components (ctloop.devtools.local_deployment) on CTLOOP_HOME and does only what
+the world outside ctloop does: training data and production batches land, labels arrive one batch
+late, and the scoring DAG is triggered per batch (its cron would wait up to 30 minutes).
+Everything else happens by itself: the predictions asset starts ``churn__monitor``, the monitor
+decides, and a confirmed alert's retrain asset event makes the scheduler start ``churn__train``.
+
+Story: train v1 (only if there is no champion yet), stable batches (no retrain), covariate shift
+(the monitor alerts, k-of-n confirms, one retrain runs and its gate promotes or rejects), and one
+more shifted batch after it, to show the guards that follow a retrain.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ctloop.devtools.example_data import COVARIATE_SHIFT, write_batches, write_labels
+from ctloop.settings import load_settings
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ctloop.devtools.local_deployment import LocalStack
+    from ctloop.settings import Settings
+    from ctloop.spec.models import PipelineSpec
+
+PIPELINE = "churn"
+TRAIN, SCORE, MONITOR = (f"{PIPELINE}__{kind}" for kind in ("train", "score", "monitor"))
+FIRST_TRAINING_BATCHES = 4
+STABLE_BATCHES = 3
+MAX_SHIFTED_BATCHES = 4
+
+
+@dataclass
+class Row:
+    """One line of the timeline."""
+
+    step: str
+    drift: str = ""
+    quality: str = ""
+    decision: str = ""
+    champion: str = ""
+
+
+class Demo:
+    """Drives the story against a running stack and collects the timeline."""
+
+    def __init__(self, stack: LocalStack, settings: Settings, spec: PipelineSpec, rows: int) -> None:
+        self.stack = stack
+        self.settings = settings
+        self.spec = spec
+        self.rows = rows
+        self.timeline: list[Row] = []
+        self.shifts: dict[int, dict[str, float] | None] = {}
+        self.trainings: list[str] = []
+        self.failures: list[str] = []
+
+    @property
+    def home(self) -> Path:
+        return self.settings.home
+
+    def run(self) -> None:
+        for dag_id in (SCORE, MONITOR):
+            self.stack.wait_for_dag(dag_id)
+        self._unpause_training()
+        if self._champion() is None:
+            self._first_training()
+        for _ in range(STABLE_BATCHES):
+            self._batch(shift=None)
+        for _ in range(MAX_SHIFTED_BATCHES):
+            if self._batch(shift=COVARIATE_SHIFT):
+                self._batch(shift=COVARIATE_SHIFT)  # what the guards do right after a retrain
+                break
+
+    def _unpause_training(self) -> None:
+        """Unpause ``churn__train``; with catchup=False Airflow then runs its latest cron point at
+        once, so when that happens the demo lets it be the (first) training instead of adding one."""
+        self._training_data()
+        was_paused = self.stack.wait_for_dag(TRAIN, unpause=False)["is_paused"]
+        known = len(self.stack.runs(TRAIN))
+        self.stack.wait_for_dag(TRAIN)
+        run = self._new_run(TRAIN, known, timeout=30) if was_paused else None
+        if run is not None:
+            self._finish_training(run["dag_run_id"], "scheduled training (started by unpausing the DAG)")
+
+    def _training_data(self) -> None:
+        data = self.home / "data" / PIPELINE / "training"
+        if not sorted(data.glob("batch-*.csv")):
+            write_batches(data, range(FIRST_TRAINING_BATCHES), rows=self.rows)
+
+    def _first_training(self) -> None:
+        run = self.stack.trigger(TRAIN, {"reason": "demo: first training", "note": "ctloop demo"})
+        self._finish_training(run["dag_run_id"], "first training")
+
+    def _batch(self, shift: dict[str, float] | None) -> bool:
+        """One production batch through score and monitor; True when it led to a retraining."""
+        index = self._next_batch_index()
+        incoming = self._area(self.spec.incoming_uri)
+        write_batches(incoming, range(index, index + 1), rows=self.rows, with_target=False, shift=shift)
+        self.shifts[index] = shift
+        if index - 1 in self.shifts:  # the previous batch's labels arrive now, one batch late
+            write_labels(
+                self._area(self.spec.labels_uri), index - 1, rows=self.rows, shift=self.shifts[index - 1]
+            )
+        monitor_runs = len(self.stack.runs(MONITOR))
+        trainings = len(self.stack.runs(TRAIN))
+        score = self.stack.trigger(SCORE, {})
+        self._wait(SCORE, score["dag_run_id"])
+        monitor = self._wait_for_new_run(MONITOR, monitor_runs)
+        entry = self._latest_decision()
+        kind = "shifted" if shift else "stable"
+        self.timeline.append(
+            Row(
+                step=f"batch-{index:04d} ({kind})",
+                drift=f"{entry['drift_share']:.2f}" if entry else "-",
+                quality=f"{entry['quality']:.3f}" if entry and entry["quality"] is not None else "-",
+                decision=f"{entry['action']}: {entry['why']}" if entry else f"monitor {monitor['state']}",
+                champion=self._champion_label(),
+            )
+        )
+        if not entry or entry["action"] != "retrain":
+            return False
+        train = self._wait_for_new_run(TRAIN, trainings)
+        self._finish_training(train["dag_run_id"], "retrain (started by the monitor's asset event)", train)
+        return True
+
+    def _finish_training(self, run_id: str, step: str, finished: dict | None = None) -> None:
+        finished = finished or self._wait(TRAIN, run_id)
+        run = training_run(self.settings, run_id)
+        tags = run.data.tags if run else {}
+        outcome = tags.get("ctloop.registry.promotion") or f"run {finished['state']}"
+        decision = f"{outcome}: {tags.get('ctloop.gate_summary', '')}"
+        self.timeline.append(Row(step=step, decision=decision, champion=self._champion_label()))
+        self.trainings.append(run_id)
+
+    def _wait(self, dag_id: str, run_id: str) -> dict:
+        finished = self.stack.wait_for_run(dag_id, run_id, timeout=900)
+        if finished["state"] != "success" and dag_id != MONITOR:  # a breaker-open monitor fails on purpose
+            self.failures.append(f"{dag_id} {run_id} {finished['state']}")
+        return finished
+
+    def _new_run(self, dag_id: str, known: int, timeout: float) -> dict | None:
+        """The first run of ``dag_id`` after the ``known`` ones, once the scheduler has created it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            created = self.stack.runs(dag_id)[known:]
+            if created:
+                return created[0]
+            time.sleep(1)
+        return None
+
+    def _wait_for_new_run(self, dag_id: str, known: int) -> dict:
+        """The first run of ``dag_id`` after the ``known`` ones, once it has finished."""
+        run = self._new_run(dag_id, known, timeout=120)
+        if run is None:
+            raise RuntimeError(f"the scheduler started no {dag_id} run:\n{self.stack.diagnose()}")
+        return self._wait(dag_id, run["dag_run_id"])
+
+    def _next_batch_index(self) -> int:
+        """After every batch written so far, training or production (a second demo continues)."""
+        written = (self.home / "data" / PIPELINE).glob("*/batch-*.csv")
+        return max([FIRST_TRAINING_BATCHES - 1, *(int(p.stem.removeprefix("batch-")) for p in written)]) + 1
+
+    def _area(self, uri: str) -> Path:
+        from pathlib import Path
+
+        path = Path(uri)
+        return path if path.is_absolute() else self.home / path
+
+    def _latest_decision(self) -> dict | None:
+        from ctloop.io.storage import home_storage
+        from ctloop.monitoring.monitor_run import history_prefix
+
+        storage = home_storage(self.settings)
+        keys = storage.list_keys(history_prefix(PIPELINE))
+        return json.loads(storage.read_bytes(keys[-1])) if keys else None
+
+    def _champion(self):
+        from ctloop.registry import mlflow_store as registry
+
+        return registry.get_champion(registry.client(self.settings), PIPELINE)
+
+    def _champion_label(self) -> str:
+        champion = self._champion()
+        return f"v{champion.version}" if champion else "none"
+
+
+def training_run(settings: Settings, run_id: str):
+    """The MLflow run of the ``churn__train`` Airflow run ``run_id``, or None."""
+    from ctloop.registry import mlflow_store as registry
+
+    client = registry.client(settings)
+    experiment = client.get_experiment_by_name(PIPELINE)
+    key = f"{TRAIN}/{run_id}"
+    runs = client.search_runs([experiment.experiment_id], f"tags.`{registry.RUN_KEY_TAG}` = '{key}'")
+    return runs[0] if runs else None
+
+
+def describe_training(settings: Settings, run_id: str) -> str:
+    """What a training run did, read back from its MLflow run."""
+    run = training_run(settings, run_id)
+    if run is None:
+        return f"{TRAIN}/{run_id}: no MLflow run was recorded"
+    tags, metrics = run.data.tags, run.data.metrics
+
+    def metric_line(prefix: str) -> str:
+        return "  ".join(
+            f"{k.removeprefix(prefix)} {v:.4f}" for k, v in sorted(metrics.items()) if k.startswith(prefix)
+        )
+
+    return "\n".join(
+        [
+            f"{TRAIN} / {run_id}",
+            f"  reason      {tags.get('ctloop.reason')}",
+            f"  reports     {tags.get('ctloop.trigger_reports') or '-'}",
+            f"  data        sha256 {tags.get('ctloop.data_sha256')}",
+            f"              snapshot {tags.get('ctloop.data_uri')}",
+            f"  validation  {tags.get('ctloop.validation.data_validation', 'not run')}",
+            f"  candidate   {metric_line('holdout_') or 'not evaluated'}",
+            f"  champion    {metric_line('champion_holdout_') or 'none yet'}",
+            f"  gate        {tags.get('ctloop.gate_summary', 'not reached')}",
+            f"  promotion   {tags.get('ctloop.registry.promotion', 'not reached')}",
+            f"  MLflow run  {run.info.run_id} (experiment {PIPELINE})",
+        ]
+    )
+
+
+def format_timeline(rows: list[Row]) -> str:
+    if not rows:
+        return "(the demo stopped before its first step; see the error below)"
+    widths = [max(len(getattr(r, f)) for r in rows) for f in ("step", "drift", "quality", "champion")]
+    header = ("step", "drift share", "roc_auc", "champion")
+    widths = [max(w, len(h)) for w, h in zip(widths, header, strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + "  decision"]
+    for r in rows:
+        cells = (r.step, r.drift, r.quality, r.champion)
+        lines.append("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + f"  {r.decision}")
+    return "\n".join(lines)
+
+
+def run_demo(home: Path, rows_per_batch: int) -> int:
+    """Run the story on a local stack and print the timeline; 0 when every run ended as expected."""
+    from ctloop.devtools.local_deployment import LocalStack
+    from ctloop.spec.loading import load_spec
+
+    settings = load_settings()
+    spec = load_spec(settings.pipelines_dir / f"{PIPELINE}.yaml")
+    print(f"Starting Airflow (api-server, scheduler, dag-processor) on {home} ...", flush=True)
+    with LocalStack(home, settings.pipelines_dir) as stack:
+        demo = Demo(stack, settings, spec, rows_per_batch)
+        try:
+            demo.run()
+        finally:
+            print("\n" + format_timeline(demo.timeline) + "\n")
+    for run_id in demo.trainings:
+        print(describe_training(settings, run_id) + "\n")
+    reports = sorted((home / "storage" / "runs" / MONITOR).glob("*/report.html"))
+    print(
+        f"""Drift reports (Evidently HTML and summary.json, one per monitor run), also in MLflow:
+  {home / "storage" / "runs" / MONITOR}/<run id>/report.html
+  latest: {reports[-1] if reports else "none"}
+State lives in {home}. To look at it:
+  Airflow UI:  make airflow      (airflow standalone on this home; http://127.0.0.1:8080)
+  MLflow UI:   make mlflow-ui    (http://127.0.0.1:5000, experiments '{PIPELINE}' and '{PIPELINE}-monitoring')
+"""
+    )
+    if demo.failures:
+        print(f"FAILED runs: {demo.failures}")
+        return 1
+    return 0

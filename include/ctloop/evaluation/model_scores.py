@@ -1,0 +1,85 @@
+"""Scoring a model with the metrics named in ctloop.evaluation.metric_catalog: on the holdout, or from the
+prediction log once labels arrive."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ctloop.evaluation.metric_catalog import metric_names
+from ctloop.training.estimator import features
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from ctloop.spec.models import PipelineSpec
+
+
+def evaluate(model, holdout: pd.DataFrame, spec: PipelineSpec) -> dict[str, float]:
+    """Every metric of the spec's task kind, as plain floats."""
+    import numpy as np
+
+    x, y = features(holdout, spec), holdout[spec.columns.target].to_numpy()
+    if spec.task == "regression":
+        return _named(spec, _regression(y, model.predict(x)))
+    probabilities = model.predict_proba(x)
+    classes = list(model.classes_)
+    predicted = np.asarray(classes)[probabilities.argmax(axis=1)]
+    scores = probabilities[:, 1] if len(classes) == 2 else probabilities
+    return _named(spec, _classification(y, predicted, scores, classes))
+
+
+def evaluate_logged(spec: PipelineSpec, y: np.ndarray, predicted: np.ndarray, score: np.ndarray) -> dict:
+    """Metrics from the prediction log's ``prediction`` and ``score`` columns.
+
+    The log keeps one score per row (the positive class's probability for binary models), so
+    for multiclass models, or labels of one class only, ranking metrics are left out.
+    """
+    import numpy as np
+
+    if spec.task == "regression":
+        return _named(spec, _regression(y, predicted))
+    classes = sorted(set(np.unique(y)) | set(np.unique(predicted)))
+    if len(classes) == 2 and len(np.unique(y)) == 2:
+        return _named(spec, _classification(y, predicted, score, classes))
+    return _label_metrics(y, predicted, "binary" if len(classes) <= 2 else "macro")
+
+
+def _named(spec: PipelineSpec, values: dict) -> dict[str, float]:
+    return {name: float(values[name]) for name in metric_names(spec.task)}
+
+
+def _regression(y, predicted) -> dict:
+    import numpy as np
+    from sklearn import metrics as sk
+
+    return {
+        "rmse": float(np.sqrt(sk.mean_squared_error(y, predicted))),
+        "mae": sk.mean_absolute_error(y, predicted),
+        "r2": sk.r2_score(y, predicted),
+    }
+
+
+def _label_metrics(y, predicted, average: str) -> dict:
+    from sklearn import metrics as sk
+
+    return {
+        "accuracy": float(sk.accuracy_score(y, predicted)),
+        "f1": float(sk.f1_score(y, predicted, average=average, zero_division=0)),
+        "precision": float(sk.precision_score(y, predicted, average=average, zero_division=0)),
+        "recall": float(sk.recall_score(y, predicted, average=average, zero_division=0)),
+    }
+
+
+def _classification(y, predicted, scores, classes: list) -> dict:
+    """``scores`` is the positive class's probability when binary, else the probability matrix."""
+    import numpy as np
+    from sklearn import metrics as sk
+
+    binary = len(classes) == 2
+    probabilities = np.column_stack([1 - scores, scores]) if binary else scores
+    return {
+        **_label_metrics(y, predicted, "binary" if binary else "macro"),
+        "roc_auc": sk.roc_auc_score(y, scores, multi_class="raise" if binary else "ovr"),
+        "log_loss": sk.log_loss(y, probabilities, labels=classes),
+    }

@@ -1,0 +1,65 @@
+"""The gate's rules beyond point thresholds, gathered for one registered candidate.
+
+The bootstrap and slice rules read both models' per-row scores on the shared holdout, which the
+evaluate step stored; validity and latency load the registered version as a user would.
+Each rule returns verdicts of one shape (see ctloop.gating.rules); this module only feeds them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ctloop.io.readers import from_parquet_bytes
+from ctloop.io.storage import home_storage
+from ctloop.registry import mlflow_store as registry
+
+if TYPE_CHECKING:
+    from ctloop.evaluation.weighted_metrics import Predictions
+    from ctloop.settings import Settings
+    from ctloop.spec.models import PipelineSpec
+
+
+def _holdout_predictions(settings: Settings, evaluation: dict) -> tuple[Predictions, Predictions | None]:
+    """Both models' per-row scores on the holdout, as the evaluate step stored them."""
+    from ctloop.evaluation.weighted_metrics import Predictions
+
+    rows = from_parquet_bytes(home_storage(settings).read_bytes(evaluation["predictions_key"]))
+    candidate = Predictions(rows["candidate_prediction"].to_numpy(), rows["candidate_score"].to_numpy())
+    champion = None
+    if "champion_prediction" in rows:
+        champion = Predictions(rows["champion_prediction"].to_numpy(), rows["champion_score"].to_numpy())
+    return candidate, champion
+
+
+def rule_checks(spec: PipelineSpec, settings: Settings, evaluation: dict, version: str) -> dict:
+    """Verdicts of the bootstrap, slice, validity and latency rules, with their evidence."""
+    from ctloop.gating.latency import measure_latency
+    from ctloop.gating.model_validity import check_validity
+    from ctloop.gating.paired_bootstrap import paired_bootstrap
+    from ctloop.gating.slices import slice_report
+    from ctloop.training.estimator import features
+
+    gates = spec.gates
+    verdicts: list[dict] = []
+    evidence: dict = {}
+    if gates.bootstrap or gates.slices or gates.latency:  # read once for every rule that needs it
+        holdout = from_parquet_bytes(home_storage(settings).read_bytes(evaluation["holdout_key"]))
+    if gates.bootstrap or gates.slices:
+        candidate, champion = _holdout_predictions(settings, evaluation)
+        y = holdout[spec.columns.target].to_numpy()
+        if gates.bootstrap:
+            verdicts.append(paired_bootstrap(gates.bootstrap, spec.task, y, candidate, champion))
+        if gates.slices:
+            report = slice_report(gates.slices, gates.slice_rules, spec.task, holdout, y, candidate, champion)
+            verdicts += report["verdicts"]
+            evidence["slices"] = report["slices"]
+            evidence["slice_metric"] = gates.slice_rules.metric if gates.slice_rules else spec.primary_metric
+    model_uri = f"models:/{spec.name}/{version}"
+    sha256 = registry.client(settings).get_model_version(spec.name, version).tags.get(registry.MODEL_SHA_TAG)
+    validity, model = check_validity(model_uri, spec.columns.features, settings, sha256)
+    verdicts += validity
+    if gates.latency and model is not None:
+        latency = measure_latency(model, features(holdout, spec), gates.latency)
+        verdicts += latency["verdicts"]
+        evidence["latency"] = {k: v for k, v in latency.items() if k != "verdicts"}
+    return {"verdicts": verdicts, **evidence}

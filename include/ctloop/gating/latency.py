@@ -1,0 +1,89 @@
+"""Prediction latency of a model loaded as its users load it, against the limits in the spec.
+
+A candidate that is more accurate but too slow for the scoring path is a regression too; the
+measurement uses the pyfunc model (schema enforcement included), not the bare estimator.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ctloop.spec.models import LatencyRule
+
+LIMITS = (
+    ("single_p50_ms", "single_ms", "p50"),
+    ("single_p95_ms", "single_ms", "p95"),
+    ("batch_p50_ms", "batch_ms", "p50"),
+    ("batch_p95_ms", "batch_ms", "p95"),
+)
+
+
+def measure_latency(model, sample: pd.DataFrame, rule: LatencyRule) -> dict:
+    """Time ``model.predict`` on one row and on a batch of ``rule.batch_rows``, ``rule.repeats``
+    times each, after one warm-up call of each.
+
+    Returns ``{"single_ms": {"p50", "p95"}, "batch_ms": {"p50", "p95"}, "batch_rows", "repeats",
+    "verdicts"}``, with one ``latency`` verdict per limit the rule sets. The one-row calls cycle
+    through the rows of ``sample``; the batch is ``sample`` repeated (or cut) to ``batch_rows``.
+    """
+    import numpy as np
+
+    if sample.empty:
+        raise ValueError("a latency sample needs at least one row")
+    batch = sample.iloc[np.arange(rule.batch_rows) % len(sample)].reset_index(drop=True)
+    rows = [sample.iloc[[i % len(sample)]] for i in range(rule.repeats)]
+    model.predict(rows[0])
+    model.predict(batch)
+    single = _timed(model, rows)
+    batched = _timed(model, [batch] * rule.repeats)
+    result = {
+        "single_ms": _percentiles(single),
+        "batch_ms": _percentiles(batched),
+        "batch_rows": rule.batch_rows,
+        "repeats": rule.repeats,
+    }
+    verdicts = []
+    for limit, shape, quantile in LIMITS:
+        bound = getattr(rule, limit)
+        if bound is None:
+            continue
+        value = result[shape][quantile]
+        passed = value <= bound
+        what = "one-row" if shape == "single_ms" else f"{rule.batch_rows}-row"
+        note = (
+            f"{quantile} of {rule.repeats} {what} predictions took {value:.2f} ms, which must be"
+            f" <= {bound:.2f} ms: {'passed' if passed else 'failed'}"
+        )
+        verdicts.append(
+            {
+                "rule": "latency",
+                "metric": limit,
+                "kind": "at_most",
+                "value": value,
+                "bound": bound,
+                "passed": bool(passed),
+                "note": note,
+            }
+        )
+    return {**result, "verdicts": verdicts}
+
+
+def _timed(model, inputs: list) -> list[float]:
+    """Milliseconds of each ``predict`` call."""
+    elapsed = []
+    for frame in inputs:
+        start = time.perf_counter()
+        model.predict(frame)
+        elapsed.append((time.perf_counter() - start) * 1000)
+    return elapsed
+
+
+def _percentiles(milliseconds: list[float]) -> dict[str, float]:
+    import numpy as np
+
+    p50, p95 = np.percentile(milliseconds, [50, 95])
+    return {"p50": float(p50), "p95": float(p95)}

@@ -1,0 +1,255 @@
+"""One monitor run: recent production data against the champion's own training snapshot.
+
+Drift and quality are decided by ctloop.monitoring.drift_stats on the full data; people read an
+Evidently report built from a sample of the same frames (ctloop.monitoring.drift_report). Both
+land under the run's storage prefix and in MLflow, the decision goes into the pipeline's monitor
+history, and a confirmed alert opens (or joins) a retrain request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from ctloop.data.snapshots import load_snapshot, snapshot_key
+from ctloop.evaluation.model_scores import evaluate_logged
+from ctloop.io.readers import from_parquet_bytes, to_parquet_bytes
+from ctloop.io.storage import home_storage
+from ctloop.monitoring import retrain_requests as ledger
+from ctloop.monitoring.drift_stats import column_drift, drift_share
+from ctloop.monitoring.retrain_policy import ATTACH, HOLD, RETRAIN, Evidence, decide
+from ctloop.registry import mlflow_store as registry
+from ctloop.scoring.batches import predict
+from ctloop.scoring.prediction_log import LABELED, PREDICTIONS, batch_ids, read_partitions
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from mlflow.entities.model_registry import ModelVersion
+
+    from ctloop.settings import Settings
+    from ctloop.spec.models import PipelineSpec
+    from ctloop.training.steps import RunContext
+
+log = logging.getLogger(__name__)
+
+PREDICTION_NUMERIC, PREDICTION_CATEGORICAL = ["score"], ["prediction"]
+
+
+def history_prefix(pipeline: str) -> str:
+    return f"monitor/{pipeline}/history"
+
+
+def reference_frame(spec: PipelineSpec, settings: Settings, champion: ModelVersion) -> pd.DataFrame:
+    """The champion's training snapshot with the champion's predictions on it, cached per version."""
+    storage = home_storage(settings)
+    key = f"monitor/{spec.name}/reference/v{champion.version}.parquet"
+    if storage.exists(key):
+        return from_parquet_bytes(storage.read_bytes(key))
+    snapshot = load_snapshot(snapshot_key(spec.name, champion.tags["ctloop.data_sha256"]), settings)
+    model = registry.load_model(settings, champion.source, champion.tags.get(registry.MODEL_SHA_TAG))
+    reference = snapshot[[*spec.columns.features, spec.columns.target]].copy()
+    reference["prediction"], reference["score"] = predict(model, snapshot, spec)
+    storage.write_bytes(key, to_parquet_bytes(reference))
+    return reference
+
+
+def current_window(spec: PipelineSpec, settings: Settings, champion_version: str) -> dict:
+    """The last ``window_batches`` scored batches, and the latest labeled rows the champion scored."""
+    n = spec.monitoring.window_batches
+    window = batch_ids(PREDICTIONS, spec.name, settings)[-n:]
+    current = read_partitions(PREDICTIONS, spec.name, window, settings)
+    labeled_ids = batch_ids(LABELED, spec.name, settings)
+    labeled = read_partitions(LABELED, spec.name, labeled_ids, settings)
+    if not labeled.empty:
+        labeled = labeled[labeled["model_version"].astype(str) == champion_version]
+        recent = sorted(labeled["batch_id"].unique())[-n:]
+        labeled = labeled[labeled["batch_id"].isin(recent)]
+    target = spec.columns.target
+    if not labeled.empty and not current.empty:
+        current = current.merge(labeled[[*spec.columns.id, target]], on=spec.columns.id, how="left")
+    key_parts = {
+        "batches": window,
+        "labeled": labeled.groupby("batch_id").size().to_dict() if not labeled.empty else {},
+    }
+    window_key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()[:16]
+    return {"batches": window, "current": current, "labeled": labeled, "window_key": window_key}
+
+
+def quality(spec: PipelineSpec, labeled: pd.DataFrame) -> dict | None:
+    """Model quality on the labeled rows, from the logged predictions."""
+    if labeled.empty:
+        return None
+    y = labeled[spec.columns.target].to_numpy()
+    return evaluate_logged(spec, y, labeled["prediction"].to_numpy(), labeled["score"].to_numpy())
+
+
+def run_monitor(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> dict:
+    """Measure, report, decide and record; returns the summary (small enough for XCom)."""
+    mlflow_client = registry.client(settings)
+    champion = registry.get_champion(mlflow_client, spec.name)
+    if champion is None:  # a cron tick before the first training: nothing to compare, not an error
+        why = f"no champion yet; nothing to monitor until {spec.name}__train promotes one"
+        return {
+            "pipeline": spec.name,
+            "run_key": ctx.run_key,
+            "decision": {"action": HOLD, "alert": False, "why": why},
+        }
+    version = str(champion.version)
+    window = current_window(spec, settings, version)
+    storage = home_storage(settings)
+    summary = {
+        "pipeline": spec.name,
+        "run_key": ctx.run_key,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "champion_version": version,
+        "window": {"batches": window["batches"], "rows": len(window["current"])},
+    }
+    if window["current"].empty:
+        summary["decision"] = {"action": HOLD, "alert": False, "why": "no batch has been scored yet"}
+        return summary
+    reference = reference_frame(spec, settings, champion)
+    summary |= _measure(spec, reference, window, mlflow_client, champion)
+    summary |= _write_report(spec, settings, ctx, reference, window)
+    history = _history(storage, spec.name, version)
+    requests = ledger.all_requests(storage, spec.name)
+    evidence = Evidence(
+        window_key=window["window_key"],
+        current_rows=len(window["current"]),
+        drift_share=summary["drift"]["share"],
+        drifted_features=[c["column"] for c in summary["drift"]["drifted_columns"]],
+        labeled_rows=summary["quality"]["labeled_rows"],
+        quality=summary["quality"]["value"],
+        champion_quality=summary["quality"]["champion_value"],
+    )
+    decision = decide(spec, evidence, history, requests, datetime.now(UTC))
+    if decision["action"] in (RETRAIN, ATTACH):
+        outcome, request = ledger.request_retrain(settings, spec.name, _reason(summary, decision))
+        decision |= {"request": outcome, "request_id": request["id"]}
+    summary_key = f"{ctx.storage_prefix}/summary.json"
+    summary |= {"decision": decision, "summary_uri": storage.uri(summary_key)}
+    storage.write_bytes(summary_key, json.dumps(summary, indent=2, default=str).encode())
+    _record(storage, spec.name, summary)
+    _log_to_mlflow(spec, settings, mlflow_client, ctx, summary)
+    return summary
+
+
+def _measure(spec, reference, window, mlflow_client, champion) -> dict:
+    current = window["current"]
+    features = column_drift(reference, current, spec.columns.numeric, spec.columns.categorical)
+    predictions = column_drift(reference, current, PREDICTION_NUMERIC, PREDICTION_CATEGORICAL)
+    metric = spec.monitoring.quality.metric
+    metrics = quality(spec, window["labeled"])
+    champion_metrics = mlflow_client.get_run(champion.run_id).data.metrics
+    return {
+        "reference": {"snapshot_sha256": champion.tags.get("ctloop.data_sha256"), "rows": len(reference)},
+        "drift": {
+            "share": drift_share(features),
+            "drifted_columns": [c.as_dict() for c in features if c.drifted],
+            "columns": [c.as_dict() for c in features],
+        },
+        "prediction_drift": [c.as_dict() for c in predictions],
+        "quality": {
+            "metric": metric,
+            "value": (metrics or {}).get(metric),
+            "champion_value": champion_metrics.get(f"holdout_{metric}"),
+            "labeled_rows": len(window["labeled"]),
+            "labeled_batches": sorted(window["labeled"]["batch_id"].unique().tolist())
+            if not window["labeled"].empty
+            else [],
+            "metrics": metrics,
+        },
+    }
+
+
+def _write_report(spec, settings, ctx, reference, window) -> dict:
+    from ctloop.monitoring.drift_report import build_report
+
+    html, evidently_summary = build_report(
+        reference,
+        window["current"],
+        numeric=spec.columns.numeric,
+        categorical=spec.columns.categorical,
+        target=spec.columns.target,
+        task=spec.task,
+        sample_rows=spec.monitoring.report_sample_rows,
+        title=f"{spec.name} drift report, {ctx.run_id}",
+    )
+    uri = home_storage(settings).write_bytes(f"{ctx.storage_prefix}/report.html", html.encode())
+    return {"report_uri": uri, "evidently": evidently_summary}
+
+
+def _history(storage, pipeline: str, champion_version: str) -> list[dict]:
+    """Earlier decisions made under the same champion, oldest first."""
+    entries = [json.loads(storage.read_bytes(k)) for k in storage.list_keys(history_prefix(pipeline))]
+    return [e for e in entries if e["champion_version"] == champion_version and e.get("new_evidence", True)]
+
+
+def _record(storage, pipeline: str, summary: dict) -> None:
+    decision = summary["decision"]
+    entry = {
+        "run_key": summary["run_key"],
+        "at": summary["at"],
+        "champion_version": summary["champion_version"],
+        "window_key": decision.get("window_key"),
+        "new_evidence": decision.get("new_evidence", False),
+        "alert": decision["alert"],
+        "action": decision["action"],
+        "why": decision["why"],
+        "drift_share": summary["drift"]["share"],
+        "quality": summary["quality"]["value"],
+        "batches": summary["window"]["batches"],
+        "report_uri": summary["report_uri"],
+        "summary_uri": summary["summary_uri"],
+    }
+    stamp = summary["at"].replace(":", "").replace("-", "")
+    run = summary["run_key"].rsplit("/", 1)[-1]
+    safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in run)
+    storage.write_bytes(f"{history_prefix(pipeline)}/{stamp}_{safe}.json", json.dumps(entry).encode())
+
+
+def _reason(summary: dict, decision: dict) -> dict:
+    return {
+        "kind": "monitor",
+        "text": "; ".join(decision["triggers"]),
+        "by": summary["run_key"],
+        "report_uri": summary["report_uri"],
+        "drift_share": summary["drift"]["share"],
+        "quality": summary["quality"]["value"],
+    }
+
+
+def _log_to_mlflow(spec, settings, mlflow_client, ctx, summary: dict) -> None:
+    """One MLflow run per monitor run, in the ``<pipeline>-monitoring`` experiment."""
+    experiment_id = registry.ensure_experiment(
+        mlflow_client, f"{spec.name}-monitoring", settings.mlflow_artifact_root
+    )
+    decision = summary["decision"]
+    run_id = registry.ensure_run(
+        mlflow_client,
+        experiment_id,
+        ctx.run_key,
+        tags={
+            "ctloop.pipeline": spec.name,
+            "ctloop.champion_version": summary["champion_version"],
+            "ctloop.decision": decision["action"],
+            "ctloop.why": decision["why"][:5000],
+            "ctloop.report_uri": summary["report_uri"],
+        },
+    )
+    figures = {
+        "drift_share": summary["drift"]["share"],
+        "drifted_columns": len(summary["drift"]["drifted_columns"]),
+        "current_rows": summary["window"]["rows"],
+        "labeled_rows": summary["quality"]["labeled_rows"],
+    }
+    if summary["quality"]["value"] is not None:
+        figures[f"quality_{summary['quality']['metric']}"] = summary["quality"]["value"]
+    for key, value in figures.items():
+        mlflow_client.log_metric(run_id, key, float(value))
+    mlflow_client.log_dict(run_id, summary, "monitor/summary.json")
+    html = home_storage(settings).read_bytes(f"{ctx.storage_prefix}/report.html").decode()
+    mlflow_client.log_text(run_id, html, "monitor/report.html")
+    mlflow_client.set_terminated(run_id, "FINISHED")

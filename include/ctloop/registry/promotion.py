@@ -1,0 +1,137 @@
+"""Moving the ``champion`` alias safely: under a lock, only if the champion has not moved, and on
+the record.
+
+``set_registered_model_alias`` is last-writer-wins. Two candidates that both beat champion v1
+would otherwise leave whichever wrote last, better or worse. So the move is a compare-and-set in
+the promotion ledger (:func:`ctloop.registry.ledger.move_alias`): the champion is read again under the
+pipeline's lock; if it changed since the candidate was evaluated, the candidate is re-evaluated
+against the new champion, and promoted only if it passes the gates again and beats the new
+champion on the spec's primary metric. Then the better of two candidates ends up champion
+whichever writes first, even when no gate rule compares with the champion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from ctloop.evaluation.metric_catalog import higher_is_better
+from ctloop.registry import ledger
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+    from ctloop.evaluation.metric_catalog import TaskKind
+    from ctloop.settings import Settings
+
+
+def primary_comparison(
+    task: TaskKind, metric: str, candidate: dict[str, float], champion: dict[str, float] | None
+) -> dict:
+    """The ``"primary"`` entry a re-evaluation returns: the candidate's and the champion's value of
+    the spec's primary metric (``champion`` is None when there is no champion), and its direction."""
+    return {
+        "metric": metric,
+        "higher_is_better": higher_is_better(task, metric),
+        "candidate": candidate[metric],
+        "champion": None if champion is None else champion[metric],
+    }
+
+
+def _beats(primary: dict, champion: ModelVersion | None) -> tuple[bool, str]:
+    """Whether the candidate is strictly better than the new champion on the primary metric; a tie
+    keeps the champion, so equal candidates do not churn the alias."""
+    metric, candidate, incumbent = primary["metric"], primary["candidate"], primary["champion"]
+    if champion is None:
+        return True, f"there is no champion to beat on {metric}"
+    if incumbent is None:
+        return False, f"the champion's {metric} is unknown, so the candidate cannot be shown to beat it"
+    better = candidate > incumbent if primary["higher_is_better"] else candidate < incumbent
+    verb = "beats" if better else "does not beat"
+    return better, f"{metric} {candidate:.4f} {verb} the champion's {incumbent:.4f}"
+
+
+def promote(
+    mlflow_client: MlflowClient,
+    settings: Settings,
+    name: str,
+    version: str,
+    decision: dict,
+    reevaluate: Callable[[ModelVersion | None], dict],
+    *,
+    reason: str = "",
+    run_key: str | None = None,
+    mlflow_run_id: str | None = None,
+    gate_summary: str | None = None,
+    user: str | None = None,
+    approver: str | None = None,
+    evidence: dict[str, str] | None = None,
+) -> dict:
+    """Compare-and-set ``champion`` to ``version`` and record the move in the ledger.
+
+    ``decision`` is the gate decision the candidate passed against ``decision["champion_version"]``.
+    If the champion moved since, ``reevaluate(new champion or None)`` is called under the lock and
+    must return a fresh gate decision of the candidate against it (``promote``, ``failed``,
+    optionally ``summary``) plus ``"primary"``, built with :func:`primary_comparison`. The other
+    keyword arguments are recorded in the ledger row; ``gate_summary`` defaults to
+    ``decision["summary"]``.
+
+    Returns ``{"action", "version", "previous", "decision", "why", "seq"}``; ``action`` is one of
+    ``promoted``, ``promoted_after_reevaluation``, ``rejected_after_reevaluation``,
+    ``already_champion``; ``decision`` is the re-evaluated decision when there was one.
+    """
+    decided = {"decision": decision}
+
+    def decide(champion: ModelVersion | None) -> tuple[bool, str]:
+        fresh = reevaluate(champion)
+        decided["decision"] = fresh
+        if not fresh["promote"]:
+            return False, "; ".join(fresh["failed"]) or fresh.get("summary", "gates not passed")
+        if "primary" not in fresh:
+            raise ValueError(
+                "reevaluate must return 'primary' (see ctloop.registry.promotion.primary_comparison)"
+            )
+        better, why = _beats(fresh["primary"], champion)
+        return better, f"{fresh.get('summary', 'gates passed')}; {why}"
+
+    moved = ledger.move_alias(
+        settings,
+        mlflow_client,
+        name,
+        str(version),
+        expected_from=decision["champion_version"],
+        action="promotion",
+        reason=reason,
+        run_key=run_key,
+        mlflow_run_id=mlflow_run_id,
+        user=user,
+        gate_decision=decision.get("summary", "") if gate_summary is None else gate_summary,
+        approver=approver,
+        evidence=evidence,
+        decide=decide,
+    )
+    reevaluated = decided["decision"] is not decision
+    if moved["moved"]:
+        action = "promoted_after_reevaluation" if reevaluated else "promoted"
+    else:
+        action = "already_champion" if moved["from"] == str(version) else "rejected_after_reevaluation"
+    outcome = {
+        "action": action,
+        "version": str(version),
+        "previous": None if action == "already_champion" else moved["from"],
+        "decision": decided["decision"],
+        "why": moved["why"],
+        "seq": moved["seq"],
+    }
+    if moved["moved"]:
+        tags = {
+            "ctloop.previous_champion": moved["from"] or "none",
+            "ctloop.promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "ctloop.registry.promotion": action,
+            "ctloop.ledger_seq": str(moved["seq"]),
+        }
+        for key, value in tags.items():
+            mlflow_client.set_model_version_tag(name, str(version), key, value)
+    return outcome

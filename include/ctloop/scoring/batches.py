@@ -1,0 +1,185 @@
+"""Scoring production batches with the champion, each batch exactly once, into a prediction log.
+
+A batch is a file in the pipeline's incoming area; its id is the file name without suffix. Its
+predictions form one partition of the prediction log (ctloop.scoring.prediction_log), so a re-run
+rewrites the same object. A batch that fails its checks is moved to
+``quarantine/<pipeline>/<id>/`` with ``reason.json`` beside it before the task fails: nothing is
+dropped silently, nothing is scored by a model that cannot read it.
+
+A batch id is scored from one content only (ctloop.scoring.scored_batches). A file delivered again under
+a scored id with the same content is left alone; with other content it is moved to
+``conflicts/<pipeline>/<id>/`` and its task fails, so the log never mixes two versions of a batch
+and the new version is not lost. The same content under a new id goes to ``duplicates/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
+
+from ctloop.errors import BatchConflict, BatchQuarantined, CtloopError, NoChampion
+from ctloop.io.readers import SUFFIXES, parse_frame, to_parquet_bytes
+from ctloop.io.storage import home_storage, open_storage
+from ctloop.registry import mlflow_store as registry
+from ctloop.scoring import scored_batches as scoredbatches
+from ctloop.scoring.prediction_log import PREDICTIONS, partition_key
+from ctloop.training.estimator import features
+from ctloop.validation.champion_suite import SUITE_TAG, suite_dir
+from ctloop.validation.data_validation import validate_frame
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from ctloop.settings import Settings
+    from ctloop.spec.models import PipelineSpec
+
+
+def logged_columns(spec: PipelineSpec) -> list[str]:
+    """The input columns the prediction log keeps: ids, timestamp and features."""
+    timestamp = [spec.columns.timestamp] if spec.columns.timestamp else []
+    return [*spec.columns.id, *timestamp, *spec.columns.features]
+
+
+def new_batches(spec: PipelineSpec, settings: Settings) -> list[dict]:
+    """The incoming files of the spec's format that have no partition in the prediction log yet,
+    and those whose batch was scored from other content (score_batch sets them aside)."""
+    incoming = open_storage(spec.incoming_uri, settings)
+    storage = home_storage(settings)
+    pending = []
+    for key in incoming.list_keys():
+        if not key.endswith(SUFFIXES[spec.scoring.format]):
+            continue
+        batch = {"key": key, "batch_id": PurePosixPath(key).stem, "uri": incoming.uri(key)}
+        scored = storage.exists(partition_key(PREDICTIONS, spec.name, batch["batch_id"]))
+        if not scored or not scoredbatches.unchanged_since_scored(storage, incoming, spec.name, batch):
+            pending.append(batch)
+    return pending
+
+
+def set_aside(
+    spec: PipelineSpec, settings: Settings, batch: dict, data: bytes, area: str, reason: dict
+) -> str:
+    """Move the batch file to ``<area>/<pipeline>/<batch id>/`` with ``reason.json`` beside it
+    (``<batch id>~<sha256 prefix>/`` when an earlier, different file of that id is already there).
+
+    The copy and its reason are written before the incoming file is deleted, so a crash in
+    between leaves the batch in both places, never in neither.
+    """
+    storage = home_storage(settings)
+    prefix = f"{area}/{spec.name}/{batch['batch_id']}"
+    name = PurePosixPath(batch["key"]).name
+    if storage.exists(f"{prefix}/{name}") and storage.read_bytes(f"{prefix}/{name}") != data:
+        prefix += f"~{hashlib.sha256(data).hexdigest()[:12]}"  # the earlier, different copy stays
+    storage.write_bytes(f"{prefix}/{name}", data)
+    record = {"batch": batch, **reason, "at": datetime.now(UTC).isoformat()}
+    storage.write_bytes(f"{prefix}/reason.json", json.dumps(record, indent=2, default=str).encode())
+    open_storage(spec.incoming_uri, settings).delete(batch["key"])
+    return storage.uri(prefix)
+
+
+def _checked_frame(
+    spec: PipelineSpec, settings: Settings, batch: dict, data: bytes, suite_key: str | None
+) -> pd.DataFrame:
+    """The batch as a frame, checked with the champion's own expectation suite."""
+    string_columns = [*spec.columns.id, *spec.columns.categorical]
+    try:
+        frame = parse_frame(data, spec.scoring.format, batch["uri"], string_columns)
+    except CtloopError as exc:
+        failures = [{"check": "readable", "column": None, "detail": str(exc)}]
+    else:
+        expectations = suite_dir(spec, settings, suite_key)
+        report = validate_frame(frame, spec, expectations, require_target=False)
+        failures = report["schema_failures"] + report["expectation_failures"]
+    if failures:
+        where = set_aside(spec, settings, batch, data, "quarantine", {"failures": failures})
+        listed = "; ".join(f"{f['check']}[{f['column'] or 'table'}]: {f['detail']}" for f in failures)
+        raise BatchQuarantined(f"{batch['uri']}: moved to {where}: {listed}")
+    return frame
+
+
+def predict(model, frame: pd.DataFrame, spec: PipelineSpec) -> tuple[np.ndarray, np.ndarray]:
+    """The predicted label (or value) and the score the log keeps: the positive class's
+    probability for binary models, the top probability for multiclass, the value for regression."""
+    x = features(frame, spec)
+    if spec.task == "regression":
+        predicted = model.predict(x)
+        return predicted, predicted.astype(float)
+    probabilities = model.predict_proba(x)
+    predicted = model.classes_[probabilities.argmax(axis=1)]
+    score = probabilities[:, 1] if probabilities.shape[1] == 2 else probabilities.max(axis=1)
+    return predicted, score
+
+
+def score_batch(spec: PipelineSpec, settings: Settings, batch: dict) -> dict:
+    """Check, predict and log one batch; returns a summary for XCom."""
+    champion = registry.get_champion(registry.client(settings), spec.name)
+    if champion is None:
+        raise NoChampion(f"{spec.name}: no model is champion yet; run {spec.name}__train first")
+    incoming = open_storage(spec.incoming_uri, settings)
+    fingerprint = incoming.fingerprint(batch["key"])  # before the read: a rewrite after it changes it
+    data = incoming.read_bytes(batch["key"])
+    sha256 = hashlib.sha256(data).hexdigest()
+    _refuse_conflict(spec, settings, batch, data, sha256)
+    frame = _checked_frame(spec, settings, batch, data, champion.tags.get(SUITE_TAG))
+    storage = home_storage(settings)
+    key = partition_key(PREDICTIONS, spec.name, batch["batch_id"])
+    source = {"batch_id": batch["batch_id"], "key": batch["key"], "sha256": sha256, "size": len(data)}
+    # Claimed before the partition is written: a crash in between leaves a batch scored again.
+    first = scoredbatches.claim(settings, spec.name, {**source, "fingerprint": fingerprint}, storage.uri(key))
+    if first is not None:
+        why = {"duplicate_of": first, "sha256": sha256}
+        where = set_aside(spec, settings, batch, data, "duplicates", why)
+        return {**batch, "action": "duplicate", **why, "moved_to": where}
+    logged = _predictions(spec, settings, champion, frame, batch)
+    uri = storage.write_bytes(key, to_parquet_bytes(logged))
+    return {
+        **batch,
+        "action": "scored",
+        "rows": len(logged),
+        "model_version": str(champion.version),
+        "partition": uri,
+        "sha256": sha256,
+    }
+
+
+def _predictions(
+    spec: PipelineSpec, settings: Settings, champion, frame: pd.DataFrame, batch: dict
+) -> pd.DataFrame:
+    """The batch's rows of the prediction log: its inputs, the champion's outputs, version and time."""
+    import pandas as pd
+
+    model = registry.load_model(settings, champion.source, champion.tags.get(registry.MODEL_SHA_TAG))
+    logged = frame[logged_columns(spec)].copy()
+    logged["prediction"], logged["score"] = predict(model, frame, spec)
+    logged["model_version"] = str(champion.version)
+    logged["batch_id"] = batch["batch_id"]
+    logged["scored_at"] = pd.Timestamp.now(tz="UTC")
+    return logged
+
+
+def _refuse_conflict(spec: PipelineSpec, settings: Settings, batch: dict, data: bytes, sha256: str) -> None:
+    """Set the file aside and fail when its batch id was already scored from other content:
+    scoring it would mix two versions of one batch, dropping it would lose the new version."""
+    storage = home_storage(settings)
+    key = partition_key(PREDICTIONS, spec.name, batch["batch_id"])
+    if not storage.exists(key) or scoredbatches.scored_from(storage, spec.name, batch["batch_id"], sha256):
+        return
+    record = scoredbatches.batch_record(storage, spec.name, batch["batch_id"]) or {}
+    scored_sha = record.get("sha256", "not recorded")
+    detail = (
+        f"batch {batch['batch_id']!r} was already scored from other content (sha256 {scored_sha}) into "
+        f"{storage.uri(key)}; this file (sha256 {sha256}) was not scored. To replace the scored batch, "
+        "delete that partition and deliver the file again; to add its rows, deliver it under a new batch id."
+    )
+    why = {
+        "conflicts_with": storage.uri(key),
+        "scored_sha256": scored_sha,
+        "sha256": sha256,
+        "detail": detail,
+    }
+    where = set_aside(spec, settings, batch, data, "conflicts", why)
+    raise BatchConflict(f"{batch['uri']}: moved to {where}: {detail}")

@@ -1,0 +1,46 @@
+"""The prediction log and its labeled twin: one Parquet partition per production batch.
+
+``predictions/<pipeline>/batch_id=<id>/part-0.parquet`` holds what the champion predicted;
+``labeled/<pipeline>/batch_id=<id>/part-0.parquet`` holds the rows of that batch whose labels
+have arrived. Batch ids sort in arrival order, so name incoming files by date or sequence.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ctloop.io.readers import from_parquet_bytes
+from ctloop.io.storage import home_storage
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ctloop.settings import Settings
+
+PREDICTIONS = "predictions"
+LABELED = "labeled"
+PART = "part-0.parquet"
+
+
+def partition_key(area: str, pipeline: str, batch_id: str) -> str:
+    return f"{area}/{pipeline}/batch_id={batch_id}/{PART}"
+
+
+def batch_ids(area: str, pipeline: str, settings: Settings) -> list[str]:
+    """The batches that have a partition in ``area``, oldest first."""
+    keys = home_storage(settings).list_keys(f"{area}/{pipeline}")
+    found = {k.split("/")[-2].removeprefix("batch_id=") for k in keys if k.endswith(f"/{PART}")}
+    return sorted(found)
+
+
+def read_partitions(
+    area: str, pipeline: str, ids: list[str], settings: Settings, columns: list[str] | None = None
+) -> pd.DataFrame:
+    """The partitions of ``ids`` in ``area`` as one frame (``columns`` only, when given)."""
+    import pandas as pd
+
+    storage = home_storage(settings)
+    frames = [from_parquet_bytes(storage.read_bytes(partition_key(area, pipeline, i))) for i in ids]
+    if columns is not None:
+        frames = [f[columns] for f in frames]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns or [])

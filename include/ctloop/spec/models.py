@@ -1,0 +1,370 @@
+"""The pipeline spec's models: one strict YAML file per model, validated before any DAG is built.
+
+Only pydantic is imported here, so DAG files can load every spec at parse time.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ctloop.evaluation.metric_catalog import TaskKind, metric_names
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+CLASS_PATH_PATTERN = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSource(_Strict):
+    """Where training data lives: a file or a folder of batch files, local or ``s3://``."""
+
+    uri: str = Field(description="s3://bucket/prefix, an absolute path, or a path under CTLOOP_HOME")
+    format: Literal["csv", "parquet"]
+
+
+class Columns(_Strict):
+    """Every column the data may hold, by kind; a column not named here is unexpected."""
+
+    target: str
+    numeric: list[str] = []
+    categorical: list[str] = []
+    id: list[str] = Field(default=[], description="identifier columns, dropped before training")
+    timestamp: str | None = None
+
+    @model_validator(mode="after")
+    def _names_are_distinct(self) -> Columns:
+        if not self.numeric and not self.categorical:
+            raise ValueError("at least one numeric or categorical feature is required")
+        names = self.all_names()
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"columns named more than once: {', '.join(repeated)}")
+        return self
+
+    @property
+    def features(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+    def all_names(self) -> list[str]:
+        extra = [self.timestamp] if self.timestamp else []
+        return [*self.id, *extra, *self.numeric, *self.categorical, self.target]
+
+
+class Estimator(_Strict):
+    """An importable scikit-learn estimator and the params from committed config."""
+
+    class_path: str
+    params: dict[str, object] = {}
+
+    @field_validator("class_path")
+    @classmethod
+    def _is_dotted_path(cls, value: str) -> str:
+        if not CLASS_PATH_PATTERN.match(value):
+            raise ValueError(
+                f"{value!r} is not a dotted import path such as sklearn.linear_model.LogisticRegression"
+            )
+        return value
+
+
+class Holdout(_Strict):
+    """How the frozen holdout is cut; both candidate and champion are scored on it.
+
+    ``fraction`` assigns a row by a seeded hash of its id, so a row stays on the same side as
+    the data grows; ``time`` holds out the latest ``fraction`` of rows by timestamp.
+    """
+
+    strategy: Literal["fraction", "time"] = "fraction"
+    fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    seed: int = 0
+
+
+class GateRule(_Strict):
+    """One promotion rule: exactly one of the four bounds is set."""
+
+    metric: str
+    at_least: float | None = None
+    at_most: float | None = None
+    min_improvement: float | None = Field(None, description="better than the champion by at least")
+    max_regression: float | None = Field(None, ge=0.0, description="worse than the champion by at most")
+
+    @model_validator(mode="after")
+    def _exactly_one_bound(self) -> GateRule:
+        bounds = [
+            k
+            for k in ("at_least", "at_most", "min_improvement", "max_regression")
+            if getattr(self, k) is not None
+        ]
+        if len(bounds) != 1:
+            raise ValueError(
+                "a gate rule sets exactly one of at_least, at_most, min_improvement, max_regression"
+                f" (got {', '.join(bounds) or 'none'})"
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(
+            k
+            for k in ("at_least", "at_most", "min_improvement", "max_regression")
+            if getattr(self, k) is not None
+        )
+
+    @property
+    def bound(self) -> float:
+        return float(getattr(self, self.kind))
+
+    @property
+    def relative(self) -> bool:
+        return self.kind in ("min_improvement", "max_regression")
+
+
+class BootstrapRule(_Strict):
+    """Paired bootstrap over the shared holdout: the lower bound of the ``confidence`` interval of
+    (candidate - champion), in the metric's good direction, must be at least ``margin``."""
+
+    metric: str
+    margin: float = 0.0
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    resamples: int = Field(1000, ge=100, le=100_000)
+    seed: int = 0
+
+
+class Slice(_Strict):
+    """Holdout rows grouped by one column: by its ``values`` (each value one slice; all values seen
+    when omitted) or, for a numeric column, by ``bins`` edges (left-closed intervals)."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+$")]
+    column: str
+    # bool first: an unquoted YAML yes/no stays True/False (and visibly matches no text value)
+    values: list[bool | str | int | float] | None = Field(None, min_length=1)
+    bins: list[float] | None = None
+
+    @model_validator(mode="after")
+    def _values_or_bins(self) -> Slice:
+        if self.values is not None and self.bins is not None:
+            raise ValueError("a slice sets values or bins, not both")
+        if self.bins is not None and (len(self.bins) < 2 or sorted(set(self.bins)) != self.bins):
+            raise ValueError("bins are at least two strictly increasing edges")
+        return self
+
+
+class SliceRules(_Strict):
+    """Per-slice judgement: no slice may regress against the champion by more than
+    ``max_regression``; the candidate's best and worst slice may differ by at most ``max_gap``.
+    Slices with fewer than ``min_rows`` holdout rows (or one class only) are reported, not judged."""
+
+    metric: str
+    max_regression: float | None = Field(None, ge=0.0)
+    max_gap: float | None = Field(None, ge=0.0)
+    min_rows: int = Field(30, ge=1)
+
+
+class LatencyRule(_Strict):
+    """Limits on predicting with the registered model loaded as a user would load it
+    (``mlflow.pyfunc.load_model``): one row, and a batch of ``batch_rows``, ``repeats`` times each."""
+
+    batch_rows: int = Field(1000, ge=2)
+    repeats: int = Field(20, ge=5, le=1000)
+    single_p50_ms: float | None = Field(None, gt=0)
+    single_p95_ms: float | None = Field(None, gt=0)
+    batch_p50_ms: float | None = Field(None, gt=0)
+    batch_p95_ms: float | None = Field(None, gt=0)
+
+
+class Gates(_Strict):
+    """The promotion policy; ``dry_run`` records the decision but never promotes.
+
+    ``approval: required`` makes a person approve (Airflow's human-in-the-loop) after the automatic
+    gates pass; with no answer within ``approval_timeout_hours`` the candidate is rejected.
+    """
+
+    mode: Literal["enabled", "dry_run"] = "enabled"
+    rules: list[GateRule] = []
+    bootstrap: BootstrapRule | None = None
+    slices: list[Slice] = []
+    slice_rules: SliceRules | None = None
+    latency: LatencyRule | None = None
+    approval: Literal["none", "required"] = "none"
+    approval_timeout_hours: float = Field(72.0, gt=0.0)
+    primary_metric: str | None = Field(
+        None, description="decides between two candidates that both pass; default roc_auc / rmse"
+    )
+
+    @model_validator(mode="after")
+    def _slices_named_once(self) -> Gates:
+        names = [s.name for s in self.slices]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"slices named more than once: {', '.join(repeated)}")
+        if self.slice_rules is not None and not self.slices:
+            raise ValueError("slice_rules needs at least one slice in gates.slices")
+        return self
+
+
+class Notifications(_Strict):
+    """Where promotions, rejections, rollbacks, breaker trips and approval requests are sent: an
+    Airflow HTTP connection (webhook). When the connection does not exist, they are only logged."""
+
+    conn_id: str = "ctloop_webhook"
+
+
+class Schedule(_Strict):
+    """Cron expressions (or null for none) of the pipeline's DAGs."""
+
+    train: str | None = None
+    score: str | None = "*/30 * * * *"
+    monitor: str | None = "0 * * * *"
+
+
+class Scoring(_Strict):
+    """Where production batches land and where their late labels arrive.
+
+    Locations are like ``data.uri``: ``s3://...``, absolute, or relative to CTLOOP_HOME. Unset,
+    they are ``data/<pipeline>/incoming`` and ``data/<pipeline>/labels``.
+    """
+
+    incoming_uri: str | None = None
+    labels_uri: str | None = None
+    format: Literal["csv", "parquet"] = "csv"
+
+
+class DriftTrigger(_Strict):
+    """Retrain when at least ``share`` of the features drift, or any of ``key_features`` does."""
+
+    share: float = Field(0.5, gt=0.0, le=1.0)
+    key_features: list[str] = []
+
+
+class QualityTrigger(_Strict):
+    """Retrain when ``metric`` on labeled production rows is worse than the champion's holdout
+    value by more than ``max_drop``, once at least ``min_labels`` labels have arrived."""
+
+    metric: str = "roc_auc"
+    max_drop: float = Field(0.05, ge=0.0)
+    min_labels: int = Field(500, ge=1)
+
+
+class Monitoring(_Strict):
+    """What the monitor compares: the last ``window_batches`` scored batches against the
+    champion's training snapshot. Below ``min_rows`` current rows nothing is decided on drift."""
+
+    window_batches: int = Field(3, ge=1)
+    min_rows: int = Field(1000, ge=1)
+    report_sample_rows: int = Field(20_000, ge=100)
+    drift: DriftTrigger = DriftTrigger()
+    quality: QualityTrigger = QualityTrigger()
+
+
+class KOfN(_Strict):
+    """Alert only when ``k`` of the last ``n`` monitored windows crossed a trigger."""
+
+    k: int = Field(2, ge=1)
+    n: int = Field(3, ge=1)
+
+    @model_validator(mode="after")
+    def _k_within_n(self) -> KOfN:
+        if self.k > self.n:
+            raise ValueError(f"k ({self.k}) cannot exceed n ({self.n})")
+        return self
+
+
+class TrainingWindow(_Strict):
+    """What a retrain trains on: all labeled data, or the last N batches or days of it."""
+
+    window: Literal["all", "batches", "days"] = "all"
+    last: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _last_when_windowed(self) -> TrainingWindow:
+        if (self.window == "all") != (self.last is None):
+            raise ValueError("'last' is required for window 'batches' or 'days', and only for them")
+        return self
+
+
+class Retrain(_Strict):
+    """The guards between an alert and a retraining run."""
+
+    k_of_n: KOfN = KOfN()
+    cooldown_minutes: float = Field(360.0, ge=0.0, description="after a retrain an alert asked for")
+    max_consecutive_rejections: int = Field(3, ge=1)
+    data: TrainingWindow = TrainingWindow()
+
+
+class PipelineSpec(_Strict):
+    """A whole pipeline; its ``name`` names the DAGs, the MLflow experiment and registered model."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    description: str = ""
+    owner: str = "ctloop"
+    task: TaskKind = "classification"
+    data: DataSource
+    columns: Columns
+    expectation_suite: Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+$")]
+    estimator: Estimator
+    holdout: Holdout = Holdout()
+    gates: Gates = Gates()
+    schedule: Schedule = Schedule()
+    scoring: Scoring = Scoring()
+    monitoring: Monitoring = Monitoring()
+    retrain: Retrain = Retrain()
+    notifications: Notifications = Notifications()
+    tags: list[str] = []
+
+    @property
+    def primary_metric(self) -> str:
+        return self.gates.primary_metric or metric_names(self.task)[0]
+
+    @property
+    def incoming_uri(self) -> str:
+        return self.scoring.incoming_uri or f"data/{self.name}/incoming"
+
+    @property
+    def labels_uri(self) -> str:
+        return self.scoring.labels_uri or f"data/{self.name}/labels"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PipelineSpec:
+        from ctloop.gating.rules import unknown_gate_metrics
+
+        problems = unknown_gate_metrics(self.gates, self.task)
+        if self.holdout.strategy == "time" and not self.columns.timestamp:
+            problems.append("holdout.strategy: 'time' needs columns.timestamp")
+        if self.retrain.data.window == "days" and not self.columns.timestamp:
+            problems.append("retrain.data.window: 'days' needs columns.timestamp")
+        if self.monitoring.quality.metric not in metric_names(self.task):
+            problems.append(
+                f"monitoring.quality.metric: {self.monitoring.quality.metric!r} is not a {self.task} metric;"
+                f" choose one of {', '.join(metric_names(self.task))}"
+            )
+        gate_metrics = {
+            "gates.bootstrap.metric": self.gates.bootstrap.metric if self.gates.bootstrap else None,
+            "gates.slice_rules.metric": self.gates.slice_rules.metric if self.gates.slice_rules else None,
+            "gates.primary_metric": self.gates.primary_metric,
+        }
+        known = ", ".join(metric_names(self.task))
+        problems += [
+            f"{field}: {metric!r} is not a {self.task} metric; choose one of {known}"
+            for field, metric in gate_metrics.items()
+            if metric is not None and metric not in metric_names(self.task)
+        ]
+        problems += [
+            f"gates.slices.{index}.column: {s.column!r} is not a column of the data"
+            for index, s in enumerate(self.gates.slices)
+            if s.column not in self.columns.all_names() or s.column == self.columns.target
+        ]
+        problems += [
+            f"gates.slices.{index}.bins: {s.column!r} is not a numeric column"
+            for index, s in enumerate(self.gates.slices)
+            if s.bins is not None and s.column not in self.columns.numeric
+        ]
+        unknown = sorted(set(self.monitoring.drift.key_features) - set(self.columns.features))
+        if unknown:
+            problems.append(f"monitoring.drift.key_features: {', '.join(unknown)} are not feature columns")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self

@@ -1,0 +1,201 @@
+"""Data validation: the spec's schema checks, then the pipeline's Great Expectations suite.
+
+The suite is data (include/expectations/<name>.json, GX 1.x's own suite format) and runs in an
+ephemeral GX context: nothing is written to a GX project, results come back as JSON that ctloop
+stores and logs itself.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ctloop.errors import DataValidationFailed, SpecError, ValidationCheckError
+from ctloop.validation.schema import check_schema, failure
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ctloop.spec.models import PipelineSpec
+
+# BASIC keeps a short sample of unexpected values; SUMMARY and COMPLETE build per-value counts
+# that cost several times the check itself on large frames.
+RESULT_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": 5}
+
+
+def suite_path(spec: PipelineSpec, expectations_dir: Path) -> Path:
+    return expectations_dir / f"{spec.expectation_suite}.json"
+
+
+def load_suite_config(path: Path) -> dict:
+    """The suite file's JSON; a missing or malformed file is an error of the spec, not of the data."""
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise SpecError(f"{path}: expectation suite file not found") from exc
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"{path}: not valid JSON: {exc}") from exc
+    if not isinstance(config, dict) or not isinstance(config.get("expectations"), list):
+        raise SpecError(f"{path}: an expectation suite is an object with a list of 'expectations'")
+    return config
+
+
+def _build_suite(name: str, expectations: list[dict], path: Path):
+    import great_expectations as gx
+
+    suite = gx.ExpectationSuite(name=name, expectations=expectations)
+    # GX logs and drops an expectation it cannot build; a silently shorter suite would pass bad data.
+    if len(suite.expectations) != len(expectations):
+        built = {e.expectation_type for e in suite.expectations}
+        dropped = [e.get("type") for e in expectations if e.get("type") not in built]
+        raise SpecError(f"{path}: expectations could not be built: {dropped or 'see log'}")
+    return suite
+
+
+def _by_column(expectations: list[dict]) -> dict[str | None, list[dict]]:
+    """Column expectations grouped by their column; table-level ones under None."""
+    groups: dict[str | None, list[dict]] = {}
+    for expectation in expectations:
+        groups.setdefault((expectation.get("kwargs") or {}).get("column"), []).append(expectation)
+    return groups
+
+
+def run_expectations(frame: pd.DataFrame, path: Path, skip_columns: frozenset[str] = frozenset()) -> dict:
+    """Run the suite at ``path`` on ``frame``; returns the failures and GX's results as JSON.
+
+    Each column's expectations run on a one-column frame: GX copies the whole batch frame for
+    every column condition it evaluates, which on wide frames costs several times the checks.
+    Table-level expectations still see the whole frame. Expectations on ``skip_columns`` are not
+    run (a production batch has no label yet).
+    """
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    config = load_suite_config(path)
+    name = config.get("name") or path.stem
+    _build_suite(name, config["expectations"], path)
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    batch_definition = (
+        context.data_sources.add_pandas("ctloop")
+        .add_dataframe_asset("frame")
+        .add_batch_definition_whole_dataframe("whole")
+    )
+    failures, crashed, results = [], [], []
+    statistics = {"evaluated_expectations": 0, "successful_expectations": 0, "unsuccessful_expectations": 0}
+    groups = {c: e for c, e in _by_column(config["expectations"]).items() if c not in skip_columns}
+    for index, (column, expectations) in enumerate(groups.items()):
+        if column is not None and column not in frame.columns:
+            raise ValidationCheckError(
+                f"{path}: expectations refer to column {column!r}, which the data lacks"
+            )
+        suite = context.suites.add(_build_suite(f"{name}.{index}", expectations, path))
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(name=f"ctloop.{index}", data=batch_definition, suite=suite)
+        )
+        data = frame if column is None else frame[[column]]
+        result = definition.run(batch_parameters={"dataframe": data}, result_format=RESULT_FORMAT)
+        for key in statistics:
+            statistics[key] += result.statistics[key]
+        results.extend(result.to_json_dict()["results"])
+        for item in result.results:
+            check = item.expectation_config.type
+            crash = _crash_message(item.exception_info)
+            if crash:
+                crashed.append(f"{check}({column}): {crash}")
+            elif not item.success:
+                failures.append(failure(check, column, _describe(item.result)))
+    if crashed:
+        raise ValidationCheckError(f"{path}: expectations crashed: {'; '.join(crashed)}")
+    evaluated = statistics["evaluated_expectations"]
+    statistics["success_percent"] = (
+        100.0 * statistics["successful_expectations"] / evaluated if evaluated else 100.0
+    )
+    return {"failures": failures, "statistics": statistics, "gx_result": {"suite": name, "results": results}}
+
+
+def _crash_message(info: dict | None) -> str | None:
+    """GX reports a crash either flat or keyed by metric; either way, the first message."""
+    if not info:
+        return None
+    entries = [info] if "raised_exception" in info else [v for v in info.values() if isinstance(v, dict)]
+    messages = [str(e.get("exception_message")) for e in entries if e.get("raised_exception")]
+    return messages[0] if messages else None
+
+
+def _describe(result: dict) -> str:
+    if "unexpected_count" in result:
+        sample = result.get("partial_unexpected_list") or []
+        percent = result.get("unexpected_percent") or 0.0
+        return f"{result['unexpected_count']} unexpected values ({percent:.2f}%), e.g. {sample[:3]}"
+    return f"observed {result.get('observed_value')!r}"
+
+
+def validate_frame(
+    frame: pd.DataFrame, spec: PipelineSpec, expectations_dir: Path, *, require_target: bool = True
+) -> dict:
+    """Schema first, then the suite (skipped when the schema fails, as GX would crash on it).
+
+    Without ``require_target`` (a production batch) the label may be absent, and then the
+    suite's expectations on it are not run.
+    """
+    path = suite_path(spec, expectations_dir)
+    schema_failures = check_schema(frame, spec, require_target=require_target)
+    report = {
+        "suite": spec.expectation_suite,
+        "suite_path": str(path),
+        "rows": len(frame),
+        "schema_failures": schema_failures,
+        "expectation_failures": [],
+        "statistics": {},
+        "gx_result": None,
+    }
+    if not schema_failures:
+        unlabeled = frozenset() if spec.columns.target in frame.columns else frozenset({spec.columns.target})
+        outcome = run_expectations(frame, path, skip_columns=unlabeled)
+        report["expectation_failures"] = outcome["failures"]
+        report["statistics"] = outcome["statistics"]
+        report["gx_result"] = outcome["gx_result"]
+    report["success"] = not schema_failures and not report["expectation_failures"]
+    return report
+
+
+def summary(report: dict) -> dict:
+    """The small part of a report that travels through XCom."""
+    return {k: v for k, v in report.items() if k != "gx_result"}
+
+
+def raise_if_failed(report: dict, data_name: str) -> None:
+    """Raise :class:`DataValidationFailed` naming every failed check and column."""
+    failures = report["schema_failures"] + report["expectation_failures"]
+    if failures:
+        listed = "; ".join(f"{f['check']}[{f['column'] or 'table'}]: {f['detail']}" for f in failures)
+        raise DataValidationFailed(f"{data_name} failed validation ({len(failures)} checks): {listed}")
+
+
+def render_html(report: dict, title: str) -> str:
+    """A readable one-page summary; every value is escaped, since data values are untrusted."""
+    failures = report["schema_failures"] + report["expectation_failures"]
+    rows = "".join(
+        f"<tr><td>{html.escape(f['check'])}</td><td>{html.escape(str(f['column'] or ''))}</td>"
+        f"<td>{html.escape(f['detail'])}</td></tr>"
+        for f in failures
+    )
+    stats = report.get("statistics") or {}
+    verdict = "PASSED" if report["success"] else "FAILED"
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title></head><body>"
+        f"<h1>{html.escape(title)}: {verdict}</h1>"
+        f"<p>Suite <code>{html.escape(report['suite'])}</code>, {report['rows']} rows, "
+        f"{stats.get('successful_expectations', 0)} of {stats.get('evaluated_expectations', 0)}"
+        " expectations met.</p>"
+        + (
+            "<table border='1'><tr><th>check</th><th>column</th><th>detail</th></tr>" + rows + "</table>"
+            if failures
+            else "<p>No failures.</p>"
+        )
+        + "</body></html>"
+    )

@@ -1,0 +1,73 @@
+"""Schema checks from the pipeline spec: rows, columns and column kinds.
+
+These run before any expectation suite: GX passes row-level expectations vacuously on an empty
+frame and crashes on a missing column, so emptiness and schema are checked here explicitly.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    from ctloop.spec.models import PipelineSpec
+
+
+def failure(check: str, column: str | None, detail: str) -> dict:
+    """One failed check, as it is reported in XCom, MLflow and error messages."""
+    return {"check": check, "column": column, "detail": detail}
+
+
+def _first_unparseable(values: pd.Series, parse) -> object:
+    parsed = parse(values)
+    bad = values[parsed.isna() & values.notna()]
+    return bad.iloc[0] if len(bad) else None
+
+
+def check_schema(frame: pd.DataFrame, spec: PipelineSpec, *, require_target: bool = True) -> list[dict]:
+    """Every way ``frame`` departs from the spec's columns; empty when it conforms."""
+    columns = spec.columns
+    expected = [c for c in columns.all_names() if require_target or c != columns.target]
+    failures = []
+    if frame.empty:
+        failures.append(failure("has_rows", None, "the data has no rows"))
+    missing = [c for c in expected if c not in frame.columns]
+    failures += [failure("column_present", c, f"required column {c!r} is missing") for c in missing]
+    allowed = set(columns.all_names())
+    unexpected = [str(c) for c in frame.columns if c not in allowed]
+    failures += [
+        failure("no_unexpected_columns", c, f"column {c!r} is not declared in the pipeline spec")
+        for c in unexpected
+    ]
+    if frame.empty:  # every column of a file without rows reads as text: kinds say nothing here
+        return failures
+    inputs = [*columns.id, *([columns.timestamp] if columns.timestamp else []), *columns.features]
+    failures += [
+        failure("not_all_null", c, f"column {c!r} has no value in any of its {len(frame)} rows")
+        for c in inputs
+        if c in frame.columns and frame[c].isna().all()
+    ]
+    for column in columns.numeric:
+        if column in frame.columns and not pd.api.types.is_numeric_dtype(frame[column]):
+            example = _first_unparseable(frame[column], lambda s: pd.to_numeric(s, errors="coerce"))
+            failures.append(
+                failure(
+                    "numeric_dtype",
+                    column,
+                    f"numeric column {column!r} has dtype {frame[column].dtype}"
+                    + (f" (e.g. value {example!r})" if example is not None else ""),
+                )
+            )
+    if columns.timestamp and columns.timestamp in frame.columns:
+        values = frame[columns.timestamp]
+        if not pd.api.types.is_datetime64_any_dtype(values):
+            example = _first_unparseable(values, lambda s: pd.to_datetime(s, errors="coerce", format="mixed"))
+            if example is not None:
+                failures.append(
+                    failure("timestamp_parseable", columns.timestamp, f"value {example!r} is not a timestamp")
+                )
+    if require_target and columns.target in frame.columns and frame[columns.target].isna().any():
+        count = int(frame[columns.target].isna().sum())
+        failures.append(failure("target_labeled", columns.target, f"{count} rows have no label"))
+    return failures

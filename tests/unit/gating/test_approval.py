@@ -1,0 +1,40 @@
+"""What a reviewer's answer (or silence) means for the record, and the evidence they are shown."""
+
+from __future__ import annotations
+
+from ctloop.gating.approval import evidence_markdown, outcome
+
+ADMIN = {"id": "1", "name": "admin"}
+
+
+def test_answers_become_approved_rejected_or_timed_out():
+    approve = {"chosen_options": ["Approve"], "responded_by_user": ADMIN, "params_input": {"comment": "ok"}}
+    reject = {"chosen_options": ["Reject"], "responded_by_user": ADMIN, "params_input": {"comment": "no"}}
+    silence = {"chosen_options": ["Reject"], "responded_by_user": None, "timedout": True}
+    assert outcome(approve, True) | {"at": None} == {
+        "required": True, "outcome": "approved", "by": "admin", "at": None, "comment": "ok",
+    }  # fmt: skip
+    assert (outcome(reject, True)["outcome"], outcome(reject, True)["comment"]) == ("rejected", "no")
+    assert (outcome(silence, True)["outcome"], outcome(silence, True)["by"]) == ("timed_out", None)
+    assert outcome(None, True)["outcome"] == "pending"
+    assert outcome(approve, False)["outcome"] == "not_required"
+
+
+def test_evidence_shows_metrics_verdicts_slices_and_links():
+    decision = {
+        "rules": [
+            {"metric": "roc_auc", "kind": "at_least", "passed": True, "note": "0.81 must be >= 0.70"},
+            {"metric": "single_p95_ms", "kind": "at_most", "passed": False, "note": "12 ms must be <= 5"},
+        ],
+        "slices": [
+            {"slice": "contract=two_year", "rows": 120, "candidate": {"roc_auc": 0.7}, "champion": None}
+        ],
+        "slice_metric": "roc_auc",
+    }
+    evaluation = {"candidate": {"roc_auc": 0.81}, "champion": {"roc_auc": 0.79}, "champion_version": "3"}
+    text = evidence_markdown(
+        decision, evaluation, {"ctloop.reason": "drift"}, "4", {"report": "s3://b/r.html"}
+    )
+    assert "Candidate v4** against champion v3" in text
+    assert "| roc_auc | 0.8100 | 0.7900 |" in text
+    assert "**FAIL**" in text and "contract=two_year" in text and "s3://b/r.html" in text

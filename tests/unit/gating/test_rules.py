@@ -1,0 +1,167 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ctloop.errors import SpecError
+from ctloop.evaluation.weighted_metrics import Predictions
+from ctloop.gating.paired_bootstrap import paired_bootstrap
+from ctloop.gating.rules import describe, evaluate_gates
+from ctloop.spec.models import BootstrapRule, Gates
+
+CANDIDATE = {"roc_auc": 0.80, "log_loss": 0.45, "accuracy": 0.7, "f1": 0.6, "precision": 0.6, "recall": 0.6}
+
+
+def _gates(*rules, mode="enabled") -> Gates:
+    return Gates.model_validate({"mode": mode, "rules": list(rules)})
+
+
+@pytest.mark.parametrize(
+    ("rule", "passed"),
+    [
+        ({"metric": "roc_auc", "at_least": 0.79}, True),
+        ({"metric": "roc_auc", "at_least": 0.81}, False),
+        ({"metric": "log_loss", "at_most": 0.5}, True),
+        ({"metric": "log_loss", "at_most": 0.4}, False),
+    ],
+)
+def test_absolute_rules(rule, passed):
+    decision = evaluate_gates(_gates(rule), "classification", CANDIDATE, None)
+    assert decision["passed"] is passed and decision["promote"] is passed
+    verdict = decision["rules"][0]
+    assert verdict["rule"] == "threshold" and verdict["value"] == CANDIDATE[rule["metric"]]
+    assert verdict["note"].endswith("passed" if passed else "failed")
+
+
+def test_relative_rules_are_skipped_without_a_champion_and_say_so():
+    decision = evaluate_gates(
+        _gates({"metric": "roc_auc", "min_improvement": 0.01}), "classification", CANDIDATE, None
+    )
+    assert decision["passed"]
+    assert decision["rules"][0]["passed"] is None
+    assert "no champion" in decision["rules"][0]["note"]
+
+
+@pytest.mark.parametrize(
+    ("rule", "champion", "passed"),
+    [
+        ({"metric": "roc_auc", "min_improvement": 0.01}, {"roc_auc": 0.78}, True),
+        ({"metric": "roc_auc", "min_improvement": 0.03}, {"roc_auc": 0.78}, False),
+        ({"metric": "roc_auc", "max_regression": 0.02}, {"roc_auc": 0.81}, True),
+        ({"metric": "roc_auc", "max_regression": 0.005}, {"roc_auc": 0.81}, False),
+        # lower is better: a smaller log loss is an improvement
+        ({"metric": "log_loss", "min_improvement": 0.04}, {"log_loss": 0.50}, True),
+        ({"metric": "log_loss", "min_improvement": 0.0}, {"log_loss": 0.40}, False),
+        ({"metric": "log_loss", "max_regression": 0.06}, {"log_loss": 0.40}, True),
+    ],
+)
+def test_relative_rules(rule, champion, passed):
+    decision = evaluate_gates(_gates(rule), "classification", CANDIDATE, {**CANDIDATE, **champion}, "3")
+    assert decision["passed"] is passed
+    assert decision["rules"][0]["rule"] == "relative"
+    assert decision["rules"][0]["champion"] == champion[rule["metric"]]
+    assert ("rejected" in describe(decision)) is (not passed)
+    assert "v3" in describe(decision)
+
+
+def test_dry_run_never_promotes():
+    decision = evaluate_gates(
+        _gates({"metric": "roc_auc", "at_least": 0.5}, mode="dry_run"), "classification", CANDIDATE, None
+    )
+    assert decision["passed"] and not decision["promote"]
+    assert "dry run" in describe(decision)
+
+
+def test_every_failed_rule_is_listed():
+    decision = evaluate_gates(
+        _gates(
+            {"metric": "roc_auc", "at_least": 0.9},
+            {"metric": "log_loss", "at_most": 0.1},
+            {"metric": "f1", "at_least": 0.1},
+        ),
+        "classification",
+        CANDIDATE,
+        None,
+    )
+    assert len(decision["failed"]) == 2
+    assert [r["passed"] for r in decision["rules"]] == [False, False, True]
+
+
+def test_metric_the_task_does_not_produce_is_named():
+    with pytest.raises(SpecError, match=r"gates.rules.0.metric: 'rmse' is not a metric a classification"):
+        evaluate_gates(_gates({"metric": "rmse", "at_most": 1.0}), "classification", CANDIDATE, None)
+
+
+def _verdict(passed, rule="latency", metric="single_p95_ms", note="12.00 ms must be <= 10.00 ms") -> dict:
+    return {
+        "rule": rule,
+        "metric": metric,
+        "kind": "at_most",
+        "value": 12.0,
+        "bound": 10.0,
+        "passed": passed,
+        "note": note,
+    }
+
+
+def test_extra_verdicts_are_folded_into_the_decision():
+    gates = _gates({"metric": "roc_auc", "at_least": 0.5})
+    extra = [_verdict(True), _verdict(None, rule="bootstrap", metric="roc_auc", note="skipped: no champion")]
+    decision = evaluate_gates(gates, "classification", CANDIDATE, None, extra_verdicts=extra)
+    assert decision["passed"] and decision["promote"]
+    assert [r["rule"] for r in decision["rules"]] == ["threshold", "latency", "bootstrap"]
+
+    failing = [
+        *extra,
+        _verdict(False, rule="slice_regression", metric="roc_auc", note="contract=two_year: -0.03"),
+    ]
+    decision = evaluate_gates(gates, "classification", CANDIDATE, None, extra_verdicts=failing)
+    assert not decision["passed"] and not decision["promote"]
+    assert decision["failed"] == ["roc_auc at_most: contract=two_year: -0.03"]
+    assert "rejected: roc_auc at_most: contract=two_year" in describe(decision)
+
+
+def test_dry_run_reports_failing_extra_verdicts_and_still_never_promotes():
+    gates = _gates({"metric": "roc_auc", "at_least": 0.5}, mode="dry_run")
+    passing = evaluate_gates(gates, "classification", CANDIDATE, None, extra_verdicts=[_verdict(True)])
+    assert passing["passed"] and not passing["promote"]
+    failing = evaluate_gates(gates, "classification", CANDIDATE, None, extra_verdicts=[_verdict(False)])
+    assert not failing["passed"] and not failing["promote"]
+    assert "dry run" in describe(failing)
+
+
+def test_a_malformed_extra_verdict_is_refused():
+    broken = _verdict(True)
+    del broken["note"]
+    with pytest.raises(ValueError, match="latency/single_p95_ms lacks note"):
+        evaluate_gates(_gates(), "classification", CANDIDATE, None, extra_verdicts=[broken])
+    with pytest.raises(ValueError, match="passed must be"):
+        evaluate_gates(_gates(), "classification", CANDIDATE, None, extra_verdicts=[_verdict("yes")])
+
+
+def test_describe_stays_one_line_whatever_the_notes_hold():
+    decision = evaluate_gates(
+        _gates(),
+        "classification",
+        CANDIDATE,
+        None,
+        "4",
+        extra_verdicts=[_verdict(False, note="load failed:\n  trace")],
+    )
+    line = describe(decision)
+    assert "\n" not in line and "load failed: trace" in line and line.endswith("(against champion v4)")
+
+
+def test_the_verdicts_of_the_new_rules_fold_in_as_they_are():
+    y = (np.random.default_rng(0).random(2000) < 0.3).astype(int)
+    noise = np.random.default_rng(1).random(2000)
+    champion = Predictions((noise > 0.5).astype(int), noise)  # no skill
+    candidate = Predictions(y, np.clip(0.5 * y + 0.5 * noise, 0, 1))
+    verdict = paired_bootstrap(
+        BootstrapRule(metric="roc_auc", margin=0.01), "classification", y, candidate, champion
+    )
+    decision = evaluate_gates(_gates(), "classification", CANDIDATE, None, extra_verdicts=[verdict])
+    assert decision["passed"] and decision["rules"] == [verdict]
+    backwards = paired_bootstrap(BootstrapRule(metric="roc_auc"), "classification", y, champion, candidate)
+    decision = evaluate_gates(_gates(), "classification", CANDIDATE, None, extra_verdicts=[backwards])
+    assert decision["failed"][0].startswith("roc_auc ci_lower_bound: 95% interval")

@@ -1,0 +1,219 @@
+"""ctloop.monitoring.drift_stats against real Evidently 0.7.23 runs: same test, same decision, same score.
+
+Evidently is run as the monitor would run it (``DataDriftPreset`` on the full frames, column kinds
+given explicitly); each dataset covers one regime of Evidently's test chooser.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ctloop.errors import DriftInputError
+from ctloop.monitoring.drift_stats import ColumnDrift, column_drift, dataset_drifted, drift_share
+
+
+def _evidently(reference: pd.DataFrame, current: pd.DataFrame, numeric: list[str], categorical: list[str]):
+    """Per column (stattest name, score, threshold, drifted) and the drifted share, from a snapshot."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.legacy.calculations import stattests
+    from evidently.presets import DataDriftPreset
+
+    # ValueDrift's config records the stattest's display name; map it back to the registry name.
+    names = {
+        t.display_name: t.name
+        for t in (
+            stattests.wasserstein_stat_test,
+            stattests.jensenshannon_stat_test,
+            stattests.ks_stat_test,
+            stattests.chi_stat_test,
+            stattests.z_stat_test,
+        )
+    }
+    definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
+    snapshot = Report([DataDriftPreset()], include_tests=True).run(
+        Dataset.from_pandas(current, data_definition=definition),
+        Dataset.from_pandas(reference, data_definition=definition),
+    )
+    result = snapshot.dict()
+    # Evidently's own decision per column is the status of the ValueDrift metric's test.
+    failed = {
+        t["metric_config"]["metric_id"]: t["status"] == "FAIL" for t in result["tests"] if t["id"] == "drift"
+    }
+    columns, share = {}, None
+    for metric in result["metrics"]:
+        config = metric["config"]
+        if config["type"] == "evidently:metric_v2:ValueDrift":
+            columns[config["column"]] = (
+                names[config["method"]],
+                float(metric["value"]),
+                config["threshold"],
+                failed[metric["id"]],
+            )
+        elif config["type"] == "evidently:metric_v2:DriftedColumnsCount":
+            share = metric["value"]["share"]
+    return columns, share
+
+
+def _frames(n_ref: int, n_cur: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, list[str], list[str]]:
+    """One column per regime of Evidently's chooser, shifted and unshifted, with NaNs and infs."""
+    rng = np.random.default_rng(seed)
+
+    def frame(n: int, shifted: bool) -> pd.DataFrame:
+        nan_num = rng.normal(10, 2, n)
+        nan_num[rng.random(n) < 0.1] = np.nan
+        with_inf = rng.normal(0, 1, n)
+        with_inf[:3] = [np.inf, -np.inf, np.nan]
+        nan_cat = rng.choice(np.array(["a", "b", "c", None], dtype=object), n, p=[0.4, 0.3, 0.2, 0.1])
+        return pd.DataFrame(
+            {
+                "same": rng.normal(0, 1, n),
+                "shifted": rng.normal(0.6 if shifted else 0.0, 1, n),
+                "scaled": rng.lognormal(0, 0.8 if shifted else 0.5, n),
+                "ints": rng.integers(0, 40, n),
+                "few": rng.choice(
+                    [0.0, 1.0, 2.0, 3.0, 4.0], n, p=[0.1, 0.1, 0.2, 0.3, 0.3] if shifted else None
+                ),
+                "binary_num": (rng.random(n) < (0.6 if shifted else 0.3)).astype(float),
+                "constant": np.full(n, 7.0),
+                "nan_num": nan_num,
+                "with_inf": with_inf,
+                "plan": rng.choice(
+                    ["basic", "standard", "premium"], n, p=[0.2, 0.3, 0.5] if shifted else None
+                ),
+                "region": rng.choice(["n", "s", "e", "w", "x"] if shifted else ["n", "s", "e", "w"], n),
+                "binary_cat": rng.choice(["yes", "no"], n, p=[0.9, 0.1] if shifted else [0.6, 0.4]),
+                "nan_cat": nan_cat,
+                "int_cat": rng.integers(0, 6, n),
+                "bool_cat": rng.random(n) < (0.5 if shifted else 0.45),
+                "category": pd.Categorical(
+                    rng.choice(["u", "v", "w"], n), categories=["u", "v", "w", "unused"]
+                ),
+                "ignored": rng.normal(0, 1, n),
+            }
+        )
+
+    numeric = ["same", "shifted", "scaled", "ints", "few", "binary_num", "constant", "nan_num", "with_inf"]
+    categorical = ["plan", "region", "binary_cat", "nan_cat", "int_cat", "bool_cat", "category"]
+    return frame(n_ref, False), frame(n_cur, True), numeric, categorical
+
+
+def _assert_same_as_evidently(ours: list[ColumnDrift], theirs: dict, share: float) -> None:
+    assert [r.column for r in ours] == list(theirs)
+    for r in ours:
+        stattest, score, threshold, drifted = theirs[r.column]
+        assert (r.column, r.stattest, r.drifted, r.threshold) == (r.column, stattest, drifted, threshold)
+        assert r.score == pytest.approx(score, rel=1e-9, abs=1e-12), r.column
+    assert drift_share(ours) == pytest.approx(share)
+
+
+@pytest.mark.parametrize(
+    ("n_ref", "n_cur", "tests"),
+    [
+        (5000, 4000, {"wasserstein", "jensenshannon"}),  # above Evidently's 1,000-row cut-off
+        (500, 700, {"ks", "chisquare", "z"}),  # below it: p-value tests
+        (400, 20_000, {"ks", "chisquare", "z"}),  # the cut-off looks at the reference only
+    ],
+)
+def test_same_decisions_as_evidently(n_ref: int, n_cur: int, tests: set[str]):
+    reference, current, numeric, categorical = _frames(n_ref, n_cur, seed=n_ref)
+    ours = column_drift(reference, current, numeric, categorical)
+    theirs, share = _evidently(
+        reference.drop(columns="ignored"), current.drop(columns="ignored"), numeric, categorical
+    )
+    _assert_same_as_evidently(ours, theirs, share)
+    assert {r.stattest for r in ours} == tests
+    assert any(r.drifted for r in ours) and not all(r.drifted for r in ours)
+    assert {r.column for r in ours if r.drifted} >= {"shifted", "plan", "binary_cat"}
+
+
+def test_cut_off_counts_non_null_reference_rows():
+    """1,100 reference rows, but 150 NaNs leave 950: that column gets the small-sample test."""
+    rng = np.random.default_rng(5)
+    reference = pd.DataFrame({"x": rng.normal(0, 1, 1100), "y": rng.normal(0, 1, 1100)})
+    reference.loc[:149, "y"] = np.nan
+    current = pd.DataFrame({"x": rng.normal(0.05, 1, 1100), "y": rng.normal(0.05, 1, 1100)})
+    ours = column_drift(reference, current, ["x", "y"], [])
+    theirs, share = _evidently(reference, current, ["x", "y"], [])
+    _assert_same_as_evidently(ours, theirs, share)
+    assert [(r.stattest, r.reference_rows) for r in ours] == [("wasserstein", 1100), ("ks", 950)]
+
+
+def test_edge_cases_match_evidently():
+    """Constant columns, a reference with std 0 and values only one frame has."""
+    n = 2000
+    rng = np.random.default_rng(9)
+    reference = pd.DataFrame(
+        {
+            "const_same": np.ones(n),
+            "const_ref": np.zeros(n),  # std 0: Evidently divides by 0.001
+            "const_cat": ["a"] * n,
+            "only_new": ["a"] * n,
+        }
+    )
+    current = pd.DataFrame(
+        {
+            "const_same": np.ones(n),
+            "const_ref": rng.normal(0, 0.01, n),
+            "const_cat": ["a"] * n,
+            "only_new": ["b"] * n,
+        }
+    )
+    for rows in (n, 300):
+        ref, cur = reference.head(rows), current.head(rows)
+        ours = column_drift(ref, cur, ["const_same", "const_ref"], ["const_cat", "only_new"])
+        theirs, share = _evidently(ref, cur, ["const_same", "const_ref"], ["const_cat", "only_new"])
+        _assert_same_as_evidently(ours, theirs, share)
+
+
+def test_drift_share_and_dataset_rule():
+    reference, current, numeric, categorical = _frames(1500, 1500, seed=3)
+    results = column_drift(reference, current, numeric, categorical)
+    drifted = sum(r.drifted for r in results)
+    assert drift_share(results) == drifted / len(results)
+    assert dataset_drifted(results, share=drifted / len(results))  # inclusive, as Evidently's >=
+    assert not dataset_drifted(results, share=(drifted + 0.5) / len(results))
+    assert results[0].as_dict() == {
+        "column": "same",
+        "kind": "numeric",
+        "stattest": "wasserstein",
+        "score": results[0].score,
+        "threshold": 0.1,
+        "drifted": results[0].drifted,
+        "reference_rows": 1500,
+        "current_rows": 1500,
+    }
+
+
+def _small() -> pd.DataFrame:
+    return pd.DataFrame({"amount": [1.0, 2.0, 3.0], "plan": ["a", "b", "a"]})
+
+
+def test_empty_frame_is_refused():
+    with pytest.raises(DriftInputError, match="current frame is empty.*amount"):
+        column_drift(_small(), _small().iloc[0:0], ["amount"], ["plan"])
+
+
+@pytest.mark.parametrize("which", ["reference", "current"])
+def test_missing_column_is_refused(which: str):
+    frames = {"reference": _small(), "current": _small()}
+    frames[which] = frames[which].drop(columns="plan")
+    with pytest.raises(DriftInputError, match=f"'plan'.*missing from the {which} frame"):
+        column_drift(frames["reference"], frames["current"], ["amount"], ["plan"])
+
+
+@pytest.mark.parametrize(
+    ("column", "values"), [("amount", [np.nan, np.inf, -np.inf]), ("plan", [None, np.nan, None])]
+)
+def test_all_null_column_is_refused(column: str, values: list):
+    current = _small().assign(**{column: values})
+    with pytest.raises(DriftInputError, match=f"'{column}' is all-null.*current frame"):
+        column_drift(_small(), current, ["amount"], ["plan"])
+
+
+def test_wrong_kind_is_refused():
+    with pytest.raises(DriftInputError, match="'plan'"):
+        column_drift(_small(), _small(), ["plan"], [])
+    with pytest.raises(DriftInputError, match="both numeric and categorical"):
+        column_drift(_small(), _small(), ["amount"], ["amount"])

@@ -1,0 +1,278 @@
+"""The model card: every section from a full card, grace with a minimal one, escaping, and logging."""
+
+from __future__ import annotations
+
+import copy
+import re
+import uuid
+
+import pytest
+
+from ctloop.registry.model_card import ARTIFACT_PATH, log_model_card, render_model_card
+
+XSS = "<script>alert(1)</script>"
+ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
+SECTIONS = ["Data", "Validation", "Metrics on the shared holdout", "Slices", "Promotion gate", "Lineage"]
+SECTIONS += ["Approval", "Promotion"]
+
+FULL = {
+    "pipeline": "churn",
+    "version": "7",
+    "created_at": "2024-05-01T10:00:00+00:00",
+    "model_uri": "models:/m-0123abcd",
+    "model_sha256": "a" * 64,
+    "data": {"uri": "s3://ctloop/snapshots/churn/bbbb.parquet", "sha256": "b" * 64, "rows": 12000},
+    "validation": {
+        "success": True,
+        "evaluated": 14,
+        "failed": 0,
+        "result_uri": "file:///tmp/validation.json",
+    },
+    "metrics": {
+        "candidate": {"roc_auc": 0.8123, "log_loss": 0.41},
+        "champion": {"roc_auc": 0.8011, "log_loss": 0.43},
+    },
+    "champion_version": "6",
+    "slices": [
+        {
+            "slice": "plan=basic",
+            "column": "plan",
+            "rows": 812,
+            "candidate": {"roc_auc": 0.79},
+            "champion": {"roc_auc": 0.8},
+            "judged": True,
+            "why_not_judged": None,
+        },
+        {
+            "slice": "plan=enterprise",
+            "column": "plan",
+            "rows": 12,
+            "candidate": {"roc_auc": 0.9},
+            "champion": None,
+            "judged": False,
+            "why_not_judged": "12 rows, fewer than min_rows 30",
+        },
+    ],
+    "gate": {
+        "mode": "enabled",
+        "passed": False,
+        "summary": "gate rejected: roc_auc min_improvement",
+        "rules": [
+            {
+                "rule": "rules.0",
+                "metric": "roc_auc",
+                "kind": "at_least",
+                "value": 0.8123,
+                "bound": 0.75,
+                "passed": True,
+                "note": "0.8123 must be >= 0.7500",
+            },
+            {
+                "rule": "rules.1",
+                "metric": "roc_auc",
+                "kind": "min_improvement",
+                "value": 0.0112,
+                "bound": 0.02,
+                "passed": False,
+                "note": "improvement +0.0112 must be >= +0.0200",
+            },
+            {
+                "rule": "latency",
+                "metric": "single_p95_ms",
+                "kind": "at_most",
+                "value": None,
+                "bound": 50.0,
+                "passed": None,
+                "note": "skipped: not measured",
+            },
+        ],
+    },
+    "lineage": {
+        "trigger": "drift",
+        "reason": "share of drifted features 0.62 >= 0.5",
+        "alert_id": "alert-42",
+        "request_id": "req-9",
+        "reports": ["https://reports.example.com/churn/drift/17.html", "s3://ctloop/reports/17.html"],
+        "dag_run_id": "asset_triggered__2024-05-01",
+        "mlflow_run_id": "0f1e2d3c",
+        "code_version": "abc1234",
+    },
+    "approval": {
+        "required": True,
+        "outcome": "approved",
+        "by": "maria",
+        "at": "2024-05-01T12:00:00+00:00",
+        "comment": "slice regression accepted",
+    },
+    "promotion": {"action": "promoted", "previous": "6"},
+}
+
+
+def _text(page: str) -> str:
+    """The page without tags, to look for values regardless of markup."""
+    return re.sub(r"<[^>]+>", " ", page)
+
+
+def test_full_card_renders_every_section_with_its_values():
+    page = render_model_card(FULL)
+    text = _text(page)
+    for title in SECTIONS:
+        assert f"<h2>{title}</h2>" in page
+    assert "not recorded" not in page
+    expected = [
+        "Model card: churn version 7",
+        "promoted",
+        "models:/m-0123abcd",
+        "a" * 64,
+        "s3://ctloop/snapshots/churn/bbbb.parquet",
+        "b" * 64,
+        "12,000",
+        "passed",
+        "14",
+        "file:///tmp/validation.json",
+        "champion (version 6)",
+        "0.8123",
+        "0.8011",
+        "+0.0112",
+        "-0.0200",  # log_loss 0.41 - 0.43
+        "plan=basic",
+        "plan=enterprise",
+        "812",
+        "12 rows, fewer than min_rows 30",
+        "no champion",
+        "gate rejected: roc_auc min_improvement",
+        "improvement +0.0112 must be &gt;= +0.0200",
+        "skipped: not measured",
+        "drift",
+        "share of drifted features 0.62 &gt;= 0.5",
+        "alert-42",
+        "req-9",
+        "asset_triggered__2024-05-01",
+        "0f1e2d3c",
+        "abc1234",
+        "maria",
+        "slice regression accepted",
+        "version 6",
+    ]
+    missing = [value for value in expected if value not in text]
+    assert not missing
+    assert "<a href='https://reports.example.com/churn/drift/17.html'" in page
+    assert "<code>s3://ctloop/reports/17.html</code>" in page  # shown, not linked
+    assert "<code>file:///tmp/validation.json</code>" in page
+
+
+def test_rule_verdicts_are_styled_pass_fail_and_skipped():
+    page = render_model_card(FULL)
+    rows = re.findall(r"<tr(?: class='([^']*)')?>(.*?)</tr>", page)
+    verdicts = {
+        found.group(1): (cls, row)
+        for cls, row in rows
+        if (found := re.search(r"<td>(rules\.\d|latency)</td>", row))
+    }
+    assert verdicts["rules.1"][0] == "fail" and "class='badge fail'>FAIL<" in verdicts["rules.1"][1]
+    assert verdicts["rules.0"][0] == "" and "class='badge pass'>pass<" in verdicts["rules.0"][1]
+    assert "class='badge skip'>skipped<" in verdicts["latency"][1]
+    assert "class='badge fail'>FAILED<" in page  # the gate's overall verdict
+
+
+def test_minimal_card_renders_gracefully():
+    page = render_model_card({"pipeline": "churn", "version": "1"})
+    assert "Model card: churn version 1" in page
+    assert page.count("not recorded") >= len(SECTIONS)
+
+
+def test_card_with_empty_and_none_parts_renders_gracefully():
+    card = {
+        "pipeline": "churn",
+        "version": "2",
+        "data": {"uri": None, "sha256": None, "rows": None},
+        "validation": {"success": None},
+        "metrics": {"candidate": {"roc_auc": 0.7}, "champion": None},
+        "champion_version": None,
+        "slices": None,
+        "gate": {"mode": "dry_run", "passed": True, "rules": None},
+        "lineage": {"reports": None},
+        "approval": {"required": False, "outcome": "not_required"},
+        "promotion": {"action": None, "previous": None},
+    }
+    page = render_model_card(card)
+    assert "No champion to compare with." in page
+    assert "decision recorded, never promotes" in page
+    assert "gate passed" in page
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        ("lineage", "reason"),
+        ("approval", "comment"),
+        ("gate", "summary"),
+        ("pipeline",),
+        ("version",),
+    ],
+)
+def test_untrusted_values_are_escaped(path):
+    card = copy.deepcopy(FULL)
+    target = card
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = XSS
+    page = render_model_card(card)
+    assert "<script" not in page.lower()
+    assert ESCAPED in page
+
+
+def test_slice_labels_rule_notes_and_metric_names_are_escaped():
+    card = copy.deepcopy(FULL)
+    card["slices"][0]["slice"] = XSS
+    card["slices"][1]["why_not_judged"] = XSS
+    card["gate"]["rules"][0]["note"] = XSS
+    card["metrics"]["candidate"][XSS] = 1.0
+    page = render_model_card(card)
+    assert "<script" not in page.lower()
+    assert page.count(ESCAPED) >= 4
+
+
+def test_only_http_reports_become_links():
+    card = copy.deepcopy(FULL)
+    card["lineage"]["reports"] = [
+        "javascript:alert(1)",
+        " JavaScript:alert(2)",
+        "java\tscript:alert(3)",
+        "data:text/html,<script>alert(4)</script>",
+        "https://reports.example.com/a'onmouseover='alert(5)",
+    ]
+    page = render_model_card(card)
+    hrefs = re.findall(r"href='([^']*)'", page)
+    assert hrefs == ["https://reports.example.com/a&#x27;onmouseover=&#x27;alert(5)"]
+    assert "<code>javascript:alert(1)</code>" in page
+    assert "<script" not in page.lower()
+
+
+def test_page_is_self_contained():
+    page = render_model_card(FULL)
+    lowered = page.lower()
+    for forbidden in ("<script", "src=", "<link", "@import", "url(", "<iframe"):
+        assert forbidden not in lowered
+    assert "content-security-policy" in lowered and "default-src 'none'" in page
+
+
+def test_log_model_card_writes_the_run_artifact():
+    import mlflow
+
+    from ctloop.registry import mlflow_store as registry
+    from ctloop.settings import load_settings
+
+    settings = load_settings()
+    client = registry.client(settings)
+    experiment = registry.ensure_experiment(
+        client, f"card_{uuid.uuid4().hex[:8]}", settings.mlflow_artifact_root
+    )
+    run_id = registry.ensure_run(client, experiment, "dag/card-run", {})
+    page = render_model_card(FULL)
+
+    assert log_model_card(client, run_id, page) == ARTIFACT_PATH
+    assert log_model_card(client, run_id, page) == ARTIFACT_PATH  # a retried task rewrites it
+
+    assert mlflow.artifacts.load_text(f"runs:/{run_id}/{ARTIFACT_PATH}") == page
+    assert [a.path for a in client.list_artifacts(run_id)] == [ARTIFACT_PATH]

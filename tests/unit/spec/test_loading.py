@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ctloop.errors import SpecError
+from ctloop.spec.loading import load_spec, load_specs
+from tests.helpers import REPO, example_spec
+
+
+def test_example_spec_is_valid():
+    spec = load_spec(REPO / "include" / "pipelines" / "churn.yaml")
+    assert spec.name == "churn"
+    assert "customer_id" not in spec.columns.features
+    assert spec.columns.target not in spec.columns.features
+    assert len(spec.columns.features) == 21
+
+
+def _write(tmp_path: Path, name: str, spec: dict | str) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(spec if isinstance(spec, str) else yaml.safe_dump(spec))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        (lambda s: s.update(unknown_field=1), "unknown_field", "Extra inputs are not permitted"),
+        (lambda s: s["data"].update(format="xlsx"), "data.format", "'csv' or 'parquet'"),
+        (lambda s: s["holdout"].update(fraction=1.5), "holdout.fraction", "less than 1"),
+        (
+            lambda s: s["gates"]["rules"].append({"metric": "auc", "at_least": 0.5}),
+            "gates.rules.3.metric",
+            "'auc' is not a metric",
+        ),
+        (
+            lambda s: s["gates"]["rules"].append({"metric": "roc_auc", "at_least": 0.5, "at_most": 0.9}),
+            "gates.rules.3",
+            "exactly one of",
+        ),
+        (lambda s: s["columns"]["numeric"].append("region"), "columns", "more than once: region"),
+        (lambda s: s["estimator"].update(class_path="not a path"), "estimator.class_path", "dotted import"),
+        (lambda s: s["columns"].pop("target"), "columns.target", "Field required"),
+        (
+            lambda s: (s["holdout"].update(strategy="time"), s["columns"].pop("timestamp")),
+            "holdout.strategy",
+            "needs columns.timestamp",
+        ),
+    ],
+)
+def test_invalid_spec_names_file_and_field(tmp_path, change, field, message):
+    spec = example_spec("bad", "data")
+    change(spec)
+    path = _write(tmp_path, "bad", spec)
+    with pytest.raises(SpecError) as raised:
+        load_spec(path)
+    assert str(path) in str(raised.value)
+    assert field in str(raised.value)
+    assert message in str(raised.value)
+
+
+def test_unparseable_yaml_names_file(tmp_path):
+    path = _write(tmp_path, "broken", "name: broken\ncolumns: [unclosed\n")
+    with pytest.raises(SpecError, match=r"broken\.yaml: not valid YAML"):
+        load_spec(path)
+
+
+def test_name_must_match_file(tmp_path):
+    path = _write(tmp_path, "other", example_spec("churn_two", "data"))
+    with pytest.raises(SpecError, match="must match the file name 'other'"):
+        load_spec(path)
+
+
+def test_one_invalid_spec_does_not_hide_the_others(tmp_path):
+    _write(tmp_path, "good", example_spec("good", "data"))
+    _write(tmp_path, "bad", {"name": "bad"})
+    specs, errors = load_specs(tmp_path)
+    assert list(specs) == ["good"]
+    assert [p.name for p in errors] == ["bad.yaml"]
+    assert "data: Field required" in str(errors[tmp_path / "bad.yaml"])

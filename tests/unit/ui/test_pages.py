@@ -1,0 +1,119 @@
+"""The pages escape every value (reasons, run ids, decisions come from people and data) and show
+the rollback form only to who may use it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from ctloop.registry.ledger import LedgerEntry
+from ctloop.spec.models import PipelineSpec
+from ctloop.ui import pages
+from ctloop.ui.links import Urls
+from ctloop.ui.render import PAGE_CSP, page
+from ctloop.ui.runs import Run
+from ctloop.ui.state import PolicyState
+from tests.helpers import example_spec
+
+HOSTILE = '<script>alert("x")</script>'
+SPEC = PipelineSpec.model_validate(example_spec("churn", "data"))
+URLS = Urls.of("/ctloop", mlflow="http://127.0.0.1:5000")
+
+
+def _move(
+    seq: int, to: str, frm: str | None, action: str = "promotion", reason: str = "better"
+) -> LedgerEntry:
+    return LedgerEntry(
+        seq=seq,
+        pipeline="churn",
+        action=action,
+        alias="champion",
+        from_version=frm,
+        to_version=to,
+        at=datetime(2026, 1, seq, tzinfo=UTC).isoformat(),
+        run_key=f"churn__train/manual__2026-01-0{seq}T00:00:00+00:00",
+        mlflow_run_id=f"run{seq}",
+        user=None,
+        reason=reason,
+        gate_decision="gate passed",
+        approver=None,
+        evidence={"snapshot": "/s/x.parquet", "trigger_reports": ""},
+    )
+
+
+MOVES = [_move(1, "1", None), _move(2, "2", "1", reason=HOSTILE)]
+
+
+def test_the_ledger_escapes_what_people_wrote_and_links_the_evidence() -> None:
+    html = pages.ledger(URLS, SPEC, MOVES, can_rollback=True, triggered=None)
+    assert HOSTILE not in html and "&lt;script&gt;" in html
+    assert 'href="/dags/churn__train/runs/manual__2026-01-02T00%3A00%3A00%2B00%3A00"' in html
+    assert 'href="http://127.0.0.1:5000/#/runs/run2"' in html
+    assert 'href="/ctloop/pipelines/churn/versions/2/model-card"' in html
+    assert 'href="/ctloop/pipelines/churn/rollback?target=1"' in html  # the earlier champion
+    assert "rollback?target=2" not in html  # not to the current one
+    assert "trigger_reports" not in html  # empty evidence is left out
+
+
+def test_the_ledger_offers_no_rollback_to_who_may_not_trigger_it() -> None:
+    html = pages.ledger(URLS, SPEC, MOVES, can_rollback=False, triggered=None)
+    assert "Roll back" not in html and "rollback?target" not in html
+
+
+def test_the_ledger_shows_the_state_of_a_requested_rollback() -> None:
+    run = Run("churn__rollback", "manual__x", "running", "manual", datetime.now(UTC), None, "admin")
+    html = pages.ledger(URLS, SPEC, MOVES, can_rollback=True, triggered=run)
+    assert "Rollback requested" in html and 'class="badge busy">running<' in html
+
+
+def test_the_rollback_form_needs_a_reason_and_carries_the_token() -> None:
+    html = pages.rollback_form(
+        URLS, SPEC, MOVES, target="previous", csrf="tok", can_rollback=True, paused=False
+    )
+    assert '<form method="post" action="/ctloop/pipelines/churn/rollback">' in html
+    assert '<input type="hidden" name="csrf" value="tok">' in html
+    assert '<textarea id="reason" name="reason" rows="3" required' in html
+    assert "previous champion (v1 per the ledger)" in html
+
+
+def test_the_rollback_form_says_why_it_cannot_be_used() -> None:
+    refused = pages.rollback_form(URLS, SPEC, MOVES, target="1", csrf="t", can_rollback=False, paused=True)
+    assert "<form" not in refused and "You may not trigger churn__rollback" in refused
+    assert "is paused" in refused
+    unknown = pages.rollback_form(URLS, SPEC, MOVES, target="1", csrf="t", can_rollback=True, paused=None)
+    assert "not parsed yet" in unknown
+
+
+def test_the_history_links_only_runs_that_wrote_a_report() -> None:
+    decisions = [
+        {
+            "run_key": "churn__monitor/r1",
+            "at": "2026-01-01T00:00:00+00:00",
+            "action": "hold",
+            "why": HOSTILE,
+            "drift_share": 0.1,
+            "quality": None,
+            "champion_version": "1",
+            "report_uri": "/s/report.html",
+        },
+        {
+            "run_key": "churn__monitor/r2",
+            "at": "2026-01-02T00:00:00+00:00",
+            "action": "hold",
+            "why": "no champion",
+            "drift_share": None,
+            "quality": None,
+            "champion_version": "1",
+        },
+    ]
+    policy = PolicyState(queued=None, cooldown_until=None, rejections=0, max_rejections=3)
+    html = pages.history(URLS, SPEC, decisions, MOVES, policy)
+    assert html.count(">report</a>") == 1 and "/ctloop/pipelines/churn/reports/r1" in html
+    assert HOSTILE not in html
+
+
+def test_every_page_forbids_scripts_and_framing_by_other_sites() -> None:
+    response = page("t", "<p>x</p>", home="/ctloop/", airflow="/", user=HOSTILE)
+    assert response.headers["content-security-policy"] == PAGE_CSP
+    assert "script-src" not in PAGE_CSP and "default-src 'none'" in PAGE_CSP
+    assert "frame-ancestors 'self'" in PAGE_CSP
+    assert HOSTILE not in response.body.decode()

@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import io
+import json
+
+import pandas as pd
+import pytest
+
+from ctloop.devtools.example_data import generate_batch, inject_fault
+from ctloop.errors import DataValidationFailed, SpecError, ValidationCheckError
+from ctloop.spec.loading import load_spec
+from ctloop.validation.data_validation import raise_if_failed, render_html, validate_frame
+from tests.helpers import REPO
+
+SPEC = load_spec(REPO / "include" / "pipelines" / "churn.yaml")
+EXPECTATIONS = REPO / "include" / "expectations"
+
+
+@pytest.fixture(scope="module")
+def frame():
+    return generate_batch(3000, seed=11)
+
+
+def test_clean_data_passes(frame):
+    report = validate_frame(frame, SPEC, EXPECTATIONS)
+    assert report["success"], report["expectation_failures"]
+    assert report["statistics"]["evaluated_expectations"] == len(
+        json.loads((EXPECTATIONS / "churn.json").read_text())["expectations"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("fault", "check", "column"),
+    [
+        ("missing_column", "column_present", "monthly_charges"),
+        ("extra_column", "no_unexpected_columns", "unexpected_score"),
+        ("nulls", "expect_column_values_to_not_be_null", "tenure_months"),
+        ("wrong_type", "numeric_dtype", "monthly_charges"),
+        ("out_of_range", "expect_column_values_to_be_between", "age"),
+        ("empty", "has_rows", None),
+        ("all_null", "not_all_null", "credit_score"),
+    ],
+)
+def test_each_fault_is_named(frame, fault, check, column):
+    report = validate_frame(inject_fault(frame, fault), SPEC, EXPECTATIONS)
+    assert not report["success"]
+    failures = report["schema_failures"] + report["expectation_failures"]
+    assert (check, column) in [(f["check"], f["column"]) for f in failures]
+    with pytest.raises(DataValidationFailed) as raised:
+        raise_if_failed(report, "batch.csv")
+    assert "batch.csv" in str(raised.value) and check in str(raised.value)
+    if column:
+        assert column in str(raised.value)
+
+
+def test_a_header_without_rows_fails_only_for_having_no_rows(frame):
+    """Every column of a file without rows reads as text; that is no finding about its kinds."""
+    header_only = pd.read_csv(io.StringIO(frame.head(0).to_csv(index=False)))
+    report = validate_frame(header_only, SPEC, EXPECTATIONS)
+    assert [(f["check"], f["column"]) for f in report["schema_failures"]] == [("has_rows", None)]
+
+
+def test_unlabeled_rows_fail(frame):
+    broken = frame.copy()
+    broken.loc[:9, "churned"] = None
+    report = validate_frame(broken, SPEC, EXPECTATIONS)
+    assert ("target_labeled", "churned") in [(f["check"], f["column"]) for f in report["schema_failures"]]
+
+
+def test_bad_timestamp_is_named(frame):
+    broken = frame.copy()
+    broken["event_time"] = broken["event_time"].astype(str)
+    broken.loc[3, "event_time"] = "yesterday-ish"
+    report = validate_frame(broken, SPEC, EXPECTATIONS)
+    assert "'yesterday-ish' is not a timestamp" in json.dumps(report["schema_failures"])
+
+
+def _suite(tmp_path, expectations):
+    path = tmp_path / "custom.json"
+    path.write_text(json.dumps({"name": "custom", "expectations": expectations}))
+    return SPEC.model_copy(update={"expectation_suite": "custom"})
+
+
+def test_unknown_expectation_type_is_a_spec_error_not_a_silent_pass(tmp_path, frame):
+    spec = _suite(tmp_path, [{"type": "expect_column_values_to_be_purple", "kwargs": {"column": "age"}}])
+    with pytest.raises(SpecError, match="custom.json"):
+        validate_frame(frame, spec, tmp_path)
+
+
+def test_crashing_expectation_is_a_check_error(tmp_path, frame):
+    spec = _suite(
+        tmp_path,
+        [{"type": "expect_column_values_to_match_regex", "kwargs": {"column": "age", "regex": "("}}],
+    )
+    with pytest.raises(ValidationCheckError, match="expect_column_values_to_match_regex"):
+        validate_frame(frame, spec, tmp_path)
+
+
+def test_missing_suite_file_names_it(tmp_path, frame):
+    spec = SPEC.model_copy(update={"expectation_suite": "absent"})
+    with pytest.raises(SpecError, match="absent.json: expectation suite file not found"):
+        validate_frame(frame, spec, tmp_path)
+
+
+def test_html_escapes_data_values(frame):
+    broken = frame.copy()
+    broken["<script>alert(1)</script>"] = 1
+    report = validate_frame(broken, SPEC, EXPECTATIONS)
+    page = render_html(report, "t")
+    assert "<script>alert" not in page and "&lt;script&gt;" in page
+
+
+def test_expectation_on_a_column_the_data_lacks_is_a_check_error(tmp_path, frame):
+    spec = _suite(tmp_path, [{"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "ghost"}}])
+    with pytest.raises(ValidationCheckError, match="column 'ghost'"):
+        validate_frame(frame, spec, tmp_path)
+
+
+def test_table_level_expectations_see_the_whole_frame(tmp_path, frame):
+    spec = _suite(
+        tmp_path,
+        [
+            {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 5000}},
+            {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "age"}},
+        ],
+    )
+    report = validate_frame(frame, spec, tmp_path)
+    assert [f["check"] for f in report["expectation_failures"]] == ["expect_table_row_count_to_be_between"]
+    assert report["statistics"]["evaluated_expectations"] == 2
