@@ -47,7 +47,8 @@ def test_train_dag_shape_and_params(repo_pipelines):
     assert set(dag.params) == {"reason", "note", "alert_id", "data_window", "data_last", "gate_mode"}
     for name in dag.params:
         assert dag.params.get_param(name).description, name
-    assert dag.params["data_window"] == "spec" and dag.params["gate_mode"] == "spec"
+    assert dag.params["data_window"] == "spec"
+    assert dag.params["gate_mode"] == "spec"
 
 
 def test_approval_required_puts_a_person_between_gate_and_promote(tmp_path, monkeypatch):
@@ -94,7 +95,9 @@ def test_an_invalid_spec_is_reported_and_breaks_no_other_pipeline(tmp_path, monk
     assert "broken__train" not in bag.dag_ids
     ((error_file, message),) = bag.import_errors.items()
     assert error_file.endswith("pipeline_specs.py")
-    assert "broken.yaml" in message and "gates.rules.1.metric" in message and "'logloss'" in message
+    assert "broken.yaml" in message
+    assert "gates.rules.1.metric" in message
+    assert "'logloss'" in message
 
 
 @pytest.mark.parametrize("dag_file", sorted(p.name for p in DAGS.glob("*.py")))

@@ -160,7 +160,7 @@ def generated(tmp_path_factory) -> dict[str, str]:
 
 
 def test_every_service_of_the_stack_is_there(services: dict) -> None:
-    assert SERVICES <= set(services)
+    assert set(services) >= SERVICES
     assert set(services) - SERVICES == set(), "a new service: add it to SERVICES and EXPOSURE"
 
 
@@ -193,7 +193,9 @@ def test_other_images_are_pinned_by_tag(services: dict) -> None:
         if "build" in service:
             continue
         repository, _, tag = image.rpartition(":")
-        assert repository and tag and tag != "latest", f"{name}: pin {image!r} by tag"
+        assert repository, f"{name}: {image!r} has no repository"
+        assert tag, f"{name}: pin {image!r} by tag"
+        assert tag != "latest", f"{name}: pin {image!r} by a tag other than latest"
 
 
 # --- secrets -------------------------------------------------------------------------------------
@@ -204,9 +206,9 @@ def test_every_interpolated_secret_is_required(compose: dict) -> None:
         for match in references(text):
             if match["name"] in NOT_SECRETS:
                 continue
-            assert match["op"] == ":?" and match["arg"].strip(), (
-                f"{match[0]}: a secret has no default; write ${{{match['name']}:?message}}"
-            )
+            message = f"{match[0]}: a secret has no default; write ${{{match['name']}:?message}}"
+            assert match["op"] == ":?", message
+            assert match["arg"].strip(), message
 
 
 def masked(text: str) -> str:
@@ -315,7 +317,8 @@ def test_published_ports_bind_loopback_only(services: dict) -> None:
 
 
 def test_databases_broker_and_minio_console_are_not_published(services: dict) -> None:
-    assert "ports" not in services["postgres"] and "ports" not in services["redis"]
+    assert "ports" not in services["postgres"]
+    assert "ports" not in services["redis"]
     assert [port for _, port in published(services["minio"])] == [9000]
     assert services["minio"]["command"][-2:] == ["--console-address", ":9001"]
 
@@ -367,10 +370,13 @@ def test_init_order(services: dict, service: str, needs: set[str]) -> None:
 def test_the_image_is_built_from_the_lock() -> None:
     text = (REPO / "Dockerfile").read_text()
     syncs = re.findall(r"^RUN .*uv sync (.*)$", text, re.M)
-    assert syncs and all("--frozen" in s and "--no-dev" in s for s in syncs), syncs
+    assert syncs, "the Dockerfile runs no uv sync"
+    assert all("--frozen" in s for s in syncs), syncs
+    assert all("--no-dev" in s for s in syncs), syncs
     assert "COPY pyproject.toml uv.lock" in text
     bases = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.M)
-    assert bases and re.fullmatch(r"python:3\.11\.\d+-slim-\w+", bases[0]), bases
+    assert bases, "the Dockerfile has no ARG PYTHON_IMAGE"
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", bases[0]), bases
     installs = re.findall(r"pip install ([^\n]*)", text)
     assert installs == ["--no-cache-dir --disable-pip-version-check uv==${UV_VERSION}"], installs
     assert re.search(r"^USER 50000$", text, re.M)
@@ -405,7 +411,8 @@ def test_dags_plugins_specs_and_suites_are_mounted_where_the_image_looks(service
     home = image_env["AIRFLOW_HOME"]
     for name in AIRFLOW:
         mounts = {m.split(":")[1]: m.split(":")[0] for m in services[name]["volumes"]}
-        assert mounts[f"{home}/dags"] == "./dags" and mounts[f"{home}/plugins"] == "./plugins", name
+        assert mounts[f"{home}/dags"] == "./dags", name
+        assert mounts[f"{home}/plugins"] == "./plugins", name
         assert mounts[image_env["CTLOOP_PIPELINES_DIR"]] == "./include/pipelines", name
         assert mounts[image_env["CTLOOP_EXPECTATIONS_DIR"]] == "./include/expectations", name
         assert mounts[image_env["CTLOOP_HOME"]] == "ctloop-home", name
@@ -433,7 +440,8 @@ def test_the_same_settings_select_s3_the_mlflow_server_and_postgres(services: di
     assert mlflow["MLFLOW_ARTIFACTS_DESTINATION"] == "s3://mlflow/artifacts"
     assert "--serve-artifacts" in services["mlflow"]["command"]
     init = (REPO / "deploy" / "minio-init.sh").read_text()
-    assert "minio/ctloop" in init and "minio/mlflow" in init
+    assert "minio/ctloop" in init
+    assert "minio/mlflow" in init
 
 
 def test_postgres_init_creates_each_database_the_urls_name(compose: dict) -> None:
@@ -491,7 +499,8 @@ def test_generate_env_keeps_an_existing_file_unless_forced(tmp_path) -> None:
     path.write_text("POSTGRES_PASSWORD=in-use\n")
     path.chmod(0o644)
     refused = run_generate_env(output=path)
-    assert refused.returncode != 0 and "--force" in refused.stderr
+    assert refused.returncode != 0
+    assert "--force" in refused.stderr
     assert path.read_text() == "POSTGRES_PASSWORD=in-use\n"
     forced = run_generate_env("--force", output=path)
     assert forced.returncode == 0, forced.stderr

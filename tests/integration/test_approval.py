@@ -108,7 +108,8 @@ def test_approve_promotes_and_records_the_approver(approvals: Approvals) -> None
     assert finished["state"] == "success", approvals.server.diagnose(approvals.dag_id, run_id)
     assert _champion(approvals) == "1"
     (move,) = ledger.entries(approvals.settings(), approvals.pipeline)
-    assert move.approver == "admin" and move.to_version == "1"
+    assert move.approver == "admin"
+    assert move.to_version == "1"
     tags = _version_tags(approvals, "1")
     assert (tags["ctloop.gating.approval"], tags["ctloop.approved_by"]) == ("approved", "admin")
     assert tags["ctloop.approval_comment"] == "looks right"
@@ -122,7 +123,8 @@ def test_reject_leaves_the_champion_and_records_who_and_why(approvals: Approvals
     approvals.finish(run_id)
     assert _champion(approvals) == "1"
     tags = _version_tags(approvals, "2")
-    assert tags["ctloop.gating.approval"] == "rejected" and tags["ctloop.approved_by"] == "admin"
+    assert tags["ctloop.gating.approval"] == "rejected"
+    assert tags["ctloop.approved_by"] == "admin"
     assert tags["ctloop.approval_comment"] == "slice for two_year looks off"
     assert len(ledger.entries(approvals.settings(), approvals.pipeline)) == 1
     assert approvals.webhook.events(approvals.pipeline)[-1] == "rejection"

@@ -33,9 +33,12 @@ def test_demo_runs_the_whole_loop_and_retrains_on_drift_by_itself(tmp_path):
     assert result.returncode == 0, out[-4000:] + result.stderr[-4000:]
 
     first = _rows(out, "(started by unpausing the DAG)") or _rows(out, "first training ")
-    assert len(first) == 1 and " v1 " in first[0] and "promoted: gate passed" in first[0], out
+    assert len(first) == 1, out
+    assert " v1 " in first[0], out
+    assert "promoted: gate passed" in first[0], out
     stable = _rows(out, "(stable)")
-    assert len(stable) == 3 and all("hold: no trigger crossed" in row for row in stable), stable
+    assert len(stable) == 3, stable
+    assert all("hold: no trigger crossed" in row for row in stable), stable
     assert all(" 0.00 " in row for row in stable)  # no feature drifted on stable data
     shifted = _rows(out, "(shifted)")
     assert "hold: 1 of the last 3 windows alerted; retrain.k_of_n needs 2 of 3" in shifted[0]
@@ -48,7 +51,10 @@ def test_demo_runs_the_whole_loop_and_retrains_on_drift_by_itself(tmp_path):
     retrain_record = out.split("churn__train / asset_triggered__")[1]
     assert "reason      drift share" in retrain_record
     report = Path(re.search(r"reports\s+(\S+report\.html)", retrain_record).group(1))
-    assert report.is_file() and "evidently" in report.read_text().lower()
+    assert report.is_file()
+    assert "evidently" in report.read_text().lower()
     assert (report.parent / "summary.json").is_file()
-    assert "make airflow" in out and "make mlflow-ui" in out
-    assert (home / "mlflow.db").exists() and (home / "airflow" / "airflow.db").exists()
+    assert "make airflow" in out
+    assert "make mlflow-ui" in out
+    assert (home / "mlflow.db").exists()
+    assert (home / "airflow" / "airflow.db").exists()

@@ -141,7 +141,8 @@ def test_dry_run_records_the_decision_and_never_promotes(governed):
         pipeline.spec["gates"]["mode"] = "enabled"
         pipeline.write(pipeline.spec)
     decision = _decision(pipeline, dag_run)
-    assert decision["mode"] == "dry_run" and decision["promote"] is False
+    assert decision["mode"] == "dry_run"
+    assert decision["promote"] is False
     assert "dry run" in decision["summary"]
     assert task_states(dag_run)["promote"] == "skipped"
     assert champion_version(pipeline.name) == "2"
@@ -205,7 +206,8 @@ def test_rollback_refuses_a_never_gated_target_unless_forced(governed, capsys):
     dag_run = run_dag(f"{pipeline.name}__rollback", target="3", reason="latency is fine in prod", force=True)
     assert champion_version(pipeline.name) == "3"
     forced = ledger.entries(load_settings(), pipeline.name)[-1]
-    assert forced.action == "override" and "latency is fine in prod" in forced.reason
+    assert forced.action == "override"
+    assert "latency is fine in prod" in forced.reason
     run_dag(f"{pipeline.name}__rollback", target="previous", reason="back to v2")
     assert champion_version(pipeline.name) == "2"
 
@@ -223,5 +225,7 @@ def test_cli_rolls_back_and_prints_the_ledger(governed, capsys):
     assert champion_version(pipeline.name) == "2"
     assert main(["ledger", pipeline.name]) == 0
     printed = capsys.readouterr().out
-    assert "rollback: v2 -> v1 by cli:" in printed and "from the shell" in printed
-    assert "rollback: v1 -> v2" in printed and "override: v2 -> v3" in printed
+    assert "rollback: v2 -> v1 by cli:" in printed
+    assert "from the shell" in printed
+    assert "rollback: v1 -> v2" in printed
+    assert "override: v2 -> v3" in printed

@@ -65,5 +65,6 @@ def test_score_and_monitor_read_and_write_s3(tmp_path, airflow_db, s3_endpoint, 
     summary = json.loads(s3.get_object(Bucket=s3_bucket, Key=summary_key)["Body"].read())
     assert summary["report_uri"].startswith(f"s3://{s3_bucket}/ctloop/runs/{name}__monitor/")
     assert summary["window"] == {"batches": ["batch-0010"], "rows": 900}
-    assert summary["quality"]["labeled_rows"] == 900 and summary["quality"]["value"] > 0.6
+    assert summary["quality"]["labeled_rows"] == 900
+    assert summary["quality"]["value"] > 0.6
     assert summary["decision"]["action"] == "hold"

@@ -91,13 +91,17 @@ def test_stable_data_never_retrains_and_covariate_shift_retrains_exactly_once(mo
         entry = cycle(monitored, index)
         assert (entry["alert"], entry["action"]) == (False, "hold"), entry
         assert entry["drift_share"] < 0.3
-    assert requests(monitored) == [] and retrain_events(monitored) == []
+    assert requests(monitored) == []
+    assert retrain_events(monitored) == []
 
     first, second, third = (cycle(monitored, i, shift=COVARIATE_SHIFT) for i in range(15, 18))
-    assert (first["alert"], first["action"]) == (True, "hold") and "k_of_n" in first["why"]
-    assert second["action"] == "retrain" and third["action"] == "attach"
+    assert (first["alert"], first["action"]) == (True, "hold")
+    assert "k_of_n" in first["why"]
+    assert second["action"] == "retrain"
+    assert third["action"] == "attach"
     ((event,),) = [retrain_events(monitored)]
-    assert "drift share" in event["reason"] and event["report_uri"] == second["report_uri"]
+    assert "drift share" in event["reason"]
+    assert event["report_uri"] == second["report_uri"]
     summary = json.loads(
         home_storage(load_settings()).read_bytes(second["summary_uri"].split("/storage/", 1)[1])
     )
@@ -110,12 +114,14 @@ def test_stable_data_never_retrains_and_covariate_shift_retrains_exactly_once(mo
     assert "drift share" in run.data.tags["ctloop.reason"]
     assert second["report_uri"] in run.data.tags["ctloop.trigger_reports"]
     (request,) = requests(monitored)
-    assert request["state"] == "closed" and request["outcome"] in ("promoted", "rejected")
+    assert request["state"] == "closed"
+    assert request["outcome"] in ("promoted", "rejected")
     assert [r["by"] for r in request["reasons"][:2]] == [second["run_key"], third["run_key"]]
 
     after = cycle(monitored, 18, shift=COVARIATE_SHIFT)
     assert after["action"] == "hold"
-    assert len(requests(monitored)) == 1 and len(retrain_events(monitored)) == 1
+    assert len(requests(monitored)) == 1
+    assert len(retrain_events(monitored)) == 1
 
 
 @pytest.mark.parametrize("monitored", [{"k_of_n": {"k": 1, "n": 1}}], indirect=True)
@@ -124,7 +130,8 @@ def test_five_alerts_in_a_row_start_one_retrain(monitored):
     assert actions == ["retrain", "attach", "attach", "attach", "attach"]
     assert len(retrain_events(monitored)) == 1
     (request,) = requests(monitored)
-    assert len(request["reasons"]) == 5 and request["state"] == "open"
+    assert len(request["reasons"]) == 5
+    assert request["state"] == "open"
     train_run = run_dag(monitored.dag_id)
     tags = mlflow_run(monitored.name, train_run).data.tags
     assert len(tags["ctloop.trigger_reports"].split()) == 5
@@ -155,7 +162,8 @@ def test_concept_drift_retrains_through_the_quality_rule_and_the_new_champion_re
     waiting, _ = look(concept)
     assert (waiting["alert"], waiting["action"]) == (False, "hold"), waiting
     assert "quality: 0 labeled rows < monitoring.quality.min_labels 1000" in waiting["why"]
-    assert waiting["drift_share"] < 0.3 and waiting["quality"] is None  # the features did not move
+    assert waiting["drift_share"] < 0.3
+    assert waiting["quality"] is None
     assert retrain_events(concept) == []
 
     for index in range(10, 13):
@@ -164,16 +172,20 @@ def test_concept_drift_retrains_through_the_quality_rule_and_the_new_champion_re
     assert (alerted["alert"], alerted["action"]) == (True, "retrain"), alerted
     assert alerted["drift_share"] < 0.3
     before = summary_of(alerted)["quality"]
-    assert before["labeled_rows"] == 3600 and before["champion_value"] > 0.8
+    assert before["labeled_rows"] == 3600
+    assert before["champion_value"] > 0.8
     assert before["value"] < before["champion_value"] - 0.2  # v1 scores the new concept badly
     (trigger,) = summary_of(alerted)["decision"]["triggers"]
-    assert trigger.startswith(f"roc_auc {before['value']:.4f} is ") and "max_drop 0.05" in trigger
+    assert trigger.startswith(f"roc_auc {before['value']:.4f} is ")
+    assert "max_drop 0.05" in trigger
     (event,) = retrain_events(concept)
-    assert event["reason"] == trigger and event["quality"]["value"] == before["value"]
+    assert event["reason"] == trigger
+    assert event["quality"]["value"] == before["value"]
     assert event["quality"]["labeled_rows"] == 3600
 
     train_run = run_dag(concept.dag_id)  # what the scheduler starts on the asset event
-    assert train_run.state == "success" and champion_version(concept.name) == "2"
+    assert train_run.state == "success"
+    assert champion_version(concept.name) == "2"
     run = mlflow_run(concept.name, train_run)
     assert run.data.tags["ctloop.registry.promotion"].startswith("promoted")
     assert trigger in run.data.tags["ctloop.reason"]
@@ -189,7 +201,8 @@ def test_concept_drift_retrains_through_the_quality_rule_and_the_new_champion_re
     assert recovered["champion_version"] == "2"
     assert after["labeled_batches"] == ["batch-0013", "batch-0014"]
     assert after["champion_value"] == pytest.approx(v2_holdout)
-    assert after["value"] >= v2_holdout - 0.05 and after["value"] > before["value"] + 0.2
+    assert after["value"] >= v2_holdout - 0.05
+    assert after["value"] > before["value"] + 0.2
     assert (recovered["alert"], recovered["action"]) == (False, "hold"), recovered
     assert len(retrain_events(concept)) == 1
 
@@ -209,7 +222,8 @@ def test_circuit_breaker_stops_retraining_after_repeated_rejections(monitored):
         states = task_states(train_run)
         assert (states["promote"], states["record_outcome"]) == ("skipped", "success")
         gate = mlflow_run(monitored.name, train_run).data.tags["ctloop.gate_summary"]
-        assert gate.startswith("gate rejected") and "must be >= +0.5000" in gate
+        assert gate.startswith("gate rejected")
+        assert "must be >= +0.5000" in gate
         assert champion_version(monitored.name) == "1"
     assert [(r["state"], r["outcome"]) for r in requests(monitored)] == [("closed", "rejected")] * 2
 
@@ -221,7 +235,8 @@ def test_circuit_breaker_stops_retraining_after_repeated_rejections(monitored):
     states = task_states(monitor_run)
     assert (states["request_retrain"], states["circuit_breaker"]) == ("skipped", "failed")
     assert monitor_run.state == "failed"
-    assert len(retrain_events(monitored)) == 2 and len(requests(monitored)) == 2
+    assert len(retrain_events(monitored)) == 2
+    assert len(requests(monitored)) == 2
     tags = mlflow_run(f"{monitored.name}-monitoring", monitor_run).data.tags
     assert tags["ctloop.decision"] == "breaker_open"
     assert "retrain.max_consecutive_rejections 2" in tags["ctloop.why"]
@@ -232,4 +247,5 @@ def test_before_any_champion_the_monitor_holds_and_says_why(pipeline):
     assert dag_run.state == "success"
     states = task_states(dag_run)
     assert states == {"monitor": "success", "request_retrain": "skipped", "circuit_breaker": "skipped"}
-    assert history(pipeline) == [] and retrain_events(pipeline) == []
+    assert history(pipeline) == []
+    assert retrain_events(pipeline) == []

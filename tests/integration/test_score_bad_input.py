@@ -93,7 +93,8 @@ def test_bad_batches_are_quarantined_with_their_reason_while_good_ones_are_score
     delivered = {
         batch_id: _deliver_bad(pipeline, batch_id, fault) for batch_id, (fault, *_) in BAD_BATCHES.items()
     }
-    assert delivered["batch-0051"] == b"" and delivered["batch-0052"].count(b"\n") == 1
+    assert delivered["batch-0051"] == b""
+    assert delivered["batch-0052"].count(b"\n") == 1
 
     dag_run = run_dag(f"{pipeline.name}__score")
 
@@ -107,7 +108,8 @@ def test_bad_batches_are_quarantined_with_their_reason_while_good_ones_are_score
         prefix = f"quarantine/{pipeline.name}/{batch_id}"
         reason = json.loads(storage.read_bytes(f"{prefix}/reason.json"))
         named = [f for f in reason["failures"] if f["check"] == check and f["column"] == column]
-        assert named and detail in named[0]["detail"], (batch_id, reason["failures"])
+        assert named, (batch_id, reason["failures"])
+        assert detail in named[0]["detail"], (batch_id, reason["failures"])
         assert reason["batch"]["batch_id"] == batch_id
         assert not (pipeline.incoming / f"{batch_id}.csv").exists()
         assert storage.read_bytes(f"{prefix}/{batch_id}.csv") == delivered[batch_id]
@@ -125,7 +127,8 @@ def test_batch_delivered_again_is_never_scored_twice_and_late_labels_wait_for_th
     first = run_dag(f"{pipeline.name}__score")
     assert first.state == "success"
     joined = _returned(first, "join_labels")
-    assert joined["waiting_for_unknown_ids"] == ROWS and joined["labeled_rows"] == 0
+    assert joined["waiting_for_unknown_ids"] == ROWS
+    assert joined["labeled_rows"] == 0
     assert joined["waiting_sample"][0] == pd.read_csv(labels, dtype=str)["customer_id"].iloc[0]
     assert batch_ids(LABELED, pipeline.name, load_settings()) == []
     scored = {b: _partition_bytes(pipeline, PREDICTIONS, b) for b in ("batch-0050", "batch-0051")}
@@ -135,7 +138,8 @@ def test_batch_delivered_again_is_never_scored_twice_and_late_labels_wait_for_th
     corrected = _production_frame(51)
     corrected.loc[0, "age"] += 1
     changed.write_bytes(corrected.to_csv(index=False).encode())  # (b) same name, other content
-    assert changed.read_bytes() != original and len(changed.read_bytes()) == len(original)
+    assert changed.read_bytes() != original
+    assert len(changed.read_bytes()) == len(original)
     pipeline.deliver(range(60, 61), rows=ROWS)
 
     second = run_dag(f"{pipeline.name}__score")
@@ -160,15 +164,18 @@ def test_batch_delivered_again_is_never_scored_twice_and_late_labels_wait_for_th
     assert third.state == "success"
     assert _batch_states(third) == {None: "skipped"}  # nothing new: no batch is scored again
     joined = _returned(third, "join_labels")
-    assert joined["waiting_for_unknown_ids"] == 0 and joined["labeled_rows"] == ROWS
+    assert joined["waiting_for_unknown_ids"] == 0
+    assert joined["labeled_rows"] == ROWS
     ids = ["batch-0050", "batch-0051", "batch-0060"]
     assert batch_ids(PREDICTIONS, pipeline.name, load_settings()) == ids
     log = pd.concat([from_parquet_bytes(_partition_bytes(pipeline, PREDICTIONS, b)) for b in ids])
-    assert len(log) == 3 * ROWS and log["customer_id"].is_unique
+    assert len(log) == 3 * ROWS
+    assert log["customer_id"].is_unique
     labeled = from_parquet_bytes(_partition_bytes(pipeline, LABELED, "batch-0060"))
     truth = pd.read_csv(labels, dtype={"customer_id": str})
     merged = labeled.merge(truth, on="customer_id", suffixes=("", "_truth"))
-    assert len(merged) == ROWS and (merged[TARGET] == merged[f"{TARGET}_truth"]).all()
+    assert len(merged) == ROWS
+    assert (merged[TARGET] == merged[f"{TARGET}_truth"]).all()
 
 
 def test_label_file_without_the_target_fails_join_labels_naming_file_and_column(pipeline, capsys):

@@ -28,9 +28,11 @@ def test_scores_each_batch_once_and_joins_late_labels(pipeline):
     assert first.state == "success"
     assert batch_ids(PREDICTIONS, pipeline.name, load_settings()) == ["batch-0010", "batch-0011"]
     logged = _partition(pipeline, PREDICTIONS, "batch-0010")
-    assert len(logged) == 700 and logged["customer_id"].is_unique
+    assert len(logged) == 700
+    assert logged["customer_id"].is_unique
     assert set(logged["model_version"]) == {"1"}
-    assert logged["score"].between(0, 1).all() and set(logged["prediction"]) <= {0, 1}
+    assert logged["score"].between(0, 1).all()
+    assert set(logged["prediction"]) <= {0, 1}
     assert {"event_time", "tenure_months", "batch_id", "scored_at"} <= set(logged.columns)
     written = home_storage(load_settings()).read_bytes(
         partition_key(PREDICTIONS, pipeline.name, "batch-0010")

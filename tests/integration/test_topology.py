@@ -83,7 +83,7 @@ def mlflow_server(postgres_server, s3_endpoint, tmp_path_factory) -> Iterator[st
     backend = postgres_server.create_database(f"mlflow_{uuid.uuid4().hex[:6]}")
     port = free_port()
     env = {**_clean_environment(), "MLFLOW_S3_ENDPOINT_URL": s3_endpoint}
-    log = open(tmp_path_factory.mktemp("mlflow") / "server.log", "w")
+    log = open(tmp_path_factory.mktemp("mlflow") / "server.log", "w")  # noqa: SIM115 (the server writes to it)
     server = subprocess.Popen(
         [BIN / "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
          "--backend-store-uri", backend, "--artifacts-destination", f"s3://{BUCKET}/mlflow"],
@@ -238,4 +238,5 @@ def test_a_killed_celery_worker_mid_training_is_retried_to_one_version_and_one_m
     assert len(mine) == 1
     assert len(client.search_model_versions(f"name = '{topology.pipeline}'")) == versions_before + 1
     moves = [m for m in ledger.entries(topology.settings, topology.pipeline) if m.run_key == run_key]
-    assert len(moves) == 1 and topology.champion() == str(mine[0].version)
+    assert len(moves) == 1
+    assert topology.champion() == str(mine[0].version)

@@ -50,7 +50,8 @@ def test_first_run_promotes_v1_with_its_evidence(champion_pipeline):
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "validation")}
     assert artifacts == {"validation/result.json", "validation/summary.html"}
     decision = json.loads(Path(client.download_artifacts(run.info.run_id, "gate/decision.json")).read_text())
-    assert decision["passed"] and decision["champion_version"] is None
+    assert decision["passed"]
+    assert decision["champion_version"] is None
     by_rule = {r["rule"]: r["passed"] for r in decision["rules"] if r["rule"] in ("threshold", "relative")}
     assert by_rule == {"threshold": True, "relative": None}  # nothing to be relative to yet
     model_version = client.get_model_version(pipeline.name, "1")
@@ -65,7 +66,8 @@ def test_no_better_candidate_is_registered_rejected_and_v1_stays(champion_pipeli
     pipeline, _ = champion_pipeline
     dag_run = run_dag(pipeline.dag_id, reason="no change")
     states = task_states(dag_run)
-    assert states["gate"] == "success" and states["register"] == "success"
+    assert states["gate"] == "success"
+    assert states["register"] == "success"
     assert states["promote"] == "skipped"
     assert champion_version(pipeline.name) == "1"
     rejected = registry.client(load_settings()).get_model_version(pipeline.name, "2")
@@ -159,5 +161,6 @@ def test_invalid_spec_removes_only_its_dag_and_names_the_field(champion_pipeline
         pipeline.write(good)
     assert pipeline.dag_id not in bag.dag_ids
     message = "\n".join(bag.import_errors.values())
-    assert pipeline.path.name in message and named in message
+    assert pipeline.path.name in message
+    assert named in message
     assert champion_version(pipeline.name) == "1"

@@ -151,17 +151,22 @@ def test_every_route_refuses_a_request_without_a_valid_token(served: Served) -> 
 
 def test_the_report_is_served_sandboxed_and_never_inline(served: Served) -> None:
     raw = served.get(f"/pipelines/{served.pipeline}/reports/{RUN_ID}/raw", served.admin)
-    assert raw.status_code == 200 and raw.text == REPORT
+    assert raw.status_code == 200
+    assert raw.text == REPORT
     csp = raw.headers["content-security-policy"]
-    assert csp == REPORT_CSP and csp.startswith("sandbox allow-scripts;") and "allow-same-origin" not in csp
+    assert csp == REPORT_CSP
+    assert csp.startswith("sandbox allow-scripts;")
+    assert "allow-same-origin" not in csp
     assert raw.headers["x-content-type-options"] == "nosniff"
 
     page = served.get(f"/pipelines/{served.pipeline}/reports/{RUN_ID}", served.admin)
     assert page.status_code == 200, page.text
     assert '<iframe class="report" sandbox="allow-scripts" ' in page.text
-    assert "allow-same-origin" not in page.text and PAYLOAD not in page.text
+    assert "allow-same-origin" not in page.text
+    assert PAYLOAD not in page.text
     assert "script-src" not in page.headers["content-security-policy"]  # the page itself runs no script
-    assert "tenure_months" in page.text and "confirmed alert: retraining" in page.text
+    assert "tenure_months" in page.text
+    assert "confirmed alert: retraining" in page.text
 
 
 @pytest.mark.parametrize(
@@ -193,7 +198,8 @@ def test_a_monitor_run_without_a_report_is_not_found(served: Served) -> None:
     answer = served.get(
         f"/pipelines/{served.pipeline}/reports/scheduled__2026-01-01T00:00:00+00:00", served.admin
     )
-    assert answer.status_code == 404 and "wrote no report" in answer.text
+    assert answer.status_code == 404
+    assert "wrote no report" in answer.text
 
 
 def test_rollback_needs_permission_to_trigger_the_rollback_dag(served: Served) -> None:
@@ -205,11 +211,14 @@ def test_rollback_needs_permission_to_trigger_the_rollback_dag(served: Served) -
         "csrf": csrf_token(session, f"rollback:{served.pipeline}"),
     }
     refused = served.post_rollback(form, cookie=served.viewer, Origin="http://testserver")
-    assert refused.status_code == 403 and "may not trigger" in refused.text
+    assert refused.status_code == 403
+    assert "may not trigger" in refused.text
     ledger = served.get(f"/pipelines/{served.pipeline}/ledger", served.viewer)
-    assert ledger.status_code == 200 and "Roll back to the previous champion" not in ledger.text
+    assert ledger.status_code == 200
+    assert "Roll back to the previous champion" not in ledger.text
     confirm = served.get(f"/pipelines/{served.pipeline}/rollback", served.viewer)
-    assert "You may not trigger" in confirm.text and '<form method="post"' not in confirm.text
+    assert "You may not trigger" in confirm.text
+    assert '<form method="post"' not in confirm.text
 
 
 def test_rollback_from_a_browser_session_needs_this_origin_and_the_form_token(served: Served) -> None:
@@ -226,12 +235,14 @@ def test_rollback_from_a_browser_session_needs_this_origin_and_the_form_token(se
     # the same form from this origin passes every guard and reaches Airflow, which does not know
     # the DAG here (no dag-processor): so the guards above were what refused
     passed = served.post_rollback(form, cookie=served.admin, Origin="http://testserver")
-    assert passed.status_code == 404 and f"{served.pipeline}__rollback" in passed.text
+    assert passed.status_code == 404
+    assert f"{served.pipeline}__rollback" in passed.text
 
 
 def test_an_api_client_with_a_bearer_token_needs_no_form_token(served: Served) -> None:
     answer = served.post_rollback({"target": "previous", "reason": "bad model"}, token=served.admin)
-    assert answer.status_code == 404 and f"{served.pipeline}__rollback" in answer.text
+    assert answer.status_code == 404
+    assert f"{served.pipeline}__rollback" in answer.text
 
 
 @pytest.mark.parametrize(
@@ -244,12 +255,15 @@ def test_rollback_needs_a_reason_and_a_real_target(served: Served, target: str, 
 
 def test_the_overview_and_history_show_the_pipeline(served: Served) -> None:
     overview = served.get("/", served.admin)
-    assert overview.status_code == 200 and served.pipeline in overview.text
-    assert "no champion yet" in overview.text and "never ran" in overview.text
+    assert overview.status_code == 200
+    assert served.pipeline in overview.text
+    assert "no champion yet" in overview.text
+    assert "never ran" in overview.text
     assert "circuit breaker closed" in overview.text
     history = served.get(f"/pipelines/{served.pipeline}", served.admin)
     assert history.status_code == 200
-    assert '<svg class="history"' in history.text and 'class="marker retrain"' in history.text
+    assert '<svg class="history"' in history.text
+    assert 'class="marker retrain"' in history.text
     assert (
         f"/ctloop/pipelines/{served.pipeline}/reports/manual__2026-01-02T03%3A04%3A05%2B00%3A00"
         in history.text

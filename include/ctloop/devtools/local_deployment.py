@@ -172,7 +172,7 @@ class LocalStack:
 
     def start_component(self, name: str) -> None:
         """Start (or start again) one component in its own process group, logging to its file."""
-        log = open(self.logs / f"{name}.log", "a")  # closed in stop()
+        log = open(self.logs / f"{name}.log", "a")  # noqa: SIM115 (the process writes to it until stop())
         self._log_files.append(log)
         self.processes[name] = subprocess.Popen(
             self.components[name], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -191,10 +191,8 @@ class LocalStack:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
         for process in self.processes.values():
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                pass
             with contextlib.suppress(ProcessLookupError):  # stragglers in the group, e.g. a task
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()

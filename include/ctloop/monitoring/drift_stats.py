@@ -227,9 +227,9 @@ def _discrete_test(
 
 def _z_test(ref_counts: np.ndarray, cur_counts: np.ndarray, keys: list) -> float:
     """Evidently's two-proportion z-test; the "first" value is the smallest key, as it sorts them."""
-    if np.count_nonzero(ref_counts) == 1 and np.count_nonzero(cur_counts) == 1:
-        if np.flatnonzero(ref_counts)[0] == np.flatnonzero(cur_counts)[0]:
-            return 1.0
+    one_value_each = np.count_nonzero(ref_counts) == 1 and np.count_nonzero(cur_counts) == 1
+    if one_value_each and np.flatnonzero(ref_counts)[0] == np.flatnonzero(cur_counts)[0]:
+        return 1.0
     first = keys.index(sorted(keys)[0])
     n1, n2 = int(ref_counts.sum()), int(cur_counts.sum())
     p1 = float(n1 - int(ref_counts[first])) / n1

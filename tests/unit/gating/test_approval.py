@@ -37,4 +37,6 @@ def test_evidence_shows_metrics_verdicts_slices_and_links():
     )
     assert "Candidate v4** against champion v3" in text
     assert "| roc_auc | 0.8100 | 0.7900 |" in text
-    assert "**FAIL**" in text and "contract=two_year" in text and "s3://b/r.html" in text
+    assert "**FAIL**" in text
+    assert "contract=two_year" in text
+    assert "s3://b/r.html" in text

@@ -34,7 +34,8 @@ def test_a_fast_model_passes_and_unset_limits_are_not_checked():
     result = measure_latency(model, SAMPLE, rule)
     assert [v["metric"] for v in result["verdicts"]] == ["single_p95_ms", "batch_p50_ms"]
     assert all(v["passed"] is True and v["rule"] == "latency" for v in result["verdicts"])
-    assert result["batch_rows"] == 25 and result["repeats"] == 5
+    assert result["batch_rows"] == 25
+    assert result["repeats"] == 5
     assert 0 <= result["single_ms"]["p50"] <= result["single_ms"]["p95"] < 1000
     # one warm-up of each shape, then the timed calls: one row each, and batches cut to 25 rows
     assert model.rows == [1, 25] + [1] * 5 + [25] * 5
@@ -44,7 +45,9 @@ def test_a_slow_model_fails_with_its_time_and_limit():
     rule = LatencyRule(repeats=5, single_p50_ms=5.0, batch_p95_ms=10_000)
     result = measure_latency(Recorder(per_call=0.02), SAMPLE, rule)
     single, batch = result["verdicts"]
-    assert single["passed"] is False and single["value"] >= 20.0 and single["bound"] == 5.0
+    assert single["passed"] is False
+    assert single["value"] >= 20.0
+    assert single["bound"] == 5.0
     assert "must be <= 5.00 ms: failed" in single["note"]
     assert batch["passed"] is True
     assert result["single_ms"]["p50"] == single["value"]
@@ -60,7 +63,8 @@ def test_a_batch_larger_than_the_sample_repeats_its_rows():
 
     measure_latency(Keeper(), SAMPLE, LatencyRule(batch_rows=16, repeats=5))
     batch = seen[1]
-    assert len(batch) == 16 and batch["a"].tolist() == [*range(7), *range(7), 0, 1]
+    assert len(batch) == 16
+    assert batch["a"].tolist() == [*range(7), *range(7), 0, 1]
 
 
 def test_an_empty_sample_is_refused():

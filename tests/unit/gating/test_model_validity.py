@@ -70,19 +70,24 @@ def test_features_that_differ_from_the_signature_fail_and_are_named(registered):
     verdicts, model = check_validity(registered["uri"], expected, load_settings(), registered["sha256"])
     signature = verdicts[1]
     assert signature["passed"] is False
-    assert signature["missing"] == ["region"] and signature["extra"] == ["tickets"]
-    assert "missing: region; extra: tickets" in signature["note"] and signature["value"] == 2.0
+    assert signature["missing"] == ["region"]
+    assert signature["extra"] == ["tickets"]
+    assert "missing: region; extra: tickets" in signature["note"]
+    assert signature["value"] == 2.0
     assert model is not None
 
 
 def test_a_changed_artifact_or_a_missing_version_is_a_failed_verdict_not_an_error(registered):
     verdicts, model = check_validity(registered["uri"], FEATURES, load_settings(), "0" * 64)
     assert model is None
-    assert verdicts[0]["passed"] is False and "checksum differs" in verdicts[0]["note"]
+    assert verdicts[0]["passed"] is False
+    assert "checksum differs" in verdicts[0]["note"]
     assert [v["passed"] for v in verdicts[1:]] == [None, None]
     missing = registered["uri"].rsplit("/", 1)[0] + "/99"
     verdicts, model = check_validity(missing, FEATURES, load_settings(), None)
-    assert model is None and verdicts[0]["passed"] is False and "\n" not in verdicts[0]["note"]
+    assert model is None
+    assert verdicts[0]["passed"] is False
+    assert "\n" not in verdicts[0]["note"]
 
 
 def test_a_model_logged_without_an_input_example_fails(run_id):
@@ -109,6 +114,7 @@ def test_the_validated_model_is_timed_by_the_latency_rule(registered):
     rule = LatencyRule(batch_rows=500, repeats=5, single_p95_ms=2000, batch_p95_ms=5000)
     result = measure_latency(model, registered["frame"].head(50), rule)
     assert [v["passed"] for v in result["verdicts"]] == [True, True]
-    assert result["single_ms"]["p50"] > 0 and result["batch_ms"]["p50"] > 0
+    assert result["single_ms"]["p50"] > 0
+    assert result["batch_ms"]["p50"] > 0
     strict = measure_latency(model, registered["frame"].head(50), LatencyRule(repeats=5, batch_p50_ms=1e-6))
     assert strict["verdicts"][0]["passed"] is False

@@ -27,9 +27,11 @@ def _gates(*rules, mode="enabled") -> Gates:
 )
 def test_absolute_rules(rule, passed):
     decision = evaluate_gates(_gates(rule), "classification", CANDIDATE, None)
-    assert decision["passed"] is passed and decision["promote"] is passed
+    assert decision["passed"] is passed
+    assert decision["promote"] is passed
     verdict = decision["rules"][0]
-    assert verdict["rule"] == "threshold" and verdict["value"] == CANDIDATE[rule["metric"]]
+    assert verdict["rule"] == "threshold"
+    assert verdict["value"] == CANDIDATE[rule["metric"]]
     assert verdict["note"].endswith("passed" if passed else "failed")
 
 
@@ -68,7 +70,8 @@ def test_dry_run_never_promotes():
     decision = evaluate_gates(
         _gates({"metric": "roc_auc", "at_least": 0.5}, mode="dry_run"), "classification", CANDIDATE, None
     )
-    assert decision["passed"] and not decision["promote"]
+    assert decision["passed"]
+    assert not decision["promote"]
     assert "dry run" in describe(decision)
 
 
@@ -108,7 +111,8 @@ def test_extra_verdicts_are_folded_into_the_decision():
     gates = _gates({"metric": "roc_auc", "at_least": 0.5})
     extra = [_verdict(True), _verdict(None, rule="bootstrap", metric="roc_auc", note="skipped: no champion")]
     decision = evaluate_gates(gates, "classification", CANDIDATE, None, extra_verdicts=extra)
-    assert decision["passed"] and decision["promote"]
+    assert decision["passed"]
+    assert decision["promote"]
     assert [r["rule"] for r in decision["rules"]] == ["threshold", "latency", "bootstrap"]
 
     failing = [
@@ -116,7 +120,8 @@ def test_extra_verdicts_are_folded_into_the_decision():
         _verdict(False, rule="slice_regression", metric="roc_auc", note="contract=two_year: -0.03"),
     ]
     decision = evaluate_gates(gates, "classification", CANDIDATE, None, extra_verdicts=failing)
-    assert not decision["passed"] and not decision["promote"]
+    assert not decision["passed"]
+    assert not decision["promote"]
     assert decision["failed"] == ["roc_auc at_most: contract=two_year: -0.03"]
     assert "rejected: roc_auc at_most: contract=two_year" in describe(decision)
 
@@ -124,9 +129,11 @@ def test_extra_verdicts_are_folded_into_the_decision():
 def test_dry_run_reports_failing_extra_verdicts_and_still_never_promotes():
     gates = _gates({"metric": "roc_auc", "at_least": 0.5}, mode="dry_run")
     passing = evaluate_gates(gates, "classification", CANDIDATE, None, extra_verdicts=[_verdict(True)])
-    assert passing["passed"] and not passing["promote"]
+    assert passing["passed"]
+    assert not passing["promote"]
     failing = evaluate_gates(gates, "classification", CANDIDATE, None, extra_verdicts=[_verdict(False)])
-    assert not failing["passed"] and not failing["promote"]
+    assert not failing["passed"]
+    assert not failing["promote"]
     assert "dry run" in describe(failing)
 
 
@@ -149,7 +156,9 @@ def test_describe_stays_one_line_whatever_the_notes_hold():
         extra_verdicts=[_verdict(False, note="load failed:\n  trace")],
     )
     line = describe(decision)
-    assert "\n" not in line and "load failed: trace" in line and line.endswith("(against champion v4)")
+    assert "\n" not in line
+    assert "load failed: trace" in line
+    assert line.endswith("(against champion v4)")
 
 
 def test_the_verdicts_of_the_new_rules_fold_in_as_they_are():
@@ -161,7 +170,8 @@ def test_the_verdicts_of_the_new_rules_fold_in_as_they_are():
         BootstrapRule(metric="roc_auc", margin=0.01), "classification", y, candidate, champion
     )
     decision = evaluate_gates(_gates(), "classification", CANDIDATE, None, extra_verdicts=[verdict])
-    assert decision["passed"] and decision["rules"] == [verdict]
+    assert decision["passed"]
+    assert decision["rules"] == [verdict]
     backwards = paired_bootstrap(BootstrapRule(metric="roc_auc"), "classification", y, champion, candidate)
     decision = evaluate_gates(_gates(), "classification", CANDIDATE, None, extra_verdicts=[backwards])
     assert decision["failed"][0].startswith("roc_auc ci_lower_bound: 95% interval")

@@ -64,7 +64,8 @@ def test_a_slice_where_the_candidate_regresses_fails_and_the_others_pass():
     assert verdicts["contract=month_to_month"]["passed"] is True
     entry = next(e for e in report["slices"] if e["slice"] == "contract=two_year")
     assert entry["rows"] == int((frame["contract"] == "two_year").sum())
-    assert entry["judged"] and entry["why_not_judged"] is None
+    assert entry["judged"]
+    assert entry["why_not_judged"] is None
     assert set(entry["candidate"]) == {"roc_auc", "accuracy", "f1", "precision", "recall", "log_loss"}
 
 
@@ -76,7 +77,8 @@ def test_regression_is_skipped_without_a_champion_while_the_gap_is_judged():
     assert [v["passed"] for v in regressions] == [None] * 3
     assert all("no champion" in v["note"] for v in regressions)
     gap = next(v for v in report["verdicts"] if v["rule"] == "slice_gap")
-    assert gap["passed"] is True and 0 <= gap["value"] <= 0.5
+    assert gap["passed"] is True
+    assert 0 <= gap["value"] <= 0.5
     assert all(e["champion"] is None for e in report["slices"])
 
 
@@ -93,8 +95,10 @@ def test_the_gap_between_best_and_worst_slice_fails_when_too_wide():
         None,
     )
     (gap,) = report["verdicts"]
-    assert gap["rule"] == "slice_gap" and gap["passed"] is False
-    assert gap["worst"] == "contract=two_year" and gap["value"] > 0.1
+    assert gap["rule"] == "slice_gap"
+    assert gap["passed"] is False
+    assert gap["worst"] == "contract=two_year"
+    assert gap["value"] > 0.1
     assert "must be <= 0.1000: failed" in gap["note"]
 
 
@@ -113,7 +117,8 @@ def test_lower_is_better_gap_ranks_the_smallest_error_best():
         None,
     )
     (gap,) = report["verdicts"]
-    assert gap["worst"] == "contract=one_year" and gap["passed"] is False
+    assert gap["worst"] == "contract=one_year"
+    assert gap["passed"] is False
 
 
 def test_small_and_one_class_slices_are_reported_but_not_judged():

@@ -27,7 +27,8 @@ def test_reads_a_folder_of_batches_in_order(tmp_path):
 def test_reads_a_single_parquet_file(tmp_path):
     (path,) = write_batches(tmp_path, range(1), rows=20, fmt="parquet")
     frame, uris = read_source(_spec(str(path), "parquet"), load_settings())
-    assert len(frame) == 20 and uris == [str(path)]
+    assert len(frame) == 20
+    assert uris == [str(path)]
 
 
 def test_empty_file_is_named(tmp_path):

@@ -52,7 +52,8 @@ def test_the_first_alert_opens_and_later_ones_attach(settings, pipeline):
     assert stored["pipeline"] == pipeline
     assert [r["text"] for r in stored["reasons"]] == [f"alert {i}" for i in range(5)]
     assert all(r["kind"] == "monitor" and r["at"] for r in stored["reasons"])
-    assert stored["claimed_by"] is None and stored["closed_at"] is None
+    assert stored["claimed_by"] is None
+    assert stored["closed_at"] is None
 
 
 def test_ledgers_of_two_pipelines_are_separate(settings, pipeline):

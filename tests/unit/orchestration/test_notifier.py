@@ -106,11 +106,13 @@ def test_webhook_receives_the_message_without_secrets(webhook, monkeypatch):
         assert secret not in raw
     body = json.loads(raw)
     assert set(body) == {"event", "pipeline", "text", "fields", "dag_id", "run_id", "at"}
-    assert body["event"] == "promotion" and body["pipeline"] == "churn"
+    assert body["event"] == "promotion"
+    assert body["pipeline"] == "churn"
     assert (
         body["text"] == "Pipeline churn: version 4 was promoted to champion (previous champion: version 3)."
     )
-    assert body["dag_id"] == "churn__train" and body["run_id"] == "scheduled__2024-01-01"
+    assert body["dag_id"] == "churn__train"
+    assert body["run_id"] == "scheduled__2024-01-01"
     assert body["fields"] == {
         "version": "4",
         "previous": "3",
@@ -132,7 +134,8 @@ def test_connection_as_uri_uses_the_airflow_http_convention(webhook, monkeypatch
     assert "Authorization" not in request["headers"]
     body = json.loads(request["body"])
     assert body["text"] == "Pipeline churn: version 5 was rejected: roc_auc fell."
-    assert body["dag_id"] is None and body["run_id"] is None  # outside a task, no run to name
+    assert body["dag_id"] is None
+    assert body["run_id"] is None
 
 
 def test_undefined_connection_only_logs(caplog):
@@ -141,7 +144,10 @@ def test_undefined_connection_only_logs(caplog):
     assert outcome == "logged"
     [record] = [r for r in caplog.records if r.name == "ctloop.orchestration.notifier"]
     assert (
-        "logged only" in record.getMessage() and "'ctloop_not_defined' is not defined" in record.getMessage()
+        "logged only" in record.getMessage()
+    )
+    assert (
+        "'ctloop_not_defined' is not defined" in record.getMessage()
     )
     assert "champion rolled back from version 6 to version 5" in record.getMessage()
 
@@ -154,7 +160,8 @@ def test_failing_endpoint_is_reported_not_raised(webhook, monkeypatch, caplog, s
         outcome = send(CIRCUIT_BREAKER, "churn", conn_id, {"rejections": 3}, CONTEXT)
     assert outcome == f"failed: HTTP {status}"
     [record] = [r for r in caplog.records if r.name == "ctloop.orchestration.notifier"]
-    assert record.levelno == logging.WARNING and f"HTTP {status}" in record.getMessage()
+    assert record.levelno == logging.WARNING
+    assert f"HTTP {status}" in record.getMessage()
     assert PASSWORD not in record.getMessage()
 
 
@@ -165,7 +172,8 @@ def test_closed_port_is_reported_not_raised(monkeypatch, caplog):
     conn_id = _define_connection(monkeypatch, port)
     with caplog.at_level(logging.WARNING, logger="ctloop.orchestration.notifier"):
         outcome = send(PROMOTION, "churn", conn_id, {"version": "2"}, CONTEXT)
-    assert outcome.startswith("failed: ") and "refused" in outcome.lower()
+    assert outcome.startswith("failed: ")
+    assert "refused" in outcome.lower()
     assert any(
         r.levelno == logging.WARNING for r in caplog.records if r.name == "ctloop.orchestration.notifier"
     )
@@ -177,7 +185,8 @@ def test_slow_endpoint_times_out(webhook, monkeypatch):
     notifier = CtloopNotifier(event=PROMOTION, pipeline="churn", conn_id=conn_id, timeout=0.2)
     started = time.monotonic()
     outcome = notifier.notify(CONTEXT)
-    assert outcome.startswith("failed: ") and "timed out" in outcome
+    assert outcome.startswith("failed: ")
+    assert "timed out" in outcome
     assert time.monotonic() - started < 1.0
 
 

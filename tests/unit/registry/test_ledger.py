@@ -95,7 +95,8 @@ def test_moves_are_recorded_in_order_with_their_fields(settings, client, version
         "evidence": {"report": "s3://b/report.html"},
     }
     stamped = datetime.fromisoformat(rows[2].at)
-    assert stamped.utcoffset() == timedelta(0) and stamped >= datetime.fromisoformat(rows[0].at)
+    assert stamped.utcoffset() == timedelta(0)
+    assert stamped >= datetime.fromisoformat(rows[0].at)
     assert ledger.entries(settings, f"{name}-other") == []
 
 

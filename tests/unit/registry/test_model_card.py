@@ -169,8 +169,10 @@ def test_rule_verdicts_are_styled_pass_fail_and_skipped():
         for cls, row in rows
         if (found := re.search(r"<td>(rules\.\d|latency)</td>", row))
     }
-    assert verdicts["rules.1"][0] == "fail" and "class='badge fail'>FAIL<" in verdicts["rules.1"][1]
-    assert verdicts["rules.0"][0] == "" and "class='badge pass'>pass<" in verdicts["rules.0"][1]
+    assert verdicts["rules.1"][0] == "fail"
+    assert "class='badge fail'>FAIL<" in verdicts["rules.1"][1]
+    assert verdicts["rules.0"][0] == ""
+    assert "class='badge pass'>pass<" in verdicts["rules.0"][1]
     assert "class='badge skip'>skipped<" in verdicts["latency"][1]
     assert "class='badge fail'>FAILED<" in page  # the gate's overall verdict
 
@@ -254,7 +256,8 @@ def test_page_is_self_contained():
     lowered = page.lower()
     for forbidden in ("<script", "src=", "<link", "@import", "url(", "<iframe"):
         assert forbidden not in lowered
-    assert "content-security-policy" in lowered and "default-src 'none'" in page
+    assert "content-security-policy" in lowered
+    assert "default-src 'none'" in page
 
 
 def test_log_model_card_writes_the_run_artifact():

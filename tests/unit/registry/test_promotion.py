@@ -117,7 +117,7 @@ def test_promotes_when_the_champion_is_as_evaluated_and_records_it(logged_model,
     )
     assert (entry.gate_decision, entry.evidence) == ("gate passed", {"holdout": "runs/r1/holdout.parquet"})
     # a retried promote task is a no-op, in the registry and in the ledger
-    again = promote(client, settings, name, v1, _decision(), lambda c: pytest.fail())
+    again = promote(client, settings, name, v1, _decision(), lambda c: pytest.fail("must not re-evaluate"))
     assert (again["action"], again["seq"]) == ("already_champion", None)
     assert len(ledger.entries(settings, name)) == 1
 
@@ -125,10 +125,12 @@ def test_promotes_when_the_champion_is_as_evaluated_and_records_it(logged_model,
 def test_reevaluates_when_the_champion_moved_and_keeps_the_better(logged_model, name):
     settings, client = load_settings(), registry.client(load_settings())
     v1, v2, v3 = (str(_register(name, logged_model, f"r{i}")) for i in range(3))
-    promote(client, settings, name, v1, _decision(), lambda c: pytest.fail())
+    promote(client, settings, name, v1, _decision(), lambda c: pytest.fail("must not re-evaluate"))
     # v2 and v3 were both evaluated against v1; v2 is promoted first
     assert (
-        promote(client, settings, name, v2, _decision(against=v1), lambda c: pytest.fail())["action"]
+        promote(
+            client, settings, name, v2, _decision(against=v1), lambda c: pytest.fail("must not re-evaluate")
+        )["action"]
         == "promoted"
     )
     seen = []
@@ -161,7 +163,7 @@ def test_the_better_of_two_passing_candidates_wins_in_either_order(
     settings, client = load_settings(), registry.client(load_settings())
     v1, v_good, v_better = (str(_register(name, logged_model, f"r{i}")) for i in range(3))
     value = {v1: 0.70 if metric == "roc_auc" else 12.0, v_good: good, v_better: better}
-    promote(client, settings, name, v1, _decision(), lambda c: pytest.fail())
+    promote(client, settings, name, v1, _decision(), lambda c: pytest.fail("must not re-evaluate"))
 
     def candidate(version):
         def reevaluate(champion):
@@ -188,8 +190,8 @@ def test_the_better_of_two_passing_candidates_wins_in_either_order(
 def test_a_tie_keeps_the_new_champion(logged_model, name):
     settings, client = load_settings(), registry.client(load_settings())
     v1, v2, v3 = (str(_register(name, logged_model, f"r{i}")) for i in range(3))
-    promote(client, settings, name, v1, _decision(), lambda c: pytest.fail())
-    promote(client, settings, name, v2, _decision(against=v1), lambda c: pytest.fail())
+    promote(client, settings, name, v1, _decision(), lambda c: pytest.fail("must not re-evaluate"))
+    promote(client, settings, name, v2, _decision(against=v1), lambda c: pytest.fail("must not re-evaluate"))
     tie = primary_comparison("classification", "roc_auc", {"roc_auc": 0.8}, {"roc_auc": 0.8})
     outcome = promote(
         client, settings, name, v3, _decision(against=v1), lambda c: _decision(against=v2, primary=tie)
@@ -201,8 +203,8 @@ def test_a_tie_keeps_the_new_champion(logged_model, name):
 def test_a_reevaluation_without_the_primary_comparison_is_an_error(logged_model, name):
     settings, client = load_settings(), registry.client(load_settings())
     v1, v2, v3 = (str(_register(name, logged_model, f"r{i}")) for i in range(3))
-    promote(client, settings, name, v1, _decision(), lambda c: pytest.fail())
-    promote(client, settings, name, v2, _decision(against=v1), lambda c: pytest.fail())
+    promote(client, settings, name, v1, _decision(), lambda c: pytest.fail("must not re-evaluate"))
+    promote(client, settings, name, v2, _decision(against=v1), lambda c: pytest.fail("must not re-evaluate"))
     with pytest.raises(ValueError, match="reevaluate must return 'primary'"):
         promote(client, settings, name, v3, _decision(against=v1), lambda c: _decision(against=v2))
     assert str(registry.get_champion(client, name).version) == v2

@@ -25,7 +25,8 @@ def test_a_batch_set_aside_twice_keeps_both_files_with_their_reasons(tmp_path):
     incoming.write_bytes("batch-0001.csv", b"second delivery")
     second = set_aside(spec, settings, batch, b"second delivery", "quarantine", {"failures": ["b"]})
 
-    assert first != second and not incoming.exists("batch-0001.csv")
+    assert first != second
+    assert not incoming.exists("batch-0001.csv")
     storage, root = home_storage(settings), f"quarantine/{spec.name}"
     kept = {k: storage.read_bytes(k) for k in storage.list_keys(root) if k.endswith(".csv")}
     assert sorted(kept.values()) == [b"first delivery", b"second delivery"]

@@ -23,7 +23,8 @@ def test_each_decision_is_a_point_and_each_move_a_marker() -> None:
     )
     assert svg.count('<circle class="point drift"') == 3
     assert svg.count('<circle class="point quality"') == 2  # no quality without labels
-    assert svg.count('class="marker promotion"') == 1 and svg.count('class="marker retrain"') == 1
+    assert svg.count('class="marker promotion"') == 1
+    assert svg.count('class="marker retrain"') == 1
 
 
 def test_drift_share_is_drawn_on_a_fixed_zero_to_one_scale_with_the_threshold() -> None:
@@ -42,7 +43,9 @@ def test_labels_are_escaped() -> None:
         threshold=0.3,
         metric="<b>",
     )
-    assert "<script>" not in svg and "&lt;script&gt;" in svg and "<b>" not in svg
+    assert "<script>" not in svg
+    assert "&lt;script&gt;" in svg
+    assert "<b>" not in svg
 
 
 def test_no_decision_yet_draws_no_chart() -> None:

@@ -80,4 +80,5 @@ def test_the_run_id_of_a_run_key() -> None:
     assert (
         run_id_of("p__monitor/scheduled__2026-01-01T00:00:00+00:00") == "scheduled__2026-01-01T00:00:00+00:00"
     )
-    assert run_id_of(None) is None and run_id_of("no-slash") is None
+    assert run_id_of(None) is None
+    assert run_id_of("no-slash") is None
