@@ -11,7 +11,7 @@ LINTED := include dags plugins tests bench
 # The core packages are type-checked strictly; the Airflow wiring, the UI and devtools less so
 # (Airflow's and FastAPI's decorators return untyped callables).
 CORE := $(addprefix -p ctloop.,spec io data validation training evaluation gating registry scoring monitoring) \
-	-m ctloop.errors -m ctloop.settings -m ctloop.notifications
+	-m ctloop.errors -m ctloop.settings -m ctloop.notifications -m ctloop.rendering
 EDGE := -p ctloop.orchestration -p ctloop.ui -p ctloop.devtools -m ctloop.cli
 export CTLOOP_HOME
 export UV_PYTHON_DOWNLOADS := never
@@ -26,7 +26,10 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --compile-bytecode --python $(PYTHON)
 	touch $@
 
-setup: $(VENV)/.synced  ## the virtualenv, exactly as uv.lock pins it
+setup: $(VENV)/.synced  ## the virtualenv, exactly as uv.lock pins it, and ctloop's own bytecode
+	@# uv compiles the installed packages, not the editable ctloop; without bytecode every DAG file
+	@# parse compiles ctloop's modules from source (where PYTHONDONTWRITEBYTECODE is set).
+	$(BIN)/python -m compileall -q include
 
 system-deps:  ## the Debian packages the tests need (postgresql, chromium, redis), installed only when missing
 	bash scripts/install-system-deps.sh

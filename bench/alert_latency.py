@@ -55,13 +55,13 @@ def _task_end(db: Path, dag_id: str, task_id: str, state: str = "success") -> li
 def through_airflow(home: Path) -> tuple[float, dict]:
     """Seconds from the retrain asset event to the promotion, and the demo's timeline."""
     from ctloop.devtools.demo import Demo, format_timeline
-    from ctloop.devtools.local_deployment import LocalStack
+    from ctloop.devtools.local_deployment import LocalDeployment
     from ctloop.settings import load_settings
     from ctloop.spec.loading import load_spec
 
     pipelines = home / "pipelines"
     spec = load_spec(_spec(pipelines))
-    with LocalStack(home, pipelines) as stack:
+    with LocalDeployment(home, pipelines) as stack:
         settings = load_settings(stack.env)
         demo = Demo(stack, settings, spec, ROWS_PER_BATCH)
         demo.run()

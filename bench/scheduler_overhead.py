@@ -75,9 +75,9 @@ def _task_timings(db: Path, dag_id: str) -> dict[str, str]:
 def _through_airflow(
     home: Path, spec_path: Path, dag_id: str, timeout: float
 ) -> tuple[float, float | None, dict]:
-    from ctloop.devtools.local_deployment import LocalStack
+    from ctloop.devtools.local_deployment import LocalDeployment
 
-    with LocalStack(home, spec_path.parent) as stack:
+    with LocalDeployment(home, spec_path.parent) as stack:
         stack.wait_for_dag(dag_id)
         time.sleep(3)  # let the api-server and scheduler finish starting before the clock starts
         start = time.perf_counter()

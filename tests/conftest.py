@@ -50,7 +50,7 @@ _MLFLOW_ENVIRONMENT = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "ML
 @pytest.fixture(autouse=True, scope="module")
 def _own_mlflow_store():
     """Every module ends on this worker's own MLflow store. Tests that read another deployment's
-    store (a LocalStack's, a tracking server's) switch the process-wide URIs, and
+    store (a LocalDeployment's, a tracking server's) switch the process-wide URIs, and
     ``mlflow.set_tracking_uri`` writes them into os.environ too, where later tests and their
     subprocesses would find a server that has stopped."""
     yield

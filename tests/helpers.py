@@ -19,7 +19,7 @@ def example_spec(name: str, data_uri: str, **overrides) -> dict:
 
 def served_pipeline(home: Path, *, batches: int, rows: int, **overrides) -> tuple[str, Path, Path]:
     """A new pipeline with example training data under ``home`` and its spec in ``home/pipelines``,
-    the folder a LocalStack's dag-processor reads; returns (name, data folder, pipelines folder).
+    the folder a LocalDeployment's dag-processor reads; returns (name, data folder, pipelines folder).
     ``overrides`` replace top-level fields of the example spec (only alerts and triggers start
     training: no cron)."""
     import uuid

@@ -88,8 +88,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         print(f"rollback refused: {exc}", file=sys.stderr)
         return 2
     print(
-        f"{args.pipeline}: champion v{outcome['from']} -> v{outcome['to']}"
-        f" ({outcome['action']}, ledger #{outcome['seq']})"
+        f"{args.pipeline}: champion v{outcome.from_version} -> v{outcome.to}"
+        f" ({outcome.action}, ledger #{outcome.seq})"
     )
     return 0
 

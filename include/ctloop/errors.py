@@ -57,3 +57,7 @@ class DriftInputError(CtloopError):
 
 class RollbackRefused(CtloopError):
     """A rollback target cannot become champion; the message names the version and why."""
+
+
+class SettingsError(CtloopError):
+    """The environment holds a ``CTLOOP_*`` variable ctloop does not know; the message names it."""

@@ -1,6 +1,6 @@
 """The Airflow UI and ctloop's plugin in a real browser, against a running deployment.
 
-One pipeline on small data goes through the loop on a LocalStack (api-server, scheduler,
+One pipeline on small data goes through the loop on a LocalDeployment (api-server, scheduler,
 dag-processor): a person logs in through Airflow's login page and starts the first training
 from the ``__train`` trigger form with a reason; a stable batch and a shifted one are scored (the
 shifted one carrying a script-injection payload in a categorical column), the monitor asks for a
@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from ctloop.devtools.example_data import COVARIATE_SHIFT, write_batches, write_labels
-from ctloop.devtools.local_deployment import LocalStack
+from ctloop.devtools.local_deployment import LocalDeployment
 from ctloop.registry import ledger
 from ctloop.settings import load_settings
 from tests.helpers import REPO, example_spec
@@ -42,7 +42,7 @@ STABLE, SHIFTED = 10, 11
 class World:
     """The running deployment, its one pipeline, and a logged-in browser context."""
 
-    stack: LocalStack
+    stack: LocalDeployment
     pipeline: str
     home: Path
     session: object  # playwright BrowserContext, logged in as admin
@@ -123,7 +123,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, browser) -> Iterator[World]:
     pipelines.mkdir()
     suite = _suite(home / "expectations")
     (pipelines / f"{name}.yaml").write_text(yaml.safe_dump(_spec(name, home, suite)))
-    with LocalStack(home, pipelines, CTLOOP_EXPECTATIONS_DIR=str(home / "expectations")) as stack:
+    with LocalDeployment(home, pipelines, CTLOOP_EXPECTATIONS_DIR=str(home / "expectations")) as stack:
         for kind in ("train", "score", "monitor", "rollback"):
             stack.wait_for_dag(f"{name}__{kind}")
         context = browser.new_context(viewport={"width": 1400, "height": 1000})

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pytest
 
 from ctloop.devtools.example_data import write_batches
-from ctloop.devtools.local_deployment import LocalStack
+from ctloop.devtools.local_deployment import LocalDeployment
 from ctloop.registry import ledger
 from ctloop.registry import mlflow_store as registry
 from ctloop.settings import load_settings
@@ -30,7 +30,7 @@ TIMEOUT_HOURS = 0.008  # 29 s: time to answer, and short enough to watch a reque
 
 @dataclass
 class Approvals:
-    server: LocalStack
+    server: LocalDeployment
     pipeline: str
     data: object
     webhook: Webhook
@@ -84,7 +84,7 @@ def approvals(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Approvals]:
     name, data, pipelines = served_pipeline(home, batches=2, rows=600, gates=gates)
     webhook = Webhook()
     conn = {"conn_type": "http", "host": "127.0.0.1", "port": webhook.server.server_address[1]}
-    with LocalStack(home, pipelines, AIRFLOW_CONN_CTLOOP_WEBHOOK=json.dumps(conn)) as server:
+    with LocalDeployment(home, pipelines, AIRFLOW_CONN_CTLOOP_WEBHOOK=json.dumps(conn)) as server:
         server.wait_for_dag(f"{name}__train")
         yield Approvals(server, name, data / "training", webhook)
     webhook.server.shutdown()
@@ -111,7 +111,7 @@ def test_approve_promotes_and_records_the_approver(approvals: Approvals) -> None
     assert move.approver == "admin"
     assert move.to_version == "1"
     tags = _version_tags(approvals, "1")
-    assert (tags["ctloop.gating.approval"], tags["ctloop.approved_by"]) == ("approved", "admin")
+    assert (tags["ctloop.approval"], tags["ctloop.approved_by"]) == ("approved", "admin")
     assert tags["ctloop.approval_comment"] == "looks right"
     assert approvals.webhook.events(approvals.pipeline) == ["approval_request", "promotion"]
 
@@ -123,7 +123,7 @@ def test_reject_leaves_the_champion_and_records_who_and_why(approvals: Approvals
     approvals.finish(run_id)
     assert _champion(approvals) == "1"
     tags = _version_tags(approvals, "2")
-    assert tags["ctloop.gating.approval"] == "rejected"
+    assert tags["ctloop.approval"] == "rejected"
     assert tags["ctloop.approved_by"] == "admin"
     assert tags["ctloop.approval_comment"] == "slice for two_year looks off"
     assert len(ledger.entries(approvals.settings(), approvals.pipeline)) == 1
@@ -135,5 +135,5 @@ def test_no_answer_times_out_as_a_rejection(approvals: Approvals) -> None:
     time.sleep(TIMEOUT_HOURS * 3600)  # past it; the scheduler answers with the default, Reject
     approvals.finish(run_id)
     assert _champion(approvals) == "1"
-    assert _version_tags(approvals, "3")["ctloop.gating.approval"] == "timed_out"
+    assert _version_tags(approvals, "3")["ctloop.approval"] == "timed_out"
     assert len(ledger.entries(approvals.settings(), approvals.pipeline)) == 1

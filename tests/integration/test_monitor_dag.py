@@ -12,7 +12,7 @@ import pytest
 
 from ctloop.devtools.example_data import COVARIATE_SHIFT
 from ctloop.io.storage import home_storage
-from ctloop.monitoring import retrain_requests as ledger
+from ctloop.monitoring import retrain_requests
 from ctloop.monitoring.monitor_run import history_prefix
 from ctloop.settings import load_settings
 from tests.integration.conftest import Pipeline, champion_version, mlflow_run, run_dag, task_states
@@ -47,7 +47,7 @@ def history(pipeline) -> list[dict]:
 
 def requests(pipeline) -> list[dict]:
     """The retrain requests the monitor opened (every training run also records its own)."""
-    every = ledger.all_requests(home_storage(load_settings()), pipeline.name)
+    every = retrain_requests.all_requests(home_storage(load_settings()), pipeline.name)
     return [r for r in every if r["reasons"][0]["kind"] == "monitor"]
 
 
@@ -187,7 +187,7 @@ def test_concept_drift_retrains_through_the_quality_rule_and_the_new_champion_re
     assert train_run.state == "success"
     assert champion_version(concept.name) == "2"
     run = mlflow_run(concept.name, train_run)
-    assert run.data.tags["ctloop.registry.promotion"].startswith("promoted")
+    assert run.data.tags["ctloop.promotion"].startswith("promoted")
     assert trigger in run.data.tags["ctloop.reason"]
     assert int(run.data.params["train_rows"]) + int(run.data.params["holdout_rows"]) == 3 * 1200
     v2_holdout = run.data.metrics["holdout_roc_auc"]

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from ctloop.devtools.local_deployment import FINISHED, LocalStack
+from ctloop.devtools.local_deployment import FINISHED, LocalDeployment
 from ctloop.registry import mlflow_store as registry
 from ctloop.settings import load_settings
 from tests.helpers import served_pipeline
@@ -30,7 +30,7 @@ REASON = "drift on monthly_charges (PSI 0.31)"
 class Stack:
     """The running deployment and the one pipeline it serves."""
 
-    server: LocalStack
+    server: LocalDeployment
     pipeline: str
 
     @property
@@ -71,7 +71,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     name, _, pipelines = served_pipeline(
         home, batches=3, rows=600, gates={"rules": [{"metric": "roc_auc", "at_least": 0.6}]}
     )
-    with LocalStack(home, pipelines) as server:
+    with LocalDeployment(home, pipelines) as server:
         server.wait_for_dag(f"{name}__train")
         yield Stack(server, name)
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from ctloop.devtools.example_data import COVARIATE_SHIFT, write_batches, write_labels
-from ctloop.devtools.local_deployment import BIN, LocalStack, free_port
+from ctloop.devtools.local_deployment import BIN, LocalDeployment, free_port
 from ctloop.registry import ledger
 from ctloop.registry import mlflow_store as registry
 from ctloop.settings import load_settings
@@ -106,7 +106,7 @@ def _clean_environment() -> dict[str, str]:
 
 @dataclass
 class Topology:
-    stack: LocalStack
+    stack: LocalDeployment
     pipeline: str
     data: Path
 
@@ -165,7 +165,7 @@ def topology(tmp_path_factory, postgres_server, redis_url, s3_endpoint, mlflow_s
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
-    with LocalStack(home, pipelines, components=CELERY_COMPONENTS, startup_timeout=300, **env) as stack:
+    with LocalDeployment(home, pipelines, components=CELERY_COMPONENTS, startup_timeout=300, **env) as stack:
         for kind in ("train", "score", "monitor"):
             stack.wait_for_dag(f"{name}__{kind}")
         yield Topology(stack, name, data)

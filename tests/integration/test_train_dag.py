@@ -37,7 +37,7 @@ def test_first_run_promotes_v1_with_its_evidence(champion_pipeline):
     assert hashlib.sha256(snapshot.read_bytes()).hexdigest() == run.data.tags["ctloop.data_sha256"]
     for tag in ("ctloop.data_sha256", "ctloop.holdout_digest", "ctloop.code_version", "ctloop.dag_run_id"):
         assert version.tags[tag] == run.data.tags[tag], tag
-    assert version.tags["ctloop.validation.data_validation"] == "passed"
+    assert version.tags["ctloop.validation"] == "passed"
     assert version.tags["ctloop.reason"] == "first training"
     assert version.tags["ctloop.gate"] == "passed"
     assert version.tags["ctloop.previous_champion"] == "none"
@@ -75,7 +75,7 @@ def test_no_better_candidate_is_registered_rejected_and_v1_stays(champion_pipeli
     assert "roc_auc min_improvement" in rejected.tags["ctloop.gate_summary"]
     assert "against champion v1" in rejected.tags["ctloop.gate_summary"]
     run = mlflow_run(pipeline.name, dag_run)
-    assert run.data.tags["ctloop.registry.promotion"] == "not_promoted"
+    assert run.data.tags["ctloop.promotion"] == "not_promoted"
     assert run.data.metrics["champion_holdout_roc_auc"] == pytest.approx(
         run.data.metrics["holdout_roc_auc"], abs=0.01
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from ctloop.data.training_window import read_training_data
 from ctloop.errors import DataReadError
@@ -17,11 +17,23 @@ if TYPE_CHECKING:
     from ctloop.spec.models import PipelineSpec
 
 
+class Snapshot(TypedDict):
+    """Where a snapshot lives, what it holds and whether this call wrote it."""
+
+    key: str
+    uri: str
+    sha256: str
+    rows: int
+    columns: list[str]
+    sources: list[str]
+    created: bool
+
+
 def snapshot_key(pipeline: str, sha256: str) -> str:
     return f"snapshots/{pipeline}/{sha256}.parquet"
 
 
-def take_snapshot(spec: PipelineSpec, settings: Settings) -> dict:
+def take_snapshot(spec: PipelineSpec, settings: Settings) -> Snapshot:
     """Freeze the pipeline's current data; an existing snapshot of the same content is kept as is."""
     frame, sources = read_training_data(spec, settings)
     try:

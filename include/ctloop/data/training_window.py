@@ -44,11 +44,11 @@ def read_training_data(spec: PipelineSpec, settings: Settings) -> tuple[pd.DataF
 
     batches = read_source_batches(spec, settings)
     batches += labeled_batches(spec, settings, list(batches[0][1].columns))
-    window = spec.retrain.data
-    if window.window == "batches":
+    window = spec.retrain.data  # its validator requires ``last`` exactly for "batches" and "days"
+    if window.window == "batches" and window.last is not None:
         batches = batches[-window.last :]
     frame = pd.concat([f for _, f in batches], ignore_index=True) if len(batches) > 1 else batches[0][1]
-    if window.window == "days":
+    if window.window == "days" and window.last is not None:
         times = pd.to_datetime(frame[spec.columns.timestamp], errors="coerce", utc=True)
         frame = frame[times >= times.max() - timedelta(days=window.last)].reset_index(drop=True)
     return frame, [uri for uri, _ in batches]

@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ctloop.devtools.example_data import COVARIATE_SHIFT, write_batches, write_labels
+from ctloop.registry import tags as names
 from ctloop.settings import load_settings
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from ctloop.devtools.local_deployment import LocalStack
+    from ctloop.devtools.local_deployment import LocalDeployment
     from ctloop.settings import Settings
     from ctloop.spec.models import PipelineSpec
 
@@ -49,7 +50,7 @@ class Row:
 class Demo:
     """Drives the story against a running stack and collects the timeline."""
 
-    def __init__(self, stack: LocalStack, settings: Settings, spec: PipelineSpec, rows: int) -> None:
+    def __init__(self, stack: LocalDeployment, settings: Settings, spec: PipelineSpec, rows: int) -> None:
         self.stack = stack
         self.settings = settings
         self.spec = spec
@@ -132,8 +133,8 @@ class Demo:
         finished = finished or self._wait(TRAIN, run_id)
         run = training_run(self.settings, run_id)
         tags = run.data.tags if run else {}
-        outcome = tags.get("ctloop.registry.promotion") or f"run {finished['state']}"
-        decision = f"{outcome}: {tags.get('ctloop.gate_summary', '')}"
+        outcome = tags.get(names.PROMOTION) or f"run {finished['state']}"
+        decision = f"{outcome}: {tags.get(names.GATE_SUMMARY, '')}"
         self.timeline.append(Row(step=step, decision=decision, champion=self._champion_label()))
         self.trainings.append(run_id)
 
@@ -195,6 +196,8 @@ def training_run(settings: Settings, run_id: str):
 
     client = registry.client(settings)
     experiment = client.get_experiment_by_name(PIPELINE)
+    if experiment is None:
+        return None
     key = f"{TRAIN}/{run_id}"
     runs = client.search_runs([experiment.experiment_id], f"tags.`{registry.RUN_KEY_TAG}` = '{key}'")
     return runs[0] if runs else None
@@ -215,15 +218,15 @@ def describe_training(settings: Settings, run_id: str) -> str:
     return "\n".join(
         [
             f"{TRAIN} / {run_id}",
-            f"  reason      {tags.get('ctloop.reason')}",
-            f"  reports     {tags.get('ctloop.trigger_reports') or '-'}",
-            f"  data        sha256 {tags.get('ctloop.data_sha256')}",
-            f"              snapshot {tags.get('ctloop.data_uri')}",
-            f"  validation  {tags.get('ctloop.validation.data_validation', 'not run')}",
-            f"  candidate   {metric_line('holdout_') or 'not evaluated'}",
-            f"  champion    {metric_line('champion_holdout_') or 'none yet'}",
-            f"  gate        {tags.get('ctloop.gate_summary', 'not reached')}",
-            f"  promotion   {tags.get('ctloop.registry.promotion', 'not reached')}",
+            f"  reason      {tags.get(names.REASON)}",
+            f"  reports     {tags.get(names.TRIGGER_REPORTS) or '-'}",
+            f"  data        sha256 {tags.get(names.DATA_SHA256)}",
+            f"              snapshot {tags.get(names.DATA_URI)}",
+            f"  validation  {tags.get(names.VALIDATION, 'not run')}",
+            f"  candidate   {metric_line(names.HOLDOUT_METRIC_PREFIX) or 'not evaluated'}",
+            f"  champion    {metric_line(names.CHAMPION_METRIC_PREFIX) or 'none yet'}",
+            f"  gate        {tags.get(names.GATE_SUMMARY, 'not reached')}",
+            f"  promotion   {tags.get(names.PROMOTION, 'not reached')}",
             f"  MLflow run  {run.info.run_id} (experiment {PIPELINE})",
         ]
     )
@@ -244,13 +247,13 @@ def format_timeline(rows: list[Row]) -> str:
 
 def run_demo(home: Path, rows_per_batch: int) -> int:
     """Run the story on a local stack and print the timeline; 0 when every run ended as expected."""
-    from ctloop.devtools.local_deployment import LocalStack
+    from ctloop.devtools.local_deployment import LocalDeployment
     from ctloop.spec.loading import load_spec
 
     settings = load_settings()
     spec = load_spec(settings.pipelines_dir / f"{PIPELINE}.yaml")
     print(f"Starting Airflow (api-server, scheduler, dag-processor) on {home} ...", flush=True)
-    with LocalStack(home, settings.pipelines_dir) as stack:
+    with LocalDeployment(home, settings.pipelines_dir) as stack:
         demo = Demo(stack, settings, spec, rows_per_batch)
         try:
             demo.run()

@@ -33,7 +33,8 @@ BIN = Path(sys.executable).parent
 ADMIN = "admin"  # the simple auth manager's default user (`[core] simple_auth_manager_users`)
 PASSWORD_FILE = "simple_auth_manager_passwords.json.generated"  # in AIRFLOW_HOME, written by api-server
 FINISHED = ("success", "failed")
-COMPONENTS = {
+Command = list[str | Path]
+COMPONENTS: dict[str, Command] = {
     "api-server": [BIN / "airflow", "api-server"],
     "scheduler": [BIN / "ctloop", "scheduler"],  # preloads the task libraries before forking tasks
     "dag-processor": [BIN / "airflow", "dag-processor"],
@@ -115,8 +116,8 @@ def _json(raw: bytes) -> Any:
         return raw.decode(errors="replace")
 
 
-class LocalStack:
-    """Start with ``with LocalStack(home, pipelines_dir) as stack:``; ``stack.client`` is logged in.
+class LocalDeployment:
+    """Start with ``with LocalDeployment(home, pipelines_dir) as stack:``; ``stack.client`` is logged in.
 
     Write the pipeline specs into ``pipelines_dir`` before entering, so the dag-processor's first
     parse sees them; then ``stack.wait_for_dag(dag_id)`` waits until the DAG can be triggered.
@@ -128,7 +129,7 @@ class LocalStack:
         pipelines_dir: Path | None = None,
         *,
         startup_timeout: float = 180,
-        components: dict[str, list] | None = None,
+        components: dict[str, Command] | None = None,
         **env: str,
     ) -> None:
         self.home = home
@@ -143,7 +144,7 @@ class LocalStack:
         self.processes: dict[str, subprocess.Popen] = {}
         self._log_files: list[TextIO] = []
 
-    def __enter__(self) -> LocalStack:
+    def __enter__(self) -> LocalDeployment:
         try:
             self.start()
         except BaseException:

@@ -3,19 +3,30 @@ prediction log once labels arrive."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ctloop.evaluation.metric_catalog import metric_names
 from ctloop.training.estimator import features
 
 if TYPE_CHECKING:
-    import numpy as np
     import pandas as pd
+    from numpy.typing import NDArray
 
     from ctloop.spec.models import PipelineSpec
 
 
-def evaluate(model, holdout: pd.DataFrame, spec: PipelineSpec) -> dict[str, float]:
+class FittedModel(Protocol):
+    """What ctloop uses of a fitted scikit-learn model (``classes_`` and ``predict_proba``:
+    classifiers only)."""
+
+    classes_: NDArray[Any]
+
+    def predict(self, x: pd.DataFrame) -> NDArray[Any]: ...
+
+    def predict_proba(self, x: pd.DataFrame) -> NDArray[Any]: ...
+
+
+def evaluate(model: FittedModel, holdout: pd.DataFrame, spec: PipelineSpec) -> dict[str, float]:
     """Every metric of the spec's task kind, as plain floats."""
     import numpy as np
 
@@ -29,7 +40,9 @@ def evaluate(model, holdout: pd.DataFrame, spec: PipelineSpec) -> dict[str, floa
     return _named(spec, _classification(y, predicted, scores, classes))
 
 
-def evaluate_logged(spec: PipelineSpec, y: np.ndarray, predicted: np.ndarray, score: np.ndarray) -> dict:
+def evaluate_logged(
+    spec: PipelineSpec, y: NDArray[Any], predicted: NDArray[Any], score: NDArray[Any]
+) -> dict[str, float]:
     """Metrics from the prediction log's ``prediction`` and ``score`` columns.
 
     The log keeps one score per row (the positive class's probability for binary models), so
@@ -45,22 +58,22 @@ def evaluate_logged(spec: PipelineSpec, y: np.ndarray, predicted: np.ndarray, sc
     return _label_metrics(y, predicted, "binary" if len(classes) <= 2 else "macro")
 
 
-def _named(spec: PipelineSpec, values: dict) -> dict[str, float]:
+def _named(spec: PipelineSpec, values: dict[str, float]) -> dict[str, float]:
     return {name: float(values[name]) for name in metric_names(spec.task)}
 
 
-def _regression(y, predicted) -> dict:
+def _regression(y: NDArray[Any], predicted: NDArray[Any]) -> dict[str, float]:
     import numpy as np
     from sklearn import metrics as sk
 
     return {
         "rmse": float(np.sqrt(sk.mean_squared_error(y, predicted))),
-        "mae": sk.mean_absolute_error(y, predicted),
-        "r2": sk.r2_score(y, predicted),
+        "mae": float(sk.mean_absolute_error(y, predicted)),
+        "r2": float(sk.r2_score(y, predicted)),
     }
 
 
-def _label_metrics(y, predicted, average: str) -> dict:
+def _label_metrics(y: NDArray[Any], predicted: NDArray[Any], average: str) -> dict[str, float]:
     from sklearn import metrics as sk
 
     return {
@@ -71,7 +84,9 @@ def _label_metrics(y, predicted, average: str) -> dict:
     }
 
 
-def _classification(y, predicted, scores, classes: list) -> dict:
+def _classification(
+    y: NDArray[Any], predicted: NDArray[Any], scores: NDArray[Any], classes: list[Any]
+) -> dict[str, float]:
     """``scores`` is the positive class's probability when binary, else the probability matrix."""
     import numpy as np
     from sklearn import metrics as sk
@@ -80,6 +95,6 @@ def _classification(y, predicted, scores, classes: list) -> dict:
     probabilities = np.column_stack([1 - scores, scores]) if binary else scores
     return {
         **_label_metrics(y, predicted, "binary" if binary else "macro"),
-        "roc_auc": sk.roc_auc_score(y, scores, multi_class="raise" if binary else "ovr"),
-        "log_loss": sk.log_loss(y, probabilities, labels=classes),
+        "roc_auc": float(sk.roc_auc_score(y, scores, multi_class="raise" if binary else "ovr")),
+        "log_loss": float(sk.log_loss(y, probabilities, labels=classes)),
     }

@@ -4,7 +4,7 @@ The bootstrap and slice rules score the same predictions thousands of times (res
 group of rows (slices). Predicting once and computing each metric from sufficient statistics
 weighted by how often each row is drawn turns 1,000 resamples into a few matrix products
 instead of 2,000 scikit-learn calls. The values agree with scikit-learn on unweighted data
-(tests/unit/test_bootstrap.py); where scikit-learn would return 0 by convention (precision with
+(tests/unit/gating/test_paired_bootstrap.py); where scikit-learn would return 0 by convention (precision with
 no predicted positive) or raise (roc_auc with one class), the value here is undefined (NaN).
 """
 
@@ -18,6 +18,7 @@ from ctloop.evaluation.metric_catalog import metric_names
 
 if TYPE_CHECKING:
     import numpy as np
+    from numpy.typing import ArrayLike
 
     from ctloop.evaluation.metric_catalog import TaskKind
 
@@ -50,7 +51,7 @@ class Predictions:
         return Predictions(self.predicted[rows], self.score[rows])
 
 
-def positive_label(y, *predictions: Predictions) -> Any | None:
+def positive_label(y: ArrayLike, *predictions: Predictions) -> Any | None:
     """The positive class, as scikit-learn's binary metrics take it (1, or the larger of two
     labels); None when there are more than two classes, or one class that is not 0/1."""
     import numpy as np
@@ -65,7 +66,7 @@ def positive_label(y, *predictions: Predictions) -> Any | None:
 
 
 def metric_function(
-    task: TaskKind, metric: str, y, predictions: Predictions, positive: Any | None
+    task: TaskKind, metric: str, y: ArrayLike, predictions: Predictions, positive: Any | None
 ) -> MetricFunction:
     """A function of row weights, shape (k, n), returning the metric under each of the k rows of
     weights; NaN where it is undefined (say, one class only among the drawn rows)."""
@@ -73,15 +74,15 @@ def metric_function(
 
     if metric not in metric_names(task):
         raise ValueError(f"{metric!r} is not a {task} metric; choose one of {', '.join(metric_names(task))}")
-    y = np.asarray(y)
+    labels = np.asarray(y)
     if task == "regression":
-        return _regression(metric, y.astype(float), np.asarray(predictions.predicted, dtype=float))
+        return _regression(metric, labels.astype(float), np.asarray(predictions.predicted, dtype=float))
     if metric == "accuracy":
-        correct = (np.asarray(predictions.predicted) == y).astype(float)
+        correct = (np.asarray(predictions.predicted) == labels).astype(float)
         return lambda w: _ratio(w @ correct, w.sum(axis=1))
     if positive is None:
         return lambda w: np.full(w.shape[0], np.nan)
-    is_positive = (y == positive).astype(float)
+    is_positive = (labels == positive).astype(float)
     if metric == "roc_auc":
         return _roc_auc(is_positive, np.asarray(predictions.score, dtype=float))
     if metric == "log_loss":
@@ -91,7 +92,7 @@ def metric_function(
         return lambda w: _ratio(w @ losses, w.sum(axis=1))
     predicted_positive = (np.asarray(predictions.predicted) == positive).astype(float)
     hits = is_positive * predicted_positive
-    combine = {
+    combine: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] = {
         "precision": lambda tp, pp, ap: _ratio(tp, pp),
         "recall": lambda tp, pp, ap: _ratio(tp, ap),
         "f1": lambda tp, pp, ap: _ratio(2 * tp, pp + ap),
@@ -100,7 +101,7 @@ def metric_function(
 
 
 def metric_value(
-    task: TaskKind, metric: str, y, predictions: Predictions, positive: Any | None
+    task: TaskKind, metric: str, y: ArrayLike, predictions: Predictions, positive: Any | None
 ) -> tuple[float | None, str | None]:
     """The metric on all rows, once: ``(value, None)``, or ``(None, why it is undefined)``."""
     import numpy as np

@@ -6,69 +6,104 @@ Airflow's ``ApprovalOperator`` asks; with no answer by the timeout it takes its 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from ctloop.registry import tags
+
+if TYPE_CHECKING:
+    from ctloop.gating.decision import GateDecision
+    from ctloop.training.contracts import Evaluation
+
 APPROVE, REJECT = "Approve", "Reject"
+REFUSALS = ("rejected", "timed_out")
 
 
-def outcome(response: dict | None, required: bool) -> dict:
+class Approval(BaseModel):
     """The approval record for the ledger, the model card and the version's tags."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    required: bool
+    outcome: Literal["not_required", "pending", "approved", "rejected", "timed_out"]
+    by: str | None = None
+    at: str | None = None
+    comment: str | None = None
+
+    @property
+    def refused(self) -> bool:
+        """A person said no, or nobody answered in time."""
+        return self.outcome in REFUSALS
+
+
+def outcome(response: Mapping[str, Any] | None, required: bool) -> Approval:
+    """What the reviewer's answer (Airflow's HITL response, None when nobody was asked) means."""
     if not required:
-        return {"required": False, "outcome": "not_required", "by": None, "at": None, "comment": None}
+        return Approval(required=False, outcome="not_required")
     if not response:
-        return {"required": True, "outcome": "pending", "by": None, "at": None, "comment": None}
+        return Approval(required=True, outcome="pending")
     user = response.get("responded_by_user") or {}
     chosen = (response.get("chosen_options") or [None])[0]
+    verdict: Literal["approved", "rejected", "timed_out"]
     if response.get("timedout") or (chosen != APPROVE and not user):
         verdict = "timed_out"  # nobody answered; the scheduler applied the default, Reject
     else:
         verdict = "approved" if chosen == APPROVE else "rejected"
     at = response.get("responded_at")
-    return {
-        "required": True,
-        "outcome": verdict,
-        "by": user.get("name") or user.get("id"),
-        "at": at.isoformat() if hasattr(at, "isoformat") else at,
-        "comment": (response.get("params_input") or {}).get("comment") or None,
-    }
+    by = user.get("name") or user.get("id")
+    return Approval(
+        required=True,
+        outcome=verdict,
+        by=None if by is None else str(by),
+        at=at.isoformat() if isinstance(at, datetime) else at,
+        comment=(response.get("params_input") or {}).get("comment") or None,
+    )
 
 
 def _number(value: float | None) -> str:
     return "—" if value is None else f"{value:.4f}"
 
 
-def evidence_markdown(decision: dict, evaluation: dict, provenance: dict, version: str, links: dict) -> str:
+def evidence_markdown(
+    decision: GateDecision,
+    evaluation: Evaluation,
+    provenance: Mapping[str, str],
+    version: str,
+    links: Mapping[str, str],
+) -> str:
     """What the reviewer reads in Airflow's Required actions view: metrics, slices, verdicts, links."""
-    champion = evaluation.get("champion") or {}
+    champion = evaluation.champion or {}
+    against = evaluation.champion_version
     lines = [
-        f"**Candidate v{version}** against champion "
-        f"{'v' + evaluation['champion_version'] if evaluation.get('champion_version') else '(none yet)'}"
-        f" on the same frozen holdout ({evaluation.get('holdout_digest', '')[:12]}).",
+        f"**Candidate v{version}** against champion {'v' + against if against else '(none yet)'}"
+        f" on the same frozen holdout ({evaluation.holdout_digest[:12]}).",
         "",
         "| metric | candidate | champion |",
         "| --- | --- | --- |",
         *(
             f"| {m} | {_number(v)} | {_number(champion.get(m))} |"
-            for m, v in sorted(evaluation["candidate"].items())
+            for m, v in sorted(evaluation.candidate.items())
         ),
         "",
         "| rule | verdict | note |",
         "| --- | --- | --- |",
-        *(
-            f"| {r.get('metric')} {r.get('kind')} | {_verdict(r.get('passed'))} | {r.get('note', '')} |"
-            for r in decision["rules"]
-        ),
+        *(f"| {r.metric} {r.kind} | {_verdict(r.passed)} | {r.note} |" for r in decision.rules),
     ]
-    slices = decision.get("slices") or []
+    slices = decision.slices or []
     if slices:
         lines += ["", "| slice | rows | candidate | champion |", "| --- | --- | --- | --- |"]
-        metric = decision.get("slice_metric")
+        metric = decision.slice_metric or ""
         lines += [
-            f"| {s['slice']} | {s['rows']} | {_number((s.get('candidate') or {}).get(metric))}"
-            f" | {_number((s.get('champion') or {}).get(metric))} |"
+            f"| {s.slice} | {s.rows} | {_number(s.candidate.get(metric))}"
+            f" | {_number((s.champion or {}).get(metric))} |"
             for s in slices
         ]
     lines += [
         "",
-        f"Started by: {provenance.get('ctloop.trigger', '')}: {provenance.get('ctloop.reason', '')}",
+        f"Started by: {provenance.get(tags.TRIGGER, '')}: {provenance.get(tags.REASON, '')}",
         *(f"- {name}: {target}" for name, target in links.items() if target),
     ]
     return "\n".join(lines)

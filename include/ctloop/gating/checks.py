@@ -2,28 +2,34 @@
 
 The bootstrap and slice rules read both models' per-row scores on the shared holdout, which the
 evaluate step stored; validity and latency load the registered version as a user would.
-Each rule returns verdicts of one shape (see ctloop.gating.rules); this module only feeds them.
+Each rule returns verdicts of one shape (:class:`~ctloop.gating.decision.GateVerdict`); this
+module only feeds them.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from ctloop.gating.decision import GateVerdict, LatencyMeasurement, RuleChecks, SliceResult
 from ctloop.io.readers import from_parquet_bytes
 from ctloop.io.storage import home_storage
 from ctloop.registry import mlflow_store as registry
+from ctloop.registry import tags
 
 if TYPE_CHECKING:
     from ctloop.evaluation.weighted_metrics import Predictions
     from ctloop.settings import Settings
     from ctloop.spec.models import PipelineSpec
+    from ctloop.training.contracts import Evaluation
 
 
-def _holdout_predictions(settings: Settings, evaluation: dict) -> tuple[Predictions, Predictions | None]:
+def _holdout_predictions(
+    settings: Settings, evaluation: Evaluation
+) -> tuple[Predictions, Predictions | None]:
     """Both models' per-row scores on the holdout, as the evaluate step stored them."""
     from ctloop.evaluation.weighted_metrics import Predictions
 
-    rows = from_parquet_bytes(home_storage(settings).read_bytes(evaluation["predictions_key"]))
+    rows = from_parquet_bytes(home_storage(settings).read_bytes(evaluation.predictions_key))
     candidate = Predictions(rows["candidate_prediction"].to_numpy(), rows["candidate_score"].to_numpy())
     champion = None
     if "champion_prediction" in rows:
@@ -31,7 +37,7 @@ def _holdout_predictions(settings: Settings, evaluation: dict) -> tuple[Predicti
     return candidate, champion
 
 
-def rule_checks(spec: PipelineSpec, settings: Settings, evaluation: dict, version: str) -> dict:
+def rule_checks(spec: PipelineSpec, settings: Settings, evaluation: Evaluation, version: str) -> RuleChecks:
     """Verdicts of the bootstrap, slice, validity and latency rules, with their evidence."""
     from ctloop.gating.latency import measure_latency
     from ctloop.gating.model_validity import check_validity
@@ -40,10 +46,13 @@ def rule_checks(spec: PipelineSpec, settings: Settings, evaluation: dict, versio
     from ctloop.training.estimator import features
 
     gates = spec.gates
-    verdicts: list[dict] = []
-    evidence: dict = {}
+    verdicts: list[GateVerdict] = []
+    slices: list[SliceResult] | None = None
+    slice_metric: str | None = None
+    latency: LatencyMeasurement | None = None
+    holdout: Any = None
     if gates.bootstrap or gates.slices or gates.latency:  # read once for every rule that needs it
-        holdout = from_parquet_bytes(home_storage(settings).read_bytes(evaluation["holdout_key"]))
+        holdout = from_parquet_bytes(home_storage(settings).read_bytes(evaluation.holdout_key))
     if gates.bootstrap or gates.slices:
         candidate, champion = _holdout_predictions(settings, evaluation)
         y = holdout[spec.columns.target].to_numpy()
@@ -51,15 +60,15 @@ def rule_checks(spec: PipelineSpec, settings: Settings, evaluation: dict, versio
             verdicts.append(paired_bootstrap(gates.bootstrap, spec.task, y, candidate, champion))
         if gates.slices:
             report = slice_report(gates.slices, gates.slice_rules, spec.task, holdout, y, candidate, champion)
-            verdicts += report["verdicts"]
-            evidence["slices"] = report["slices"]
-            evidence["slice_metric"] = gates.slice_rules.metric if gates.slice_rules else spec.primary_metric
+            verdicts += report.verdicts
+            slices = report.slices
+            slice_metric = gates.slice_rules.metric if gates.slice_rules else spec.primary_metric
     model_uri = f"models:/{spec.name}/{version}"
-    sha256 = registry.client(settings).get_model_version(spec.name, version).tags.get(registry.MODEL_SHA_TAG)
+    sha256 = registry.client(settings).get_model_version(spec.name, version).tags.get(tags.MODEL_SHA256)
     validity, model = check_validity(model_uri, spec.columns.features, settings, sha256)
     verdicts += validity
     if gates.latency and model is not None:
-        latency = measure_latency(model, features(holdout, spec), gates.latency)
-        verdicts += latency["verdicts"]
-        evidence["latency"] = {k: v for k, v in latency.items() if k != "verdicts"}
-    return {"verdicts": verdicts, **evidence}
+        measured = measure_latency(model, features(holdout, spec), gates.latency)
+        verdicts += measured.verdicts
+        latency = measured.measurement()
+    return RuleChecks(verdicts=verdicts, slices=slices, slice_metric=slice_metric, latency=latency)

@@ -7,12 +7,19 @@ measurement uses the pyfunc model (schema enforcement included), not the bare es
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
+
+from ctloop.gating.decision import GateVerdict, LatencyReport, Percentiles
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from ctloop.spec.models import LatencyRule
+
+
+class Predictor(Protocol):
+    def predict(self, data: pd.DataFrame) -> object: ...
+
 
 LIMITS = (
     ("single_p50_ms", "single_ms", "p50"),
@@ -22,12 +29,11 @@ LIMITS = (
 )
 
 
-def measure_latency(model, sample: pd.DataFrame, rule: LatencyRule) -> dict:
+def measure_latency(model: Predictor, sample: pd.DataFrame, rule: LatencyRule) -> LatencyReport:
     """Time ``model.predict`` on one row and on a batch of ``rule.batch_rows``, ``rule.repeats``
     times each, after one warm-up call of each.
 
-    Returns ``{"single_ms": {"p50", "p95"}, "batch_ms": {"p50", "p95"}, "batch_rows", "repeats",
-    "verdicts"}``, with one ``latency`` verdict per limit the rule sets. The one-row calls cycle
+    The report has one ``latency`` verdict per limit the rule sets. The one-row calls cycle
     through the rows of ``sample``; the batch is ``sample`` repeated (or cut) to ``batch_rows``.
     """
     import numpy as np
@@ -40,18 +46,13 @@ def measure_latency(model, sample: pd.DataFrame, rule: LatencyRule) -> dict:
     model.predict(batch)
     single = _timed(model, rows)
     batched = _timed(model, [batch] * rule.repeats)
-    result = {
-        "single_ms": _percentiles(single),
-        "batch_ms": _percentiles(batched),
-        "batch_rows": rule.batch_rows,
-        "repeats": rule.repeats,
-    }
+    measured = {"single_ms": _percentiles(single), "batch_ms": _percentiles(batched)}
     verdicts = []
     for limit, shape, quantile in LIMITS:
         bound = getattr(rule, limit)
         if bound is None:
             continue
-        value = result[shape][quantile]
+        value = getattr(measured[shape], quantile)
         passed = value <= bound
         what = "one-row" if shape == "single_ms" else f"{rule.batch_rows}-row"
         note = (
@@ -59,20 +60,26 @@ def measure_latency(model, sample: pd.DataFrame, rule: LatencyRule) -> dict:
             f" <= {bound:.2f} ms: {'passed' if passed else 'failed'}"
         )
         verdicts.append(
-            {
-                "rule": "latency",
-                "metric": limit,
-                "kind": "at_most",
-                "value": value,
-                "bound": bound,
-                "passed": bool(passed),
-                "note": note,
-            }
+            GateVerdict(
+                rule="latency",
+                metric=limit,
+                kind="at_most",
+                value=value,
+                bound=bound,
+                passed=bool(passed),
+                note=note,
+            )
         )
-    return {**result, "verdicts": verdicts}
+    return LatencyReport(
+        single_ms=measured["single_ms"],
+        batch_ms=measured["batch_ms"],
+        batch_rows=rule.batch_rows,
+        repeats=rule.repeats,
+        verdicts=verdicts,
+    )
 
 
-def _timed(model, inputs: list) -> list[float]:
+def _timed(model: Predictor, inputs: list[pd.DataFrame]) -> list[float]:
     """Milliseconds of each ``predict`` call."""
     elapsed = []
     for frame in inputs:
@@ -82,8 +89,8 @@ def _timed(model, inputs: list) -> list[float]:
     return elapsed
 
 
-def _percentiles(milliseconds: list[float]) -> dict[str, float]:
+def _percentiles(milliseconds: list[float]) -> Percentiles:
     import numpy as np
 
     p50, p95 = np.percentile(milliseconds, [50, 95])
-    return {"p50": float(p50), "p95": float(p95)}
+    return Percentiles(p50=float(p50), p95=float(p95))

@@ -5,7 +5,9 @@ the scoring DAG the moment it became champion."""
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from ctloop.gating.decision import GateVerdict
 
 if TYPE_CHECKING:
     from mlflow.pyfunc import PyFuncModel
@@ -17,7 +19,7 @@ ERROR_CHARS = 300  # an error quoted in a note: one line, this long at most
 
 def check_validity(
     model_uri: str, expected_features: list[str], settings: Settings, expected_sha256: str | None
-) -> tuple[list[dict], PyFuncModel | None]:
+) -> tuple[list[GateVerdict], PyFuncModel | None]:
     """Three ``validity`` verdicts (``model_load``, ``signature``, ``input_example``) and the loaded
     pyfunc model, or None when it did not load (the other two verdicts are then skipped).
 
@@ -42,21 +44,23 @@ def check_validity(
     ], model
 
 
-def _verdict(metric: str, kind: str, passed: bool | None, note: str, **extra) -> dict:
-    return {
-        "rule": "validity",
-        "metric": metric,
-        "kind": kind,
-        "value": extra.pop("value", None),
-        "bound": extra.pop("bound", None),
-        "passed": passed,
-        "note": note,
-        **extra,
-    }
+def _verdict(metric: str, kind: str, passed: bool | None, note: str, **extra: Any) -> GateVerdict:
+    return GateVerdict.model_validate(
+        {
+            "rule": "validity",
+            "metric": metric,
+            "kind": kind,
+            "value": extra.pop("value", None),
+            "bound": extra.pop("bound", None),
+            "passed": passed,
+            "note": note,
+            **extra,
+        }
+    )
 
 
-def _signature(model: PyFuncModel, expected: list[str]) -> dict:
-    schema = model.metadata.get_input_schema()
+def _signature(model: PyFuncModel, expected: list[str]) -> GateVerdict:
+    schema = model.metadata.get_input_schema()  # type: ignore[no-untyped-call]  # MLflow leaves it unannotated
     if schema is None:
         return _verdict(
             "signature", "matches_features", False, "failed: the model was logged without a signature"
@@ -84,7 +88,7 @@ def _signature(model: PyFuncModel, expected: list[str]) -> dict:
     )
 
 
-def _input_example(model: PyFuncModel) -> dict:
+def _input_example(model: PyFuncModel) -> GateVerdict:
     example = model.input_example
     if example is None:
         return _verdict(

@@ -7,13 +7,15 @@ champion only when it is better with the configured confidence.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ctloop.evaluation.metric_catalog import higher_is_better
 from ctloop.evaluation.weighted_metrics import Predictions, metric_function, metric_value, positive_label
+from ctloop.gating.decision import GateVerdict
 
 if TYPE_CHECKING:
     import numpy as np
+    from numpy.typing import ArrayLike
 
     from ctloop.evaluation.metric_catalog import TaskKind
     from ctloop.spec.models import BootstrapRule
@@ -23,8 +25,8 @@ WEIGHTS_PER_CHUNK = 2_000_000  # resamples x rows held in memory at once (16 MB 
 
 
 def paired_bootstrap(
-    rule: BootstrapRule, task: TaskKind, y, candidate: Predictions, champion: Predictions | None
-) -> dict:
+    rule: BootstrapRule, task: TaskKind, y: ArrayLike, candidate: Predictions, champion: Predictions | None
+) -> GateVerdict:
     """The bootstrap verdict: ``value`` is the interval's lower bound, ``bound`` the margin.
 
     Extras: ``interval`` [lo, hi] of (candidate - champion) in the metric's good direction,
@@ -34,7 +36,7 @@ def paired_bootstrap(
     """
     import numpy as np
 
-    verdict = {
+    verdict: dict[str, Any] = {
         "rule": "bootstrap",
         "metric": rule.metric,
         "kind": "ci_lower_bound",
@@ -43,7 +45,8 @@ def paired_bootstrap(
         "resamples": rule.resamples,
     }
     if champion is None:
-        return {**verdict, "value": None, "passed": None, "note": "skipped: there is no champion yet"}
+        note = "skipped: there is no champion yet"
+        return GateVerdict.model_validate({**verdict, "value": None, "passed": None, "note": note})
     y = np.asarray(y)
     if not len(y) == len(candidate) == len(champion):
         raise ValueError(
@@ -51,11 +54,12 @@ def paired_bootstrap(
         )
     positive = positive_label(y, candidate, champion)
     sign = 1.0 if higher_is_better(task, rule.metric) else -1.0
-    whole = {}
+    whole: dict[str, float] = {}
     for name, predictions in (("candidate", candidate), ("champion", champion)):
-        whole[name], why = metric_value(task, rule.metric, y, predictions, positive)
-        if why:
+        value, why = metric_value(task, rule.metric, y, predictions, positive)
+        if why or value is None:
             return _failed(verdict, f"cannot compare on the holdout: {why}")
+        whole[name] = value
     differences = sign * _resampled(rule, task, y, candidate, champion, positive)
     valid = differences[np.isfinite(differences)]
     degenerate = rule.resamples - len(valid)
@@ -79,15 +83,22 @@ def paired_bootstrap(
         f" [{low:+.4f}, {high:+.4f}] (estimate {verdict['estimate']:+.4f}, {len(valid)} resamples{skipped});"
         f" its lower bound must be >= {rule.margin:+.4f}: {'passed' if passed else 'failed'}"
     )
-    return {**verdict, "value": low, "interval": [low, high], "passed": bool(passed), "note": note}
+    return GateVerdict.model_validate(
+        {**verdict, "value": low, "interval": [low, high], "passed": bool(passed), "note": note}
+    )
 
 
-def _failed(verdict: dict, why: str) -> dict:
-    return {**verdict, "value": None, "passed": False, "note": f"failed: {why}"}
+def _failed(verdict: dict[str, Any], why: str) -> GateVerdict:
+    return GateVerdict.model_validate({**verdict, "value": None, "passed": False, "note": f"failed: {why}"})
 
 
 def _resampled(
-    rule: BootstrapRule, task: TaskKind, y, candidate: Predictions, champion: Predictions, positive
+    rule: BootstrapRule,
+    task: TaskKind,
+    y: np.ndarray,
+    candidate: Predictions,
+    champion: Predictions,
+    positive: object,
 ) -> np.ndarray:
     """candidate minus champion metric on each resample; both scored on the same drawn rows.
 

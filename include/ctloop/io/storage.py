@@ -10,7 +10,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlparse
 
 from ctloop.errors import StorageError
@@ -103,7 +103,7 @@ class S3Storage:
     endpoint_url: str | None = None
 
     @property
-    def _client(self):
+    def _client(self) -> Any:
         import boto3
 
         return boto3.client("s3", endpoint_url=self.endpoint_url)
@@ -133,7 +133,8 @@ class S3Storage:
             response = self._client.get_object(Bucket=self.bucket, Key=self._key(key))
         except ClientError as exc:
             raise StorageError(f"{self.uri(key)}: {exc}") from exc
-        return response["Body"].read()
+        body: bytes = response["Body"].read()
+        return body
 
     def write_bytes(self, key: str, data: bytes) -> str:
         self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
@@ -151,7 +152,7 @@ class S3Storage:
         full_prefix = self._key(prefix) if prefix else (self.prefix.rstrip("/") + "/" if self.prefix else "")
         strip = len(self.prefix.rstrip("/")) + 1 if self.prefix else 0
         paginator = self._client.get_paginator("list_objects_v2")
-        keys = []
+        keys: list[str] = []
         for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix):
             keys.extend(item["Key"][strip:] for item in page.get("Contents", []))
         return sorted(keys)

@@ -33,7 +33,6 @@ own origin. Sandboxing is the job of whatever serves the file, not of this modul
 
 from __future__ import annotations
 
-import html
 import logging
 import math
 import re
@@ -43,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from ctloop.errors import DriftInputError
+from ctloop.rendering import render
 
 if TYPE_CHECKING:
     from evidently.core.report import Snapshot
@@ -91,7 +91,7 @@ def build_report(
     sample_rows: int = DEFAULT_SAMPLE_ROWS,
     seed: int = 0,
     title: str,
-) -> tuple[str, dict]:
+) -> tuple[str, dict[str, Any]]:
     """Build the Evidently HTML page and a small JSON-able dict of what Evidently computed.
 
     ``reference`` and ``current`` hold the features plus ``score`` and ``prediction`` (the
@@ -135,7 +135,8 @@ def build_report(
         "quality": quality,
     }
     page = _render([drift_snapshot, quality_snapshot])
-    return _insert_banner(page, _banner(summary)), _jsonable(summary)
+    banner = render("drift_banner.html", summary=summary)  # escapes every value
+    return _insert_banner(page, banner), _jsonable(summary)
 
 
 def column_kinds(numeric: list[str], categorical: list[str], task: str) -> dict[str, str]:
@@ -188,9 +189,12 @@ def default_stattest(reference: pd.Series, current: pd.Series, kind: str) -> str
 
 def _valid(series: pd.Series, kind: str) -> np.ndarray:
     """Which values Evidently tests: not null and, for numbers, finite."""
+    valid: np.ndarray
     if kind == "numeric":
-        return np.isfinite(series.to_numpy(dtype="float64", na_value=np.nan))
-    return series.notna().to_numpy()
+        valid = np.isfinite(series.to_numpy(dtype="float64", na_value=np.nan))
+    else:
+        valid = series.notna().to_numpy()
+    return valid
 
 
 def _more_distinct_than(limit: int, reference: pd.Series, current: pd.Series, kind: str) -> bool:
@@ -261,7 +265,7 @@ def _run_drift(
 
 
 def _drift_results(
-    result: dict, kinds: dict[str, str], numeric: list[str], categorical: list[str]
+    result: dict[str, Any], kinds: dict[str, str], numeric: list[str], categorical: list[str]
 ) -> dict[str, Any]:
     """Per column: kind, role, test, threshold, score and Evidently's verdict, from ``Snapshot.dict()``."""
     verdicts = {
@@ -269,7 +273,7 @@ def _drift_results(
         for test in result["tests"]
         if test["metric_config"]["params"].get("type", "").endswith(":ValueDrift")
     }
-    columns: dict[str, dict] = {}
+    columns: dict[str, dict[str, Any]] = {}
     drifted: dict[str, Any] = {}
     for metric in result["metrics"]:
         config = metric["config"]
@@ -308,7 +312,7 @@ def _labeled_rows(current: pd.DataFrame, target: str, rows: int, seed: int) -> p
 
 def _run_quality(
     labeled: pd.DataFrame | None, reference: pd.DataFrame, current: pd.DataFrame, target: str, task: str
-) -> tuple[Snapshot | None, dict]:
+) -> tuple[Snapshot | None, dict[str, Any]]:
     if labeled is None:
         return None, {"computed": False, "reason": f"no labeled rows in current (column {target!r})"}
     labeled_total = int((current[target].notna() & current[PREDICTION].notna()).sum())
@@ -341,7 +345,9 @@ def _run_quality(
     return snapshot, info
 
 
-def _regression_setup(labeled: pd.DataFrame, target: str, info: dict) -> tuple[pd.DataFrame, Any, Any]:
+def _regression_setup(
+    labeled: pd.DataFrame, target: str, info: dict[str, Any]
+) -> tuple[pd.DataFrame, Any, Any]:
     from evidently import DataDefinition, Regression
     from evidently.presets import RegressionPreset
 
@@ -359,7 +365,7 @@ def _regression_setup(labeled: pd.DataFrame, target: str, info: dict) -> tuple[p
 
 
 def _classification_setup(
-    labeled: pd.DataFrame, reference: pd.DataFrame, current: pd.DataFrame, target: str, info: dict
+    labeled: pd.DataFrame, reference: pd.DataFrame, current: pd.DataFrame, target: str, info: dict[str, Any]
 ) -> tuple[pd.DataFrame, Any, Any]:
     """Binary with ``score`` as the probability of the positive class when exactly two classes are
     known and both occur among the labels; otherwise labels only (``score`` is then the top class's
@@ -410,24 +416,26 @@ def _as_labels(series: pd.Series) -> pd.Series:
     return series
 
 
-def _known_classes(frame: pd.DataFrame, reference: pd.DataFrame, current: pd.DataFrame, target: str) -> list:
+def _known_classes(
+    frame: pd.DataFrame, reference: pd.DataFrame, current: pd.DataFrame, target: str
+) -> list[Any]:
     parts = [frame[target], frame[PREDICTION], current[PREDICTION], reference[PREDICTION]]
     if target in reference.columns:
         parts.append(reference[target])
-    known: set = set()
+    known: set[Any] = set()
     for part in parts:
         known.update(_as_labels(part.dropna()).unique().tolist())
     return _sorted(known)
 
 
-def _sorted(values: Any) -> list:
+def _sorted(values: Any) -> list[Any]:
     try:
         return sorted(values)
     except TypeError:  # labels of mixed types
         return sorted(values, key=str)
 
 
-def _quality_metrics(result: dict) -> dict[str, Any]:
+def _quality_metrics(result: dict[str, Any]) -> dict[str, Any]:
     """Top-level metric values keyed by metric type (``Accuracy``, ``RocAuc``, ``RMSE``...)."""
     metrics: dict[str, Any] = {}
     for metric in result["metrics"]:
@@ -444,50 +452,8 @@ def _render(snapshots: list[Snapshot | None]) -> str:
     page = models[0].copy()
     page.widgets = [w for m in models for w in m.widgets]
     page.tests_widgets = [w for m in models for w in m.tests_widgets]
-    return Run.load_model(page).get_html_str(as_iframe=False)
-
-
-def _banner(summary: dict) -> str:
-    """What the reader must know before reading the page; every value is escaped."""
-    e = html.escape
-    sample = summary["sample"]
-    ref, cur = sample["reference"], sample["current"]
-    lines = [
-        f"<strong>{e(str(summary['title']))}</strong>",
-        f"This report shows a uniform random sample (seed {e(str(sample['seed']))}) of "
-        f"{ref['sampled']:,} of {ref['rows']:,} reference rows and {cur['sampled']:,} of {cur['rows']:,} "
-        "current rows.",
-        "ctloop's drift decisions (summary.json beside this report) are computed on the full data; "
-        "scores on this sample may differ from them slightly.",
-    ]
-    detected = summary["drift"]["detected"]
-    lines.append(
-        "Evidently flags drift on this sample in: " + e(", ".join(detected))
-        if detected
-        else "Evidently flags no drift on this sample."
-    )
-    if summary["drift"]["skipped"]:
-        skipped = "; ".join(f"{c}: {why}" for c, why in summary["drift"]["skipped"].items())
-        lines.append("Not tested: " + e(skipped))
-    lines.append(_quality_line(summary["quality"]))
-    body = "".join(f'<p style="margin:4px 0">{line}</p>' for line in lines)
-    style = "font-family:sans-serif;background:#fff8e1;border-bottom:2px solid #f0b400;padding:10px 16px"
-    block = f'<div id="ctloop-banner" style="{style}">{body}</div>'
-    return f"\n<!-- ctloop:banner -->\n{block}\n<!-- /ctloop:banner -->\n"
-
-
-def _quality_line(quality: dict) -> str:
-    e = html.escape
-    if not quality["computed"]:
-        return "Model quality: not computed, " + e(quality["reason"]) + "."
-    line = f"Model quality: on {quality['sampled']:,} of {quality['labeled_rows']:,} labeled current rows"
-    classes = quality.get("classes")
-    if classes:
-        shown = ", ".join(str(c) for c in classes[:10]) + (", ..." if quality["class_count"] > 10 else "")
-        line += f"; classes: {e(shown)}"
-    if "pos_label" in quality:
-        line += f"; positive class: {e(str(quality['pos_label']))}"
-    return line + "."
+    html_page: str = Run.load_model(page).get_html_str(as_iframe=False)
+    return html_page
 
 
 def _insert_banner(page: str, banner: str) -> str:

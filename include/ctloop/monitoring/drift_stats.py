@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -61,7 +62,7 @@ class ColumnDrift:
     reference_rows: int
     current_rows: int
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         """Plain JSON-able values, for XCom and report files."""
         return dataclasses.asdict(self)
 
@@ -120,7 +121,7 @@ def _numeric_values(frame: pd.DataFrame, column: str, which: str) -> np.ndarray:
     series = frame[column]
     if not pd.api.types.is_numeric_dtype(series.dtype):
         raise DriftInputError(f"numeric column {column!r} has dtype {series.dtype} in the {which} frame")
-    values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    values: np.ndarray = series.to_numpy(dtype=np.float64, na_value=np.nan)
     finite = np.isfinite(values)
     if not finite.all():
         values = values[finite]
@@ -208,7 +209,7 @@ def _discrete_test(
     n_values: int,
     ref_counts: np.ndarray,
     cur_counts: np.ndarray,
-    keys: list,
+    keys: list[Any],
     categorical: bool = False,
 ) -> tuple[str, float]:
     """Evidently's choice among chisquare, z and jensenshannon, on value counts."""
@@ -225,7 +226,7 @@ def _discrete_test(
     return "z", _z_test(ref_counts, cur_counts, keys)
 
 
-def _z_test(ref_counts: np.ndarray, cur_counts: np.ndarray, keys: list) -> float:
+def _z_test(ref_counts: np.ndarray, cur_counts: np.ndarray, keys: list[Any]) -> float:
     """Evidently's two-proportion z-test; the "first" value is the smallest key, as it sorts them."""
     one_value_each = np.count_nonzero(ref_counts) == 1 and np.count_nonzero(cur_counts) == 1
     if one_value_each and np.flatnonzero(ref_counts)[0] == np.flatnonzero(cur_counts)[0]:

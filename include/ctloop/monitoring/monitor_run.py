@@ -12,23 +12,26 @@ import hashlib
 import json
 import logging
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from ctloop.data.snapshots import load_snapshot, snapshot_key
 from ctloop.evaluation.model_scores import evaluate_logged
 from ctloop.io.readers import from_parquet_bytes, to_parquet_bytes
 from ctloop.io.storage import home_storage
-from ctloop.monitoring import retrain_requests as ledger
+from ctloop.monitoring import retrain_requests
 from ctloop.monitoring.drift_stats import column_drift, drift_share
 from ctloop.monitoring.retrain_policy import ATTACH, HOLD, RETRAIN, Evidence, decide
 from ctloop.registry import mlflow_store as registry
+from ctloop.registry import tags
 from ctloop.scoring.batches import predict
 from ctloop.scoring.prediction_log import LABELED, PREDICTIONS, batch_ids, read_partitions
 
 if TYPE_CHECKING:
     import pandas as pd
+    from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
+    from ctloop.io.storage import Storage
     from ctloop.settings import Settings
     from ctloop.spec.models import PipelineSpec
     from ctloop.training.steps import RunContext
@@ -36,6 +39,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PREDICTION_NUMERIC, PREDICTION_CATEGORICAL = ["score"], ["prediction"]
+
+
+class Window(TypedDict):
+    """The monitored window: its batch ids, their logged rows (with labels where they arrived),
+    the champion's labeled rows, and a key that changes when any of them does."""
+
+    batches: list[str]
+    current: pd.DataFrame
+    labeled: pd.DataFrame
+    window_key: str
 
 
 def history_prefix(pipeline: str) -> str:
@@ -48,15 +61,15 @@ def reference_frame(spec: PipelineSpec, settings: Settings, champion: ModelVersi
     key = f"monitor/{spec.name}/reference/v{champion.version}.parquet"
     if storage.exists(key):
         return from_parquet_bytes(storage.read_bytes(key))
-    snapshot = load_snapshot(snapshot_key(spec.name, champion.tags["ctloop.data_sha256"]), settings)
-    model = registry.load_model(settings, champion.source, champion.tags.get(registry.MODEL_SHA_TAG))
+    snapshot = load_snapshot(snapshot_key(spec.name, champion.tags[tags.DATA_SHA256]), settings)
+    model = registry.load_version(settings, champion)
     reference = snapshot[[*spec.columns.features, spec.columns.target]].copy()
     reference["prediction"], reference["score"] = predict(model, snapshot, spec)
     storage.write_bytes(key, to_parquet_bytes(reference))
     return reference
 
 
-def current_window(spec: PipelineSpec, settings: Settings, champion_version: str) -> dict:
+def current_window(spec: PipelineSpec, settings: Settings, champion_version: str) -> Window:
     """The last ``window_batches`` scored batches, and the latest labeled rows the champion scored."""
     n = spec.monitoring.window_batches
     window = batch_ids(PREDICTIONS, spec.name, settings)[-n:]
@@ -78,7 +91,7 @@ def current_window(spec: PipelineSpec, settings: Settings, champion_version: str
     return {"batches": window, "current": current, "labeled": labeled, "window_key": window_key}
 
 
-def quality(spec: PipelineSpec, labeled: pd.DataFrame) -> dict | None:
+def quality(spec: PipelineSpec, labeled: pd.DataFrame) -> dict[str, float] | None:
     """Model quality on the labeled rows, from the logged predictions."""
     if labeled.empty:
         return None
@@ -86,7 +99,7 @@ def quality(spec: PipelineSpec, labeled: pd.DataFrame) -> dict | None:
     return evaluate_logged(spec, y, labeled["prediction"].to_numpy(), labeled["score"].to_numpy())
 
 
-def run_monitor(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> dict:
+def run_monitor(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> dict[str, Any]:
     """Measure, report, decide and record; returns the summary (small enough for XCom)."""
     mlflow_client = registry.client(settings)
     champion = registry.get_champion(mlflow_client, spec.name)
@@ -100,7 +113,7 @@ def run_monitor(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> dict
     version = str(champion.version)
     window = current_window(spec, settings, version)
     storage = home_storage(settings)
-    summary = {
+    summary: dict[str, Any] = {
         "pipeline": spec.name,
         "run_key": ctx.run_key,
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -114,7 +127,7 @@ def run_monitor(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> dict
     summary |= _measure(spec, reference, window, mlflow_client, champion)
     summary |= _write_report(spec, settings, ctx, reference, window)
     history = _history(storage, spec.name, version)
-    requests = ledger.all_requests(storage, spec.name)
+    requests = retrain_requests.all_requests(storage, spec.name)
     evidence = Evidence(
         window_key=window["window_key"],
         current_rows=len(window["current"]),
@@ -126,7 +139,7 @@ def run_monitor(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> dict
     )
     decision = decide(spec, evidence, history, requests, datetime.now(UTC))
     if decision["action"] in (RETRAIN, ATTACH):
-        outcome, request = ledger.request_retrain(settings, spec.name, _reason(summary, decision))
+        outcome, request = retrain_requests.request_retrain(settings, spec.name, _reason(summary, decision))
         decision |= {"request": outcome, "request_id": request["id"]}
     summary_key = f"{ctx.storage_prefix}/summary.json"
     summary |= {"decision": decision, "summary_uri": storage.uri(summary_key)}
@@ -136,15 +149,22 @@ def run_monitor(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> dict
     return summary
 
 
-def _measure(spec, reference, window, mlflow_client, champion) -> dict:
+def _measure(
+    spec: PipelineSpec,
+    reference: pd.DataFrame,
+    window: Window,
+    mlflow_client: MlflowClient,
+    champion: ModelVersion,
+) -> dict[str, Any]:
     current = window["current"]
     features = column_drift(reference, current, spec.columns.numeric, spec.columns.categorical)
     predictions = column_drift(reference, current, PREDICTION_NUMERIC, PREDICTION_CATEGORICAL)
     metric = spec.monitoring.quality.metric
     metrics = quality(spec, window["labeled"])
-    champion_metrics = mlflow_client.get_run(champion.run_id).data.metrics
+    # a version registered without a run has no holdout value: quality is then left undecided
+    champion_metrics = mlflow_client.get_run(champion.run_id).data.metrics if champion.run_id else {}
     return {
-        "reference": {"snapshot_sha256": champion.tags.get("ctloop.data_sha256"), "rows": len(reference)},
+        "reference": {"snapshot_sha256": champion.tags.get(tags.DATA_SHA256), "rows": len(reference)},
         "drift": {
             "share": drift_share(features),
             "drifted_columns": [c.as_dict() for c in features if c.drifted],
@@ -164,7 +184,9 @@ def _measure(spec, reference, window, mlflow_client, champion) -> dict:
     }
 
 
-def _write_report(spec, settings, ctx, reference, window) -> dict:
+def _write_report(
+    spec: PipelineSpec, settings: Settings, ctx: RunContext, reference: pd.DataFrame, window: Window
+) -> dict[str, Any]:
     from ctloop.monitoring.drift_report import build_report
 
     html, evidently_summary = build_report(
@@ -181,13 +203,13 @@ def _write_report(spec, settings, ctx, reference, window) -> dict:
     return {"report_uri": uri, "evidently": evidently_summary}
 
 
-def _history(storage, pipeline: str, champion_version: str) -> list[dict]:
+def _history(storage: Storage, pipeline: str, champion_version: str) -> list[dict[str, Any]]:
     """Earlier decisions made under the same champion, oldest first."""
     entries = [json.loads(storage.read_bytes(k)) for k in storage.list_keys(history_prefix(pipeline))]
     return [e for e in entries if e["champion_version"] == champion_version and e.get("new_evidence", True)]
 
 
-def _record(storage, pipeline: str, summary: dict) -> None:
+def _record(storage: Storage, pipeline: str, summary: dict[str, Any]) -> None:
     decision = summary["decision"]
     entry = {
         "run_key": summary["run_key"],
@@ -210,7 +232,7 @@ def _record(storage, pipeline: str, summary: dict) -> None:
     storage.write_bytes(f"{history_prefix(pipeline)}/{stamp}_{safe}.json", json.dumps(entry).encode())
 
 
-def _reason(summary: dict, decision: dict) -> dict:
+def _reason(summary: dict[str, Any], decision: dict[str, Any]) -> dict[str, Any]:
     return {
         "kind": "monitor",
         "text": "; ".join(decision["triggers"]),
@@ -221,7 +243,13 @@ def _reason(summary: dict, decision: dict) -> dict:
     }
 
 
-def _log_to_mlflow(spec, settings, mlflow_client, ctx, summary: dict) -> None:
+def _log_to_mlflow(
+    spec: PipelineSpec,
+    settings: Settings,
+    mlflow_client: MlflowClient,
+    ctx: RunContext,
+    summary: dict[str, Any],
+) -> None:
     """One MLflow run per monitor run, in the ``<pipeline>-monitoring`` experiment."""
     experiment_id = registry.ensure_experiment(
         mlflow_client, f"{spec.name}-monitoring", settings.mlflow_artifact_root
@@ -231,12 +259,12 @@ def _log_to_mlflow(spec, settings, mlflow_client, ctx, summary: dict) -> None:
         mlflow_client,
         experiment_id,
         ctx.run_key,
-        tags={
-            "ctloop.pipeline": spec.name,
-            "ctloop.champion_version": summary["champion_version"],
-            "ctloop.decision": decision["action"],
-            "ctloop.why": decision["why"][:5000],
-            "ctloop.report_uri": summary["report_uri"],
+        {
+            tags.PIPELINE: spec.name,
+            tags.CHAMPION_VERSION: summary["champion_version"],
+            tags.DECISION: decision["action"],
+            tags.WHY: decision["why"][: tags.TAG_VALUE_CHARS],
+            tags.REPORT_URI: summary["report_uri"],
         },
     )
     figures = {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ctloop.evaluation.metric_catalog import higher_is_better
 from ctloop.monitoring.retrain_requests import active, consecutive_rejections, last_closed_at
@@ -67,8 +67,12 @@ def triggers(spec: PipelineSpec, evidence: Evidence) -> tuple[list[str], list[st
 
 
 def decide(
-    spec: PipelineSpec, evidence: Evidence, history: list[dict], requests: list[dict], now: datetime
-) -> dict:
+    spec: PipelineSpec,
+    evidence: Evidence,
+    history: list[dict[str, Any]],
+    requests: list[dict[str, Any]],
+    now: datetime,
+) -> dict[str, Any]:
     """The decision for this window; ``history`` is the earlier decisions under the same champion."""
     crossed, undecided = triggers(spec, evidence)
     alert = bool(crossed)
@@ -97,7 +101,7 @@ def decide(
     return {**decision, **_guard(spec, requests, now)}
 
 
-def _guard(spec: PipelineSpec, requests: list[dict], now: datetime) -> dict:
+def _guard(spec: PipelineSpec, requests: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
     """Coalescing, circuit breaker and cooldown, in that order, for a confirmed alert."""
     queued = active(requests)
     if queued is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ctloop.io.locks import pipeline_lock
 from ctloop.io.storage import home_storage
@@ -32,17 +32,17 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
-def all_requests(storage: Storage, pipeline: str) -> list[dict]:
+def all_requests(storage: Storage, pipeline: str) -> list[dict[str, Any]]:
     """Every request of the pipeline, oldest first."""
     return [json.loads(storage.read_bytes(k)) for k in storage.list_keys(_prefix(pipeline))]
 
 
-def _save(storage: Storage, request: dict) -> dict:
+def _save(storage: Storage, request: dict[str, Any]) -> dict[str, Any]:
     storage.write_bytes(f"{_prefix(request['pipeline'])}/{request['id']}.json", json.dumps(request).encode())
     return request
 
 
-def _new(pipeline: str, state: str, reason: dict) -> dict:
+def _new(pipeline: str, state: str, reason: dict[str, Any]) -> dict[str, Any]:
     opened = _now()
     stamp = opened.replace(":", "").replace("-", "").replace(".", "").replace("+0000", "Z")
     return {
@@ -59,12 +59,12 @@ def _new(pipeline: str, state: str, reason: dict) -> dict:
     }
 
 
-def active(requests: list[dict]) -> dict | None:
+def active(requests: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The request that is queued or being trained, if any."""
     return next((r for r in reversed(requests) if r["state"] in (OPEN, RUNNING)), None)
 
 
-def request_retrain(settings: Settings, pipeline: str, reason: dict) -> tuple[str, dict]:
+def request_retrain(settings: Settings, pipeline: str, reason: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """Open a request, or attach ``reason`` to the one already queued or running.
 
     Returns ``("opened" | "attached", request)``; only an opened request needs a new run.
@@ -78,7 +78,7 @@ def request_retrain(settings: Settings, pipeline: str, reason: dict) -> tuple[st
         return "opened", _save(storage, _new(pipeline, OPEN, {**reason, "at": _now()}))
 
 
-def claim(settings: Settings, pipeline: str, run_key: str, own_reason: dict) -> dict:
+def claim(settings: Settings, pipeline: str, run_key: str, own_reason: dict[str, Any]) -> dict[str, Any]:
     """The request this training run serves: its own from an earlier attempt, the open one, or a
     new record of why it runs."""
     storage = home_storage(settings)
@@ -97,7 +97,9 @@ def claim(settings: Settings, pipeline: str, run_key: str, own_reason: dict) -> 
         return _save(storage, request)
 
 
-def close(settings: Settings, pipeline: str, run_key: str, outcome: str, version: str | None) -> dict | None:
+def close(
+    settings: Settings, pipeline: str, run_key: str, outcome: str, version: str | None
+) -> dict[str, Any] | None:
     """Record how the run that claimed a request ended (promoted, rejected, failed)."""
     storage = home_storage(settings)
     with pipeline_lock(settings, pipeline, "retrain"):
@@ -108,7 +110,7 @@ def close(settings: Settings, pipeline: str, run_key: str, outcome: str, version
         return _save(storage, mine)
 
 
-def consecutive_rejections(requests: list[dict]) -> int:
+def consecutive_rejections(requests: list[dict[str, Any]]) -> int:
     """How many of the latest closed retrains the gate rejected in a row; failed runs are skipped."""
     count = 0
     for request in sorted((r for r in requests if r["state"] == CLOSED), key=lambda r: r["closed_at"]):
@@ -119,12 +121,12 @@ def consecutive_rejections(requests: list[dict]) -> int:
     return count
 
 
-def asked_by_monitor(request: dict) -> bool:
+def asked_by_monitor(request: dict[str, Any]) -> bool:
     """Whether a monitor alert asked for this retrain (a scheduled or manual run may serve one)."""
     return any(reason["kind"] == "monitor" for reason in request["reasons"])
 
 
-def last_closed_at(requests: list[dict]) -> datetime | None:
+def last_closed_at(requests: list[dict[str, Any]]) -> datetime | None:
     """When the last retrain a monitor alert asked for ended: the start of the cooldown.
 
     Scheduled, manual and external-alert trainings start no cooldown: a person or a calendar

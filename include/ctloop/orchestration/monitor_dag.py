@@ -9,9 +9,9 @@ from airflow.sdk import dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from ctloop.orchestration.assets import predictions_asset, retrain_asset
-from ctloop.orchestration.run_context import fail_without_retry, run_context
+from ctloop.orchestration.dag_defaults import dag_args
 from ctloop.orchestration.schedules import cron_or_assets
-from ctloop.orchestration.train_dag import DEFAULT_ARGS, START_DATE
+from ctloop.orchestration.task_wrapper import TaskRun, ctloop_task
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
@@ -26,12 +26,11 @@ def build_monitor_dag(spec: PipelineSpec) -> DAG:
     retrain = retrain_asset(spec.name)
 
     @task(task_id="monitor")
-    def monitor() -> dict:
+    @ctloop_task(spec)
+    def monitor(run: TaskRun) -> dict:
         from ctloop.monitoring.monitor_run import run_monitor
-        from ctloop.settings import load_settings
 
-        with fail_without_retry():
-            summary = run_monitor(spec, load_settings(), run_context(get_current_context()))
+        summary = run_monitor(run.spec, run.settings, run.ctx)
         drift = summary.get("drift", {})
         return {
             **{k: summary[k] for k in XCOM_KEYS if k in summary},
@@ -61,28 +60,28 @@ def build_monitor_dag(spec: PipelineSpec) -> DAG:
     @task(task_id="circuit_breaker")
     def circuit_breaker(summary: dict) -> None:
         """Fail, for a person to see, while the breaker holds automatic retraining back."""
-        from ctloop.orchestration import notifier as notify
+        from ctloop import notifications
+        from ctloop.orchestration.notifier import send
 
         if summary["decision"]["action"] != "breaker_open":
             raise AirflowSkipException("circuit breaker closed")
         fields = {"why": summary["decision"]["why"], "report_uri": summary.get("report_uri")}
-        notify.send(notify.CIRCUIT_BREAKER, spec.name, spec.notifications.conn_id, fields)
+        send(notifications.CIRCUIT_BREAKER, spec.name, spec.notifications.conn_id, fields)
         raise AirflowFailException(summary["decision"]["why"])
 
     @dag(
-        dag_id=f"{spec.name}__monitor",
-        description=f"Drift and quality of {spec.name} in production; retrain on confirmed alerts.",
         schedule=cron_or_assets(spec.schedule.monitor, [predictions_asset(spec.name)]),
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        default_args={**DEFAULT_ARGS, "owner": spec.owner},
-        tags=["ctloop", "monitor", *spec.tags],
-        doc_md=__doc__,
+        **dag_args(
+            spec,
+            "monitor",
+            description=f"Drift and quality of {spec.name} in production; retrain on confirmed alerts.",
+            doc_md=__doc__,
+        ),
     )
     def monitor_pipeline() -> None:
         summary = monitor()
-        request_retrain(summary)
-        circuit_breaker(summary)
+        # Airflow types a task's arguments as its function's parameters, not the XComArg passed here.
+        request_retrain(summary)  # type: ignore[arg-type]
+        circuit_breaker(summary)  # type: ignore[arg-type]
 
     return monitor_pipeline()

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Param, dag, task
 
-from ctloop.orchestration.run_context import fail_without_retry
-from ctloop.orchestration.train_dag import DEFAULT_ARGS, START_DATE
+from ctloop.orchestration.dag_defaults import dag_args
+from ctloop.orchestration.task_wrapper import TaskRun, ctloop_task
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
 
+    from ctloop.registry.rollback import RollbackOutcome
     from ctloop.spec.models import PipelineSpec
 
 
@@ -49,31 +50,31 @@ def build_rollback_dag(spec: PipelineSpec) -> DAG:
     """The rollback DAG of one pipeline; the work is in ctloop.registry.rollback."""
 
     @task(task_id="rollback")
-    def rollback() -> dict:
-        from ctloop.orchestration import notifier as notify
+    @ctloop_task(spec)
+    def rollback(run: TaskRun) -> RollbackOutcome:
+        from ctloop import notifications
+        from ctloop.orchestration.notifier import send
         from ctloop.registry.rollback import rollback as move_back
-        from ctloop.settings import load_settings
 
-        context = get_current_context()
+        context = run.context
         params, dag_run = context["params"], context["dag_run"]
-        with fail_without_retry():
-            outcome = move_back(
-                load_settings(),
-                spec.name,
-                target=str(params["target"]),
-                reason=str(params["reason"]),
-                force=bool(params["force"]),
-                user=getattr(dag_run, "triggering_user_name", None),
-                run_key=f"{dag_run.dag_id}/{dag_run.run_id}",
-            )
-        notify.send(
-            notify.ROLLBACK,
+        outcome = move_back(
+            run.settings,
+            spec.name,
+            target=str(params["target"]),
+            reason=str(params["reason"]),
+            force=bool(params["force"]),
+            user=getattr(dag_run, "triggering_user_name", None),
+            run_key=f"{dag_run.dag_id}/{dag_run.run_id}",
+        )
+        send(
+            notifications.ROLLBACK,
             spec.name,
             spec.notifications.conn_id,
             {
-                "from": outcome["from"],
-                "to": outcome["to"],
-                "action": outcome["action"],
+                "from": outcome.from_version,
+                "to": outcome.to,
+                "action": outcome.action,
                 "reason": params["reason"],
             },
             context=context,
@@ -81,16 +82,14 @@ def build_rollback_dag(spec: PipelineSpec) -> DAG:
         return outcome
 
     @dag(
-        dag_id=f"{spec.name}__rollback",
-        description=f"Roll the champion of {spec.name} back to the previous or a named version.",
         schedule=None,
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        default_args={**DEFAULT_ARGS, "owner": spec.owner},  # a refusal fails at once, no retry
-        tags=["ctloop", "rollback", *spec.tags],
-        params=rollback_params(),
-        doc_md=__doc__,
+        **dag_args(
+            spec,
+            "rollback",
+            description=f"Roll the champion of {spec.name} back to the previous or a named version.",
+            params=rollback_params(),
+            doc_md=__doc__,
+        ),
     )
     def rollback_pipeline() -> None:
         rollback()

@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING
 from airflow.sdk import dag, task
 
 from ctloop.orchestration.assets import predictions_asset
-from ctloop.orchestration.run_context import fail_without_retry
-from ctloop.orchestration.train_dag import DEFAULT_ARGS, START_DATE
+from ctloop.orchestration.dag_defaults import dag_args
+from ctloop.orchestration.task_wrapper import TaskRun, ctloop_task
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
 
+    from ctloop.scoring.batches import Batch
     from ctloop.spec.models import PipelineSpec
 
 
@@ -25,43 +26,38 @@ def build_score_dag(spec: PipelineSpec) -> DAG:
     """The scoring DAG of one pipeline; the work is in ctloop.scoring."""
 
     @task(task_id="find_batches")
-    def find_batches() -> list[dict]:
+    @ctloop_task(spec)
+    def find_batches(run: TaskRun) -> list[Batch]:
         from ctloop.scoring.batches import new_batches
-        from ctloop.settings import load_settings
 
-        with fail_without_retry():
-            return new_batches(spec, load_settings())
+        return new_batches(run.spec, run.settings)
 
     @task(
         task_id="score_batch",
         outlets=[predictions_asset(spec.name)],
         map_index_template="{{ batch.batch_id }}",
     )
-    def score_batch(batch: dict) -> dict:
+    @ctloop_task(spec)
+    def score_batch(run: TaskRun, batch: Batch) -> dict:
         from ctloop.scoring import batches as scoring
-        from ctloop.settings import load_settings
 
-        with fail_without_retry():
-            return scoring.score_batch(spec, load_settings(), batch)
+        return scoring.score_batch(run.spec, run.settings, batch)
 
     @task(task_id="join_labels")
-    def join_labels() -> dict:
+    @ctloop_task(spec)
+    def join_labels(run: TaskRun) -> dict:
         from ctloop.scoring.late_labels import join_labels as join
-        from ctloop.settings import load_settings
 
-        with fail_without_retry():
-            return join(spec, load_settings())
+        return join(run.spec, run.settings)
 
     @dag(
-        dag_id=f"{spec.name}__score",
-        description=f"Score new production batches of {spec.name} with the champion; join late labels.",
         schedule=spec.schedule.score,
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        default_args={**DEFAULT_ARGS, "owner": spec.owner},
-        tags=["ctloop", "score", *spec.tags],
-        doc_md=__doc__,
+        **dag_args(
+            spec,
+            "score",
+            description=f"Score new production batches of {spec.name} with the champion; join late labels.",
+            doc_md=__doc__,
+        ),
     )
     def score_pipeline() -> None:
         score_batch.expand(batch=find_batches())

@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from ctloop.orchestration.assets import retrain_asset
+from ctloop.orchestration.dag_defaults import dag_args
 from ctloop.orchestration.operators.promotion_gate import PromotionGateOperator
-from ctloop.orchestration.run_context import fail_without_retry, run_context, spec_for_run
 from ctloop.orchestration.schedules import cron_or_assets
+from ctloop.orchestration.task_wrapper import TaskRun, ctloop_task
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
 
+    from ctloop.registry.promotion import PromotionResult
     from ctloop.spec.models import PipelineSpec
+    from ctloop.training.contracts import Evaluation, Finished, Started, Trained, Validated
 
-START_DATE = datetime(2026, 1, 1)
 APPROVE_TASK = "approve"
 RESULT_TASKS = ("snapshot", "validate", "train", "evaluate", "register", "gate", "promote")
-DEFAULT_ARGS = {"retries": 2, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": True}
 
 
 def train_params() -> dict[str, Param]:
@@ -81,7 +82,8 @@ def approval_answer(context) -> dict | None:
 
 def approval_operator(spec: PipelineSpec):
     """Airflow's human-in-the-loop approval, showing the gate's evidence; silence rejects."""
-    from ctloop.orchestration.notifier import APPROVAL_REQUEST, CtloopNotifier
+    from ctloop import notifications
+    from ctloop.orchestration.notifier import CtloopNotifier
     from ctloop.orchestration.operators.approval import RecordedApprovalOperator
 
     return RecordedApprovalOperator(
@@ -100,7 +102,7 @@ def approval_operator(spec: PipelineSpec):
         },
         notifiers=[
             CtloopNotifier(
-                event=APPROVAL_REQUEST,
+                event=notifications.APPROVAL_REQUEST,
                 pipeline=spec.name,
                 conn_id=spec.notifications.conn_id,
                 fields={"version": "{{ ti.xcom_pull(task_ids='register') }}"},
@@ -114,49 +116,39 @@ def build_train_dag(spec: PipelineSpec) -> DAG:
     approval_required = spec.gates.approval == "required"
 
     @task(task_id="snapshot")
-    def snapshot() -> dict:
-        from ctloop.settings import load_settings
-        from ctloop.training import steps as train_steps
+    @ctloop_task(spec)
+    def snapshot(run: TaskRun) -> Started:
+        from ctloop.training import steps
 
-        context = get_current_context()
-        with fail_without_retry():
-            return train_steps.start(
-                spec_for_run(spec, context["params"]), load_settings(), run_context(context)
-            )
+        return steps.start(run.spec, run.settings, run.ctx)
 
     @task(task_id="validate")
-    def validate(started: dict) -> dict:
-        from ctloop.settings import load_settings
-        from ctloop.training import steps as train_steps
+    @ctloop_task(spec)
+    def validate(run: TaskRun, started: dict) -> Validated:
+        from ctloop.training import steps
 
-        with fail_without_retry():
-            return train_steps.validate(spec, load_settings(), run_context(get_current_context()), started)
+        return steps.validate(run.spec, run.settings, run.ctx, started)
 
     @task(task_id="train")
-    def train(started: dict, validation: dict) -> dict:
-        from ctloop.settings import load_settings
-        from ctloop.training import steps as train_steps
+    @ctloop_task(spec)
+    def train(run: TaskRun, started: dict, validation: dict) -> Trained:
+        from ctloop.training import steps
 
-        with fail_without_retry():
-            return train_steps.train(spec, load_settings(), run_context(get_current_context()), started)
+        return steps.train(run.spec, run.settings, run.ctx, started)
 
     @task(task_id="evaluate")
-    def evaluate(trained: dict) -> dict:
-        from ctloop.settings import load_settings
-        from ctloop.training import steps as train_steps
+    @ctloop_task(spec)
+    def evaluate(run: TaskRun, trained: dict) -> Evaluation:
+        from ctloop.training import steps
 
-        with fail_without_retry():
-            ctx = run_context(get_current_context())
-            return train_steps.evaluate_models(spec, load_settings(), ctx, trained)
+        return steps.evaluate_models(run.spec, run.settings, run.ctx, trained)
 
     @task(task_id="register")
-    def register(started: dict, trained: dict, validation: dict) -> str:
-        from ctloop.settings import load_settings
-        from ctloop.training import steps as train_steps
+    @ctloop_task(spec)
+    def register(run: TaskRun, started: dict, trained: dict, validation: dict) -> str:
+        from ctloop.training import steps
 
-        ctx = run_context(get_current_context())
-        with fail_without_retry():
-            return train_steps.register(spec, load_settings(), ctx, started, trained, validation)
+        return steps.register(run.spec, run.settings, run.ctx, started, trained, validation)
 
     @task.short_circuit(task_id="approval_needed", ignore_downstream_trigger_rules=False)
     def approval_needed(decision: dict) -> bool:
@@ -164,50 +156,47 @@ def build_train_dag(spec: PipelineSpec) -> DAG:
         return bool(decision["promote"])
 
     @task(task_id="promote")
-    def promote(started: dict, evaluation: dict, decision: dict, version: str, trained: dict) -> dict:
-        from ctloop.settings import load_settings
-        from ctloop.training import steps as train_steps
+    @ctloop_task(spec)
+    def promote(
+        run: TaskRun, started: dict, evaluation: dict, decision: dict, version: str, trained: dict
+    ) -> PromotionResult:
+        from ctloop.training import steps
 
-        context = get_current_context()
-        approval = approval_answer(context) if approval_required else None
-        with fail_without_retry():
-            outcome = train_steps.promote_candidate(
-                spec, load_settings(), run_context(context), started, evaluation, decision, version, approval
-            )
-        if outcome["action"] in ("not_promoted", "rejected_after_reevaluation"):
-            raise AirflowSkipException(f"v{version} not promoted: {outcome.get('why')}")
+        approval = approval_answer(run.context) if approval_required else None
+        outcome = steps.promote_candidate(
+            run.spec, run.settings, run.ctx, started, evaluation, decision, version, approval
+        )
+        if outcome.action in ("not_promoted", "rejected_after_reevaluation"):
+            raise AirflowSkipException(f"v{version} not promoted: {outcome.why}")
         return outcome
 
     @task(task_id="record_outcome", trigger_rule="all_done")
-    def record_outcome() -> dict | None:
+    @ctloop_task(spec, run_params=False)
+    def record_outcome(run: TaskRun) -> Finished | None:
         """Close the run's retrain request however the run ended (cooldown and breaker read it),
         record the approval, write the model card and notify.
 
         It runs after failures too, so it fails itself when the run never reached a decision:
         as the DAG's last task it decides the run's state.
         """
-        from ctloop.settings import load_settings
-        from ctloop.training import steps as train_steps
+        from ctloop.training import steps
 
-        context = get_current_context()
-        results = {name: context["ti"].xcom_pull(task_ids=name) for name in RESULT_TASKS}
-        results[APPROVE_TASK] = approval_answer(context)
-        closed = train_steps.finish(spec, load_settings(), run_context(context), results)
-        if closed is not None and closed["outcome"] == "failed":
+        results = {name: run.context["ti"].xcom_pull(task_ids=name) for name in RESULT_TASKS}
+        results[APPROVE_TASK] = approval_answer(run.context)
+        closed = steps.finish(run.spec, run.settings, run.ctx, results)
+        if closed is not None and closed.outcome == "failed":
             raise AirflowFailException("the run failed before a promotion decision; see the failed task")
         return closed
 
     @dag(
-        dag_id=f"{spec.name}__train",
-        description=f"Train, validate, gate and promote {spec.name}. {spec.description}".strip(),
         schedule=cron_or_assets(spec.schedule.train, [retrain_asset(spec.name)]),
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        default_args={**DEFAULT_ARGS, "owner": spec.owner},
-        tags=["ctloop", "train", *spec.tags],
-        params=train_params(),
-        doc_md=__doc__,
+        **dag_args(
+            spec,
+            "train",
+            description=f"Train, validate, gate and promote {spec.name}. {spec.description}".strip(),
+            params=train_params(),
+            doc_md=__doc__,
+        ),
     )
     def train_pipeline() -> None:
         started = snapshot()
@@ -218,7 +207,8 @@ def build_train_dag(spec: PipelineSpec) -> DAG:
         gate = PromotionGateOperator(task_id="gate", spec=spec, evaluation=evaluation, version=version)
         promoted = promote(started, evaluation, gate.output, version, trained)
         if approval_required:
-            gate >> approval_needed(gate.output) >> approval_operator(spec) >> promoted
+            # Airflow types a task's arguments as its function's parameters, not the XComArg passed.
+            gate >> approval_needed(gate.output) >> approval_operator(spec) >> promoted  # type: ignore[arg-type]
         promoted >> record_outcome()
 
     return train_pipeline()

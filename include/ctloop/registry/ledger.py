@@ -10,14 +10,16 @@ move", should two ever get past the lock.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
-from ctloop.io.locks import engine, locked_transaction
+from pydantic import BaseModel, ConfigDict, Field
+
+from ctloop.io.database import engine
+from ctloop.io.locks import locked_transaction
 from ctloop.registry.mlflow_store import CHAMPION, get_champion
 
 if TYPE_CHECKING:
@@ -29,17 +31,19 @@ if TYPE_CHECKING:
     from ctloop.settings import Settings
 
 TABLE = "promotion_ledger"
-ACTIONS = ("promotion", "rollback", "override")
+Action = Literal["promotion", "rollback", "override"]
+ACTIONS: tuple[Action, ...] = ("promotion", "rollback", "override")
 _created: set[str] = set()
 
 
-@dataclasses.dataclass(frozen=True)
-class LedgerEntry:
+class LedgerEntry(BaseModel):
     """One move of an alias, as recorded."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     seq: int
     pipeline: str
-    action: str
+    action: Action
     alias: str
     from_version: str | None
     to_version: str
@@ -52,8 +56,24 @@ class LedgerEntry:
     approver: str | None
     evidence: dict[str, str]
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump()
+
+
+class LedgerMove(BaseModel):
+    """What one attempt to move the alias did: ``moved`` or not and why; ``from_version`` (JSON
+    ``from``) is the champion found under the lock, ``seq`` the ledger row when it moved."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", validate_by_alias=True, validate_by_name=True, serialize_by_alias=True
+    )
+
+    action: Action
+    moved: bool
+    from_version: str | None = Field(alias="from")
+    to: str
+    seq: int | None
+    why: str
 
 
 @functools.cache
@@ -108,8 +128,12 @@ def entries(settings: Settings, pipeline: str) -> list[LedgerEntry]:
     query = select(table).where(table.c.pipeline == pipeline).order_by(table.c.seq)
     with engine(settings).connect() as connection:
         rows = connection.execute(query).mappings().all()
-    fields = [field.name for field in dataclasses.fields(LedgerEntry)]
-    return [LedgerEntry(**{**{f: r[f] for f in fields}, "evidence": json.loads(r["evidence"])}) for r in rows]
+    return [
+        LedgerEntry.model_validate(
+            {**{f: r[f] for f in LedgerEntry.model_fields}, "evidence": json.loads(r["evidence"])}
+        )
+        for r in rows
+    ]
 
 
 def _version(version: str | None) -> str:
@@ -123,7 +147,7 @@ def move_alias(
     to_version: str,
     *,
     expected_from: str | None,
-    action: str,
+    action: Action,
     reason: str,
     run_key: str | None = None,
     mlflow_run_id: str | None = None,
@@ -132,7 +156,7 @@ def move_alias(
     approver: str | None = None,
     evidence: dict[str, str] | None = None,
     decide: Callable[[ModelVersion | None], tuple[bool, str]] | None = None,
-) -> dict:
+) -> LedgerMove:
     """Compare-and-set ``champion`` to ``to_version`` and record the move, as one step.
 
     Under the pipeline's promotion lock the champion is read again. If it is no longer
@@ -142,38 +166,41 @@ def move_alias(
     The ledger row is inserted before the alias is set and committed after, so a failed alias
     write leaves no row; if the commit fails after the alias moved, the alias is put back.
 
-    Returns ``{"action", "moved", "from", "to", "seq", "why"}``; ``from`` is the champion found
-    under the lock. Moving to the current champion is a no-op and records nothing.
+    Moving to the current champion is a no-op and records nothing.
     """
     if action not in ACTIONS:
         raise ValueError(f"action: {action!r} is not one of {', '.join(ACTIONS)}")
     to_version = str(to_version)
     expected_from = None if expected_from is None else str(expected_from)
     _ensure_tables(settings)
-    outcome = {"action": action, "moved": False, "from": None, "to": to_version, "seq": None, "why": ""}
+    found: str | None = None
+
+    def refused(why: str) -> LedgerMove:
+        return LedgerMove(action=action, moved=False, from_version=found, to=to_version, seq=None, why=why)
+
     alias_set = False
     try:
         with locked_transaction(settings, pipeline, "promotion") as connection:
             current = get_champion(mlflow_client, pipeline)
-            outcome["from"] = str(current.version) if current else None
-            if outcome["from"] == to_version:
-                return {**outcome, "why": f"{_version(to_version)} is already champion"}
+            found = str(current.version) if current else None
+            if found == to_version:
+                return refused(f"{_version(to_version)} is already champion")
             why = f"champion was {_version(expected_from)} as decided"
-            if outcome["from"] != expected_from:
-                why = f"champion moved from {_version(expected_from)} to {_version(outcome['from'])}"
+            if found != expected_from:
+                why = f"champion moved from {_version(expected_from)} to {_version(found)}"
                 if decide is None:
-                    return {**outcome, "why": f"{why} since the decision; refused"}
+                    return refused(f"{why} since the decision; refused")
                 allowed, verdict = decide(current)
                 why = f"{why}; re-decided: {verdict}"
                 if not allowed:
-                    return {**outcome, "why": why}
+                    return refused(why)
                 gate_decision = f"{gate_decision} | {why}" if gate_decision else why
-            outcome["seq"] = _append(
+            seq = _append(
                 connection,
                 pipeline=pipeline,
                 action=action,
                 alias=CHAMPION,
-                from_version=outcome["from"],
+                from_version=found,
                 to_version=to_version,
                 at=datetime.now(UTC).isoformat(timespec="microseconds"),
                 run_key=run_key,
@@ -188,12 +215,12 @@ def move_alias(
             alias_set = True
     except Exception:
         if alias_set:
-            _put_back(mlflow_client, pipeline, to_version, outcome["from"])
+            _put_back(mlflow_client, pipeline, to_version, found)
         raise
-    return {**outcome, "moved": True, "why": why}
+    return LedgerMove(action=action, moved=True, from_version=found, to=to_version, seq=seq, why=why)
 
 
-def _append(connection: Connection, **row) -> int:
+def _append(connection: Connection, **row: Any) -> int:
     """Insert ``row`` as the pipeline's next move; returns its ``seq``."""
     from sqlalchemy import func, select
 
@@ -201,7 +228,7 @@ def _append(connection: Connection, **row) -> int:
     last = connection.execute(
         select(func.max(table.c.seq)).where(table.c.pipeline == row["pipeline"])
     ).scalar()
-    seq = (last or 0) + 1
+    seq = int(last or 0) + 1
     connection.execute(table.insert().values(seq=seq, **row))
     return seq
 

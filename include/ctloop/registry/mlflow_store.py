@@ -11,9 +11,12 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
 
 from ctloop.errors import EstimatorError, StorageError
+from ctloop.registry import tags
 from ctloop.registry.provenance import model_requirements
 
 if TYPE_CHECKING:
@@ -25,10 +28,20 @@ if TYPE_CHECKING:
     from ctloop.settings import Settings
 
 CHAMPION = "champion"
-RUN_KEY_TAG = "ctloop.run_key"
-MODEL_SHA_TAG = "ctloop.model_sha256"
+RUN_KEY_TAG = tags.RUN_KEY  # the names other packages have imported from here
+MODEL_SHA_TAG = tags.MODEL_SHA256
 MODEL_FILE = "model.skops"
 TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
+
+
+class LoggedModel(BaseModel):
+    """A model logged to a run: where it is, its MLflow id and its artifact's checksum."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model_uri: str
+    model_id: str
+    sha256: str
 
 
 def client(settings: Settings) -> MlflowClient:
@@ -55,28 +68,33 @@ def ensure_experiment(mlflow_client: MlflowClient, name: str, artifact_root: str
 
     found = mlflow_client.get_experiment_by_name(name)
     if found:
-        return found.experiment_id
+        return str(found.experiment_id)
     location = f"{artifact_root.rstrip('/')}/{name}" if artifact_root else None
     try:
-        return mlflow_client.create_experiment(name, artifact_location=location)
+        return str(mlflow_client.create_experiment(name, artifact_location=location))
     except MlflowException as exc:  # created by a concurrent run in between
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-        return mlflow_client.get_experiment_by_name(name).experiment_id
+        created = mlflow_client.get_experiment_by_name(name)
+        if created is None:
+            raise
+        return str(created.experiment_id)
 
 
-def ensure_run(mlflow_client: MlflowClient, experiment_id: str, run_key: str, tags: dict[str, str]) -> str:
+def ensure_run(
+    mlflow_client: MlflowClient, experiment_id: str, run_key: str, run_tags: dict[str, str]
+) -> str:
     """The MLflow run of this Airflow run: found by its run key, or created once."""
     runs = mlflow_client.search_runs(
-        [experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{run_key}'", max_results=1
+        [experiment_id], filter_string=f"tags.`{tags.RUN_KEY}` = '{run_key}'", max_results=1
     )
     if runs:
-        return runs[0].info.run_id
-    run = mlflow_client.create_run(experiment_id, tags={**tags, RUN_KEY_TAG: run_key}, run_name=run_key)
-    return run.info.run_id
+        return str(runs[0].info.run_id)
+    run = mlflow_client.create_run(experiment_id, tags={**run_tags, tags.RUN_KEY: run_key}, run_name=run_key)
+    return str(run.info.run_id)
 
 
-def trusted_types(model) -> list[str]:
+def trusted_types(model: Any) -> list[str]:
     """The non-default types skops must trust to load ``model``; only scientific-stack types pass.
 
     skops refuses tree models unless their types are trusted; trusting exactly what we saved,
@@ -91,7 +109,7 @@ def trusted_types(model) -> list[str]:
     return list(untrusted)
 
 
-def log_model(model, sample: pd.DataFrame, run_id: str) -> dict:
+def log_model(model: Any, sample: pd.DataFrame, run_id: str) -> LoggedModel:
     """Log ``model`` (skops format) to the run; returns its URI, id and the artifact's sha256."""
     import mlflow
     from mlflow.models import infer_signature
@@ -109,14 +127,14 @@ def log_model(model, sample: pd.DataFrame, run_id: str) -> dict:
             skops_trusted_types=trusted_types(model),
         )
     local = Path(mlflow.artifacts.download_artifacts(info.model_uri))
-    return {"model_uri": info.model_uri, "model_id": info.model_id, "sha256": _sha256(local / MODEL_FILE)}
+    return LoggedModel(model_uri=info.model_uri, model_id=info.model_id, sha256=_sha256(local / MODEL_FILE))
 
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def load_model(settings: Settings, model_uri: str, expected_sha256: str | None):
+def load_model(settings: Settings, model_uri: str, expected_sha256: str | None) -> Any:
     """Load a sklearn model ctloop logged, refusing an artifact whose checksum has changed.
 
     MLflow refuses to deserialize without MLFLOW_ALLOW_PICKLE_DESERIALIZATION; ctloop allows it
@@ -127,6 +145,13 @@ def load_model(settings: Settings, model_uri: str, expected_sha256: str | None):
     local = _verified_copy(settings, model_uri, expected_sha256)
     with _deserialization_allowed():
         return mlflow.sklearn.load_model(str(local))
+
+
+def load_version(settings: Settings, version: ModelVersion) -> Any:
+    """Load a registered version's sklearn model, checked against the checksum on the version."""
+    if not version.source:
+        raise StorageError(f"{version.name} v{version.version}: the version records no model source")
+    return load_model(settings, version.source, version.tags.get(tags.MODEL_SHA256))
 
 
 def _verified_copy(settings: Settings, model_uri: str, expected_sha256: str | None) -> Path:
@@ -167,7 +192,12 @@ def get_champion(mlflow_client: MlflowClient, name: str) -> ModelVersion | None:
 
 
 def register_version(
-    mlflow_client: MlflowClient, name: str, model: dict, run_id: str, run_key: str, tags: dict[str, str]
+    mlflow_client: MlflowClient,
+    name: str,
+    model: LoggedModel,
+    run_id: str,
+    run_key: str,
+    version_tags: dict[str, str],
 ) -> ModelVersion:
     """Register the run's model once: a retry finds the version its first attempt made."""
     from mlflow.exceptions import MlflowException
@@ -183,19 +213,19 @@ def register_version(
     else:
         version = mlflow_client.create_model_version(
             name,
-            model["model_uri"],
+            model.model_uri,
             run_id=run_id,
-            tags={RUN_KEY_TAG: run_key, MODEL_SHA_TAG: model["sha256"]},
-            model_id=model["model_id"],  # a tracking server refuses a models:/ source without it
+            tags={tags.RUN_KEY: run_key, tags.MODEL_SHA256: model.sha256},
+            model_id=model.model_id,  # a tracking server refuses a models:/ source without it
         )
-    for key, value in tags.items():
+    for key, value in version_tags.items():
         mlflow_client.set_model_version_tag(name, version.version, key, value)
     return mlflow_client.get_model_version(name, version.version)
 
 
 def version_of_run(mlflow_client: MlflowClient, name: str, run_key: str) -> str | None:
     """The model version an Airflow run registered, if it got that far."""
-    found = mlflow_client.search_model_versions(f"name = '{name}' and tags.`{RUN_KEY_TAG}` = '{run_key}'")
+    found = mlflow_client.search_model_versions(f"name = '{name}' and tags.`{tags.RUN_KEY}` = '{run_key}'")
     return str(found[0].version) if found else None
 
 
@@ -210,4 +240,5 @@ def load_pyfunc(settings: Settings, model_uri: str, expected_sha256: str | None)
 
     local = _verified_copy(settings, model_uri, expected_sha256)
     with _deserialization_allowed():
-        return mlflow.pyfunc.load_model(str(local))
+        model: PyFuncModel = mlflow.pyfunc.load_model(str(local))
+    return model

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict
 
 from ctloop.evaluation.metric_catalog import higher_is_better
-from ctloop.registry import ledger
+from ctloop.gating.decision import GateDecision, PrimaryComparison
+from ctloop.registry import ledger, tags
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -26,29 +29,60 @@ if TYPE_CHECKING:
     from ctloop.evaluation.metric_catalog import TaskKind
     from ctloop.settings import Settings
 
+PromotionAction = Literal[
+    "promoted",
+    "promoted_after_reevaluation",
+    "rejected_after_reevaluation",
+    "already_champion",
+    "not_promoted",
+]
+
+
+class PromotionResult(BaseModel):
+    """What the promote step did with a candidate, as logged in ``promotion/outcome.json``.
+
+    ``previous`` is the champion it replaced (None for a first champion, and when nothing moved);
+    ``decision`` is the re-evaluated decision when the champion had moved since the gate, else
+    the gate's; ``seq`` the ledger row of the move. ``not_promoted`` (the gate said no) carries
+    neither a decision nor a move.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    action: PromotionAction
+    version: str
+    previous: str | None = None
+    decision: GateDecision | None = None
+    why: str
+    seq: int | None = None
+
+    @property
+    def promoted(self) -> bool:
+        return self.action in ("promoted", "promoted_after_reevaluation")
+
 
 def primary_comparison(
     task: TaskKind, metric: str, candidate: dict[str, float], champion: dict[str, float] | None
-) -> dict:
-    """The ``"primary"`` entry a re-evaluation returns: the candidate's and the champion's value of
-    the spec's primary metric (``champion`` is None when there is no champion), and its direction."""
-    return {
-        "metric": metric,
-        "higher_is_better": higher_is_better(task, metric),
-        "candidate": candidate[metric],
-        "champion": None if champion is None else champion[metric],
-    }
+) -> PrimaryComparison:
+    """What a re-evaluation adds to its decision: the candidate's and the champion's value of the
+    spec's primary metric (``champion`` is None when there is no champion), and its direction."""
+    return PrimaryComparison(
+        metric=metric,
+        higher_is_better=higher_is_better(task, metric),
+        candidate=candidate[metric],
+        champion=None if champion is None else champion[metric],
+    )
 
 
-def _beats(primary: dict, champion: ModelVersion | None) -> tuple[bool, str]:
+def _beats(primary: PrimaryComparison, champion: ModelVersion | None) -> tuple[bool, str]:
     """Whether the candidate is strictly better than the new champion on the primary metric; a tie
     keeps the champion, so equal candidates do not churn the alias."""
-    metric, candidate, incumbent = primary["metric"], primary["candidate"], primary["champion"]
+    metric, candidate, incumbent = primary.metric, primary.candidate, primary.champion
     if champion is None:
         return True, f"there is no champion to beat on {metric}"
     if incumbent is None:
         return False, f"the champion's {metric} is unknown, so the candidate cannot be shown to beat it"
-    better = candidate > incumbent if primary["higher_is_better"] else candidate < incumbent
+    better = candidate > incumbent if primary.higher_is_better else candidate < incumbent
     verb = "beats" if better else "does not beat"
     return better, f"{metric} {candidate:.4f} {verb} the champion's {incumbent:.4f}"
 
@@ -58,8 +92,8 @@ def promote(
     settings: Settings,
     name: str,
     version: str,
-    decision: dict,
-    reevaluate: Callable[[ModelVersion | None], dict],
+    decision: GateDecision,
+    reevaluate: Callable[[ModelVersion | None], GateDecision],
     *,
     reason: str = "",
     run_key: str | None = None,
@@ -68,70 +102,66 @@ def promote(
     user: str | None = None,
     approver: str | None = None,
     evidence: dict[str, str] | None = None,
-) -> dict:
+) -> PromotionResult:
     """Compare-and-set ``champion`` to ``version`` and record the move in the ledger.
 
-    ``decision`` is the gate decision the candidate passed against ``decision["champion_version"]``.
+    ``decision`` is the gate decision the candidate passed against ``decision.champion_version``.
     If the champion moved since, ``reevaluate(new champion or None)`` is called under the lock and
-    must return a fresh gate decision of the candidate against it (``promote``, ``failed``,
-    optionally ``summary``) plus ``"primary"``, built with :func:`primary_comparison`. The other
-    keyword arguments are recorded in the ledger row; ``gate_summary`` defaults to
-    ``decision["summary"]``.
-
-    Returns ``{"action", "version", "previous", "decision", "why", "seq"}``; ``action`` is one of
-    ``promoted``, ``promoted_after_reevaluation``, ``rejected_after_reevaluation``,
-    ``already_champion``; ``decision`` is the re-evaluated decision when there was one.
+    must return a fresh gate decision of the candidate against it, with ``primary`` set (see
+    :func:`primary_comparison`). The other keyword arguments are recorded in the ledger row;
+    ``gate_summary`` defaults to ``decision.summary``.
     """
     decided = {"decision": decision}
 
     def decide(champion: ModelVersion | None) -> tuple[bool, str]:
         fresh = reevaluate(champion)
         decided["decision"] = fresh
-        if not fresh["promote"]:
-            return False, "; ".join(fresh["failed"]) or fresh.get("summary", "gates not passed")
-        if "primary" not in fresh:
+        if not fresh.promote:
+            return False, "; ".join(fresh.failed) or fresh.summary or "gates not passed"
+        if fresh.primary is None:
             raise ValueError(
                 "reevaluate must return 'primary' (see ctloop.registry.promotion.primary_comparison)"
             )
-        better, why = _beats(fresh["primary"], champion)
-        return better, f"{fresh.get('summary', 'gates passed')}; {why}"
+        better, why = _beats(fresh.primary, champion)
+        return better, f"{fresh.summary or 'gates passed'}; {why}"
 
     moved = ledger.move_alias(
         settings,
         mlflow_client,
         name,
         str(version),
-        expected_from=decision["champion_version"],
+        expected_from=decision.champion_version,
         action="promotion",
         reason=reason,
         run_key=run_key,
         mlflow_run_id=mlflow_run_id,
         user=user,
-        gate_decision=decision.get("summary", "") if gate_summary is None else gate_summary,
+        gate_decision=decision.summary if gate_summary is None else gate_summary,
         approver=approver,
         evidence=evidence,
         decide=decide,
     )
     reevaluated = decided["decision"] is not decision
-    if moved["moved"]:
+    action: PromotionAction
+    if moved.moved:
         action = "promoted_after_reevaluation" if reevaluated else "promoted"
     else:
-        action = "already_champion" if moved["from"] == str(version) else "rejected_after_reevaluation"
-    outcome = {
-        "action": action,
-        "version": str(version),
-        "previous": None if action == "already_champion" else moved["from"],
-        "decision": decided["decision"],
-        "why": moved["why"],
-        "seq": moved["seq"],
-    }
-    if moved["moved"]:
-        tags = {
-            "ctloop.previous_champion": moved["from"] or "none",
-            "ctloop.promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "ctloop.registry.promotion": action,
-            "ctloop.ledger_seq": str(moved["seq"]),
+        action = "already_champion" if moved.from_version == str(version) else "rejected_after_reevaluation"
+    outcome = PromotionResult(
+        action=action,
+        version=str(version),
+        previous=None if action == "already_champion" else moved.from_version,
+        decision=decided["decision"],
+        why=moved.why,
+        seq=moved.seq,
+    )
+    if moved.moved:
+        version_tags = {
+            tags.PREVIOUS_CHAMPION: moved.from_version or "none",
+            tags.PROMOTED_AT: datetime.now(UTC).isoformat(timespec="seconds"),
+            tags.PROMOTION: action,
+            tags.LEDGER_SEQ: str(moved.seq),
         }
-        for key, value in tags.items():
+        for key, value in version_tags.items():
             mlflow_client.set_model_version_tag(name, str(version), key, value)
     return outcome

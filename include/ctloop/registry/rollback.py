@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ctloop.errors import RollbackRefused
-from ctloop.registry import ledger
+from ctloop.gating.approval import REFUSALS
+from ctloop.registry import ledger, tags
 from ctloop.registry import mlflow_store as registry
-from ctloop.validation.champion_suite import SUITE_TAG
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -22,14 +22,19 @@ if TYPE_CHECKING:
     from ctloop.settings import Settings
 
 PREVIOUS = "previous"
-REFUSED_APPROVALS = ("rejected", "timed_out")
+
+
+class RollbackOutcome(ledger.LedgerMove):
+    """The move, with what follows the new champion: its reference data, suite and run."""
+
+    evidence: dict[str, str]
 
 
 def previous_champion(settings: Settings, pipeline: str, current: ModelVersion) -> str:
     """The version that was champion before ``current``: from the ledger's last move to it, else
     from the version's ``ctloop.previous_champion`` tag (moves made before the ledger existed)."""
     moves = [e for e in ledger.entries(settings, pipeline) if e.to_version == str(current.version)]
-    previous = moves[-1].from_version if moves else current.tags.get("ctloop.previous_champion")
+    previous = moves[-1].from_version if moves else current.tags.get(tags.PREVIOUS_CHAMPION)
     if not previous or previous == "none":
         raise RollbackRefused(f"{pipeline}: v{current.version} has no previous champion to roll back to")
     return str(previous)
@@ -37,11 +42,11 @@ def previous_champion(settings: Settings, pipeline: str, current: ModelVersion) 
 
 def gate_record(version: ModelVersion) -> str | None:
     """Why ``version`` may not serve, or None when it passed its gates and nobody rejected it."""
-    gate = version.tags.get("ctloop.gate")
-    approval = version.tags.get("ctloop.gating.approval")
+    gate = version.tags.get(tags.GATE)
+    approval = version.tags.get(tags.APPROVAL)
     if gate != "passed":
         return f"v{version.version} never passed its promotion gates (ctloop.gate: {gate or 'not recorded'})"
-    if approval in REFUSED_APPROVALS:
+    if approval in REFUSALS:
         return f"v{version.version} passed its gates but its approval was {approval.replace('_', ' ')}"
     return None
 
@@ -52,9 +57,10 @@ def _version(mlflow_client: MlflowClient, pipeline: str, target: str) -> ModelVe
     if not target.isdigit():
         raise RollbackRefused(f"target: {target!r} is neither {PREVIOUS!r} nor a version number")
     try:
-        return mlflow_client.get_model_version(pipeline, target)
+        found: ModelVersion = mlflow_client.get_model_version(pipeline, target)
     except MlflowException as exc:
         raise RollbackRefused(f"target: {pipeline} has no version {target}") from exc
+    return found
 
 
 def rollback(
@@ -66,7 +72,7 @@ def rollback(
     force: bool = False,
     user: str | None = None,
     run_key: str | None = None,
-) -> dict:
+) -> RollbackOutcome:
     """Move ``champion`` to ``target`` (``previous`` or a version number); returns the ledger's
     outcome with the target's evidence. Raises :class:`RollbackRefused` saying why not."""
     if not reason.strip():
@@ -83,8 +89,8 @@ def rollback(
     if unfit and not force:
         raise RollbackRefused(f"target: {unfit}; force it (with a reason) to override")
     evidence = {
-        "reference_snapshot_sha256": version.tags.get("ctloop.data_sha256", ""),
-        "expectation_suite": version.tags.get(SUITE_TAG, ""),
+        "reference_snapshot_sha256": version.tags.get(tags.DATA_SHA256, ""),
+        "expectation_suite": version.tags.get(tags.SUITE_KEY, ""),
         "mlflow_run_id": version.run_id or "",
     }
     outcome = ledger.move_alias(
@@ -98,9 +104,9 @@ def rollback(
         run_key=run_key,
         mlflow_run_id=version.run_id,
         user=user,
-        gate_decision=version.tags.get("ctloop.gate_summary", ""),
+        gate_decision=version.tags.get(tags.GATE_SUMMARY, ""),
         evidence=evidence,
     )
-    if not outcome["moved"]:
-        raise RollbackRefused(f"{pipeline}: champion not moved: {outcome.get('why')}")
-    return {**outcome, "evidence": evidence}
+    if not outcome.moved:
+        raise RollbackRefused(f"{pipeline}: champion not moved: {outcome.why}")
+    return RollbackOutcome.model_validate({**outcome.model_dump(), "evidence": evidence})

@@ -18,24 +18,36 @@ import hashlib
 import json
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from ctloop.errors import BatchConflict, BatchQuarantined, CtloopError, NoChampion
 from ctloop.io.readers import SUFFIXES, parse_frame, to_parquet_bytes
 from ctloop.io.storage import home_storage, open_storage
 from ctloop.registry import mlflow_store as registry
-from ctloop.scoring import scored_batches as scoredbatches
+from ctloop.registry import tags
+from ctloop.scoring import scored_batches
 from ctloop.scoring.prediction_log import PREDICTIONS, partition_key
 from ctloop.training.estimator import features
-from ctloop.validation.champion_suite import SUITE_TAG, suite_dir
+from ctloop.validation.champion_suite import suite_dir
 from ctloop.validation.data_validation import validate_frame
+from ctloop.validation.schema import Failure, failure
 
 if TYPE_CHECKING:
-    import numpy as np
     import pandas as pd
+    from mlflow.entities.model_registry import ModelVersion
+    from numpy.typing import NDArray
 
+    from ctloop.evaluation.model_scores import FittedModel
     from ctloop.settings import Settings
     from ctloop.spec.models import PipelineSpec
+
+
+class Batch(TypedDict):
+    """One incoming file: its key in the incoming area, its batch id and its URI."""
+
+    key: str
+    batch_id: str
+    uri: str
 
 
 def logged_columns(spec: PipelineSpec) -> list[str]:
@@ -44,7 +56,7 @@ def logged_columns(spec: PipelineSpec) -> list[str]:
     return [*spec.columns.id, *timestamp, *spec.columns.features]
 
 
-def new_batches(spec: PipelineSpec, settings: Settings) -> list[dict]:
+def new_batches(spec: PipelineSpec, settings: Settings) -> list[Batch]:
     """The incoming files of the spec's format that have no partition in the prediction log yet,
     and those whose batch was scored from other content (score_batch sets them aside)."""
     incoming = open_storage(spec.incoming_uri, settings)
@@ -53,15 +65,15 @@ def new_batches(spec: PipelineSpec, settings: Settings) -> list[dict]:
     for key in incoming.list_keys():
         if not key.endswith(SUFFIXES[spec.scoring.format]):
             continue
-        batch = {"key": key, "batch_id": PurePosixPath(key).stem, "uri": incoming.uri(key)}
+        batch: Batch = {"key": key, "batch_id": PurePosixPath(key).stem, "uri": incoming.uri(key)}
         scored = storage.exists(partition_key(PREDICTIONS, spec.name, batch["batch_id"]))
-        if not scored or not scoredbatches.unchanged_since_scored(storage, incoming, spec.name, batch):
+        if not scored or not scored_batches.unchanged_since_scored(storage, incoming, spec.name, batch):
             pending.append(batch)
     return pending
 
 
 def set_aside(
-    spec: PipelineSpec, settings: Settings, batch: dict, data: bytes, area: str, reason: dict
+    spec: PipelineSpec, settings: Settings, batch: Batch, data: bytes, area: str, reason: dict[str, Any]
 ) -> str:
     """Move the batch file to ``<area>/<pipeline>/<batch id>/`` with ``reason.json`` beside it
     (``<batch id>~<sha256 prefix>/`` when an earlier, different file of that id is already there).
@@ -82,14 +94,15 @@ def set_aside(
 
 
 def _checked_frame(
-    spec: PipelineSpec, settings: Settings, batch: dict, data: bytes, suite_key: str | None
+    spec: PipelineSpec, settings: Settings, batch: Batch, data: bytes, suite_key: str | None
 ) -> pd.DataFrame:
     """The batch as a frame, checked with the champion's own expectation suite."""
     string_columns = [*spec.columns.id, *spec.columns.categorical]
+    failures: list[Failure]
     try:
         frame = parse_frame(data, spec.scoring.format, batch["uri"], string_columns)
     except CtloopError as exc:
-        failures = [{"check": "readable", "column": None, "detail": str(exc)}]
+        failures = [failure("readable", None, str(exc))]
     else:
         expectations = suite_dir(spec, settings, suite_key)
         report = validate_frame(frame, spec, expectations, require_target=False)
@@ -101,7 +114,7 @@ def _checked_frame(
     return frame
 
 
-def predict(model, frame: pd.DataFrame, spec: PipelineSpec) -> tuple[np.ndarray, np.ndarray]:
+def predict(model: FittedModel, frame: pd.DataFrame, spec: PipelineSpec) -> tuple[NDArray[Any], NDArray[Any]]:
     """The predicted label (or value) and the score the log keeps: the positive class's
     probability for binary models, the top probability for multiclass, the value for regression."""
     x = features(frame, spec)
@@ -114,7 +127,7 @@ def predict(model, frame: pd.DataFrame, spec: PipelineSpec) -> tuple[np.ndarray,
     return predicted, score
 
 
-def score_batch(spec: PipelineSpec, settings: Settings, batch: dict) -> dict:
+def score_batch(spec: PipelineSpec, settings: Settings, batch: Batch) -> dict[str, Any]:
     """Check, predict and log one batch; returns a summary for XCom."""
     champion = registry.get_champion(registry.client(settings), spec.name)
     if champion is None:
@@ -124,12 +137,14 @@ def score_batch(spec: PipelineSpec, settings: Settings, batch: dict) -> dict:
     data = incoming.read_bytes(batch["key"])
     sha256 = hashlib.sha256(data).hexdigest()
     _refuse_conflict(spec, settings, batch, data, sha256)
-    frame = _checked_frame(spec, settings, batch, data, champion.tags.get(SUITE_TAG))
+    frame = _checked_frame(spec, settings, batch, data, champion.tags.get(tags.SUITE_KEY))
     storage = home_storage(settings)
     key = partition_key(PREDICTIONS, spec.name, batch["batch_id"])
     source = {"batch_id": batch["batch_id"], "key": batch["key"], "sha256": sha256, "size": len(data)}
     # Claimed before the partition is written: a crash in between leaves a batch scored again.
-    first = scoredbatches.claim(settings, spec.name, {**source, "fingerprint": fingerprint}, storage.uri(key))
+    first = scored_batches.claim(
+        settings, spec.name, {**source, "fingerprint": fingerprint}, storage.uri(key)
+    )
     if first is not None:
         why = {"duplicate_of": first, "sha256": sha256}
         where = set_aside(spec, settings, batch, data, "duplicates", why)
@@ -147,12 +162,12 @@ def score_batch(spec: PipelineSpec, settings: Settings, batch: dict) -> dict:
 
 
 def _predictions(
-    spec: PipelineSpec, settings: Settings, champion, frame: pd.DataFrame, batch: dict
+    spec: PipelineSpec, settings: Settings, champion: ModelVersion, frame: pd.DataFrame, batch: Batch
 ) -> pd.DataFrame:
     """The batch's rows of the prediction log: its inputs, the champion's outputs, version and time."""
     import pandas as pd
 
-    model = registry.load_model(settings, champion.source, champion.tags.get(registry.MODEL_SHA_TAG))
+    model = registry.load_version(settings, champion)
     logged = frame[logged_columns(spec)].copy()
     logged["prediction"], logged["score"] = predict(model, frame, spec)
     logged["model_version"] = str(champion.version)
@@ -161,14 +176,14 @@ def _predictions(
     return logged
 
 
-def _refuse_conflict(spec: PipelineSpec, settings: Settings, batch: dict, data: bytes, sha256: str) -> None:
+def _refuse_conflict(spec: PipelineSpec, settings: Settings, batch: Batch, data: bytes, sha256: str) -> None:
     """Set the file aside and fail when its batch id was already scored from other content:
     scoring it would mix two versions of one batch, dropping it would lose the new version."""
     storage = home_storage(settings)
     key = partition_key(PREDICTIONS, spec.name, batch["batch_id"])
-    if not storage.exists(key) or scoredbatches.scored_from(storage, spec.name, batch["batch_id"], sha256):
+    if not storage.exists(key) or scored_batches.scored_from(storage, spec.name, batch["batch_id"], sha256):
         return
-    record = scoredbatches.batch_record(storage, spec.name, batch["batch_id"]) or {}
+    record = scored_batches.batch_record(storage, spec.name, batch["batch_id"]) or {}
     scored_sha = record.get("sha256", "not recorded")
     detail = (
         f"batch {batch['batch_id']!r} was already scored from other content (sha256 {scored_sha}) into "

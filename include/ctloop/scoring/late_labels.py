@@ -9,7 +9,7 @@ is kept waiting (its batch may not have been scored yet) and reported, not dropp
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ctloop.errors import LabelError
 from ctloop.io.readers import SUFFIXES, parse_frame, to_parquet_bytes
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 SAMPLE = 10
 
 
-def read_labels(spec: PipelineSpec, settings: Settings) -> tuple[pd.DataFrame, dict]:
+def read_labels(spec: PipelineSpec, settings: Settings) -> tuple[pd.DataFrame, dict[str, int]]:
     """Every label, one per row id (a later file overrides an earlier one), and what was seen."""
     import pandas as pd
 
@@ -59,7 +59,7 @@ def read_labels(spec: PipelineSpec, settings: Settings) -> tuple[pd.DataFrame, d
     return latest, seen
 
 
-def join_labels(spec: PipelineSpec, settings: Settings) -> dict:
+def join_labels(spec: PipelineSpec, settings: Settings) -> dict[str, Any]:
     """Rewrite the labeled partition of every scored batch whose labels changed; returns a summary."""
     import pandas as pd
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ctloop.io.locks import pipeline_lock
 from ctloop.io.storage import home_storage
 
 if TYPE_CHECKING:
     from ctloop.io.storage import Storage
+    from ctloop.scoring.batches import Batch
     from ctloop.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,11 +33,14 @@ def _content_key(pipeline: str, sha256: str) -> str:
     return f"scored/{pipeline}/{sha256}.json"
 
 
-def _read_json(storage: Storage, key: str) -> dict | None:
-    return json.loads(storage.read_bytes(key)) if storage.exists(key) else None
+def _read_json(storage: Storage, key: str) -> dict[str, Any] | None:
+    if not storage.exists(key):
+        return None
+    record: dict[str, Any] = json.loads(storage.read_bytes(key))
+    return record
 
 
-def batch_record(storage: Storage, pipeline: str, batch_id: str) -> dict | None:
+def batch_record(storage: Storage, pipeline: str, batch_id: str) -> dict[str, Any] | None:
     """The content ``batch_id`` was scored from (sha256, size, key, fingerprint), if recorded."""
     return _read_json(storage, _batch_key(pipeline, batch_id))
 
@@ -45,12 +49,12 @@ def scored_from(storage: Storage, pipeline: str, batch_id: str, sha256: str) -> 
     """Whether ``batch_id`` was scored from the content ``sha256``."""
     record = batch_record(storage, pipeline, batch_id)
     if record is not None:
-        return record["sha256"] == sha256
+        return bool(record["sha256"] == sha256)
     content = _read_json(storage, _content_key(pipeline, sha256))  # scored before batch records existed
     return content is not None and content["batch_id"] == batch_id
 
 
-def unchanged_since_scored(storage: Storage, incoming: Storage, pipeline: str, batch: dict) -> bool:
+def unchanged_since_scored(storage: Storage, incoming: Storage, pipeline: str, batch: Batch) -> bool:
     """Whether a scored batch's incoming file still holds the content it was scored from.
 
     A matching fingerprint answers without reading the file; otherwise the file is hashed once,
@@ -72,7 +76,7 @@ def unchanged_since_scored(storage: Storage, incoming: Storage, pipeline: str, b
     return True
 
 
-def claim(settings: Settings, pipeline: str, source: dict, partition_uri: str) -> str | None:
+def claim(settings: Settings, pipeline: str, source: dict[str, Any], partition_uri: str) -> str | None:
     """Record that ``source["batch_id"]`` is scored from ``source["sha256"]``; if another batch
     already claimed that content, record nothing and return its id.
 
@@ -84,7 +88,7 @@ def claim(settings: Settings, pipeline: str, source: dict, partition_uri: str) -
     with pipeline_lock(settings, pipeline, "scored"):
         content = _read_json(storage, _content_key(pipeline, source["sha256"]))
         if content is not None and content["batch_id"] != source["batch_id"]:
-            return content["batch_id"]
+            return str(content["batch_id"])
         scored = {"batch_id": source["batch_id"], "partition": partition_uri}
         storage.write_bytes(
             _batch_key(pipeline, source["batch_id"]), json.dumps({**scored, **source}).encode()

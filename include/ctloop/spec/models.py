@@ -17,7 +17,9 @@ CLASS_PATH_PATTERN = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: the validators are built once, for the whole PipelineSpec, when a spec is
+    # first loaded, instead of once per model at import; a DAG file parse pays it once.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class DataSource(_Strict):
@@ -195,6 +197,16 @@ class Gates(_Strict):
         None, description="decides between two candidates that both pass; default roc_auc / rmse"
     )
 
+    def unknown_metrics(self, task: TaskKind) -> list[str]:
+        """One message per rule whose metric a ``task`` training does not produce, naming the field."""
+        known = metric_names(task)
+        return [
+            f"gates.rules.{index}.metric: {rule.metric!r} is not a metric a {task} training produces;"
+            f" choose one of {', '.join(known)}"
+            for index, rule in enumerate(self.rules)
+            if rule.metric not in known
+        ]
+
     @model_validator(mode="after")
     def _slices_named_once(self) -> Gates:
         names = [s.name for s in self.slices]
@@ -329,9 +341,7 @@ class PipelineSpec(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineSpec:
-        from ctloop.gating.rules import unknown_gate_metrics
-
-        problems = unknown_gate_metrics(self.gates, self.task)
+        problems = self.gates.unknown_metrics(self.task)
         if self.holdout.strategy == "time" and not self.columns.timestamp:
             problems.append("holdout.strategy: 'time' needs columns.timestamp")
         if self.retrain.data.window == "days" and not self.columns.timestamp:

@@ -1,7 +1,9 @@
 """The steps of a training run, as plain functions of small JSON-able inputs and outputs.
 
 The train DAG calls one step per task; a benchmark or a notebook can call them in sequence in
-one process. Each step is safe to retry: it finds what an earlier attempt of the same run made.
+one process. Each step returns a model of :mod:`ctloop.training.contracts` and accepts the
+previous steps' results either as those models or as their JSON (what XCom holds). Each step is
+safe to retry: it finds what an earlier attempt of the same run made.
 """
 
 from __future__ import annotations
@@ -9,24 +11,39 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ctloop.data import holdout as holdouts
 from ctloop.data.snapshots import load_snapshot, take_snapshot
 from ctloop.evaluation.model_scores import evaluate
-from ctloop.gating.rules import describe, evaluate_gates
+from ctloop.gating.decision import GateDecision
+from ctloop.gating.rules import evaluate_gates
 from ctloop.io.readers import from_parquet_bytes, to_parquet_bytes
 from ctloop.io.storage import home_storage
 from ctloop.monitoring import retrain_requests
 from ctloop.registry import mlflow_store as registry
-from ctloop.registry.promotion import primary_comparison, promote
+from ctloop.registry import tags
+from ctloop.registry.promotion import PromotionResult, primary_comparison, promote
 from ctloop.registry.provenance import code_version
+from ctloop.training.contracts import (
+    Evaluation,
+    Finished,
+    HoldoutRef,
+    Provenance,
+    SnapshotRef,
+    Started,
+    Trained,
+    TrainResults,
+    Validated,
+)
 from ctloop.training.estimator import features, fit
-from ctloop.validation.champion_suite import SUITE_TAG, store_suite
+from ctloop.validation.champion_suite import store_suite
 from ctloop.validation.data_validation import raise_if_failed, render_html, summary, validate_frame
 
 if TYPE_CHECKING:
+    import pandas as pd
     from mlflow.entities.model_registry import ModelVersion
 
     from ctloop.settings import Settings
@@ -34,6 +51,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 PREDICTION_COLUMNS = ("candidate_prediction", "candidate_score", "champion_prediction", "champion_score")
+Payload = Mapping[str, Any]  # a step's result as XCom holds it: the model's JSON
 
 
 @dataclass(frozen=True)
@@ -56,7 +74,7 @@ class RunContext:
         return f"runs/{self.dag_id}/{re.sub(r'[^A-Za-z0-9._-]', '_', self.run_id)}"
 
 
-def start(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> dict:
+def start(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> Started:
     """Claim the retrain request this run serves, snapshot the data and open (or find) the run's
     MLflow run with its provenance, including every reason and report that asked for it."""
     request = retrain_requests.claim(
@@ -66,13 +84,17 @@ def start(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> dict:
         {"kind": ctx.trigger, "text": ctx.reason, "by": ctx.run_key, "alert_id": ctx.alert_id},
     )
     reasons = [r for r in request["reasons"] if r["kind"] != "asset" or len(request["reasons"]) == 1]
-    provenance = {
-        "ctloop.reason": "; ".join(r["text"] for r in reasons)[:5000],
-        "ctloop.trigger": ctx.trigger,
-        "ctloop.alert_id": ctx.alert_id,
-        "ctloop.request_id": request["id"],
-        "ctloop.trigger_reports": " ".join(r["report_uri"] for r in reasons if r.get("report_uri"))[:5000],
-    }
+    provenance = Provenance.model_validate(
+        {
+            tags.REASON: "; ".join(r["text"] for r in reasons)[: tags.TAG_VALUE_CHARS],
+            tags.TRIGGER: ctx.trigger,
+            tags.ALERT_ID: ctx.alert_id,
+            tags.REQUEST_ID: request["id"],
+            tags.TRIGGER_REPORTS: " ".join(r["report_uri"] for r in reasons if r.get("report_uri"))[
+                : tags.TAG_VALUE_CHARS
+            ],
+        }
+    )
     snap = take_snapshot(spec, settings)
     mlflow_client = registry.client(settings)
     experiment_id = registry.ensure_experiment(mlflow_client, spec.name, settings.mlflow_artifact_root)
@@ -80,32 +102,32 @@ def start(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> dict:
         mlflow_client,
         experiment_id,
         ctx.run_key,
-        tags={
-            "ctloop.pipeline": spec.name,
-            "ctloop.dag_run_id": ctx.run_id,
-            **provenance,
-            "ctloop.note": ctx.note,
-            "ctloop.code_version": code_version(),
-            "ctloop.data_sha256": snap["sha256"],
-            "ctloop.data_uri": snap["uri"],
-            "ctloop.data_window": spec.retrain.data.window
+        {
+            tags.PIPELINE: spec.name,
+            tags.DAG_RUN_ID: ctx.run_id,
+            **provenance.as_tags(),
+            tags.NOTE: ctx.note,
+            tags.CODE_VERSION: code_version(),
+            tags.DATA_SHA256: snap["sha256"],
+            tags.DATA_URI: snap["uri"],
+            tags.DATA_WINDOW: spec.retrain.data.window
             + (f":{spec.retrain.data.last}" if spec.retrain.data.last else ""),
-            "ctloop.gate_mode": spec.gates.mode,
+            tags.GATE_MODE: spec.gates.mode,
         },
     )
     log.info(
         "Snapshot %s (%d rows, sha256 %s); MLflow run %s", snap["uri"], snap["rows"], snap["sha256"], run_id
     )
-    return {
-        "mlflow_run_id": run_id,
-        "snapshot": {k: v for k, v in snap.items() if k != "columns"},
-        "provenance": provenance,
-    }
+    snapshot = SnapshotRef.model_validate({k: v for k, v in snap.items() if k != "columns"})
+    return Started(mlflow_run_id=run_id, snapshot=snapshot, provenance=provenance)
 
 
-def validate(spec: PipelineSpec, settings: Settings, ctx: RunContext, started: dict) -> dict:
+def validate(
+    spec: PipelineSpec, settings: Settings, ctx: RunContext, started: Started | Payload
+) -> Validated:
     """Validate the snapshot; results are stored and logged before a failure is raised."""
-    frame = load_snapshot(started["snapshot"]["key"], settings)
+    started = Started.model_validate(started)
+    frame = load_snapshot(started.snapshot.key, settings)
     report = validate_frame(frame, spec, settings.expectations_dir)
     storage = home_storage(settings)
     title = f"{spec.name} data validation, {ctx.run_id}"
@@ -116,26 +138,27 @@ def validate(spec: PipelineSpec, settings: Settings, ctx: RunContext, started: d
         f"{ctx.storage_prefix}/validation.html", render_html(report, title).encode()
     )
     mlflow_client = registry.client(settings)
-    run_id = started["mlflow_run_id"]
+    run_id = started.mlflow_run_id
     mlflow_client.log_dict(run_id, report, "validation/result.json")
     mlflow_client.log_text(run_id, render_html(report, title), "validation/summary.html")
-    mlflow_client.set_tag(
-        run_id, "ctloop.validation.data_validation", "passed" if report["success"] else "failed"
-    )
+    mlflow_client.set_tag(run_id, tags.VALIDATION, "passed" if report["success"] else "failed")
     suite_key = store_suite(spec, settings)
-    mlflow_client.set_tag(run_id, SUITE_TAG, suite_key)
-    outcome = {**summary(report), "result_uri": result_uri, "html_uri": html_uri, "suite_key": suite_key}
+    mlflow_client.set_tag(run_id, tags.SUITE_KEY, suite_key)
+    outcome = Validated.model_validate(
+        {**summary(report), "result_uri": result_uri, "html_uri": html_uri, "suite_key": suite_key}
+    )
     if not report["success"]:
         mlflow_client.set_terminated(run_id, "FAILED")
-        raise_if_failed(report, f"{spec.data.uri} (snapshot {started['snapshot']['sha256'][:12]})")
+        raise_if_failed(report, f"{spec.data.uri} (snapshot {started.snapshot.sha256[:12]})")
     return outcome
 
 
-def train(spec: PipelineSpec, settings: Settings, ctx: RunContext, started: dict) -> dict:
+def train(spec: PipelineSpec, settings: Settings, ctx: RunContext, started: Started | Payload) -> Trained:
     """Cut the frozen holdout, fit the spec's model on the rest, and log it to MLflow."""
     import mlflow
 
-    frame = load_snapshot(started["snapshot"]["key"], settings)
+    started = Started.model_validate(started)
+    frame = load_snapshot(started.snapshot.key, settings)
     training, holdout = holdouts.split(frame, spec)
     holdout_digest = holdouts.digest(holdout)
     storage = home_storage(settings)
@@ -143,130 +166,150 @@ def train(spec: PipelineSpec, settings: Settings, ctx: RunContext, started: dict
     if not storage.exists(holdout_key):
         storage.write_bytes(holdout_key, to_parquet_bytes(holdout))
     model = fit(spec, training)
-    run_id = started["mlflow_run_id"]
+    run_id = started.mlflow_run_id
     mlflow_client = registry.client(settings)
-    params = {f"estimator.{k}": v for k, v in spec.estimator.params.items()}
+    params: dict[str, object] = {
+        f"{tags.ESTIMATOR_PARAM_PREFIX}{k}": v for k, v in spec.estimator.params.items()
+    }
     params |= {
-        "estimator": spec.estimator.class_path,
-        "holdout.strategy": spec.holdout.strategy,
-        "holdout.fraction": spec.holdout.fraction,
-        "holdout.seed": spec.holdout.seed,
-        "train_rows": len(training),
-        "holdout_rows": len(holdout),
+        tags.ESTIMATOR: spec.estimator.class_path,
+        tags.HOLDOUT_STRATEGY: spec.holdout.strategy,
+        tags.HOLDOUT_FRACTION: spec.holdout.fraction,
+        tags.HOLDOUT_SEED: spec.holdout.seed,
+        tags.TRAIN_ROWS: len(training),
+        tags.HOLDOUT_ROWS: len(holdout),
     }
     with mlflow.start_run(run_id=run_id):
         mlflow.log_params({k: str(v) for k, v in params.items()})
     logged = registry.log_model(model, features(training.head(200), spec), run_id)
-    mlflow_client.set_tag(run_id, "ctloop.holdout_digest", holdout_digest)
-    mlflow_client.set_tag(run_id, registry.MODEL_SHA_TAG, logged["sha256"])
-    return {
-        "mlflow_run_id": run_id,
-        "model": logged,
-        "holdout": {"key": holdout_key, "digest": holdout_digest, "rows": len(holdout)},
-        "train_rows": len(training),
-    }
+    mlflow_client.set_tag(run_id, tags.HOLDOUT_DIGEST, holdout_digest)
+    mlflow_client.set_tag(run_id, tags.MODEL_SHA256, logged.sha256)
+    return Trained(
+        mlflow_run_id=run_id,
+        model=logged,
+        holdout=HoldoutRef(key=holdout_key, digest=holdout_digest, rows=len(holdout)),
+        train_rows=len(training),
+    )
 
 
-def _champion_metrics(spec: PipelineSpec, settings: Settings, champion: ModelVersion, holdout) -> dict:
-    model = registry.load_model(settings, champion.source, champion.tags.get(registry.MODEL_SHA_TAG))
-    return evaluate(model, holdout, spec)
+def _champion_metrics(
+    spec: PipelineSpec, settings: Settings, champion: ModelVersion, holdout: pd.DataFrame
+) -> dict[str, float]:
+    return evaluate(registry.load_version(settings, champion), holdout, spec)
 
 
-def evaluate_models(spec: PipelineSpec, settings: Settings, ctx: RunContext, trained: dict) -> dict:
+def evaluate_models(
+    spec: PipelineSpec, settings: Settings, ctx: RunContext, trained: Trained | Payload
+) -> Evaluation:
     """Score the candidate and the current champion on the same frozen holdout, and keep both
     models' per-row predictions for the gate's bootstrap and slice rules."""
     import pandas as pd
 
     from ctloop.scoring.batches import predict
 
+    trained = Trained.model_validate(trained)
     storage = home_storage(settings)
-    holdout = from_parquet_bytes(storage.read_bytes(trained["holdout"]["key"]))
-    candidate_model = registry.load_model(settings, trained["model"]["model_uri"], trained["model"]["sha256"])
+    holdout = from_parquet_bytes(storage.read_bytes(trained.holdout.key))
+    candidate_model = registry.load_model(settings, trained.model.model_uri, trained.model.sha256)
     candidate = evaluate(candidate_model, holdout, spec)
     rows = dict(zip(PREDICTION_COLUMNS[:2], predict(candidate_model, holdout, spec), strict=True))
     mlflow_client = registry.client(settings)
     champion_version = registry.get_champion(mlflow_client, spec.name)
     champion = None
     if champion_version:
-        champion_model = registry.load_model(
-            settings, champion_version.source, champion_version.tags.get(registry.MODEL_SHA_TAG)
-        )
+        champion_model = registry.load_version(settings, champion_version)
         champion = evaluate(champion_model, holdout, spec)
         rows |= dict(zip(PREDICTION_COLUMNS[2:], predict(champion_model, holdout, spec), strict=True))
     predictions_key = f"{ctx.storage_prefix}/holdout_predictions.parquet"
     storage.write_bytes(predictions_key, to_parquet_bytes(pd.DataFrame(rows)))
-    run_id = trained["mlflow_run_id"]
-    metrics = {f"holdout_{k}": v for k, v in candidate.items()}
-    metrics |= {f"champion_holdout_{k}": v for k, v in (champion or {}).items()}
+    run_id = trained.mlflow_run_id
+    metrics = {f"{tags.HOLDOUT_METRIC_PREFIX}{k}": v for k, v in candidate.items()}
+    metrics |= {f"{tags.CHAMPION_METRIC_PREFIX}{k}": v for k, v in (champion or {}).items()}
     for key, value in metrics.items():
         mlflow_client.log_metric(run_id, key, value)
-    return {
-        "mlflow_run_id": run_id,
-        "candidate": candidate,
-        "champion": champion,
-        "champion_version": str(champion_version.version) if champion_version else None,
-        "holdout_digest": trained["holdout"]["digest"],
-        "holdout_key": trained["holdout"]["key"],
-        "predictions_key": predictions_key,
-    }
+    return Evaluation(
+        mlflow_run_id=run_id,
+        candidate=candidate,
+        champion=champion,
+        champion_version=str(champion_version.version) if champion_version else None,
+        holdout_digest=trained.holdout.digest,
+        holdout_key=trained.holdout.key,
+        predictions_key=predictions_key,
+    )
 
 
 def register(
-    spec: PipelineSpec, settings: Settings, ctx: RunContext, started: dict, trained: dict, validation: dict
+    spec: PipelineSpec,
+    settings: Settings,
+    ctx: RunContext,
+    started: Started | Payload,
+    trained: Trained | Payload,
+    validation: Validated | Payload,
 ) -> str:
-    """Register the candidate as a model version with its evidence, once per Airflow run.
+    """Register the candidate as a model version with its evidence, once per Airflow run; returns
+    the version number.
 
     Registration comes before the gate, so the gate judges the model as users will load it
     (``models:/<name>/<version>``); a rejected version stays in the registry, tagged rejected.
     """
+    started = Started.model_validate(started)
+    trained = Trained.model_validate(trained)
+    validation = Validated.model_validate(validation)
     mlflow_client = registry.client(settings)
-    tags = {
-        "ctloop.data_sha256": started["snapshot"]["sha256"],
-        "ctloop.validation.data_validation": "passed",
-        "ctloop.holdout_digest": trained["holdout"]["digest"],
-        "ctloop.holdout_key": trained["holdout"]["key"],
-        SUITE_TAG: validation["suite_key"],
-        "ctloop.code_version": code_version(),
-        "ctloop.dag_run_id": ctx.run_id,
-        **started["provenance"],
-        "ctloop.gate": "pending",
+    version_tags = {
+        tags.DATA_SHA256: started.snapshot.sha256,
+        tags.VALIDATION: "passed",
+        tags.HOLDOUT_DIGEST: trained.holdout.digest,
+        tags.HOLDOUT_KEY: trained.holdout.key,
+        tags.SUITE_KEY: validation.suite_key,
+        tags.CODE_VERSION: code_version(),
+        tags.DAG_RUN_ID: ctx.run_id,
+        **started.provenance.as_tags(),
+        tags.GATE: "pending",
     }
     version = registry.register_version(
-        mlflow_client, spec.name, trained["model"], trained["mlflow_run_id"], ctx.run_key, tags
+        mlflow_client, spec.name, trained.model, trained.mlflow_run_id, ctx.run_key, version_tags
     )
     return str(version.version)
 
 
-def gate(spec: PipelineSpec, settings: Settings, evaluation: dict, version: str) -> dict:
+def gate(
+    spec: PipelineSpec, settings: Settings, evaluation: Evaluation | Payload, version: str
+) -> GateDecision:
     """Decide by every rule of the gates; record the decision on the MLflow run and the version."""
     from ctloop.gating.approval import evidence_markdown
     from ctloop.gating.checks import rule_checks
 
+    evaluation = Evaluation.model_validate(evaluation)
     checks = rule_checks(spec, settings, evaluation, version)
     decision = evaluate_gates(
         spec.gates,
         spec.task,
-        evaluation["candidate"],
-        evaluation["champion"],
-        evaluation["champion_version"],
-        extra_verdicts=checks["verdicts"],
+        evaluation.candidate,
+        evaluation.champion,
+        evaluation.champion_version,
+        extra_verdicts=checks.verdicts,
     )
-    decision |= {k: v for k, v in checks.items() if k != "verdicts"}
-    decision["summary"] = describe(decision)
+    evidence = {"slices": checks.slices, "slice_metric": checks.slice_metric, "latency": checks.latency}
+    decision = decision.model_copy(update=evidence)
     mlflow_client = registry.client(settings)
-    run_id = evaluation["mlflow_run_id"]
-    mlflow_client.log_dict(run_id, decision, "gate/decision.json")
-    verdict = "passed" if decision["passed"] else "rejected"
-    for key, value in {"ctloop.gate": verdict, "ctloop.gate_summary": decision["summary"][:5000]}.items():
+    run_id = evaluation.mlflow_run_id
+    mlflow_client.log_dict(run_id, decision.model_dump(mode="json"), "gate/decision.json")
+    verdict = "passed" if decision.passed else "rejected"
+    for key, value in {
+        tags.GATE: verdict,
+        tags.GATE_SUMMARY: decision.summary[: tags.TAG_VALUE_CHARS],
+    }.items():
         mlflow_client.set_tag(run_id, key, value)
         mlflow_client.set_model_version_tag(spec.name, version, key, value)
     if spec.gates.approval == "required":
         run = mlflow_client.get_run(run_id)
         links = {
             "MLflow run": f"{settings.mlflow_tracking_uri} run {run_id}",
-            "reports that started it": run.data.tags.get("ctloop.trigger_reports", ""),
+            "reports that started it": run.data.tags.get(tags.TRIGGER_REPORTS, ""),
         }
-        decision["evidence_md"] = evidence_markdown(decision, evaluation, run.data.tags, version, links)
+        markdown = evidence_markdown(decision, evaluation, run.data.tags, version, links)
+        decision = decision.model_copy(update={"evidence_md": markdown})
     return decision
 
 
@@ -274,38 +317,41 @@ def promote_candidate(
     spec: PipelineSpec,
     settings: Settings,
     ctx: RunContext,
-    started: dict,
-    evaluation: dict,
-    decision: dict,
+    started: Started | Payload,
+    evaluation: Evaluation | Payload,
+    decision: GateDecision | Payload,
     version: str,
-    approval_response: dict | None,
-) -> dict:
+    approval_response: Payload | None,
+) -> PromotionResult:
     """Move ``champion`` to the candidate if its gate passed (and a person approved, where the
     spec requires it), compare-and-set, recorded in the ledger; then notify."""
+    from ctloop import notifications
     from ctloop.gating.approval import outcome as approval_outcome
-    from ctloop.orchestration import notifier as notify
 
+    started = Started.model_validate(started)
+    evaluation = Evaluation.model_validate(evaluation)
+    decision = GateDecision.model_validate(decision)
     mlflow_client = registry.client(settings)
-    run_id = evaluation["mlflow_run_id"]
+    run_id = evaluation.mlflow_run_id
     approval = approval_outcome(approval_response, spec.gates.approval == "required")
-    if not decision["promote"]:
-        outcome = {"action": "not_promoted", "version": version, "why": decision["summary"]}
+    if not decision.promote:
+        outcome = PromotionResult(action="not_promoted", version=version, why=decision.summary)
     else:
+        candidate = evaluation.candidate
+        holdout_key = evaluation.holdout_key
 
-        def reevaluate(champion: ModelVersion | None) -> dict:
-            holdout = from_parquet_bytes(home_storage(settings).read_bytes(evaluation["holdout_key"]))
+        def reevaluate(champion: ModelVersion | None) -> GateDecision:
+            holdout = from_parquet_bytes(home_storage(settings).read_bytes(holdout_key))
             champion_metrics = _champion_metrics(spec, settings, champion, holdout) if champion else None
             fresh = evaluate_gates(
                 spec.gates,
                 spec.task,
-                evaluation["candidate"],
+                candidate,
                 champion_metrics,
                 str(champion.version) if champion else None,
             )
-            primary = primary_comparison(
-                spec.task, spec.primary_metric, evaluation["candidate"], champion_metrics
-            )
-            return {**fresh, "summary": describe(fresh), "primary": primary}
+            primary = primary_comparison(spec.task, spec.primary_metric, candidate, champion_metrics)
+            return fresh.model_copy(update={"primary": primary})
 
         outcome = promote(
             mlflow_client,
@@ -314,56 +360,61 @@ def promote_candidate(
             version,
             decision,
             reevaluate,
-            reason=started["provenance"]["ctloop.reason"],
+            reason=started.provenance.reason,
             run_key=ctx.run_key,
             mlflow_run_id=run_id,
-            approver=approval["by"],
+            approver=approval.by,
             evidence=_evidence(evaluation, started),
         )
-    mlflow_client.log_dict(run_id, outcome, "promotion/outcome.json")
-    mlflow_client.set_tag(run_id, "ctloop.registry.promotion", outcome["action"])
+    mlflow_client.log_dict(run_id, outcome.model_dump(mode="json"), "promotion/outcome.json")
+    mlflow_client.set_tag(run_id, tags.PROMOTION, outcome.action)
     mlflow_client.set_terminated(run_id, "FINISHED")
-    if outcome["action"].startswith("promoted"):
-        fields = {"version": version, "previous": outcome["previous"], "gate": decision["summary"]}
-        notify.send(notify.PROMOTION, spec.name, spec.notifications.conn_id, fields)
+    if outcome.promoted:
+        fields = {"version": version, "previous": outcome.previous, "gate": decision.summary}
+        notifications.emit(notifications.PROMOTION, spec.name, spec.notifications.conn_id, fields)
     return outcome
 
 
-def _evidence(evaluation: dict, started: dict) -> dict:
+def _evidence(evaluation: Evaluation, started: Started) -> dict[str, str]:
     """The URIs a reviewer follows from a ledger entry."""
     return {
-        "snapshot": started["snapshot"]["uri"],
-        "holdout": evaluation["holdout_key"],
-        "holdout_predictions": evaluation["predictions_key"],
-        "trigger_reports": started["provenance"]["ctloop.trigger_reports"],
+        "snapshot": started.snapshot.uri,
+        "holdout": evaluation.holdout_key,
+        "holdout_predictions": evaluation.predictions_key,
+        "trigger_reports": started.provenance.trigger_reports,
     }
 
 
-def finish(spec: PipelineSpec, settings: Settings, ctx: RunContext, results: dict) -> dict | None:
+def finish(
+    spec: PipelineSpec, settings: Settings, ctx: RunContext, results: TrainResults | Payload
+) -> Finished | None:
     """Close this run's retrain request with how it ended (cooldown and circuit breaker read it),
     record the approval on the version, log its model card, and notify a rejection."""
     from ctloop.training.record import record_version
 
+    results = TrainResults.model_validate(results)
     mlflow_client = registry.client(settings)
     experiment = mlflow_client.get_experiment_by_name(spec.name)
     runs = (
         mlflow_client.search_runs(
-            [experiment.experiment_id], f"tags.`{registry.RUN_KEY_TAG}` = '{ctx.run_key}'", max_results=1
+            [experiment.experiment_id], f"tags.`{tags.RUN_KEY}` = '{ctx.run_key}'", max_results=1
         )
         if experiment
         else []
     )
     version = registry.version_of_run(mlflow_client, spec.name, ctx.run_key)
     approval = record_version(spec, settings, mlflow_client, version, results) if version else None
-    tags = mlflow_client.get_run(runs[0].info.run_id).data.tags if runs else {}
-    if tags.get("ctloop.registry.promotion", "").startswith("promoted"):
+    run_tags = mlflow_client.get_run(runs[0].info.run_id).data.tags if runs else {}
+    promotion = run_tags.get(tags.PROMOTION)
+    if (promotion or "").startswith("promoted"):
         outcome = retrain_requests.PROMOTED
     elif (
-        tags.get("ctloop.gate") == "rejected"
-        or tags.get("ctloop.registry.promotion") == "rejected_after_reevaluation"
-        or (approval and approval["outcome"] in ("rejected", "timed_out"))
+        run_tags.get(tags.GATE) == "rejected"
+        or promotion == "rejected_after_reevaluation"
+        or (approval is not None and approval.refused)
     ):
         outcome = retrain_requests.REJECTED
     else:
-        outcome = tags.get("ctloop.registry.promotion") or "failed"
-    return retrain_requests.close(settings, spec.name, ctx.run_key, outcome, version)
+        outcome = promotion or "failed"
+    closed = retrain_requests.close(settings, spec.name, ctx.run_key, outcome, version)
+    return None if closed is None else Finished.model_validate(closed)

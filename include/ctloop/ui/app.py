@@ -25,7 +25,7 @@ from ctloop.spec.models import NAME_PATTERN, PipelineSpec
 from ctloop.ui import pages, reports, runs, state
 from ctloop.ui.auth import UserDep, check_csrf, csrf_token, may, require
 from ctloop.ui.links import Urls, mlflow_ui_url
-from ctloop.ui.render import esc, page
+from ctloop.ui.render import page
 
 TARGET = re.compile(r"^(previous|[0-9]+)$")
 VERSION = re.compile(r"^[0-9]{1,9}$")
@@ -54,19 +54,21 @@ def _page(request: Request, user, title: str, body: str) -> HTMLResponse:
     return page(title, body, home=urls.home(), airflow=urls.airflow + "/", user=user.get_name())
 
 
-async def _error_page(request: Request, exc: StarletteHTTPException) -> HTMLResponse:
-    """Errors as a page; a request without a session gets a way to log in and come back."""
+async def _error_page(request: Request, exc: Exception) -> HTMLResponse:
+    """Errors as a page; a request without a session gets a way to log in and come back.
+
+    Registered for Starlette's HTTPException only; typed as Starlette's handler signature wants."""
     from airflow.api_fastapi.app import get_auth_manager
 
+    if not isinstance(exc, StarletteHTTPException):
+        raise exc
     urls = _urls(request)
-    hint = ""
+    login = None
     if exc.status_code == status.HTTP_401_UNAUTHORIZED:
         login = get_auth_manager().get_url_login(next_url=str(request.url))
-        hint = f'<p><a href="{esc(login)}">Log in to Airflow</a> and come back here.</p>'
-    body = f"<h1>{exc.status_code}</h1><p>{esc(exc.detail)}</p>{hint}"
     return page(
         str(exc.status_code),
-        body,
+        pages.error(urls, exc.status_code, exc.detail, login),
         home=urls.home(),
         airflow=urls.airflow + "/",
         user="",
@@ -190,6 +192,8 @@ def model_card(user: UserDep, pipeline: str, version: str) -> HTMLResponse:
     client = registry.client(settings)
     try:
         run_id = client.get_model_version(pipeline, version).run_id
+        if run_id is None:
+            raise MlflowException(f"version {version} has no run")
         with tempfile.TemporaryDirectory() as tmp:
             body = Path(client.download_artifacts(run_id, ARTIFACT_PATH, tmp)).read_bytes()
     except (MlflowException, OSError) as exc:

@@ -1,14 +1,22 @@
 """The monitoring history as one inline SVG: drift share and model quality over time, with the
-moments a retrain was asked for and the champion moved. No script and nothing to download."""
+moments a retrain was asked for and the champion moved. No script and nothing to download.
+
+The numbers become coordinates here; ``ui/chart.html`` turns the coordinates into SVG elements
+(and escapes the labels, which carry decisions and versions from data).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from ctloop.ui.render import esc
+from markupsafe import Markup
+
+from ctloop.rendering import fragment
 
 WIDTH, PANEL, GAP, LEFT, RIGHT, TOP = 900, 150, 40, 56, 16, 28
+MUTED = "#57606a"
 COLORS = {
     "drift": "#0969da",
     "quality": "#1a7f37",
@@ -34,18 +42,95 @@ class Marker:
     label: str
 
 
-def history_chart(points: list[Point], markers: list[Marker], *, threshold: float, metric: str) -> str:
+@dataclass(frozen=True)
+class Text:
+    x: float
+    y: float
+    content: str
+    size: int = 11
+    fill: str = MUTED
+    anchor: str = "start"
+
+
+@dataclass(frozen=True)
+class Panel:
+    top: int
+    title: Text
+    ticks: list[Text]
+
+
+@dataclass(frozen=True)
+class Line:
+    """A vertical marker line, or the horizontal threshold, with its label."""
+
+    x1: float
+    x2: float
+    y1: float
+    y2: float
+    label: Text
+
+
+@dataclass(frozen=True)
+class Dot:
+    x: float
+    y: float
+    title: str
+
+
+@dataclass(frozen=True)
+class Series:
+    name: str
+    color: str
+    dots: list[Dot]
+
+    @property
+    def line(self) -> str:
+        return " ".join(f"{dot.x},{dot.y}" for dot in self.dots)
+
+
+@dataclass(frozen=True)
+class MarkerLine:
+    kind: str
+    color: str
+    title: str
+    line: Line
+
+
+@dataclass(frozen=True)
+class Chart:
+    """Everything the template draws, in SVG user units."""
+
+    metric: str
+    height: int
+    panels: list[Panel]
+    threshold: Line
+    notes: list[Text]
+    markers: list[MarkerLine]
+    series: list[Series]
+    axis: list[Text]
+    width: int = WIDTH
+    left: int = LEFT
+    right: int = RIGHT
+    panel_height: int = PANEL
+
+
+def history_chart(points: list[Point], markers: list[Marker], *, threshold: float, metric: str) -> Markup:
     """Two panels sharing the time axis: drift share (0..1, with the retrain threshold) above,
     ``metric`` on labeled rows below; vertical lines mark retrains and champion moves."""
+    return fragment("ui/chart.html", chart=layout(points, markers, threshold=threshold, metric=metric))
+
+
+def layout(points: list[Point], markers: list[Marker], *, threshold: float, metric: str) -> Chart | None:
+    """Where everything goes; None when there is nothing to draw."""
     if not points:
-        return '<p class="muted">No monitor run has decided anything yet.</p>'
+        return None
     times = [p.at for p in points] + [m.at for m in markers]
     start, end = min(times), max(times)
     span = (end - start).total_seconds() or 1.0
 
     def x(at: datetime) -> float:
         offset = (at - start).total_seconds() / span if end > start else 0.5
-        return LEFT + offset * (WIDTH - LEFT - RIGHT)
+        return _round(LEFT + offset * (WIDTH - LEFT - RIGHT))
 
     qualities = [p.quality for p in points if p.quality is not None]
     low, high = (min(qualities), max(qualities)) if qualities else (0.0, 1.0)
@@ -53,76 +138,76 @@ def history_chart(points: list[Point], markers: list[Marker], *, threshold: floa
     low, high = low - pad, high + pad
     drift_top, quality_top = TOP, TOP + PANEL + GAP
     height = quality_top + PANEL + 30
-    parts = [
-        _panel(drift_top, "drift share", 0.0, 1.0),
-        _panel(quality_top, f"{metric} (labeled rows)", low, high, ticks=bool(qualities)),
-        _hline(drift_top, threshold, 0.0, 1.0, f"retrain at {threshold:g}"),
-    ]
-    if not qualities:
-        parts.append(
-            _text(WIDTH / 2, quality_top + PANEL / 2, "no labeled rows yet", size=12, anchor="middle")
-        )
-    for marker in markers:
-        mx = x(marker.at)
-        color = COLORS.get(marker.kind, "#57606a")
-        parts.append(
-            f'<g class="marker {esc(marker.kind)}">'
-            f"<title>{esc(marker.label)} at {marker.at:%Y-%m-%d %H:%M:%S}</title>"
-            f'<line x1="{mx:.1f}" x2="{mx:.1f}" y1="{TOP - 6}" y2="{height - 30}" stroke="{color}" '
-            f'stroke-dasharray="3 3"/>{_text(mx + 3, TOP - 10, marker.label, fill=color)}</g>'
-        )
-    parts.append(_series(points, x, drift_top, 0.0, 1.0, "drift", lambda p: p.drift_share))
-    parts.append(_series(points, x, quality_top, low, high, "quality", lambda p: p.quality))
-    parts.append(_text(LEFT, height - 8, f"{start:%Y-%m-%d %H:%M}"))
-    parts.append(_text(WIDTH - RIGHT, height - 8, f"{end:%Y-%m-%d %H:%M} UTC", anchor="end"))
-    return (
-        f'<svg class="history" role="img" aria-label="drift share and {esc(metric)} over time" '
-        f'viewBox="0 0 {WIDTH} {height}" width="100%" style="max-width:{WIDTH}px">{"".join(parts)}</svg>'
+    limit = _y(drift_top, threshold, 0.0, 1.0)
+    label = Text(
+        WIDTH - RIGHT - 4, _round(limit - 4), f"retrain at {threshold:g}", fill="#cf222e", anchor="end"
     )
+    unlabeled = Text(WIDTH / 2, quality_top + PANEL / 2, "no labeled rows yet", size=12, anchor="middle")
+    return Chart(
+        metric=metric,
+        height=height,
+        panels=[
+            _panel(drift_top, "drift share", 0.0, 1.0),
+            _panel(quality_top, f"{metric} (labeled rows)", low, high, ticks=bool(qualities)),
+        ],
+        threshold=Line(LEFT, WIDTH - RIGHT, limit, limit, label),
+        notes=[] if qualities else [unlabeled],
+        markers=[_marker(marker, x(marker.at), height) for marker in markers],
+        series=[
+            _series(points, x, drift_top, 0.0, 1.0, "drift", lambda p: p.drift_share),
+            _series(points, x, quality_top, low, high, "quality", lambda p: p.quality),
+        ],
+        axis=[
+            Text(LEFT, height - 8, f"{start:%Y-%m-%d %H:%M}"),
+            Text(WIDTH - RIGHT, height - 8, f"{end:%Y-%m-%d %H:%M} UTC", anchor="end"),
+        ],
+    )
+
+
+def _round(value: float) -> float:
+    """To a tenth of a unit: finer is invisible and only makes the page longer."""
+    return round(value, 1)
 
 
 def _y(top: int, value: float, low: float, high: float) -> float:
-    return top + PANEL - (value - low) / ((high - low) or 1.0) * PANEL
+    return _round(top + PANEL - (value - low) / ((high - low) or 1.0) * PANEL)
 
 
-def _text(
-    x: float, y: float, content: str, *, size: int = 11, fill: str = "#57606a", anchor: str = "start"
-) -> str:
-    return (
-        f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" fill="{fill}" text-anchor="{anchor}">'
-        f"{esc(content)}</text>"
+def _panel(top: int, title: str, low: float, high: float, *, ticks: bool = True) -> Panel:
+    return Panel(
+        top,
+        Text(LEFT + 6, top + 14, title, size=12, fill="#1f2328"),
+        [
+            Text(LEFT - 6, top + 4, f"{high:.2f}", anchor="end"),
+            Text(LEFT - 6, top + PANEL, f"{low:.2f}", anchor="end"),
+        ]
+        if ticks
+        else [],
     )
 
 
-def _panel(top: int, title: str, low: float, high: float, *, ticks: bool = True) -> str:
-    frame = (
-        f'<rect x="{LEFT}" y="{top}" width="{WIDTH - LEFT - RIGHT}" height="{PANEL}" fill="#f6f8fa" '
-        f'stroke="#d0d7de"/>{_text(LEFT + 6, top + 14, title, size=12, fill="#1f2328")}'
-    )
-    if not ticks:
-        return frame
-    return (
-        f"{frame}{_text(LEFT - 6, top + 4, f'{high:.2f}', anchor='end')}"
-        f"{_text(LEFT - 6, top + PANEL, f'{low:.2f}', anchor='end')}"
+def _marker(marker: Marker, x: float, height: int) -> MarkerLine:
+    color = COLORS.get(marker.kind, MUTED)
+    return MarkerLine(
+        marker.kind,
+        color,
+        f"{marker.label} at {marker.at:%Y-%m-%d %H:%M:%S}",
+        Line(x, x, TOP - 6, height - 30, Text(_round(x + 3), TOP - 10, marker.label, fill=color)),
     )
 
 
-def _hline(top: int, value: float, low: float, high: float, label: str) -> str:
-    y = _y(top, value, low, high)
-    return (
-        f'<line class="threshold" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" '
-        f'stroke="#cf222e" stroke-dasharray="6 4"/>'
-        f"{_text(WIDTH - RIGHT - 4, y - 4, label, fill='#cf222e', anchor='end')}"
-    )
-
-
-def _series(points, x, top: int, low: float, high: float, name: str, value) -> str:
-    color = COLORS[name]
-    known = [(x(p.at), _y(top, value(p), low, high), p) for p in points if value(p) is not None]
-    line = " ".join(f"{px:.1f},{py:.1f}" for px, py, _ in known)
-    dots = "".join(
-        f'<circle class="point {name}" cx="{px:.1f}" cy="{py:.1f}" r="4" fill="{color}">'
-        f"<title>{p.at:%Y-%m-%d %H:%M:%S}: {name} {value(p):.3f}, decision {esc(p.action)}</title></circle>"
-        for px, py, p in known
-    )
-    return f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{line}"/>{dots}'
+def _series(
+    points: list[Point],
+    x: Callable[[datetime], float],
+    top: int,
+    low: float,
+    high: float,
+    name: str,
+    value: Callable[[Point], float | None],
+) -> Series:
+    dots = [
+        Dot(x(p.at), _y(top, v, low, high), f"{p.at:%Y-%m-%d %H:%M:%S}: {name} {v:.3f}, decision {p.action}")
+        for p in points
+        if (v := value(p)) is not None
+    ]
+    return Series(name, COLORS[name], dots)

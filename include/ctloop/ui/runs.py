@@ -90,4 +90,5 @@ def trigger(dag_bag: DBDagBag, request: Request, user: BaseUser, dag_id: str, co
         run = trigger_dag_run(
             dag_id=dag_id, body=body, dag_bag=dag_bag, user=user, session=session, request=request
         )
-        return run.run_id
+        # The handler returns the ORM DagRun (FastAPI serialises it into its annotated DAGRunResponse).
+        return run.run_id  # type: ignore[attr-defined]

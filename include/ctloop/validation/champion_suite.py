@@ -20,8 +20,6 @@ if TYPE_CHECKING:
     from ctloop.settings import Settings
     from ctloop.spec.models import PipelineSpec
 
-SUITE_TAG = "ctloop.suite_key"
-
 
 def store_suite(spec: PipelineSpec, settings: Settings) -> str:
     """Store the spec's current suite file by its sha256; returns the storage key."""

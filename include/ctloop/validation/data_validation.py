@@ -7,16 +7,17 @@ stores and logs itself.
 
 from __future__ import annotations
 
-import html
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from ctloop.errors import DataValidationFailed, SpecError, ValidationCheckError
-from ctloop.validation.schema import check_schema, failure
+from ctloop.rendering import render
+from ctloop.validation.schema import Failure, check_schema, failure
 
 if TYPE_CHECKING:
     import pandas as pd
+    from great_expectations import ExpectationSuite
 
     from ctloop.spec.models import PipelineSpec
 
@@ -25,11 +26,19 @@ if TYPE_CHECKING:
 RESULT_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": 5}
 
 
+class ExpectationOutcome(TypedDict):
+    """What one suite run found: its failures, GX's statistics and GX's results as JSON."""
+
+    failures: list[Failure]
+    statistics: dict[str, float]
+    gx_result: dict[str, Any]
+
+
 def suite_path(spec: PipelineSpec, expectations_dir: Path) -> Path:
     return expectations_dir / f"{spec.expectation_suite}.json"
 
 
-def load_suite_config(path: Path) -> dict:
+def load_suite_config(path: Path) -> dict[str, Any]:
     """The suite file's JSON; a missing or malformed file is an error of the spec, not of the data."""
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
@@ -42,7 +51,7 @@ def load_suite_config(path: Path) -> dict:
     return config
 
 
-def _build_suite(name: str, expectations: list[dict], path: Path):
+def _build_suite(name: str, expectations: list[dict[str, Any]], path: Path) -> ExpectationSuite:
     import great_expectations as gx
 
     suite = gx.ExpectationSuite(name=name, expectations=expectations)
@@ -54,15 +63,17 @@ def _build_suite(name: str, expectations: list[dict], path: Path):
     return suite
 
 
-def _by_column(expectations: list[dict]) -> dict[str | None, list[dict]]:
+def _by_column(expectations: list[dict[str, Any]]) -> dict[str | None, list[dict[str, Any]]]:
     """Column expectations grouped by their column; table-level ones under None."""
-    groups: dict[str | None, list[dict]] = {}
+    groups: dict[str | None, list[dict[str, Any]]] = {}
     for expectation in expectations:
         groups.setdefault((expectation.get("kwargs") or {}).get("column"), []).append(expectation)
     return groups
 
 
-def run_expectations(frame: pd.DataFrame, path: Path, skip_columns: frozenset[str] = frozenset()) -> dict:
+def run_expectations(
+    frame: pd.DataFrame, path: Path, skip_columns: frozenset[str] = frozenset()
+) -> ExpectationOutcome:
     """Run the suite at ``path`` on ``frame``; returns the failures and GX's results as JSON.
 
     Each column's expectations run on a one-column frame: GX copies the whole batch frame for
@@ -83,8 +94,14 @@ def run_expectations(frame: pd.DataFrame, path: Path, skip_columns: frozenset[st
         .add_dataframe_asset("frame")
         .add_batch_definition_whole_dataframe("whole")
     )
-    failures, crashed, results = [], [], []
-    statistics = {"evaluated_expectations": 0, "successful_expectations": 0, "unsuccessful_expectations": 0}
+    failures: list[Failure] = []
+    crashed: list[str] = []
+    results: list[dict[str, Any]] = []
+    statistics: dict[str, float] = {
+        "evaluated_expectations": 0,
+        "successful_expectations": 0,
+        "unsuccessful_expectations": 0,
+    }
     groups = {c: e for c, e in _by_column(config["expectations"]).items() if c not in skip_columns}
     for index, (column, expectations) in enumerate(groups.items()):
         if column is not None and column not in frame.columns:
@@ -99,8 +116,11 @@ def run_expectations(frame: pd.DataFrame, path: Path, skip_columns: frozenset[st
         result = definition.run(batch_parameters={"dataframe": data}, result_format=RESULT_FORMAT)
         for key in statistics:
             statistics[key] += result.statistics[key]
-        results.extend(result.to_json_dict()["results"])
+        # GX 1.24 leaves ExpectationSuiteValidationResult.to_json_dict unannotated
+        results.extend(result.to_json_dict()["results"])  # type: ignore[no-untyped-call]
         for item in result.results:
+            if item.expectation_config is None:  # typed optional; GX sets it on every result it returns
+                raise ValidationCheckError(f"{path}: GX returned a result without its expectation")
             check = item.expectation_config.type
             crash = _crash_message(item.exception_info)
             if crash:
@@ -116,7 +136,7 @@ def run_expectations(frame: pd.DataFrame, path: Path, skip_columns: frozenset[st
     return {"failures": failures, "statistics": statistics, "gx_result": {"suite": name, "results": results}}
 
 
-def _crash_message(info: dict | None) -> str | None:
+def _crash_message(info: dict[str, Any] | None) -> str | None:
     """GX reports a crash either flat or keyed by metric; either way, the first message."""
     if not info:
         return None
@@ -125,7 +145,7 @@ def _crash_message(info: dict | None) -> str | None:
     return messages[0] if messages else None
 
 
-def _describe(result: dict) -> str:
+def _describe(result: dict[str, Any]) -> str:
     if "unexpected_count" in result:
         sample = result.get("partial_unexpected_list") or []
         percent = result.get("unexpected_percent") or 0.0
@@ -135,7 +155,7 @@ def _describe(result: dict) -> str:
 
 def validate_frame(
     frame: pd.DataFrame, spec: PipelineSpec, expectations_dir: Path, *, require_target: bool = True
-) -> dict:
+) -> dict[str, Any]:
     """Schema first, then the suite (skipped when the schema fails, as GX would crash on it).
 
     Without ``require_target`` (a production batch) the label may be absent, and then the
@@ -143,7 +163,7 @@ def validate_frame(
     """
     path = suite_path(spec, expectations_dir)
     schema_failures = check_schema(frame, spec, require_target=require_target)
-    report = {
+    report: dict[str, Any] = {
         "suite": spec.expectation_suite,
         "suite_path": str(path),
         "rows": len(frame),
@@ -162,12 +182,12 @@ def validate_frame(
     return report
 
 
-def summary(report: dict) -> dict:
+def summary(report: dict[str, Any]) -> dict[str, Any]:
     """The small part of a report that travels through XCom."""
     return {k: v for k, v in report.items() if k != "gx_result"}
 
 
-def raise_if_failed(report: dict, data_name: str) -> None:
+def raise_if_failed(report: dict[str, Any], data_name: str) -> None:
     """Raise :class:`DataValidationFailed` naming every failed check and column."""
     failures = report["schema_failures"] + report["expectation_failures"]
     if failures:
@@ -175,27 +195,6 @@ def raise_if_failed(report: dict, data_name: str) -> None:
         raise DataValidationFailed(f"{data_name} failed validation ({len(failures)} checks): {listed}")
 
 
-def render_html(report: dict, title: str) -> str:
-    """A readable one-page summary; every value is escaped, since data values are untrusted."""
-    failures = report["schema_failures"] + report["expectation_failures"]
-    rows = "".join(
-        f"<tr><td>{html.escape(f['check'])}</td><td>{html.escape(str(f['column'] or ''))}</td>"
-        f"<td>{html.escape(f['detail'])}</td></tr>"
-        for f in failures
-    )
-    stats = report.get("statistics") or {}
-    verdict = "PASSED" if report["success"] else "FAILED"
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title></head><body>"
-        f"<h1>{html.escape(title)}: {verdict}</h1>"
-        f"<p>Suite <code>{html.escape(report['suite'])}</code>, {report['rows']} rows, "
-        f"{stats.get('successful_expectations', 0)} of {stats.get('evaluated_expectations', 0)}"
-        " expectations met.</p>"
-        + (
-            "<table border='1'><tr><th>check</th><th>column</th><th>detail</th></tr>" + rows + "</table>"
-            if failures
-            else "<p>No failures.</p>"
-        )
-        + "</body></html>"
-    )
+def render_html(report: dict[str, Any], title: str) -> str:
+    """A readable one-page summary; the template escapes every value, since data values are untrusted."""
+    return render("validation.html", report=report, title=title)

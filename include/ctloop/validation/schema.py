@@ -6,30 +6,40 @@ frame and crashes on a missing column, so emptiness and schema are checked here 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 import pandas as pd
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ctloop.spec.models import PipelineSpec
 
 
-def failure(check: str, column: str | None, detail: str) -> dict:
+class Failure(TypedDict):
+    """One failed check; ``column`` is None for a check of the whole table."""
+
+    check: str
+    column: str | None
+    detail: str
+
+
+def failure(check: str, column: str | None, detail: str) -> Failure:
     """One failed check, as it is reported in XCom, MLflow and error messages."""
     return {"check": check, "column": column, "detail": detail}
 
 
-def _first_unparseable(values: pd.Series, parse) -> object:
+def _first_unparseable(values: pd.Series, parse: Callable[[pd.Series], pd.Series]) -> object:
     parsed = parse(values)
     bad = values[parsed.isna() & values.notna()]
     return bad.iloc[0] if len(bad) else None
 
 
-def check_schema(frame: pd.DataFrame, spec: PipelineSpec, *, require_target: bool = True) -> list[dict]:
+def check_schema(frame: pd.DataFrame, spec: PipelineSpec, *, require_target: bool = True) -> list[Failure]:
     """Every way ``frame`` departs from the spec's columns; empty when it conforms."""
     columns = spec.columns
     expected = [c for c in columns.all_names() if require_target or c != columns.target]
-    failures = []
+    failures: list[Failure] = []
     if frame.empty:
         failures.append(failure("has_rows", None, "the data has no rows"))
     missing = [c for c in expected if c not in frame.columns]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from ctloop.gating.approval import evidence_markdown, outcome
+from ctloop.gating.decision import GateDecision
+from ctloop.training.contracts import Evaluation
 
 ADMIN = {"id": "1", "name": "admin"}
 
@@ -11,27 +13,61 @@ def test_answers_become_approved_rejected_or_timed_out():
     approve = {"chosen_options": ["Approve"], "responded_by_user": ADMIN, "params_input": {"comment": "ok"}}
     reject = {"chosen_options": ["Reject"], "responded_by_user": ADMIN, "params_input": {"comment": "no"}}
     silence = {"chosen_options": ["Reject"], "responded_by_user": None, "timedout": True}
-    assert outcome(approve, True) | {"at": None} == {
+    assert outcome(approve, True).model_dump() | {"at": None} == {
         "required": True, "outcome": "approved", "by": "admin", "at": None, "comment": "ok",
     }  # fmt: skip
-    assert (outcome(reject, True)["outcome"], outcome(reject, True)["comment"]) == ("rejected", "no")
-    assert (outcome(silence, True)["outcome"], outcome(silence, True)["by"]) == ("timed_out", None)
-    assert outcome(None, True)["outcome"] == "pending"
-    assert outcome(approve, False)["outcome"] == "not_required"
+    assert (outcome(reject, True).outcome, outcome(reject, True).comment) == ("rejected", "no")
+    assert (outcome(silence, True).outcome, outcome(silence, True).by) == ("timed_out", None)
+    assert outcome(None, True).outcome == "pending"
+    assert outcome(approve, False).outcome == "not_required"
+
+
+def _verdict(rule: str, metric: str, kind: str, passed: bool, note: str) -> dict:
+    return {
+        "rule": rule,
+        "metric": metric,
+        "kind": kind,
+        "value": 0.0,
+        "bound": 0.0,
+        "passed": passed,
+        "note": note,
+    }
 
 
 def test_evidence_shows_metrics_verdicts_slices_and_links():
-    decision = {
-        "rules": [
-            {"metric": "roc_auc", "kind": "at_least", "passed": True, "note": "0.81 must be >= 0.70"},
-            {"metric": "single_p95_ms", "kind": "at_most", "passed": False, "note": "12 ms must be <= 5"},
-        ],
-        "slices": [
-            {"slice": "contract=two_year", "rows": 120, "candidate": {"roc_auc": 0.7}, "champion": None}
-        ],
-        "slice_metric": "roc_auc",
-    }
-    evaluation = {"candidate": {"roc_auc": 0.81}, "champion": {"roc_auc": 0.79}, "champion_version": "3"}
+    two_year = {"slice": "contract=two_year", "definition": "contract", "column": "contract", "rows": 120}
+    decision = GateDecision.model_validate(
+        {
+            "mode": "enabled",
+            "passed": False,
+            "promote": False,
+            "champion_version": "3",
+            "failed": [],
+            "rules": [
+                _verdict("threshold", "roc_auc", "at_least", True, "0.81 must be >= 0.70"),
+                _verdict("latency", "single_p95_ms", "at_most", False, "12 ms must be <= 5"),
+            ],
+            "slices": [
+                {
+                    **two_year,
+                    "candidate": {"roc_auc": 0.7},
+                    "champion": None,
+                    "judged": True,
+                    "why_not_judged": None,
+                }
+            ],
+            "slice_metric": "roc_auc",
+        }
+    )
+    evaluation = Evaluation(
+        mlflow_run_id="run",
+        candidate={"roc_auc": 0.81},
+        champion={"roc_auc": 0.79},
+        champion_version="3",
+        holdout_digest="d" * 64,
+        holdout_key="holdouts/p/d.parquet",
+        predictions_key="runs/p/r/holdout_predictions.parquet",
+    )
     text = evidence_markdown(
         decision, evaluation, {"ctloop.reason": "drift"}, "4", {"report": "s3://b/r.html"}
     )

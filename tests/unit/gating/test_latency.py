@@ -32,11 +32,11 @@ def test_a_fast_model_passes_and_unset_limits_are_not_checked():
     model = Recorder()
     rule = LatencyRule(batch_rows=25, repeats=5, single_p95_ms=1000, batch_p50_ms=1000)
     result = measure_latency(model, SAMPLE, rule)
-    assert [v["metric"] for v in result["verdicts"]] == ["single_p95_ms", "batch_p50_ms"]
-    assert all(v["passed"] is True and v["rule"] == "latency" for v in result["verdicts"])
-    assert result["batch_rows"] == 25
-    assert result["repeats"] == 5
-    assert 0 <= result["single_ms"]["p50"] <= result["single_ms"]["p95"] < 1000
+    assert [v.metric for v in result.verdicts] == ["single_p95_ms", "batch_p50_ms"]
+    assert all(v.passed is True and v.rule == "latency" for v in result.verdicts)
+    assert result.batch_rows == 25
+    assert result.repeats == 5
+    assert 0 <= result.single_ms.p50 <= result.single_ms.p95 < 1000
     # one warm-up of each shape, then the timed calls: one row each, and batches cut to 25 rows
     assert model.rows == [1, 25] + [1] * 5 + [25] * 5
 
@@ -44,13 +44,13 @@ def test_a_fast_model_passes_and_unset_limits_are_not_checked():
 def test_a_slow_model_fails_with_its_time_and_limit():
     rule = LatencyRule(repeats=5, single_p50_ms=5.0, batch_p95_ms=10_000)
     result = measure_latency(Recorder(per_call=0.02), SAMPLE, rule)
-    single, batch = result["verdicts"]
-    assert single["passed"] is False
-    assert single["value"] >= 20.0
-    assert single["bound"] == 5.0
-    assert "must be <= 5.00 ms: failed" in single["note"]
-    assert batch["passed"] is True
-    assert result["single_ms"]["p50"] == single["value"]
+    single, batch = result.verdicts
+    assert single.passed is False
+    assert single.value >= 20.0
+    assert single.bound == 5.0
+    assert "must be <= 5.00 ms: failed" in single.note
+    assert batch.passed is True
+    assert result.single_ms.p50 == single.value
 
 
 def test_a_batch_larger_than_the_sample_repeats_its_rows():

@@ -73,14 +73,14 @@ def test_a_better_candidate_passes(metric):
         _classifier(y, 0.5, seed=1),
         _classifier(y, 0.3, seed=2),
     )
-    assert verdict["rule"] == "bootstrap"
-    assert verdict["kind"] == "ci_lower_bound"
-    assert verdict["passed"] is True, verdict["note"]
-    low, high = verdict["interval"]
-    assert 0 < low == verdict["value"] < verdict["estimate"] < high
-    assert verdict["degenerate"] == 0
-    assert "passed" in verdict["note"]
-    assert f"{low:+.4f}" in verdict["note"]
+    assert verdict.rule == "bootstrap"
+    assert verdict.kind == "ci_lower_bound"
+    assert verdict.passed is True, verdict.note
+    low, high = verdict.interval
+    assert 0 < low == verdict.value < verdict.estimate < high
+    assert verdict.degenerate == 0
+    assert "passed" in verdict.note
+    assert f"{low:+.4f}" in verdict.note
 
 
 def test_an_equal_candidate_fails_a_zero_margin_and_a_better_one_fails_a_large_margin():
@@ -90,15 +90,15 @@ def test_an_equal_candidate_fails_a_zero_margin_and_a_better_one_fails_a_large_m
         champion.predicted.copy(), champion.score + 1e-4 * np.random.default_rng(5).random(4000)
     )
     tie = paired_bootstrap(BootstrapRule(metric="roc_auc", margin=0.0), "classification", y, same, champion)
-    assert tie["passed"] is False
-    assert tie["interval"][0] < 0 < tie["interval"][1]
+    assert tie.passed is False
+    assert tie.interval[0] < 0 < tie.interval[1]
     better = _classifier(y, 0.5, seed=1)
     strict = paired_bootstrap(
         BootstrapRule(metric="roc_auc", margin=0.5), "classification", y, better, champion
     )
-    assert strict["passed"] is False
-    assert strict["value"] > 0
-    assert "must be >= +0.5000: failed" in strict["note"]
+    assert strict.passed is False
+    assert strict.value > 0
+    assert "must be >= +0.5000: failed" in strict.note
 
 
 def test_lower_is_better_metrics_count_a_smaller_error_as_an_improvement():
@@ -106,11 +106,11 @@ def test_lower_is_better_metrics_count_a_smaller_error_as_an_improvement():
     rule = BootstrapRule(metric="rmse", resamples=300)
     better = paired_bootstrap(rule, "regression", y, _regressor(y, 0.5, 1), _regressor(y, 1.0, 2))
     worse = paired_bootstrap(rule, "regression", y, _regressor(y, 1.0, 2), _regressor(y, 0.5, 1))
-    assert better["passed"] is True
-    assert better["estimate"] > 0
-    assert worse["passed"] is False
-    assert worse["interval"][1] < 0
-    assert better["candidate"] < better["champion"]
+    assert better.passed is True
+    assert better.estimate > 0
+    assert worse.passed is False
+    assert worse.interval[1] < 0
+    assert better.candidate < better.champion
 
 
 def test_skipped_without_a_champion():
@@ -118,9 +118,9 @@ def test_skipped_without_a_champion():
     verdict = paired_bootstrap(
         BootstrapRule(metric="roc_auc"), "classification", y, _classifier(y, 0.5, 1), None
     )
-    assert verdict["passed"] is None
-    assert verdict["value"] is None
-    assert "no champion" in verdict["note"]
+    assert verdict.passed is None
+    assert verdict.value is None
+    assert "no champion" in verdict.note
 
 
 def test_the_seed_makes_the_interval_reproducible():
@@ -129,7 +129,7 @@ def test_the_seed_makes_the_interval_reproducible():
 
     def interval(seed: int) -> list[float]:
         rule = BootstrapRule(metric="roc_auc", resamples=200, seed=seed)
-        return paired_bootstrap(rule, "classification", y, candidate, champion)["interval"]
+        return paired_bootstrap(rule, "classification", y, candidate, champion).interval
 
     assert interval(7) == interval(7)
     assert interval(7) != interval(8)
@@ -140,10 +140,10 @@ def test_resamples_with_one_class_are_left_out_and_counted():
     y[:3] = 1  # about 5% of resamples draw no positive row at all
     rule = BootstrapRule(metric="roc_auc", resamples=1000)
     verdict = paired_bootstrap(rule, "classification", y, _classifier(y, 0.6, 1), _classifier(y, 0.1, 2))
-    assert 0 < verdict["degenerate"] <= 100
-    assert f"{verdict['degenerate']} degenerate resamples left out" in verdict["note"]
-    assert verdict["passed"] in (True, False)
-    assert np.isfinite(verdict["interval"]).all()
+    assert 0 < verdict.degenerate <= 100
+    assert f"{verdict.degenerate} degenerate resamples left out" in verdict.note
+    assert verdict.passed in (True, False)
+    assert np.isfinite(verdict.interval).all()
 
 
 def test_too_many_degenerate_resamples_fail_clearly():
@@ -152,10 +152,10 @@ def test_too_many_degenerate_resamples_fail_clearly():
     verdict = paired_bootstrap(
         BootstrapRule(metric="roc_auc"), "classification", y, _classifier(y, 0.6, 1), _classifier(y, 0.1, 2)
     )
-    assert verdict["passed"] is False
-    assert verdict["value"] is None
-    assert "too small for an interval" in verdict["note"]
-    assert verdict["degenerate"] > 100
+    assert verdict.passed is False
+    assert verdict.value is None
+    assert "too small for an interval" in verdict.note
+    assert verdict.degenerate > 100
 
 
 def test_a_metric_undefined_on_the_whole_holdout_fails_clearly():
@@ -163,8 +163,8 @@ def test_a_metric_undefined_on_the_whole_holdout_fails_clearly():
     verdict = paired_bootstrap(
         BootstrapRule(metric="roc_auc"), "classification", y, _classifier(y, 0.6, 1), _classifier(y, 0.1, 2)
     )
-    assert verdict["passed"] is False
-    assert "one class only" in verdict["note"]
+    assert verdict.passed is False
+    assert "one class only" in verdict.note
 
 
 def test_multiclass_supports_accuracy_and_refuses_binary_metrics_by_name():
@@ -172,10 +172,10 @@ def test_multiclass_supports_accuracy_and_refuses_binary_metrics_by_name():
     good = Predictions(np.where(np.random.default_rng(1).random(600) < 0.8, y, (y + 1) % 3), np.ones(600))
     poor = Predictions(np.where(np.random.default_rng(2).random(600) < 0.4, y, (y + 1) % 3), np.ones(600))
     accuracy = paired_bootstrap(BootstrapRule(metric="accuracy"), "classification", y, good, poor)
-    assert accuracy["passed"] is True
+    assert accuracy.passed is True
     auc = paired_bootstrap(BootstrapRule(metric="roc_auc"), "classification", y, good, poor)
-    assert auc["passed"] is False
-    assert "binary labels" in auc["note"]
+    assert auc.passed is False
+    assert "binary labels" in auc.note
 
 
 def test_a_thousand_resamples_of_twenty_thousand_rows_take_well_under_seconds():
@@ -187,7 +187,7 @@ def test_a_thousand_resamples_of_twenty_thousand_rows_take_well_under_seconds():
             BootstrapRule(metric=metric, resamples=1000), "classification", y, candidate, champion
         )
         elapsed = time.perf_counter() - started
-        assert verdict["passed"] is not None
+        assert verdict.passed is not None
         assert elapsed < 5.0, f"{metric}: {elapsed:.2f} s"
 
 
@@ -200,4 +200,4 @@ def test_both_models_are_scored_on_the_same_draws():
         verdict = paired_bootstrap(
             BootstrapRule(metric=metric, resamples=200), "classification", y, twin, champion
         )
-        assert verdict["interval"] == [0.0, 0.0], metric
+        assert verdict.interval == [0.0, 0.0], metric

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from ctloop.errors import SpecError
 from ctloop.evaluation.weighted_metrics import Predictions
+from ctloop.gating.decision import GateVerdict
 from ctloop.gating.paired_bootstrap import paired_bootstrap
 from ctloop.gating.rules import describe, evaluate_gates
 from ctloop.spec.models import BootstrapRule, Gates
@@ -27,21 +29,21 @@ def _gates(*rules, mode="enabled") -> Gates:
 )
 def test_absolute_rules(rule, passed):
     decision = evaluate_gates(_gates(rule), "classification", CANDIDATE, None)
-    assert decision["passed"] is passed
-    assert decision["promote"] is passed
-    verdict = decision["rules"][0]
-    assert verdict["rule"] == "threshold"
-    assert verdict["value"] == CANDIDATE[rule["metric"]]
-    assert verdict["note"].endswith("passed" if passed else "failed")
+    assert decision.passed is passed
+    assert decision.promote is passed
+    verdict = decision.rules[0]
+    assert verdict.rule == "threshold"
+    assert verdict.value == CANDIDATE[rule["metric"]]
+    assert verdict.note.endswith("passed" if passed else "failed")
 
 
 def test_relative_rules_are_skipped_without_a_champion_and_say_so():
     decision = evaluate_gates(
         _gates({"metric": "roc_auc", "min_improvement": 0.01}), "classification", CANDIDATE, None
     )
-    assert decision["passed"]
-    assert decision["rules"][0]["passed"] is None
-    assert "no champion" in decision["rules"][0]["note"]
+    assert decision.passed
+    assert decision.rules[0].passed is None
+    assert "no champion" in decision.rules[0].note
 
 
 @pytest.mark.parametrize(
@@ -59,9 +61,9 @@ def test_relative_rules_are_skipped_without_a_champion_and_say_so():
 )
 def test_relative_rules(rule, champion, passed):
     decision = evaluate_gates(_gates(rule), "classification", CANDIDATE, {**CANDIDATE, **champion}, "3")
-    assert decision["passed"] is passed
-    assert decision["rules"][0]["rule"] == "relative"
-    assert decision["rules"][0]["champion"] == champion[rule["metric"]]
+    assert decision.passed is passed
+    assert decision.rules[0].rule == "relative"
+    assert decision.rules[0].champion == champion[rule["metric"]]
     assert ("rejected" in describe(decision)) is (not passed)
     assert "v3" in describe(decision)
 
@@ -70,8 +72,8 @@ def test_dry_run_never_promotes():
     decision = evaluate_gates(
         _gates({"metric": "roc_auc", "at_least": 0.5}, mode="dry_run"), "classification", CANDIDATE, None
     )
-    assert decision["passed"]
-    assert not decision["promote"]
+    assert decision.passed
+    assert not decision.promote
     assert "dry run" in describe(decision)
 
 
@@ -86,8 +88,8 @@ def test_every_failed_rule_is_listed():
         CANDIDATE,
         None,
     )
-    assert len(decision["failed"]) == 2
-    assert [r["passed"] for r in decision["rules"]] == [False, False, True]
+    assert len(decision.failed) == 2
+    assert [r.passed for r in decision.rules] == [False, False, True]
 
 
 def test_metric_the_task_does_not_produce_is_named():
@@ -95,7 +97,7 @@ def test_metric_the_task_does_not_produce_is_named():
         evaluate_gates(_gates({"metric": "rmse", "at_most": 1.0}), "classification", CANDIDATE, None)
 
 
-def _verdict(passed, rule="latency", metric="single_p95_ms", note="12.00 ms must be <= 10.00 ms") -> dict:
+def _fields(passed, rule="latency", metric="single_p95_ms", note="12.00 ms must be <= 10.00 ms") -> dict:
     return {
         "rule": rule,
         "metric": metric,
@@ -107,43 +109,47 @@ def _verdict(passed, rule="latency", metric="single_p95_ms", note="12.00 ms must
     }
 
 
+def _verdict(passed, **fields) -> GateVerdict:
+    return GateVerdict.model_validate(_fields(passed, **fields))
+
+
 def test_extra_verdicts_are_folded_into_the_decision():
     gates = _gates({"metric": "roc_auc", "at_least": 0.5})
     extra = [_verdict(True), _verdict(None, rule="bootstrap", metric="roc_auc", note="skipped: no champion")]
     decision = evaluate_gates(gates, "classification", CANDIDATE, None, extra_verdicts=extra)
-    assert decision["passed"]
-    assert decision["promote"]
-    assert [r["rule"] for r in decision["rules"]] == ["threshold", "latency", "bootstrap"]
+    assert decision.passed
+    assert decision.promote
+    assert [r.rule for r in decision.rules] == ["threshold", "latency", "bootstrap"]
 
     failing = [
         *extra,
         _verdict(False, rule="slice_regression", metric="roc_auc", note="contract=two_year: -0.03"),
     ]
     decision = evaluate_gates(gates, "classification", CANDIDATE, None, extra_verdicts=failing)
-    assert not decision["passed"]
-    assert not decision["promote"]
-    assert decision["failed"] == ["roc_auc at_most: contract=two_year: -0.03"]
+    assert not decision.passed
+    assert not decision.promote
+    assert decision.failed == ["roc_auc at_most: contract=two_year: -0.03"]
     assert "rejected: roc_auc at_most: contract=two_year" in describe(decision)
 
 
 def test_dry_run_reports_failing_extra_verdicts_and_still_never_promotes():
     gates = _gates({"metric": "roc_auc", "at_least": 0.5}, mode="dry_run")
     passing = evaluate_gates(gates, "classification", CANDIDATE, None, extra_verdicts=[_verdict(True)])
-    assert passing["passed"]
-    assert not passing["promote"]
+    assert passing.passed
+    assert not passing.promote
     failing = evaluate_gates(gates, "classification", CANDIDATE, None, extra_verdicts=[_verdict(False)])
-    assert not failing["passed"]
-    assert not failing["promote"]
+    assert not failing.passed
+    assert not failing.promote
     assert "dry run" in describe(failing)
 
 
 def test_a_malformed_extra_verdict_is_refused():
-    broken = _verdict(True)
+    broken = _fields(True)
     del broken["note"]
-    with pytest.raises(ValueError, match="latency/single_p95_ms lacks note"):
-        evaluate_gates(_gates(), "classification", CANDIDATE, None, extra_verdicts=[broken])
-    with pytest.raises(ValueError, match="passed must be"):
-        evaluate_gates(_gates(), "classification", CANDIDATE, None, extra_verdicts=[_verdict("yes")])
+    with pytest.raises(ValidationError, match=r"note\n  Field required"):
+        GateVerdict.model_validate(broken)
+    with pytest.raises(ValidationError, match=r"passed\n  Input should be a valid boolean"):
+        GateVerdict.model_validate(_fields("yes"))
 
 
 def test_describe_stays_one_line_whatever_the_notes_hold():
@@ -170,8 +176,8 @@ def test_the_verdicts_of_the_new_rules_fold_in_as_they_are():
         BootstrapRule(metric="roc_auc", margin=0.01), "classification", y, candidate, champion
     )
     decision = evaluate_gates(_gates(), "classification", CANDIDATE, None, extra_verdicts=[verdict])
-    assert decision["passed"]
-    assert decision["rules"] == [verdict]
+    assert decision.passed
+    assert decision.rules == [verdict]
     backwards = paired_bootstrap(BootstrapRule(metric="roc_auc"), "classification", y, champion, candidate)
     decision = evaluate_gates(_gates(), "classification", CANDIDATE, None, extra_verdicts=[backwards])
-    assert decision["failed"][0].startswith("roc_auc ci_lower_bound: 95% interval")
+    assert decision.failed[0].startswith("roc_auc ci_lower_bound: 95% interval")

@@ -55,31 +55,31 @@ def test_a_slice_where_the_candidate_regresses_fails_and_the_others_pass():
     candidate = _scores(y, skill, seed=1)
     rules = SliceRules(metric="roc_auc", max_regression=0.05)
     report = slice_report([_by_contract()], rules, "classification", frame, y, candidate, champion)
-    verdicts = {v["slice"]: v for v in report["verdicts"]}
-    assert [v["rule"] for v in report["verdicts"]] == ["slice_regression"] * 3
-    assert verdicts["contract=two_year"]["passed"] is False
-    assert verdicts["contract=two_year"]["value"] < -0.05
-    assert "contract=two_year" in verdicts["contract=two_year"]["note"]
-    assert verdicts["contract=one_year"]["passed"] is True
-    assert verdicts["contract=month_to_month"]["passed"] is True
-    entry = next(e for e in report["slices"] if e["slice"] == "contract=two_year")
-    assert entry["rows"] == int((frame["contract"] == "two_year").sum())
-    assert entry["judged"]
-    assert entry["why_not_judged"] is None
-    assert set(entry["candidate"]) == {"roc_auc", "accuracy", "f1", "precision", "recall", "log_loss"}
+    verdicts = {v.slice: v for v in report.verdicts}
+    assert [v.rule for v in report.verdicts] == ["slice_regression"] * 3
+    assert verdicts["contract=two_year"].passed is False
+    assert verdicts["contract=two_year"].value < -0.05
+    assert "contract=two_year" in verdicts["contract=two_year"].note
+    assert verdicts["contract=one_year"].passed is True
+    assert verdicts["contract=month_to_month"].passed is True
+    entry = next(e for e in report.slices if e.slice == "contract=two_year")
+    assert entry.rows == int((frame["contract"] == "two_year").sum())
+    assert entry.judged
+    assert entry.why_not_judged is None
+    assert set(entry.candidate) == {"roc_auc", "accuracy", "f1", "precision", "recall", "log_loss"}
 
 
 def test_regression_is_skipped_without_a_champion_while_the_gap_is_judged():
     frame, y = _holdout()
     rules = SliceRules(metric="roc_auc", max_regression=0.01, max_gap=0.5)
     report = slice_report([_by_contract()], rules, "classification", frame, y, _scores(y, 0.4, 1), None)
-    regressions = [v for v in report["verdicts"] if v["rule"] == "slice_regression"]
-    assert [v["passed"] for v in regressions] == [None] * 3
-    assert all("no champion" in v["note"] for v in regressions)
-    gap = next(v for v in report["verdicts"] if v["rule"] == "slice_gap")
-    assert gap["passed"] is True
-    assert 0 <= gap["value"] <= 0.5
-    assert all(e["champion"] is None for e in report["slices"])
+    regressions = [v for v in report.verdicts if v.rule == "slice_regression"]
+    assert [v.passed for v in regressions] == [None] * 3
+    assert all("no champion" in v.note for v in regressions)
+    gap = next(v for v in report.verdicts if v.rule == "slice_gap")
+    assert gap.passed is True
+    assert 0 <= gap.value <= 0.5
+    assert all(e.champion is None for e in report.slices)
 
 
 def test_the_gap_between_best_and_worst_slice_fails_when_too_wide():
@@ -94,12 +94,12 @@ def test_the_gap_between_best_and_worst_slice_fails_when_too_wide():
         _scores(y, skill, 1),
         None,
     )
-    (gap,) = report["verdicts"]
-    assert gap["rule"] == "slice_gap"
-    assert gap["passed"] is False
-    assert gap["worst"] == "contract=two_year"
-    assert gap["value"] > 0.1
-    assert "must be <= 0.1000: failed" in gap["note"]
+    (gap,) = report.verdicts
+    assert gap.rule == "slice_gap"
+    assert gap.passed is False
+    assert gap.worst == "contract=two_year"
+    assert gap.value > 0.1
+    assert "must be <= 0.1000: failed" in gap.note
 
 
 def test_lower_is_better_gap_ranks_the_smallest_error_best():
@@ -116,9 +116,9 @@ def test_lower_is_better_gap_ranks_the_smallest_error_best():
         Predictions(values, values),
         None,
     )
-    (gap,) = report["verdicts"]
-    assert gap["worst"] == "contract=one_year"
-    assert gap["passed"] is False
+    (gap,) = report.verdicts
+    assert gap.worst == "contract=one_year"
+    assert gap.passed is False
 
 
 def test_small_and_one_class_slices_are_reported_but_not_judged():
@@ -129,14 +129,14 @@ def test_small_and_one_class_slices_are_reported_but_not_judged():
     rules = SliceRules(metric="roc_auc", max_regression=0.1, min_rows=30)
     champion = _scores(y, 0.4, 2)
     report = slice_report([_by_contract()], rules, "classification", frame, y, _scores(y, 0.4, 1), champion)
-    entries = {e["slice"]: e for e in report["slices"]}
-    assert entries["contract=promo"]["judged"] is False
-    assert "5 rows, fewer than min_rows 30" in entries["contract=promo"]["why_not_judged"]
-    assert entries["contract=legacy"]["judged"] is False
-    assert "one class only" in entries["contract=legacy"]["why_not_judged"]
-    assert entries["contract=legacy"]["candidate"]["roc_auc"] is None
-    assert entries["contract=legacy"]["candidate"]["accuracy"] is not None
-    judged = {v["slice"] for v in report["verdicts"]}
+    entries = {e.slice: e for e in report.slices}
+    assert entries["contract=promo"].judged is False
+    assert "5 rows, fewer than min_rows 30" in entries["contract=promo"].why_not_judged
+    assert entries["contract=legacy"].judged is False
+    assert "one class only" in entries["contract=legacy"].why_not_judged
+    assert entries["contract=legacy"].candidate["roc_auc"] is None
+    assert entries["contract=legacy"].candidate["accuracy"] is not None
+    judged = {v.slice for v in report.verdicts}
     assert judged == {"contract=month_to_month", "contract=one_year", "contract=two_year"}
 
 
@@ -149,22 +149,22 @@ def test_listed_values_without_rows_are_reported_and_bins_label_numeric_bands():
     report = slice_report(
         slices, SliceRules(metric="accuracy"), "classification", frame, y, _scores(y, 0.4, 1), None
     )
-    rows = {e["slice"]: e["rows"] for e in report["slices"]}
+    rows = {e.slice: e.rows for e in report.slices}
     assert rows == {
         "contract=two_year": int((frame["contract"] == "two_year").sum()),
         "contract=lifetime": 0,
         "tenure_months=[0, 12)": int((frame["tenure_months"] < 12).sum()),
         "tenure_months=[12, 24)": int(frame["tenure_months"].between(12, 23.999).sum()),
     }
-    assert report["verdicts"] == []  # neither max_regression nor max_gap is set
-    assert next(e for e in report["slices"] if e["rows"] == 0)["judged"] is False
+    assert report.verdicts == []  # neither max_regression nor max_gap is set
+    assert next(e for e in report.slices if e.rows == 0).judged is False
 
 
 def test_without_rules_slices_are_reported_only():
     frame, y = _holdout()
     report = slice_report([_by_contract()], None, "classification", frame, y, _scores(y, 0.4, 1), None)
-    assert report["verdicts"] == []
-    assert {e["why_not_judged"] for e in report["slices"]} == {"gates.slice_rules is not set"}
+    assert report.verdicts == []
+    assert {e.why_not_judged for e in report.slices} == {"gates.slice_rules is not set"}
 
 
 def test_a_slice_column_missing_from_the_holdout_is_named():

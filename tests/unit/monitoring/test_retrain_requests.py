@@ -9,7 +9,7 @@ from datetime import datetime
 import pytest
 
 from ctloop.io.storage import home_storage
-from ctloop.monitoring import retrain_requests as ledger
+from ctloop.monitoring import retrain_requests
 from ctloop.settings import load_settings
 
 
@@ -33,22 +33,24 @@ def _own(kind: str, run_key: str) -> dict:
 
 
 def _stored(settings, pipeline: str) -> list[dict]:
-    return ledger.all_requests(home_storage(settings), pipeline)
+    return retrain_requests.all_requests(home_storage(settings), pipeline)
 
 
 def _train(settings, pipeline: str, run_key: str, outcome: str, kind: str = "manual") -> dict:
     """One training run's whole life in the ledger: claim, then close with ``outcome``."""
-    ledger.claim(settings, pipeline, run_key, _own(kind, run_key))
-    return ledger.close(settings, pipeline, run_key, outcome, "3" if outcome == ledger.PROMOTED else None)
+    retrain_requests.claim(settings, pipeline, run_key, _own(kind, run_key))
+    return retrain_requests.close(
+        settings, pipeline, run_key, outcome, "3" if outcome == retrain_requests.PROMOTED else None
+    )
 
 
 def test_the_first_alert_opens_and_later_ones_attach(settings, pipeline):
-    results = [ledger.request_retrain(settings, pipeline, _monitor(f"alert {i}")) for i in range(5)]
+    results = [retrain_requests.request_retrain(settings, pipeline, _monitor(f"alert {i}")) for i in range(5)]
     assert [outcome for outcome, _ in results] == ["opened"] + ["attached"] * 4
     assert len({request["id"] for _, request in results}) == 1
     (stored,) = _stored(settings, pipeline)
     assert stored["id"] == results[0][1]["id"]
-    assert stored["state"] == ledger.OPEN
+    assert stored["state"] == retrain_requests.OPEN
     assert stored["pipeline"] == pipeline
     assert [r["text"] for r in stored["reasons"]] == [f"alert {i}" for i in range(5)]
     assert all(r["kind"] == "monitor" and r["at"] for r in stored["reasons"])
@@ -58,17 +60,17 @@ def test_the_first_alert_opens_and_later_ones_attach(settings, pipeline):
 
 def test_ledgers_of_two_pipelines_are_separate(settings, pipeline):
     other = f"{pipeline}x"
-    ledger.request_retrain(settings, pipeline, _monitor("a"))
-    outcome, _ = ledger.request_retrain(settings, other, _monitor("b"))
+    retrain_requests.request_retrain(settings, pipeline, _monitor("a"))
+    outcome, _ = retrain_requests.request_retrain(settings, other, _monitor("b"))
     assert outcome == "opened"
     assert [r["text"] for r in _stored(settings, pipeline)[0]["reasons"]] == ["a"]
 
 
 def test_a_training_run_claims_the_open_request(settings, pipeline):
-    _, opened = ledger.request_retrain(settings, pipeline, _monitor("drift"))
-    claimed = ledger.claim(settings, pipeline, "train/run-1", _own("asset", "train/run-1"))
+    _, opened = retrain_requests.request_retrain(settings, pipeline, _monitor("drift"))
+    claimed = retrain_requests.claim(settings, pipeline, "train/run-1", _own("asset", "train/run-1"))
     assert claimed["id"] == opened["id"]
-    assert claimed["state"] == ledger.RUNNING
+    assert claimed["state"] == retrain_requests.RUNNING
     assert claimed["claimed_by"] == "train/run-1"
     assert datetime.fromisoformat(claimed["claimed_at"]) >= datetime.fromisoformat(opened["opened_at"])
     assert [r["kind"] for r in claimed["reasons"]] == ["monitor", "asset"]
@@ -76,59 +78,62 @@ def test_a_training_run_claims_the_open_request(settings, pipeline):
 
 
 def test_a_retried_run_gets_its_own_request_back(settings, pipeline):
-    ledger.request_retrain(settings, pipeline, _monitor("drift"))
-    first = ledger.claim(settings, pipeline, "train/run-1", _own("asset", "train/run-1"))
-    again = ledger.claim(settings, pipeline, "train/run-1", _own("asset", "train/run-1"))
+    retrain_requests.request_retrain(settings, pipeline, _monitor("drift"))
+    first = retrain_requests.claim(settings, pipeline, "train/run-1", _own("asset", "train/run-1"))
+    again = retrain_requests.claim(settings, pipeline, "train/run-1", _own("asset", "train/run-1"))
     assert again == first
     (stored,) = _stored(settings, pipeline)
     assert len(stored["reasons"]) == 2  # the retry added no reason
 
 
 def test_a_run_with_no_open_request_records_its_own(settings, pipeline):
-    claimed = ledger.claim(settings, pipeline, "train/sched-1", _own("schedule", "train/sched-1"))
-    assert claimed["state"] == ledger.RUNNING
+    claimed = retrain_requests.claim(settings, pipeline, "train/sched-1", _own("schedule", "train/sched-1"))
+    assert claimed["state"] == retrain_requests.RUNNING
     assert claimed["claimed_by"] == "train/sched-1"
     assert [r["kind"] for r in claimed["reasons"]] == ["schedule"]
     assert _stored(settings, pipeline) == [claimed]
 
 
 def test_a_run_does_not_take_over_a_request_another_run_is_training(settings, pipeline):
-    ledger.request_retrain(settings, pipeline, _monitor("drift"))
-    theirs = ledger.claim(settings, pipeline, "train/run-1", _own("asset", "train/run-1"))
-    mine = ledger.claim(settings, pipeline, "train/run-2", _own("manual", "train/run-2"))
+    retrain_requests.request_retrain(settings, pipeline, _monitor("drift"))
+    theirs = retrain_requests.claim(settings, pipeline, "train/run-1", _own("asset", "train/run-1"))
+    mine = retrain_requests.claim(settings, pipeline, "train/run-2", _own("manual", "train/run-2"))
     assert mine["id"] != theirs["id"]
     assert mine["claimed_by"] == "train/run-2"
     assert {r["claimed_by"] for r in _stored(settings, pipeline)} == {"train/run-1", "train/run-2"}
 
 
 def test_an_alert_while_training_attaches_to_the_running_request(settings, pipeline):
-    _, opened = ledger.request_retrain(settings, pipeline, _monitor("first"))
-    ledger.claim(settings, pipeline, "train/run-1", _own("asset", "train/run-1"))
-    outcome, request = ledger.request_retrain(settings, pipeline, _monitor("second"))
+    _, opened = retrain_requests.request_retrain(settings, pipeline, _monitor("first"))
+    retrain_requests.claim(settings, pipeline, "train/run-1", _own("asset", "train/run-1"))
+    outcome, request = retrain_requests.request_retrain(settings, pipeline, _monitor("second"))
     assert outcome == "attached"
     assert request["id"] == opened["id"]
-    assert request["state"] == ledger.RUNNING
+    assert request["state"] == retrain_requests.RUNNING
     assert [r["text"] for r in request["reasons"]] == ["first", "asset", "second"]
 
 
 def test_close_records_the_outcome(settings, pipeline):
-    ledger.request_retrain(settings, pipeline, _monitor("drift"))
-    claimed = ledger.claim(settings, pipeline, "train/run-1", _own("asset", "train/run-1"))
-    closed = ledger.close(settings, pipeline, "train/run-1", ledger.PROMOTED, "4")
+    retrain_requests.request_retrain(settings, pipeline, _monitor("drift"))
+    claimed = retrain_requests.claim(settings, pipeline, "train/run-1", _own("asset", "train/run-1"))
+    closed = retrain_requests.close(settings, pipeline, "train/run-1", retrain_requests.PROMOTED, "4")
     assert closed["id"] == claimed["id"]
-    assert closed["state"] == ledger.CLOSED
-    assert closed["outcome"] == ledger.PROMOTED
+    assert closed["state"] == retrain_requests.CLOSED
+    assert closed["outcome"] == retrain_requests.PROMOTED
     assert closed["version"] == "4"
     assert datetime.fromisoformat(closed["closed_at"]) >= datetime.fromisoformat(claimed["claimed_at"])
     assert _stored(settings, pipeline) == [closed]
-    outcome, fresh = ledger.request_retrain(settings, pipeline, _monitor("later"))
+    outcome, fresh = retrain_requests.request_retrain(settings, pipeline, _monitor("later"))
     assert outcome == "opened"
     assert fresh["id"] != closed["id"]
 
 
 def test_closing_a_run_that_claimed_nothing_changes_nothing(settings, pipeline):
-    _, opened = ledger.request_retrain(settings, pipeline, _monitor("drift"))
-    assert ledger.close(settings, pipeline, "train/never-claimed", ledger.REJECTED, None) is None
+    _, opened = retrain_requests.request_retrain(settings, pipeline, _monitor("drift"))
+    assert (
+        retrain_requests.close(settings, pipeline, "train/never-claimed", retrain_requests.REJECTED, None)
+        is None
+    )
     assert _stored(settings, pipeline) == [opened]
 
 
@@ -136,27 +141,27 @@ def test_consecutive_rejections_from_the_ledger(settings, pipeline):
     counts = []
     for i, outcome in enumerate(["rejected", "rejected", "promoted", "rejected", "failed", "rejected"]):
         _train(settings, pipeline, f"train/run-{i}", outcome)
-        counts.append(ledger.consecutive_rejections(_stored(settings, pipeline)))
+        counts.append(retrain_requests.consecutive_rejections(_stored(settings, pipeline)))
     assert counts == [1, 2, 0, 1, 1, 2]
 
 
 def test_an_open_request_does_not_count_as_a_rejection(settings, pipeline):
-    _train(settings, pipeline, "train/run-1", ledger.REJECTED)
-    ledger.request_retrain(settings, pipeline, _monitor("drift"))
-    ledger.claim(settings, pipeline, "train/run-2", _own("asset", "train/run-2"))
-    assert ledger.consecutive_rejections(_stored(settings, pipeline)) == 1
+    _train(settings, pipeline, "train/run-1", retrain_requests.REJECTED)
+    retrain_requests.request_retrain(settings, pipeline, _monitor("drift"))
+    retrain_requests.claim(settings, pipeline, "train/run-2", _own("asset", "train/run-2"))
+    assert retrain_requests.consecutive_rejections(_stored(settings, pipeline)) == 1
 
 
 def test_last_closed_at_ignores_trainings_no_alert_asked_for(settings, pipeline):
     """The first training (manual, before any champion exists) and scheduled ones start no cooldown."""
-    _train(settings, pipeline, "train/first", ledger.PROMOTED, kind="manual")
-    _train(settings, pipeline, "train/weekly", ledger.REJECTED, kind="schedule")
-    assert ledger.last_closed_at(_stored(settings, pipeline)) is None
+    _train(settings, pipeline, "train/first", retrain_requests.PROMOTED, kind="manual")
+    _train(settings, pipeline, "train/weekly", retrain_requests.REJECTED, kind="schedule")
+    assert retrain_requests.last_closed_at(_stored(settings, pipeline)) is None
 
-    ledger.request_retrain(settings, pipeline, _monitor("drift"))
-    alerted = _train(settings, pipeline, "train/alerted", ledger.PROMOTED, kind="asset")
-    _train(settings, pipeline, "train/manual-later", ledger.PROMOTED, kind="manual")
-    last = ledger.last_closed_at(_stored(settings, pipeline))
+    retrain_requests.request_retrain(settings, pipeline, _monitor("drift"))
+    alerted = _train(settings, pipeline, "train/alerted", retrain_requests.PROMOTED, kind="asset")
+    _train(settings, pipeline, "train/manual-later", retrain_requests.PROMOTED, kind="manual")
+    last = retrain_requests.last_closed_at(_stored(settings, pipeline))
     assert last == datetime.fromisoformat(alerted["closed_at"])
     assert last.tzinfo is not None
 
@@ -165,7 +170,9 @@ def _ask(pipeline: str, worker: int, calls: int, start, results) -> None:
     settings = load_settings()
     start.wait()
     for call in range(calls):
-        outcome, request = ledger.request_retrain(settings, pipeline, _monitor(f"w{worker}-c{call}"))
+        outcome, request = retrain_requests.request_retrain(
+            settings, pipeline, _monitor(f"w{worker}-c{call}")
+        )
         results.put((outcome, request["id"]))
 
 

@@ -1,4 +1,6 @@
-"""Notifications against a real webhook: an HTTP server on loopback, defined as an Airflow connection."""
+"""Notifications against a real webhook: an HTTP server on loopback, defined as an Airflow connection.
+
+The message itself (events, sentences, fields) is tested in tests/unit/test_notifications.py."""
 
 from __future__ import annotations
 
@@ -14,18 +16,16 @@ from types import SimpleNamespace
 import pytest
 from airflow.sdk import BaseNotifier
 
-from ctloop.orchestration.notifier import (
+from ctloop import notifications
+from ctloop.notifications import (
     APPROVAL_REQUEST,
     CIRCUIT_BREAKER,
     EVENTS,
     PROMOTION,
     REJECTION,
     ROLLBACK,
-    CtloopNotifier,
-    is_secret_key,
-    scrub_text,
-    send,
 )
+from ctloop.orchestration.notifier import CtloopNotifier, is_secret_key, send
 
 PASSWORD = "conn-pass-9f3e71"
 CONTEXT = {
@@ -143,12 +143,8 @@ def test_undefined_connection_only_logs(caplog):
         outcome = send(ROLLBACK, "churn", "ctloop_not_defined", {"version": "6", "to": "5"}, CONTEXT)
     assert outcome == "logged"
     [record] = [r for r in caplog.records if r.name == "ctloop.orchestration.notifier"]
-    assert (
-        "logged only" in record.getMessage()
-    )
-    assert (
-        "'ctloop_not_defined' is not defined" in record.getMessage()
-    )
+    assert "logged only" in record.getMessage()
+    assert "'ctloop_not_defined' is not defined" in record.getMessage()
     assert "champion rolled back from version 6 to version 5" in record.getMessage()
 
 
@@ -184,7 +180,7 @@ def test_slow_endpoint_times_out(webhook, monkeypatch):
     conn_id = _define_connection(monkeypatch, webhook.server_port)
     notifier = CtloopNotifier(event=PROMOTION, pipeline="churn", conn_id=conn_id, timeout=0.2)
     started = time.monotonic()
-    outcome = notifier.notify(CONTEXT)
+    outcome = notifier.deliver(CONTEXT)
     assert outcome.startswith("failed: ")
     assert "timed out" in outcome
     assert time.monotonic() - started < 1.0
@@ -249,15 +245,27 @@ def test_secret_looking_keys(key, secret):
     assert is_secret_key(key) is secret
 
 
-@pytest.mark.parametrize(
-    ("text", "scrubbed"),
-    [
-        ("s3://AKIA1:abc/def+g@bucket/k", "s3://***@bucket/k"),
-        ("see https://user:pass@host/x and http://plain/y", "see https://***@host/x and http://plain/y"),
-        ("https://token@host/x", "https://***@host/x"),
-        ("https://host:8443/path", "https://host:8443/path"),
-        ("mail bob@example.com", "mail bob@example.com"),
-    ],
-)
-def test_uri_userinfo_is_removed(text, scrubbed):
-    assert scrub_text(text) == scrubbed
+def test_the_core_emits_through_the_webhook(webhook, monkeypatch):
+    conn_id = _define_connection(monkeypatch, webhook.server_port)
+    assert notifications.emit(PROMOTION, "churn", conn_id, {"version": "4"}, CONTEXT) == "sent"
+    [request] = webhook.received
+    body = json.loads(request["body"])
+    assert body["text"] == "Pipeline churn: version 4 was promoted to champion (first champion)."
+    assert body["run_id"] == "scheduled__2024-01-01"
+
+
+def test_the_login_is_never_sent_only_the_bearer_token(webhook, monkeypatch):
+    conn = {"conn_type": "http", "host": "127.0.0.1", "port": webhook.server_port, "login": "alice"}
+    conn.update(password=PASSWORD, extra={"path": "/ctloop", "X-Team": "ml"})
+    monkeypatch.setenv("AIRFLOW_CONN_CTLOOP_LOGIN_HOOK", json.dumps(conn))
+    assert send(PROMOTION, "churn", "ctloop_login_hook", {"version": "2"}, CONTEXT) == "sent"
+    [request] = webhook.received
+    assert request["headers"]["Authorization"] == f"Bearer {PASSWORD}"
+    assert request["headers"]["X-Team"] == "ml"  # a text extra is a header, as HttpHook has it
+    assert "path" not in {name.lower() for name in request["headers"]}
+
+
+def test_a_wrong_scheme_is_reported_with_a_hint(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_CTLOOP_SCHEME_HOOK", "https://hooks.example.com/ctloop")
+    outcome = send(PROMOTION, "churn", "ctloop_scheme_hook", {"version": "2"}, CONTEXT)
+    assert outcome.startswith("failed: webhook scheme 'ctloop' is not http or https")

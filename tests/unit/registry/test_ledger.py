@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import multiprocessing
 import sqlite3
@@ -13,7 +12,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from ctloop.io import locks
+from ctloop.io import database
 from ctloop.registry import ledger
 from ctloop.registry import mlflow_store as registry
 from ctloop.settings import load_settings
@@ -23,7 +22,7 @@ from tests.helpers import REPO
 @pytest.fixture
 def settings(tmp_path):
     """This worker's MLflow registry, and a ctloop database of this test's own."""
-    return dataclasses.replace(load_settings(), database_url=f"sqlite:///{tmp_path / 'ctloop.db'}")
+    return load_settings().model_copy(update={"database_url": f"sqlite:///{tmp_path / 'ctloop.db'}"})
 
 
 @pytest.fixture
@@ -53,15 +52,15 @@ def _champion(client, name):
 def test_moves_are_recorded_in_order_with_their_fields(settings, client, versions):
     name, (v1, v2, v3) = versions
     first = _move(settings, client, name, v1, None, run_key="train/r1", mlflow_run_id="abc")
-    assert first == {
+    assert first.model_dump() == {
         "action": "promotion",
         "moved": True,
         "from": None,
         "to": v1,
         "seq": 1,
-        "why": first["why"],
+        "why": first.why,
     }
-    assert _move(settings, client, name, v2, v1, gate_decision="gate passed")["seq"] == 2
+    assert _move(settings, client, name, v2, v1, gate_decision="gate passed").seq == 2
     third = _move(
         settings,
         client,
@@ -74,7 +73,7 @@ def test_moves_are_recorded_in_order_with_their_fields(settings, client, version
         approver="bob",
         evidence={"report": "s3://b/report.html"},
     )
-    assert (third["moved"], third["from"], third["seq"]) == (True, v2, 3)
+    assert (third.moved, third.from_version, third.seq) == (True, v2, 3)
     assert _champion(client, name) == v1
 
     rows = ledger.entries(settings, name)
@@ -104,8 +103,8 @@ def test_moving_to_the_champion_records_nothing(settings, client, versions):
     name, (v1, _, _) = versions
     _move(settings, client, name, v1, None)
     again = _move(settings, client, name, v1, v1)
-    assert (again["moved"], again["seq"], again["from"]) == (False, None, v1)
-    assert "already champion" in again["why"]
+    assert (again.moved, again.seq, again.from_version) == (False, None, v1)
+    assert "already champion" in again.why
     assert len(ledger.entries(settings, name)) == 1
 
 
@@ -115,8 +114,8 @@ def test_a_move_decided_against_a_stale_champion_is_refused_or_redecided(setting
     _move(settings, client, name, v2, v1)
 
     refused = _move(settings, client, name, v3, v1)
-    assert (refused["moved"], refused["from"], refused["seq"]) == (False, v2, None)
-    assert "champion moved from v1 to v2" in refused["why"]
+    assert (refused.moved, refused.from_version, refused.seq) == (False, v2, None)
+    assert "champion moved from v1 to v2" in refused.why
 
     seen = []
 
@@ -124,13 +123,13 @@ def test_a_move_decided_against_a_stale_champion_is_refused_or_redecided(setting
         seen.append(str(champion.version))
         return False, "v3 is worse than v2"
 
-    assert not _move(settings, client, name, v3, v1, decide=worse)["moved"]
+    assert not _move(settings, client, name, v3, v1, decide=worse).moved
     assert seen == [v2]
     assert _champion(client, name) == v2
     assert len(ledger.entries(settings, name)) == 2
 
     better = _move(settings, client, name, v3, v1, decide=lambda c: (True, "v3 beats v2"), gate_decision="g")
-    assert (better["moved"], better["from"], better["seq"]) == (True, v2, 3)
+    assert (better.moved, better.from_version, better.seq) == (True, v2, 3)
     assert _champion(client, name) == v3
     assert ledger.entries(settings, name)[-1].gate_decision.startswith("g | champion moved from v1 to v2")
     assert "v3 beats v2" in ledger.entries(settings, name)[-1].gate_decision
@@ -149,7 +148,7 @@ def test_no_row_remains_when_the_alias_cannot_be_set(settings, client, versions,
             _move(settings, client, name, v2, v1)
     assert [r.to_version for r in ledger.entries(settings, name)] == [v1]
     assert _champion(client, name) == v1
-    assert _move(settings, client, name, v2, v1)["seq"] == 2  # no gap either
+    assert _move(settings, client, name, v2, v1).seq == 2  # no gap either
 
 
 def test_the_alias_is_put_back_when_the_row_cannot_be_committed(settings, client, versions):
@@ -161,7 +160,7 @@ def test_the_alias_is_put_back_when_the_row_cannot_be_committed(settings, client
     def fail_commit(connection):
         raise RuntimeError("disk full")
 
-    engine = locks.engine(settings)
+    engine = database.engine(settings)
     event.listen(engine, "commit", fail_commit)
     try:
         with pytest.raises(RuntimeError, match="disk full"):

@@ -156,25 +156,25 @@ def test_full_card_renders_every_section_with_its_values():
     ]
     missing = [value for value in expected if value not in text]
     assert not missing
-    assert "<a href='https://reports.example.com/churn/drift/17.html'" in page
+    assert '<a href="https://reports.example.com/churn/drift/17.html"' in page
     assert "<code>s3://ctloop/reports/17.html</code>" in page  # shown, not linked
     assert "<code>file:///tmp/validation.json</code>" in page
 
 
 def test_rule_verdicts_are_styled_pass_fail_and_skipped():
     page = render_model_card(FULL)
-    rows = re.findall(r"<tr(?: class='([^']*)')?>(.*?)</tr>", page)
+    rows = re.findall(r'<tr(?: class="([^"]*)")?>(.*?)</tr>', page)
     verdicts = {
         found.group(1): (cls, row)
         for cls, row in rows
         if (found := re.search(r"<td>(rules\.\d|latency)</td>", row))
     }
     assert verdicts["rules.1"][0] == "fail"
-    assert "class='badge fail'>FAIL<" in verdicts["rules.1"][1]
+    assert 'class="badge fail">FAIL<' in verdicts["rules.1"][1]
     assert verdicts["rules.0"][0] == ""
-    assert "class='badge pass'>pass<" in verdicts["rules.0"][1]
-    assert "class='badge skip'>skipped<" in verdicts["latency"][1]
-    assert "class='badge fail'>FAILED<" in page  # the gate's overall verdict
+    assert 'class="badge pass">pass<' in verdicts["rules.0"][1]
+    assert 'class="badge skip">skipped<' in verdicts["latency"][1]
+    assert 'class="badge fail">FAILED<' in page  # the gate's overall verdict
 
 
 def test_minimal_card_renders_gracefully():
@@ -245,8 +245,8 @@ def test_only_http_reports_become_links():
         "https://reports.example.com/a'onmouseover='alert(5)",
     ]
     page = render_model_card(card)
-    hrefs = re.findall(r"href='([^']*)'", page)
-    assert hrefs == ["https://reports.example.com/a&#x27;onmouseover=&#x27;alert(5)"]
+    hrefs = re.findall(r'href="([^"]*)"', page)
+    assert hrefs == ["https://reports.example.com/a&#39;onmouseover=&#39;alert(5)"]
     assert "<code>javascript:alert(1)</code>" in page
     assert "<script" not in page.lower()
 

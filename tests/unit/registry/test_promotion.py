@@ -7,6 +7,7 @@ import uuid
 import pytest
 
 from ctloop.devtools.example_data import generate_batch
+from ctloop.gating.decision import GateDecision
 from ctloop.registry import ledger
 from ctloop.registry import mlflow_store as registry
 from ctloop.registry.promotion import primary_comparison, promote
@@ -62,23 +63,25 @@ def test_run_and_version_are_created_once_per_run_key(logged_model, name):
 
 def test_logged_model_loads_and_refuses_a_changed_checksum(logged_model):
     model = registry.load_model(
-        load_settings(), logged_model["model"]["model_uri"], logged_model["model"]["sha256"]
+        load_settings(), logged_model["model"].model_uri, logged_model["model"].sha256
     )
     assert model.predict_proba(logged_model["frame"]).shape[0] == 500
     with pytest.raises(Exception, match="checksum differs"):
-        registry.load_model(load_settings(), logged_model["model"]["model_uri"], "0" * 64)
+        registry.load_model(load_settings(), logged_model["model"].model_uri, "0" * 64)
 
 
-def _decision(promote_ok=True, against=None, primary=None):
+def _decision(promote_ok=True, against=None, primary=None) -> GateDecision:
     """A gate decision as ``promote`` reads it; ``primary`` as a re-evaluation returns it."""
     decision = {
+        "mode": "enabled",
+        "rules": [],
         "promote": promote_ok,
         "passed": promote_ok,
         "champion_version": against,
         "failed": [] if promote_ok else ["roc_auc worse"],
         "summary": "gate passed" if promote_ok else "gate rejected: roc_auc worse",
     }
-    return decision if primary is None else {**decision, "primary": primary}
+    return GateDecision.model_validate(decision if primary is None else {**decision, "primary": primary})
 
 
 def test_promotes_when_the_champion_is_as_evaluated_and_records_it(logged_model, name):
@@ -96,11 +99,11 @@ def test_promotes_when_the_champion_is_as_evaluated_and_records_it(logged_model,
         mlflow_run_id=logged_model["run_id"],
         evidence={"holdout": "runs/r1/holdout.parquet"},
     )
-    assert (outcome["action"], outcome["previous"], outcome["seq"]) == ("promoted", None, 1)
+    assert (outcome.action, outcome.previous, outcome.seq) == ("promoted", None, 1)
     assert str(registry.get_champion(client, name).version) == v1
     tags = client.get_model_version(name, v1).tags
     assert (
-        tags["ctloop.registry.promotion"],
+        tags["ctloop.promotion"],
         tags["ctloop.previous_champion"],
         tags["ctloop.ledger_seq"],
     ) == (
@@ -118,7 +121,7 @@ def test_promotes_when_the_champion_is_as_evaluated_and_records_it(logged_model,
     assert (entry.gate_decision, entry.evidence) == ("gate passed", {"holdout": "runs/r1/holdout.parquet"})
     # a retried promote task is a no-op, in the registry and in the ledger
     again = promote(client, settings, name, v1, _decision(), lambda c: pytest.fail("must not re-evaluate"))
-    assert (again["action"], again["seq"]) == ("already_champion", None)
+    assert (again.action, again.seq) == ("already_champion", None)
     assert len(ledger.entries(settings, name)) == 1
 
 
@@ -130,7 +133,7 @@ def test_reevaluates_when_the_champion_moved_and_keeps_the_better(logged_model, 
     assert (
         promote(
             client, settings, name, v2, _decision(against=v1), lambda c: pytest.fail("must not re-evaluate")
-        )["action"]
+        ).action
         == "promoted"
     )
     seen = []
@@ -141,10 +144,10 @@ def test_reevaluates_when_the_champion_moved_and_keeps_the_better(logged_model, 
 
     outcome = promote(client, settings, name, v3, _decision(against=v1), reevaluate)
     assert seen == [v2]
-    assert outcome["action"] == "rejected_after_reevaluation"
-    assert outcome["decision"]["champion_version"] == v2
-    assert f"champion moved from v{v1} to v{v2}" in outcome["why"]
-    assert "roc_auc worse" in outcome["why"]
+    assert outcome.action == "rejected_after_reevaluation"
+    assert outcome.decision.champion_version == v2
+    assert f"champion moved from v{v1} to v{v2}" in outcome.why
+    assert "roc_auc worse" in outcome.why
     assert str(registry.get_champion(client, name).version) == v2
     assert client.get_model_version(name, v2).tags["ctloop.previous_champion"] == v1
     assert [(e.from_version, e.to_version) for e in ledger.entries(settings, name)] == [(None, v1), (v1, v2)]
@@ -175,13 +178,13 @@ def test_the_better_of_two_passing_candidates_wins_in_either_order(
 
     order = [v_better, v_good] if better_first else [v_good, v_better]
     first, second = (candidate(v) for v in order)
-    assert first["action"] == "promoted"
+    assert first.action == "promoted"
     if better_first:
-        assert second["action"] == "rejected_after_reevaluation"
-        assert f"{metric} {good:.4f} does not beat the champion's {better:.4f}" in second["why"]
+        assert second.action == "rejected_after_reevaluation"
+        assert f"{metric} {good:.4f} does not beat the champion's {better:.4f}" in second.why
     else:
-        assert second["action"] == "promoted_after_reevaluation"
-        assert second["previous"] == v_good
+        assert second.action == "promoted_after_reevaluation"
+        assert second.previous == v_good
     assert str(registry.get_champion(client, name).version) == v_better
     moves = [(e.from_version, e.to_version) for e in ledger.entries(settings, name)]
     assert moves[-1] == ((v_good if not better_first else v1), v_better)
@@ -196,7 +199,7 @@ def test_a_tie_keeps_the_new_champion(logged_model, name):
     outcome = promote(
         client, settings, name, v3, _decision(against=v1), lambda c: _decision(against=v2, primary=tie)
     )
-    assert outcome["action"] == "rejected_after_reevaluation"
+    assert outcome.action == "rejected_after_reevaluation"
     assert str(registry.get_champion(client, name).version) == v2
 
 

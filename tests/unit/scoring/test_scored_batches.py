@@ -7,7 +7,7 @@ import multiprocessing
 import uuid
 
 from ctloop.io.storage import LocalStorage, home_storage
-from ctloop.scoring import scored_batches as scoredbatches
+from ctloop.scoring import scored_batches
 from ctloop.settings import load_settings
 
 
@@ -18,19 +18,19 @@ def _source(batch_id: str, data: bytes) -> dict:
 def test_a_content_is_claimed_by_one_batch_id_only():
     pipeline, settings = f"p{uuid.uuid4().hex[:8]}", load_settings()
     source = _source("batch-0001", b"rows")
-    assert scoredbatches.claim(settings, pipeline, source, "partition-uri") is None
+    assert scored_batches.claim(settings, pipeline, source, "partition-uri") is None
     assert (
-        scoredbatches.claim(settings, pipeline, source, "partition-uri") is None
+        scored_batches.claim(settings, pipeline, source, "partition-uri") is None
     )  # a retry of the same batch
-    assert scoredbatches.claim(settings, pipeline, _source("batch-0002", b"rows"), "other") == "batch-0001"
+    assert scored_batches.claim(settings, pipeline, _source("batch-0002", b"rows"), "other") == "batch-0001"
     storage = home_storage(settings)
-    assert scoredbatches.scored_from(storage, pipeline, "batch-0001", source["sha256"])
-    assert not scoredbatches.scored_from(storage, pipeline, "batch-0002", source["sha256"])
+    assert scored_batches.scored_from(storage, pipeline, "batch-0001", source["sha256"])
+    assert not scored_batches.scored_from(storage, pipeline, "batch-0002", source["sha256"])
 
 
 def _claim(pipeline: str, batch_id: str, barrier, results) -> None:
     barrier.wait()
-    results.put(scoredbatches.claim(load_settings(), pipeline, _source(batch_id, b"same rows"), "uri"))
+    results.put(scored_batches.claim(load_settings(), pipeline, _source(batch_id, b"same rows"), "uri"))
 
 
 def test_two_files_of_the_same_content_scored_at_once_claim_it_once():
@@ -56,13 +56,13 @@ def test_a_redelivered_file_is_read_only_when_its_fingerprint_changed(tmp_path):
     incoming.write_bytes("batch-0001.csv", b"a,b\n1,2\n")
     batch = {"batch_id": "batch-0001", "key": "batch-0001.csv", "uri": incoming.uri("batch-0001.csv")}
     source = {**_source("batch-0001", b"a,b\n1,2\n"), "fingerprint": incoming.fingerprint("batch-0001.csv")}
-    scoredbatches.claim(settings, pipeline, source, "uri")
-    assert scoredbatches.unchanged_since_scored(storage, incoming, pipeline, batch)
+    scored_batches.claim(settings, pipeline, source, "uri")
+    assert scored_batches.unchanged_since_scored(storage, incoming, pipeline, batch)
 
     incoming.write_bytes("batch-0001.csv", b"a,b\n1,2\n")  # delivered again, same bytes: a new mtime
-    assert scoredbatches.unchanged_since_scored(storage, incoming, pipeline, batch)
-    record = scoredbatches.batch_record(storage, pipeline, "batch-0001")
+    assert scored_batches.unchanged_since_scored(storage, incoming, pipeline, batch)
+    record = scored_batches.batch_record(storage, pipeline, "batch-0001")
     assert record["fingerprint"] == incoming.fingerprint("batch-0001.csv")  # not hashed again next time
 
     incoming.write_bytes("batch-0001.csv", b"a,b\n1,3\n")  # same size, other content
-    assert not scoredbatches.unchanged_since_scored(storage, incoming, pipeline, batch)
+    assert not scored_batches.unchanged_since_scored(storage, incoming, pipeline, batch)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import replace
 
 from ctloop.settings import load_settings
 from ctloop.spec.models import PipelineSpec
@@ -16,7 +15,7 @@ def _settings_with_suite(tmp_path, expectations: list[dict]):
     directory = tmp_path / "expectations"
     directory.mkdir(exist_ok=True)
     (directory / "churn.json").write_text(json.dumps({"name": "churn", "expectations": expectations}))
-    return replace(load_settings(), expectations_dir=directory)
+    return load_settings().model_copy(update={"expectations_dir": directory})
 
 
 def test_each_suite_version_is_stored_once_by_content_and_read_back(tmp_path):
@@ -39,6 +38,6 @@ def test_each_suite_version_is_stored_once_by_content_and_read_back(tmp_path):
 
 def test_a_version_without_a_stored_suite_uses_the_committed_one(tmp_path):
     spec = PipelineSpec.model_validate(example_spec("suites", "data"))
-    settings = replace(load_settings(), expectations_dir=tmp_path)
+    settings = load_settings().model_copy(update={"expectations_dir": tmp_path})
     shutil.copy(REPO / "include" / "expectations" / "churn.json", tmp_path)
     assert suite_dir(spec, settings, None) == tmp_path

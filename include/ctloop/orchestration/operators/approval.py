@@ -20,12 +20,11 @@ class RecordedApprovalOperator(ApprovalOperator):
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         if "error" not in event:
             responded_at = event.get("responded_at")
+            isoformat = getattr(responded_at, "isoformat", None)
             answer = {
                 "chosen_options": event.get("chosen_options"),
                 "params_input": event.get("params_input") or {},
-                "responded_at": responded_at.isoformat()
-                if hasattr(responded_at, "isoformat")
-                else responded_at,
+                "responded_at": isoformat() if callable(isoformat) else responded_at,
                 "responded_by_user": event.get("responded_by_user"),
                 "timedout": bool(event.get("timedout")),
             }

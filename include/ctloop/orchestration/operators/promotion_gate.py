@@ -6,8 +6,6 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from ctloop.gating.rules import unknown_gate_metrics
-
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
@@ -35,22 +33,20 @@ class PromotionGateOperator(BaseOperator):
 
     def __init__(self, *, spec: PipelineSpec, evaluation: Any, version: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        problems = unknown_gate_metrics(spec.gates, spec.task)
-        if problems:
-            raise ValueError("; ".join(problems))
-        self.spec = spec
+        self.spec = spec  # validated when it was loaded: PipelineSpec names a rule's unknown metric
         self.evaluation = evaluation
         self.version = version
 
     def execute(self, context: Context) -> dict:
-        from ctloop.orchestration.run_context import spec_for_run
-        from ctloop.settings import load_settings
+        from ctloop.orchestration.run_context import fail_without_retry
+        from ctloop.orchestration.task_wrapper import task_run, to_xcom
         from ctloop.training.steps import gate
 
-        spec = spec_for_run(self.spec, context["params"])  # the trigger form may ask for a dry run
-        decision = gate(spec, load_settings(), self.evaluation, str(self.version))
-        for rule in decision["rules"]:
-            verdict = VERDICT_WORDS[rule["passed"]]
-            self.log.info("gate rule %s %s: %s (%s)", rule["metric"], rule["kind"], verdict, rule["note"])
-        self.log.info("%s", decision["summary"])
-        return decision
+        with fail_without_retry():
+            run = task_run(self.spec, context)  # the trigger form may ask for a dry run
+            decision = gate(run.spec, run.settings, self.evaluation, str(self.version))
+        for rule in decision.rules:
+            verdict = VERDICT_WORDS[rule.passed]
+            self.log.info("gate rule %s %s: %s (%s)", rule.metric, rule.kind, verdict, rule.note)
+        self.log.info("%s", decision.summary)
+        return to_xcom(decision)

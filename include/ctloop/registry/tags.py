@@ -1,0 +1,64 @@
+"""The names ctloop writes on MLflow runs and model versions: tags, params and metric prefixes.
+
+They are an interface: reviewers filter runs by them, the UI and the monitor read them back, and
+registries written by earlier releases hold them, so a name here never changes once released.
+Keeping them in one module lets a reader see every record a training leaves, and stops a typo (or
+a rename of a Python module) from silently writing a second name for the same fact.
+"""
+
+from __future__ import annotations
+
+TAG_VALUE_CHARS = 5000  # MLflow refuses longer tag values; free text is cut to this
+
+# Provenance of a training run, on the run and copied to its version.
+PIPELINE = "ctloop.pipeline"
+RUN_KEY = "ctloop.run_key"
+DAG_RUN_ID = "ctloop.dag_run_id"
+REASON = "ctloop.reason"
+TRIGGER = "ctloop.trigger"
+ALERT_ID = "ctloop.alert_id"
+REQUEST_ID = "ctloop.request_id"
+TRIGGER_REPORTS = "ctloop.trigger_reports"
+NOTE = "ctloop.note"
+CODE_VERSION = "ctloop.code_version"
+DATA_SHA256 = "ctloop.data_sha256"
+DATA_URI = "ctloop.data_uri"
+DATA_WINDOW = "ctloop.data_window"
+GATE_MODE = "ctloop.gate_mode"
+
+# Evidence of the steps.
+VALIDATION = "ctloop.validation"
+SUITE_KEY = "ctloop.suite_key"
+HOLDOUT_DIGEST = "ctloop.holdout_digest"
+HOLDOUT_KEY = "ctloop.holdout_key"
+MODEL_SHA256 = "ctloop.model_sha256"
+
+# The gate, the approval and the promotion.
+GATE = "ctloop.gate"
+GATE_SUMMARY = "ctloop.gate_summary"
+APPROVAL = "ctloop.approval"
+APPROVED_BY = "ctloop.approved_by"
+APPROVAL_COMMENT = "ctloop.approval_comment"
+PROMOTION = "ctloop.promotion"
+PREVIOUS_CHAMPION = "ctloop.previous_champion"
+PROMOTED_AT = "ctloop.promoted_at"
+LEDGER_SEQ = "ctloop.ledger_seq"
+
+# A monitor run.
+CHAMPION_VERSION = "ctloop.champion_version"
+DECISION = "ctloop.decision"
+WHY = "ctloop.why"
+REPORT_URI = "ctloop.report_uri"
+
+# Params of a training run; the estimator's own params are logged as ESTIMATOR_PARAM_PREFIX + name.
+ESTIMATOR = "estimator"
+ESTIMATOR_PARAM_PREFIX = "estimator."
+HOLDOUT_STRATEGY = "holdout.strategy"
+HOLDOUT_FRACTION = "holdout.fraction"
+HOLDOUT_SEED = "holdout.seed"
+TRAIN_ROWS = "train_rows"
+HOLDOUT_ROWS = "holdout_rows"
+
+# Metrics of a training run: each holdout metric of the candidate and of the champion.
+HOLDOUT_METRIC_PREFIX = "holdout_"
+CHAMPION_METRIC_PREFIX = "champion_holdout_"

@@ -1,0 +1,152 @@
+"""What each training step hands the next, as frozen pydantic models.
+
+A step returns one of these; the train DAG turns it into JSON for XCom
+(``model_dump(mode="json")``) and the next step validates that JSON back
+(``Model.model_validate``), so a payload of the wrong shape fails at the step that reads it,
+naming the field. Field names are the JSON keys the UI, the model card and earlier runs' XComs
+use: renaming one is a change of interface.
+
+The gate's decision is :class:`ctloop.gating.decision.GateDecision`; the promotion's result
+:class:`ctloop.registry.promotion.PromotionResult`; the register step hands on the version
+number alone, as a string (the approval request's templates read it as one).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ctloop.gating.decision import GateDecision
+from ctloop.registry import tags
+from ctloop.registry.mlflow_store import LoggedModel
+from ctloop.registry.promotion import PromotionResult
+
+
+class _Contract(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Provenance(BaseModel):
+    """Why the run started, keyed by the MLflow tag names it is recorded under on the run and
+    the version (the JSON keys are those tag names)."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", validate_by_alias=True, validate_by_name=True, serialize_by_alias=True
+    )
+
+    reason: str = Field(alias=tags.REASON)
+    trigger: str = Field(alias=tags.TRIGGER)
+    alert_id: str = Field(alias=tags.ALERT_ID)
+    request_id: str = Field(alias=tags.REQUEST_ID)
+    trigger_reports: str = Field(alias=tags.TRIGGER_REPORTS)
+
+    def as_tags(self) -> dict[str, str]:
+        return self.model_dump(by_alias=True)
+
+
+class SnapshotRef(_Contract):
+    """The frozen data of the run (its column list stays in storage, with the data)."""
+
+    key: str
+    uri: str
+    sha256: str
+    rows: int
+    sources: list[str]
+    created: bool
+
+
+class Started(_Contract):
+    """The ``snapshot`` task's result: the run's MLflow run, data snapshot and provenance."""
+
+    mlflow_run_id: str
+    snapshot: SnapshotRef
+    provenance: Provenance
+
+
+class CheckFailure(_Contract):
+    """One failed check; ``column`` is None for a check of the whole table."""
+
+    check: str
+    column: str | None
+    detail: str
+
+
+class Validated(_Contract):
+    """The ``validate`` task's result: the validation report without GX's raw result, and where
+    the full result, its readable page and the suite the run used are stored."""
+
+    suite: str
+    suite_path: str
+    rows: int
+    schema_failures: list[CheckFailure]
+    expectation_failures: list[CheckFailure]
+    statistics: dict[str, int | float | None]
+    success: bool
+    result_uri: str
+    html_uri: str
+    suite_key: str
+
+
+class HoldoutRef(_Contract):
+    """The frozen holdout the candidate and the champion are both judged on."""
+
+    key: str
+    digest: str
+    rows: int
+
+
+class Trained(_Contract):
+    """The ``train`` task's result: the logged candidate and its holdout."""
+
+    mlflow_run_id: str
+    model: LoggedModel
+    holdout: HoldoutRef
+    train_rows: int
+
+
+class Evaluation(_Contract):
+    """The ``evaluate`` task's result: both models' metrics on the same holdout, and where their
+    per-row predictions are stored for the bootstrap and slice rules."""
+
+    mlflow_run_id: str
+    candidate: dict[str, float]
+    champion: dict[str, float] | None
+    champion_version: str | None
+    holdout_digest: str
+    holdout_key: str
+    predictions_key: str
+
+
+class Finished(BaseModel):
+    """The ``record_outcome`` task's result: the closed retrain request of the run.
+
+    Its other fields (reasons, timestamps) belong to :mod:`ctloop.monitoring.retrain_requests`
+    and are kept as that module wrote them.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    id: str
+    pipeline: str
+    state: str
+    outcome: str | None
+    version: str | None
+
+
+class TrainResults(_Contract):
+    """What the run's tasks returned, by task id; None for a task that failed or was skipped.
+
+    ``approve`` is Airflow's human-in-the-loop response, as that operator records it.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_by_alias=True, validate_by_name=True)
+
+    snapshot: Started | None = None
+    validation: Validated | None = Field(None, alias="validate")
+    train: Trained | None = None
+    evaluate: Evaluation | None = None
+    registered: str | None = Field(None, alias="register")
+    gate: GateDecision | None = None
+    promote: PromotionResult | None = None
+    approve: dict[str, Any] | None = None

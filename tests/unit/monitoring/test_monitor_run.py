@@ -1,0 +1,288 @@
+"""One monitor run on generated data, against a champion registered in this worker's MLflow store:
+what it decides (hold, retrain, undecided for lack of rows) and what it writes."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from ctloop.data.snapshots import load_snapshot, take_snapshot
+from ctloop.devtools.example_data import COVARIATE_SHIFT, generate_batch, write_batches
+from ctloop.evaluation.model_scores import evaluate
+from ctloop.io.readers import to_parquet_bytes
+from ctloop.io.storage import home_storage
+from ctloop.monitoring import retrain_requests
+from ctloop.monitoring.monitor_run import history_prefix, run_monitor
+from ctloop.monitoring.retrain_policy import HOLD, RETRAIN
+from ctloop.registry import mlflow_store as registry
+from ctloop.registry.mlflow_store import LoggedModel
+from ctloop.scoring.batches import logged_columns, predict
+from ctloop.scoring.prediction_log import LABELED, PREDICTIONS, partition_key
+from ctloop.settings import Settings, load_settings
+from ctloop.spec.models import PipelineSpec
+from ctloop.training.estimator import fit
+from ctloop.training.steps import RunContext
+from tests.helpers import example_spec
+
+TRAINING_ROWS, BATCH_ROWS = 1500, 700
+MIN_ROWS = 1000  # two batches of the window reach it, one does not
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A model fitted once for the module, logged to one MLflow run with its holdout metric."""
+
+    data: Path
+    model: Any
+    logged: LoggedModel
+    run_id: str
+    holdout_roc_auc: float
+
+
+def _spec(data: Path, **monitoring: Any) -> PipelineSpec:
+    """A pipeline of its own over ``data``: one alerting window is enough to ask for a retrain."""
+    raw = example_spec(f"mr{uuid.uuid4().hex[:10]}", str(data))
+    raw["monitoring"] = {
+        "window_batches": 2,
+        "min_rows": MIN_ROWS,
+        "report_sample_rows": 500,
+        "drift": {"share": 0.3, "key_features": ["tenure_months"]},
+        "quality": {"metric": "roc_auc", "max_drop": 0.05, "min_labels": 200},
+        **monitoring,
+    }
+    raw["retrain"]["k_of_n"] = {"k": 1, "n": 1}
+    return PipelineSpec.model_validate(raw)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    data = tmp_path_factory.mktemp("monitor") / "training"
+    write_batches(data, range(1), rows=TRAINING_ROWS)
+    settings, spec = load_settings(), _spec(data)
+    model = fit(spec, load_snapshot(take_snapshot(spec, settings)["key"], settings))
+    client = registry.client(settings)
+    experiment = registry.ensure_experiment(client, spec.name, settings.mlflow_artifact_root)
+    run_id = registry.ensure_run(client, experiment, f"{spec.name}__train/manual__1", {})
+    holdout = generate_batch(BATCH_ROWS, seed=99)
+    holdout_roc_auc = evaluate(model, holdout, spec)["roc_auc"]
+    client.log_metric(run_id, "holdout_roc_auc", holdout_roc_auc)
+    logged = registry.log_model(model, holdout[spec.columns.features].head(50), run_id)
+    return Trained(data, model, logged, run_id, holdout_roc_auc)
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return load_settings()
+
+
+def _champion(spec: PipelineSpec, settings: Settings, trained: Trained) -> str:
+    """Register the module's model as ``spec``'s champion, trained on ``spec``'s snapshot, as a
+    training run leaves it: the snapshot's sha256 and the artifact's checksum on the version."""
+    snapshot = take_snapshot(spec, settings)
+    client = registry.client(settings)
+    version = registry.register_version(
+        client,
+        spec.name,
+        trained.logged,
+        trained.run_id,
+        f"{spec.name}__train/manual__1",
+        {"ctloop.data_sha256": snapshot["sha256"]},
+    )
+    client.set_registered_model_alias(spec.name, registry.CHAMPION, version.version)
+    return str(version.version)
+
+
+def _score(
+    spec: PipelineSpec, settings: Settings, trained: Trained, version: str, index: int, **options: Any
+) -> pd.DataFrame:
+    """Production batch ``index`` scored by the champion into the prediction log, as scoring
+    writes it; returns the batch with its labels."""
+    batch = generate_batch(BATCH_ROWS, seed=5, batch_index=index, **options)
+    logged = batch[logged_columns(spec)].copy()
+    logged["prediction"], logged["score"] = predict(trained.model, batch, spec)
+    logged["model_version"] = version
+    logged["batch_id"] = f"b{index:04d}"
+    logged["scored_at"] = pd.Timestamp("2026-02-01", tz="UTC")
+    key = partition_key(PREDICTIONS, spec.name, f"b{index:04d}")
+    home_storage(settings).write_bytes(key, to_parquet_bytes(logged))
+    return batch.assign(**{c: logged[c] for c in ("prediction", "score", "model_version", "batch_id")})
+
+
+def _label(spec: PipelineSpec, settings: Settings, scored: pd.DataFrame) -> None:
+    """The batch's labeled partition, as the label join writes it."""
+    key = partition_key(LABELED, spec.name, str(scored["batch_id"].iloc[0]))
+    home_storage(settings).write_bytes(key, to_parquet_bytes(scored))
+
+
+def _context(spec: PipelineSpec, run: int = 1) -> RunContext:
+    return RunContext(dag_id=f"{spec.name}__monitor", run_id=f"manual__{run}", reason="test")
+
+
+def _history(spec: PipelineSpec, settings: Settings) -> list[dict[str, Any]]:
+    storage = home_storage(settings)
+    return [json.loads(storage.read_bytes(k)) for k in storage.list_keys(history_prefix(spec.name))]
+
+
+def test_without_a_champion_the_monitor_holds_and_writes_nothing(tmp_path: Path, settings: Settings) -> None:
+    spec = _spec(tmp_path)
+
+    summary = run_monitor(spec, settings, _context(spec))
+
+    assert summary["decision"]["action"] == HOLD
+    assert summary["decision"]["alert"] is False
+    assert "no champion yet" in summary["decision"]["why"]
+    assert _history(spec, settings) == []
+
+
+def test_before_any_batch_is_scored_the_monitor_holds(trained: Trained, settings: Settings) -> None:
+    spec = _spec(trained.data)
+    version = _champion(spec, settings, trained)
+
+    summary = run_monitor(spec, settings, _context(spec))
+
+    assert summary["champion_version"] == version
+    assert summary["window"] == {"batches": [], "rows": 0}
+    assert summary["decision"]["action"] == HOLD
+    assert summary["decision"]["why"] == "no batch has been scored yet"
+
+
+def test_a_stable_window_holds_and_the_run_is_recorded(trained: Trained, settings: Settings) -> None:
+    spec = _spec(trained.data)
+    version = _champion(spec, settings, trained)
+    for index in range(3):
+        _score(spec, settings, trained, version, index)
+    ctx, storage = _context(spec), home_storage(settings)
+
+    summary = run_monitor(spec, settings, ctx)
+
+    decision = summary["decision"]
+    assert decision["action"] == HOLD
+    assert decision["alert"] is False
+    assert decision["triggers"] == []
+    assert decision["why"].startswith("no trigger crossed")
+    assert summary["window"] == {"batches": ["b0001", "b0002"], "rows": 2 * BATCH_ROWS}
+    assert summary["drift"]["share"] < 0.3
+    assert "tenure_months" not in [c["column"] for c in summary["drift"]["drifted_columns"]]
+    assert len(summary["drift"]["columns"]) == len(spec.columns.features)
+    assert summary["reference"]["rows"] == TRAINING_ROWS
+    assert retrain_requests.all_requests(storage, spec.name) == []
+    (entry,) = _history(spec, settings)
+    assert entry["action"] == HOLD
+    assert entry["champion_version"] == version
+    assert entry["summary_uri"] == summary["summary_uri"]
+    assert summary["summary_uri"] == storage.uri(f"{ctx.storage_prefix}/summary.json")
+    assert json.loads(storage.read_bytes(f"{ctx.storage_prefix}/summary.json")) == json.loads(
+        json.dumps(summary, default=str)
+    )
+    assert summary["report_uri"] == storage.uri(f"{ctx.storage_prefix}/report.html")
+    assert b"ctloop-banner" in storage.read_bytes(f"{ctx.storage_prefix}/report.html")
+
+
+def test_a_shifted_window_asks_for_a_retrain_and_says_why(trained: Trained, settings: Settings) -> None:
+    spec = _spec(trained.data)
+    version = _champion(spec, settings, trained)
+    for index in range(2):
+        _score(spec, settings, trained, version, index, shift=COVARIATE_SHIFT)
+
+    summary = run_monitor(spec, settings, _context(spec))
+
+    decision = summary["decision"]
+    assert decision["action"] == RETRAIN
+    assert decision["alert"] is True
+    assert decision["new_evidence"] is True
+    assert "key feature(s) drifted: tenure_months" in decision["triggers"]
+    assert any(t.startswith("drift share ") for t in decision["triggers"])
+    drifted = [c["column"] for c in summary["drift"]["drifted_columns"]]
+    assert set(COVARIATE_SHIFT) <= set(drifted)
+    assert summary["drift"]["share"] >= 0.3
+    assert decision["request"] == "opened"
+    (request,) = retrain_requests.all_requests(home_storage(settings), spec.name)
+    assert request["id"] == decision["request_id"]
+    assert request["state"] == retrain_requests.OPEN
+    assert request["reasons"][0]["kind"] == "monitor"
+    assert request["reasons"][0]["report_uri"] == summary["report_uri"]
+    (entry,) = _history(spec, settings)
+    assert entry["action"] == RETRAIN
+    assert entry["alert"] is True
+
+
+def test_the_decision_and_its_figures_go_to_an_mlflow_run(trained: Trained, settings: Settings) -> None:
+    spec = _spec(trained.data)
+    version = _champion(spec, settings, trained)
+    for index in range(2):
+        _score(spec, settings, trained, version, index, shift=COVARIATE_SHIFT)
+    ctx = _context(spec)
+
+    summary = run_monitor(spec, settings, ctx)
+
+    client = registry.client(settings)
+    experiment = client.get_experiment_by_name(f"{spec.name}-monitoring")
+    assert experiment is not None
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.data.tags[registry.RUN_KEY_TAG] == ctx.run_key
+    assert run.data.tags["ctloop.decision"] == RETRAIN
+    assert run.data.tags["ctloop.champion_version"] == version
+    assert run.data.metrics["drift_share"] == pytest.approx(summary["drift"]["share"])
+    assert run.data.metrics["current_rows"] == 2 * BATCH_ROWS
+    assert run.info.status == "FINISHED"
+
+
+def test_too_few_rows_leave_drift_undecided_and_named(trained: Trained, settings: Settings) -> None:
+    spec = _spec(trained.data)
+    version = _champion(spec, settings, trained)
+    _score(spec, settings, trained, version, 0, shift=COVARIATE_SHIFT)
+
+    summary = run_monitor(spec, settings, _context(spec))
+
+    decision = summary["decision"]
+    assert decision["action"] == HOLD
+    assert decision["alert"] is False
+    assert decision["triggers"] == []
+    named = f"drift: {BATCH_ROWS} rows < monitoring.min_rows {MIN_ROWS}"
+    assert named in decision["undecided"]
+    assert named in decision["why"]
+    assert summary["drift"]["share"] >= 0.3  # measured and reported, not acted on
+    assert retrain_requests.all_requests(home_storage(settings), spec.name) == []
+
+
+def test_labels_measure_quality_against_the_champions_holdout(trained: Trained, settings: Settings) -> None:
+    spec = _spec(trained.data)
+    version = _champion(spec, settings, trained)
+    for index in range(2):
+        _label(spec, settings, _score(spec, settings, trained, version, index))
+
+    summary = run_monitor(spec, settings, _context(spec))
+
+    quality = summary["quality"]
+    assert quality["labeled_rows"] == 2 * BATCH_ROWS
+    assert quality["labeled_batches"] == ["b0000", "b0001"]
+    assert quality["champion_value"] == pytest.approx(trained.holdout_roc_auc)
+    assert quality["value"] == pytest.approx(quality["metrics"]["roc_auc"])
+    assert quality["value"] > 0.6
+    assert not [u for u in summary["decision"]["undecided"] if u.startswith("quality")]
+    assert summary["decision"]["action"] == HOLD
+
+
+def test_a_second_run_on_the_same_window_has_nothing_new_to_decide(
+    trained: Trained, settings: Settings
+) -> None:
+    spec = _spec(trained.data)
+    version = _champion(spec, settings, trained)
+    for index in range(2):
+        _score(spec, settings, trained, version, index, shift=COVARIATE_SHIFT)
+    first = run_monitor(spec, settings, _context(spec, 1))
+
+    second = run_monitor(spec, settings, _context(spec, 2))
+
+    assert first["decision"]["action"] == RETRAIN
+    assert second["decision"]["action"] == HOLD
+    assert second["decision"]["new_evidence"] is False
+    assert f"since monitor run {first['run_key']}" in second["decision"]["why"]
+    assert len(retrain_requests.all_requests(home_storage(settings), spec.name)) == 1
+    assert len(_history(spec, settings)) == 2

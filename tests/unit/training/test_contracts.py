@@ -1,0 +1,165 @@
+"""The step contracts survive the trip through XCom's JSON, and a wrong shape is named."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from ctloop.gating.decision import GateDecision
+from ctloop.registry.ledger import LedgerMove
+from ctloop.registry.promotion import PromotionResult
+from ctloop.training.contracts import Evaluation, Finished, Started, Trained, TrainResults, Validated
+
+STARTED = {
+    "mlflow_run_id": "abc",
+    "snapshot": {
+        "key": "snapshots/p/f00.parquet",
+        "uri": "/home/snapshots/p/f00.parquet",
+        "sha256": "f00",
+        "rows": 1200,
+        "sources": ["/data/batch-0001.csv"],
+        "created": True,
+    },
+    "provenance": {
+        "ctloop.reason": "drift in tenure_months",
+        "ctloop.trigger": "asset",
+        "ctloop.alert_id": "",
+        "ctloop.request_id": "20260101T000000Z-ab12cd34",
+        "ctloop.trigger_reports": "s3://b/report.html",
+    },
+}
+VALIDATED = {
+    "suite": "churn",
+    "suite_path": "/x/churn.json",
+    "rows": 1200,
+    "schema_failures": [],
+    "expectation_failures": [
+        {"check": "expect_column_values_to_not_be_null", "column": "age", "detail": "3"}
+    ],
+    "statistics": {"evaluated_expectations": 12, "success_percent": 91.7},
+    "success": False,
+    "result_uri": "/r/validation.json",
+    "html_uri": "/r/validation.html",
+    "suite_key": "suites/churn/abc.json",
+}
+TRAINED = {
+    "mlflow_run_id": "abc",
+    "model": {"model_uri": "models:/m-1", "model_id": "m-1", "sha256": "beef"},
+    "holdout": {"key": "holdouts/p/d.parquet", "digest": "d", "rows": 300},
+    "train_rows": 900,
+}
+EVALUATION = {
+    "mlflow_run_id": "abc",
+    "candidate": {"roc_auc": 0.81},
+    "champion": None,
+    "champion_version": None,
+    "holdout_digest": "d",
+    "holdout_key": "holdouts/p/d.parquet",
+    "predictions_key": "runs/p/r/holdout_predictions.parquet",
+}
+VERDICT = {
+    "rule": "bootstrap",
+    "metric": "roc_auc",
+    "kind": "ci_lower_bound",
+    "value": 0.01,
+    "bound": 0.0,
+    "passed": True,
+    "note": "ok",
+    "interval": [0.01, 0.04],
+}
+DECISION = {
+    "mode": "enabled",
+    "passed": True,
+    "promote": True,
+    "champion_version": "1",
+    "rules": [VERDICT],
+    "failed": [],
+    "summary": "gate passed (against champion v1)",
+    "slices": None,
+    "slice_metric": None,
+    "latency": {
+        "single_ms": {"p50": 1.0, "p95": 2.0},
+        "batch_ms": {"p50": 5.0, "p95": 6.0},
+        "batch_rows": 100,
+        "repeats": 5,
+    },
+    "evidence_md": None,
+    "primary": None,
+}
+PROMOTION = {
+    "action": "promoted",
+    "version": "2",
+    "previous": "1",
+    "decision": DECISION,
+    "why": "as decided",
+    "seq": 2,
+}
+MOVE = {
+    "action": "rollback",
+    "moved": True,
+    "from": "2",
+    "to": "1",
+    "seq": 3,
+    "why": "champion was v2 as decided",
+}
+FINISHED = {
+    "id": "r1",
+    "pipeline": "p",
+    "state": "closed",
+    "outcome": "promoted",
+    "version": "2",
+    "reasons": [],
+}
+
+CASES = [
+    (Started, STARTED),
+    (Validated, VALIDATED),
+    (Trained, TRAINED),
+    (Evaluation, EVALUATION),
+    (GateDecision, DECISION),
+    (PromotionResult, PROMOTION),
+    (LedgerMove, MOVE),
+    (Finished, FINISHED),
+]
+
+
+@pytest.mark.parametrize(("model", "payload"), CASES, ids=[m.__name__ for m, _ in CASES])
+def test_a_contract_round_trips_through_json_with_the_same_keys(model: type[BaseModel], payload: dict):
+    parsed = model.model_validate(json.loads(json.dumps(payload)))
+    assert json.loads(json.dumps(parsed.model_dump(mode="json"))) == payload
+    assert model.model_validate(parsed.model_dump(mode="json")) == parsed
+
+
+@pytest.mark.parametrize(
+    ("model", "payload", "field"),
+    [
+        (Started, {**STARTED, "snapshot": {**STARTED["snapshot"], "rows": "many"}}, "snapshot.rows"),
+        (Started, {k: v for k, v in STARTED.items() if k != "provenance"}, "provenance"),
+        (Trained, {**TRAINED, "model": {"model_uri": "models:/m-1"}}, "model.model_id"),
+        (Evaluation, {**EVALUATION, "candidate": {"roc_auc": "high"}}, "candidate.roc_auc"),
+        (GateDecision, {**DECISION, "rules": [{**VERDICT, "passed": "yes"}]}, "rules.0.passed"),
+        (GateDecision, {**DECISION, "mode": "maybe"}, "mode"),
+        (PromotionResult, {**PROMOTION, "action": "crowned"}, "action"),
+        (Validated, {**VALIDATED, "unexpected": 1}, "unexpected"),
+    ],
+)
+def test_a_wrong_shape_raises_naming_the_field(model: type[BaseModel], payload: dict, field: str):
+    with pytest.raises(ValidationError) as raised:
+        model.model_validate(payload)
+    located = {".".join(str(part) for part in error["loc"]) for error in raised.value.errors()}
+    assert any(loc == field or loc.startswith(f"{field}.") for loc in located), located
+
+
+def test_results_by_task_id_read_xcom_json_and_tolerate_tasks_that_never_ran():
+    results = TrainResults.model_validate(
+        {"snapshot": STARTED, "validate": VALIDATED, "gate": DECISION, "register": "2", "promote": None}
+    )
+    assert results.validation is not None
+    assert results.validation.suite_key == "suites/churn/abc.json"
+    assert results.snapshot is not None
+    assert results.snapshot.provenance.reason == "drift in tenure_months"
+    assert (results.train, results.promote, results.approve) == (None, None, None)
+    with pytest.raises(ValidationError, match="gate.rules"):
+        TrainResults.model_validate({"gate": {**DECISION, "rules": [{"rule": "x"}]}})

@@ -1,0 +1,120 @@
+"""What a finished training leaves on its version: approval tags, the model card, a rejection notice."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from ctloop import notifications
+from ctloop.registry import mlflow_store as registry
+from ctloop.registry import tags
+from ctloop.registry.model_card import ARTIFACT_PATH
+from ctloop.settings import load_settings
+from ctloop.spec.models import PipelineSpec
+from ctloop.training.contracts import TrainResults
+from ctloop.training.record import record_version
+from tests.helpers import example_spec
+
+ADMIN = {"id": "1", "name": "admin"}
+REJECTED_GATE = {
+    "mode": "enabled",
+    "passed": False,
+    "promote": False,
+    "champion_version": "1",
+    "rules": [
+        {
+            "rule": "relative",
+            "metric": "roc_auc",
+            "kind": "min_improvement",
+            "value": -0.01,
+            "bound": 0.002,
+            "passed": False,
+            "note": "improvement -0.0100 must be >= +0.0020: failed",
+        }
+    ],
+    "failed": ["roc_auc min_improvement: improvement -0.0100 must be >= +0.0020: failed"],
+    "summary": "gate rejected: roc_auc min_improvement (against champion v1)",
+}
+
+
+@pytest.fixture
+def emitted(monkeypatch) -> list[tuple[str, str, dict]]:
+    """Every notification the record emits, instead of sending it."""
+    sent: list[tuple[str, str, dict]] = []
+
+    def emit(event, pipeline, conn_id, fields=None, context=None, **kwargs):
+        sent.append((event, pipeline, dict(fields or {})))
+        return notifications.LOGGED
+
+    monkeypatch.setattr(notifications, "emit", emit)
+    return sent
+
+
+@pytest.fixture
+def version():
+    """A registered version of a fresh pipeline whose spec requires approval, and its MLflow run."""
+    name = f"rec_{uuid.uuid4().hex[:8]}"
+    raw = example_spec(name, "data")
+    raw["gates"]["approval"] = "required"
+    spec = PipelineSpec.model_validate(raw)
+    settings = load_settings()
+    client = registry.client(settings)
+    experiment = registry.ensure_experiment(client, name, settings.mlflow_artifact_root)
+    run_id = registry.ensure_run(
+        client, experiment, f"{name}/r1", {tags.REASON: "drift in tenure_months", tags.TRIGGER: "asset"}
+    )
+    client.create_registered_model(name)
+    created = client.create_model_version(name, source="/nowhere", run_id=run_id)
+    return spec, settings, client, str(created.version), run_id
+
+
+def _card(client, run_id: str) -> str:
+    return Path(client.download_artifacts(run_id, ARTIFACT_PATH)).read_text()
+
+
+def test_a_rejected_approval_is_tagged_carded_and_notified(version, emitted):
+    spec, settings, client, number, run_id = version
+    answer = {
+        "chosen_options": ["Reject"],
+        "responded_by_user": ADMIN,
+        "params_input": {"comment": "too risky"},
+    }
+    approval = record_version(
+        spec, settings, client, number, TrainResults.model_validate({"approve": answer})
+    )
+    assert (approval.outcome, approval.by) == ("rejected", "admin")
+    version_tags = client.get_model_version(spec.name, number).tags
+    assert version_tags[tags.APPROVAL] == "rejected"
+    assert version_tags[tags.APPROVED_BY] == "admin"
+    assert version_tags[tags.APPROVAL_COMMENT] == "too risky"
+    card = _card(client, run_id)
+    assert "too risky" in card
+    assert "drift in tenure_months" in card
+    assert emitted == [
+        (notifications.REJECTION, spec.name, {"version": number, "why": "approval rejected", "by": "admin"})
+    ]
+
+
+def test_a_gate_rejection_is_carded_and_notified_with_the_gate_summary(version, emitted):
+    spec, settings, client, number, run_id = version
+    results = TrainResults.model_validate({"gate": REJECTED_GATE, "register": number})
+    approval = record_version(spec, settings, client, number, results)
+    assert approval.outcome == "pending"  # nobody was asked: the gate said no first
+    assert client.get_model_version(spec.name, number).tags[tags.APPROVAL] == "pending"
+    assert "roc_auc min_improvement" in _card(client, run_id)
+    ((event, pipeline, fields),) = emitted
+    assert (event, pipeline) == (notifications.REJECTION, spec.name)
+    assert fields["why"] == REJECTED_GATE["summary"]
+
+
+def test_an_approved_promotion_is_carded_and_not_notified_as_a_rejection(version, emitted):
+    spec, settings, client, number, run_id = version
+    answer = {"chosen_options": ["Approve"], "responded_by_user": ADMIN, "params_input": {"comment": "ok"}}
+    promotion = {"action": "promoted", "version": number, "previous": None, "why": "as decided", "seq": 1}
+    results = TrainResults.model_validate({"approve": answer, "promote": promotion})
+    assert record_version(spec, settings, client, number, results).outcome == "approved"
+    assert client.get_model_version(spec.name, number).tags[tags.APPROVAL] == "approved"
+    assert "promoted" in _card(client, run_id)
+    assert emitted == []
