@@ -16,6 +16,7 @@ import uuid
 
 import pytest
 
+from ctloop.gating.decision import GateDecision
 from ctloop.registry import ledger
 from ctloop.registry.promotion import primary_comparison, promote
 from ctloop.settings import load_settings
@@ -29,16 +30,18 @@ ROUNDS = 6
 DELAYS = [(0.0, 0.0), (0.0, 0.3), (0.3, 0.0)]
 
 
-def _decision(against: str | None, primary: dict | None = None) -> dict:
+def _decision(against: str | None, primary: dict | None = None) -> GateDecision:
     """A passing gate decision with no rule relative to the champion."""
     decision = {
+        "mode": "enabled",
+        "rules": [],
         "promote": True,
         "passed": True,
         "champion_version": against,
         "failed": [],
         "summary": "gate passed: roc_auc at_least 0.6",
     }
-    return decision if primary is None else {**decision, "primary": primary}
+    return GateDecision.model_validate(decision if primary is None else {**decision, "primary": primary})
 
 
 def _promote(settings, client, task: dict) -> dict:
@@ -46,7 +49,7 @@ def _promote(settings, client, task: dict) -> dict:
     version = task["version"]
     own = {"roc_auc": float(client.get_model_version(PIPELINE, version).tags[METRIC_TAG])}
 
-    def reevaluate(champion) -> dict:
+    def reevaluate(champion) -> GateDecision:
         theirs = None if champion is None else {"roc_auc": float(champion.tags[METRIC_TAG])}
         primary = primary_comparison("classification", "roc_auc", own, theirs)
         return _decision(str(champion.version) if champion else None, primary)
@@ -60,7 +63,7 @@ def _promote(settings, client, task: dict) -> dict:
         reevaluate,
         reason="race test",
         run_key=f"{PIPELINE}__train/{task['role']}-{task['round']}",
-    )
+    ).model_dump(mode="json")
 
 
 def _worker(environ: dict, tasks, results, start) -> None:
