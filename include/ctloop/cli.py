@@ -3,14 +3,42 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ctloop.devtools.embedded_env import apply_embedded_defaults
 from ctloop.devtools.example_data import FAULTS
+from ctloop.replay.schedule import DEFAULT_START, MIN_INTERVAL
+
+
+def _count(text: str) -> int:
+    """A whole number, 0 or more, for argparse."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is not 0 or more")
+    return value
+
+
+def _interval(text: str) -> timedelta:
+    """Minutes between replayed batches, for argparse."""
+    interval = timedelta(minutes=float(text))
+    if interval < MIN_INTERVAL:
+        raise argparse.ArgumentTypeError(f"{text} minutes is less than {MIN_INTERVAL}")
+    return interval
+
+
+def _moment(text: str) -> datetime:
+    """An ISO 8601 time, UTC unless it says otherwise, for argparse."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _home() -> Path:
@@ -117,6 +145,54 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Run a pipeline over a folder of production batches and their late labels, in a home of its
+    own, on a simulated clock; print the timeline and write the records as JSON."""
+    import tempfile
+
+    from ctloop.errors import CtloopError
+    from ctloop.replay.loop import ReplayOptions, run_replay
+    from ctloop.replay.records import timeline
+    from ctloop.settings import load_settings
+    from ctloop.spec.loading import load_spec
+    from ctloop.timeline import Row, format_timeline
+
+    out = args.out.expanduser().resolve()
+    home = args.home
+    try:
+        settings = load_settings()
+        path = Path(args.pipeline)
+        spec = load_spec(
+            path if path.suffix in (".yaml", ".yml") else settings.pipelines_dir / f"{path}.yaml"
+        )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        home = home or Path(tempfile.mkdtemp(prefix=f"{out.stem}-home-", dir=out.parent))
+        options = ReplayOptions(
+            batches=args.batches,
+            labels=args.labels,
+            label_delay=args.label_delay,
+            home=home,
+            start=args.start,
+            interval=args.interval_minutes,
+            overrides=tuple(args.set),
+        )
+        result = run_replay(spec, settings, options, progress=lambda line: print(line, flush=True))
+    except CtloopError as exc:
+        if args.home is None and home is not None:
+            with contextlib.suppress(OSError):  # a home the replay never wrote to
+                home.rmdir()
+        print(f"replay: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    out.write_text(result.model_dump_json(indent=2) + "\n")
+    rows = [Row(**row.model_dump()) for row in timeline(result)]
+    print("\n" + format_timeline(rows, spec.monitoring.quality.metric) + "\n")
+    print(
+        f"Records: {out}\nReplay home: {result.home} (its own MLflow store: mlflow ui --backend-store-uri"
+        f" sqlite:///{result.home}/mlflow.db)"
+    )
+    return 0
+
+
 def cmd_scheduler(args: argparse.Namespace) -> int:
     """``airflow scheduler`` with the task libraries preloaded, so LocalExecutor tasks start warm."""
     from ctloop.devtools.preload import preload_task_libraries
@@ -161,6 +237,36 @@ def main(argv: list[str] | None = None) -> int:
     ledger.add_argument("pipeline")
     ledger.add_argument("--json", action="store_true")
     ledger.set_defaults(func=cmd_ledger)
+    replay = commands.add_parser("replay", help=cmd_replay.__doc__)
+    replay.add_argument("pipeline", help="a pipeline name (its YAML in CTLOOP_PIPELINES_DIR) or a YAML file")
+    replay.add_argument("--batches", type=Path, required=True, help="production batch files, in name order")
+    replay.add_argument("--labels", type=Path, required=True, help="label files, named as their batches")
+    replay.add_argument(
+        "--label-delay", type=_count, default=1, metavar="N", help="batch i's labels arrive with batch i+N"
+    )
+    replay.add_argument("--out", type=Path, required=True, help="the JSON file of the replay's records")
+    replay.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a spec setting for a what-if, e.g. retrain.k_of_n.k=1 (repeatable)",
+    )
+    replay.add_argument(
+        "--interval-minutes",
+        type=_interval,
+        help="simulated time between batches (default: the spec's score cron interval, or 60)",
+    )
+    replay.add_argument(
+        "--start",
+        type=_moment,
+        default=DEFAULT_START,
+        help="the simulated time of the first training (ISO 8601)",
+    )
+    replay.add_argument(
+        "--home", type=Path, help="the replay's own CTLOOP_HOME (default: a new folder beside --out)"
+    )
+    replay.set_defaults(func=cmd_replay)
     scheduler = commands.add_parser("scheduler", help=cmd_scheduler.__doc__)
     scheduler.add_argument("airflow_args", nargs=argparse.REMAINDER, help="passed to airflow scheduler")
     scheduler.set_defaults(func=cmd_scheduler)

@@ -18,8 +18,10 @@ import logging
 import math
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
+
+from ctloop import clock
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +124,7 @@ def message(
         "fields": fields,
         "dag_id": dag_id,
         "run_id": run_id,
-        "at": (at or datetime.now(UTC)).isoformat(timespec="seconds"),
+        "at": (at or clock.now()).isoformat(timespec="seconds"),
     }
     safe: dict[str, Any] = _json_safe(body)
     return safe

@@ -139,8 +139,9 @@ def test_five_alerts_in_a_row_start_one_retrain(monitored):
 
 
 def _concept_spec() -> dict:
-    """Quality decides here: retrain on the last three labeled batches, the new concept."""
-    spec = _spec(k_of_n={"k": 1, "n": 1}, cooldown_minutes=0, data={"window": "batches", "last": 3})
+    """Quality decides here: retrain on the last three labeled batches, the new concept. k-of-n
+    (2 of 3) and the cooldown stay on: a severe quality drop does not wait for them."""
+    spec = _spec(data={"window": "batches", "last": 3})
     spec["monitoring"] |= {
         "window_batches": 3,
         "quality": {"metric": "roc_auc", "max_drop": 0.05, "min_labels": 1000},
@@ -178,6 +179,10 @@ def test_concept_drift_retrains_through_the_quality_rule_and_the_new_champion_re
     (trigger,) = summary_of(alerted)["decision"]["triggers"]
     assert trigger.startswith(f"roc_auc {before['value']:.4f} is ")
     assert "max_drop 0.05" in trigger
+    # the first alerting window: k-of-n alone would hold it, the severe drop (> 3 x 0.05) does not
+    assert summary_of(alerted)["decision"]["k_of_n"] == {"k": 2, "n": 3, "alerts": 1}
+    assert alerted["why"].startswith(f"severe quality drop: roc_auc {before['value']:.4f} vs the champion's")
+    assert alerted["why"].endswith("k-of-n and cooldown bypassed")
     (event,) = retrain_events(concept)
     assert event["reason"] == trigger
     assert event["quality"]["value"] == before["value"]
@@ -189,7 +194,9 @@ def test_concept_drift_retrains_through_the_quality_rule_and_the_new_champion_re
     run = mlflow_run(concept.name, train_run)
     assert run.data.tags["ctloop.promotion"].startswith("promoted")
     assert trigger in run.data.tags["ctloop.reason"]
-    assert int(run.data.params["train_rows"]) + int(run.data.params["holdout_rows"]) == 3 * 1200
+    # batch 12, the newest labeled one, is the recent holdout; the window of three is the rest's last
+    assert run.data.params["recent_holdout_rows"] == "1200"
+    assert int(run.data.params["train_rows"]) + int(run.data.params["holdout_rows"]) == 800 + 2 * 1200
     v2_holdout = run.data.metrics["holdout_roc_auc"]
 
     concept.deliver(range(13, 15), concept_drift=True)

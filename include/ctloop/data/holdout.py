@@ -2,7 +2,8 @@
 
 With the ``fraction`` strategy a row's side is decided by a seeded hash of its id, so a row
 never moves between training and holdout as data accumulates: a champion trained on earlier
-data has not seen the rows the next candidate is judged on.
+data has not seen the rows the next candidate is judged on. Holdouts (this one and the recent
+holdout, :mod:`ctloop.data.training_window`) are stored under their digest and never rewritten.
 """
 
 from __future__ import annotations
@@ -12,7 +13,11 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from ctloop.io.readers import to_parquet_bytes
+from ctloop.io.storage import home_storage
+
 if TYPE_CHECKING:
+    from ctloop.settings import Settings
     from ctloop.spec.models import PipelineSpec
 
 _BUCKETS = 10_000
@@ -44,3 +49,13 @@ def digest(frame: pd.DataFrame) -> str:
     hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy()
     column_names = "\x1f".join(map(str, frame.columns)).encode()
     return hashlib.sha256(column_names + hashes.tobytes()).hexdigest()
+
+
+def store(frame: pd.DataFrame, pipeline: str, settings: Settings) -> tuple[str, str]:
+    """Write a holdout under its digest, once; returns (storage key, digest)."""
+    sha256 = digest(frame)
+    key = f"holdouts/{pipeline}/{sha256}.parquet"
+    storage = home_storage(settings)
+    if not storage.exists(key):
+        storage.write_bytes(key, to_parquet_bytes(frame))
+    return key, sha256

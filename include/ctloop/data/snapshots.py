@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING, TypedDict
 
-from ctloop.data.training_window import read_training_data
+from ctloop.data.training_window import TrainingData, read_training_data
 from ctloop.errors import DataReadError
 from ctloop.io.readers import from_parquet_bytes, to_parquet_bytes
 from ctloop.io.storage import home_storage
@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 
 
 class Snapshot(TypedDict):
-    """Where a snapshot lives, what it holds and whether this call wrote it."""
+    """Where a snapshot lives, what it holds (its rows come from ``sources`` in order, ``source_rows``
+    from each; the last ``labeled_sources`` are labeled production batches) and whether this call
+    wrote it."""
 
     key: str
     uri: str
@@ -26,6 +28,8 @@ class Snapshot(TypedDict):
     rows: int
     columns: list[str]
     sources: list[str]
+    source_rows: list[int]
+    labeled_sources: int
     created: bool
 
 
@@ -33,9 +37,12 @@ def snapshot_key(pipeline: str, sha256: str) -> str:
     return f"snapshots/{pipeline}/{sha256}.parquet"
 
 
-def take_snapshot(spec: PipelineSpec, settings: Settings) -> Snapshot:
-    """Freeze the pipeline's current data; an existing snapshot of the same content is kept as is."""
-    frame, sources = read_training_data(spec, settings)
+def take_snapshot(spec: PipelineSpec, settings: Settings, training: TrainingData | None = None) -> Snapshot:
+    """Freeze the pipeline's current training data (``training``, when the caller has read it); an
+    existing snapshot of the same content is kept as is."""
+    if training is None:
+        training = read_training_data(spec, settings)
+    frame, sources = training.frame, training.sources
     try:
         data = to_parquet_bytes(frame)
     except (TypeError, ValueError) as exc:  # pyarrow's errors subclass these and name the column
@@ -53,6 +60,8 @@ def take_snapshot(spec: PipelineSpec, settings: Settings) -> Snapshot:
         "rows": len(frame),
         "columns": list(frame.columns),
         "sources": sources,
+        "source_rows": training.source_rows,
+        "labeled_sources": training.labeled_sources,
         "created": created,
     }
 

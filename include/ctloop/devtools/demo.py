@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ctloop.devtools.example_data import COVARIATE_SHIFT, write_batches, write_labels
 from ctloop.registry import tags as names
 from ctloop.settings import load_settings
+from ctloop.timeline import Row, format_timeline
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -34,17 +34,6 @@ TRAIN, SCORE, MONITOR = (f"{PIPELINE}__{kind}" for kind in ("train", "score", "m
 FIRST_TRAINING_BATCHES = 4
 STABLE_BATCHES = 3
 MAX_SHIFTED_BATCHES = 4
-
-
-@dataclass
-class Row:
-    """One line of the timeline."""
-
-    step: str
-    drift: str = ""
-    quality: str = ""
-    decision: str = ""
-    champion: str = ""
 
 
 class Demo:
@@ -230,19 +219,6 @@ def describe_training(settings: Settings, run_id: str) -> str:
             f"  MLflow run  {run.info.run_id} (experiment {PIPELINE})",
         ]
     )
-
-
-def format_timeline(rows: list[Row]) -> str:
-    if not rows:
-        return "(the demo stopped before its first step; see the error below)"
-    widths = [max(len(getattr(r, f)) for r in rows) for f in ("step", "drift", "quality", "champion")]
-    header = ("step", "drift share", "roc_auc", "champion")
-    widths = [max(w, len(h)) for w, h in zip(widths, header, strict=True)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + "  decision"]
-    for r in rows:
-        cells = (r.step, r.drift, r.quality, r.champion)
-        lines.append("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + f"  {r.decision}")
-    return "\n".join(lines)
 
 
 def run_demo(home: Path, rows_per_batch: int) -> int:

@@ -74,19 +74,29 @@ def evidence_markdown(
     version: str,
     links: Mapping[str, str],
 ) -> str:
-    """What the reviewer reads in Airflow's Required actions view: metrics, slices, verdicts, links."""
-    champion = evaluation.champion or {}
+    """What the reviewer reads in Airflow's Required actions view: metrics on both holdouts, the
+    holdout the relative rules judged, slices, verdicts, links."""
     against = evaluation.champion_version
     lines = [
         f"**Candidate v{version}** against champion {'v' + against if against else '(none yet)'}"
         f" on the same frozen holdout ({evaluation.holdout_digest[:12]}).",
         "",
-        "| metric | candidate | champion |",
-        "| --- | --- | --- |",
-        *(
-            f"| {m} | {_number(v)} | {_number(champion.get(m))} |"
-            for m, v in sorted(evaluation.candidate.items())
-        ),
+        *_metric_table(evaluation.candidate, evaluation.champion),
+        "",
+    ]
+    recent = evaluation.recent
+    if recent is None:
+        lines += [f"Recent holdout: {evaluation.recent_note}.", ""]
+    else:
+        lines += [
+            f"On the recent holdout ({recent.holdout.rows} rows, {recent.holdout.digest[:12]}):",
+            "",
+            *_metric_table(recent.candidate, recent.champion),
+            "",
+        ]
+    lines += [
+        f"Relative rules and the bootstrap judged on the {decision.relative_on.replace('_', ' ')}"
+        + (f": {decision.relative_on_why}." if decision.relative_on_why else "."),
         "",
         "| rule | verdict | note |",
         "| --- | --- | --- |",
@@ -107,6 +117,17 @@ def evidence_markdown(
         *(f"- {name}: {target}" for name, target in links.items() if target),
     ]
     return "\n".join(lines)
+
+
+def _metric_table(candidate: Mapping[str, float], champion: Mapping[str, float] | None) -> list[str]:
+    return [
+        "| metric | candidate | champion |",
+        "| --- | --- | --- |",
+        *(
+            f"| {m} | {_number(v)} | {_number((champion or {}).get(m))} |"
+            for m, v in sorted(candidate.items())
+        ),
+    ]
 
 
 def _verdict(passed: bool | None) -> str:

@@ -1,7 +1,8 @@
 """The gate's rules beyond point thresholds, gathered for one registered candidate.
 
 The bootstrap and slice rules read both models' per-row scores on the shared holdout, which the
-evaluate step stored; validity and latency load the registered version as a user would.
+evaluate step stored (the bootstrap on the holdout the relative rules judge, slices on the frozen
+one); validity and latency load the registered version as a user would.
 Each rule returns verdicts of one shape (:class:`~ctloop.gating.decision.GateVerdict`); this
 module only feeds them.
 """
@@ -10,26 +11,32 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ctloop.gating.decision import GateVerdict, LatencyMeasurement, RuleChecks, SliceResult
+from ctloop.gating.decision import (
+    GateVerdict,
+    LatencyMeasurement,
+    RelativeComparison,
+    RuleChecks,
+    SliceResult,
+)
 from ctloop.io.readers import from_parquet_bytes
 from ctloop.io.storage import home_storage
 from ctloop.registry import mlflow_store as registry
 from ctloop.registry import tags
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from ctloop.evaluation.weighted_metrics import Predictions
     from ctloop.settings import Settings
     from ctloop.spec.models import PipelineSpec
     from ctloop.training.contracts import Evaluation
 
 
-def _holdout_predictions(
-    settings: Settings, evaluation: Evaluation
-) -> tuple[Predictions, Predictions | None]:
-    """Both models' per-row scores on the holdout, as the evaluate step stored them."""
+def _holdout_predictions(settings: Settings, predictions_key: str) -> tuple[Predictions, Predictions | None]:
+    """Both models' per-row scores on a holdout, as the evaluate step stored them."""
     from ctloop.evaluation.weighted_metrics import Predictions
 
-    rows = from_parquet_bytes(home_storage(settings).read_bytes(evaluation.predictions_key))
+    rows = _read(settings, predictions_key)
     candidate = Predictions(rows["candidate_prediction"].to_numpy(), rows["candidate_score"].to_numpy())
     champion = None
     if "champion_prediction" in rows:
@@ -37,8 +44,24 @@ def _holdout_predictions(
     return candidate, champion
 
 
-def rule_checks(spec: PipelineSpec, settings: Settings, evaluation: Evaluation, version: str) -> RuleChecks:
-    """Verdicts of the bootstrap, slice, validity and latency rules, with their evidence."""
+def _read(settings: Settings, key: str) -> pd.DataFrame:
+    return from_parquet_bytes(home_storage(settings).read_bytes(key))
+
+
+def _bootstrap_rows(evaluation: Evaluation, relative: RelativeComparison) -> tuple[str, str]:
+    """(holdout key, predictions key) of the holdout the relative comparison is on."""
+    if relative.on == "recent_holdout":
+        if evaluation.recent is None:
+            raise ValueError("a comparison on the recent holdout needs the recent holdout's scores")
+        return evaluation.recent.holdout.key, evaluation.recent.predictions_key
+    return evaluation.holdout_key, evaluation.predictions_key
+
+
+def rule_checks(
+    spec: PipelineSpec, settings: Settings, evaluation: Evaluation, version: str, relative: RelativeComparison
+) -> RuleChecks:
+    """Verdicts of the bootstrap, slice, validity and latency rules, with their evidence; the
+    bootstrap compares on the holdout of ``relative``."""
     from ctloop.gating.latency import measure_latency
     from ctloop.gating.model_validity import check_validity
     from ctloop.gating.paired_bootstrap import paired_bootstrap
@@ -52,17 +75,20 @@ def rule_checks(spec: PipelineSpec, settings: Settings, evaluation: Evaluation, 
     latency: LatencyMeasurement | None = None
     holdout: Any = None
     if gates.bootstrap or gates.slices or gates.latency:  # read once for every rule that needs it
-        holdout = from_parquet_bytes(home_storage(settings).read_bytes(evaluation.holdout_key))
-    if gates.bootstrap or gates.slices:
-        candidate, champion = _holdout_predictions(settings, evaluation)
+        holdout = _read(settings, evaluation.holdout_key)
+    if gates.bootstrap:
+        holdout_key, predictions_key = _bootstrap_rows(evaluation, relative)
+        rows = holdout if holdout_key == evaluation.holdout_key else _read(settings, holdout_key)
+        candidate, champion = _holdout_predictions(settings, predictions_key)
+        y = rows[spec.columns.target].to_numpy()
+        verdicts.append(paired_bootstrap(gates.bootstrap, spec.task, y, candidate, champion))
+    if gates.slices:
+        candidate, champion = _holdout_predictions(settings, evaluation.predictions_key)
         y = holdout[spec.columns.target].to_numpy()
-        if gates.bootstrap:
-            verdicts.append(paired_bootstrap(gates.bootstrap, spec.task, y, candidate, champion))
-        if gates.slices:
-            report = slice_report(gates.slices, gates.slice_rules, spec.task, holdout, y, candidate, champion)
-            verdicts += report.verdicts
-            slices = report.slices
-            slice_metric = gates.slice_rules.metric if gates.slice_rules else spec.primary_metric
+        report = slice_report(gates.slices, gates.slice_rules, spec.task, holdout, y, candidate, champion)
+        verdicts += report.verdicts
+        slices = report.slices
+        slice_metric = gates.slice_rules.metric if gates.slice_rules else spec.primary_metric
     model_uri = f"models:/{spec.name}/{version}"
     sha256 = registry.client(settings).get_model_version(spec.name, version).tags.get(tags.MODEL_SHA256)
     validity, model = check_validity(model_uri, spec.columns.features, settings, sha256)

@@ -93,10 +93,27 @@ class PrimaryComparison(BaseModel):
     champion: float | None
 
 
+HoldoutName = Literal["frozen_holdout", "recent_holdout"]
+
+
+class RelativeComparison(BaseModel):
+    """Where the relative rules and the bootstrap compare candidate and champion, why there, and
+    both models' metrics on it (``champion`` None without a champion)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    on: HoldoutName
+    why: str
+    candidate: dict[str, float]
+    champion: dict[str, float] | None
+
+
 class GateDecision(BaseModel):
     """The gate's decision on a candidate: every verdict, whether all passed, whether to promote,
-    and the evidence of the slice and latency rules. ``evidence_md`` is what a reviewer reads
-    when a person must approve; ``primary`` is set on a re-evaluation under the promotion lock."""
+    and the evidence of the slice and latency rules. ``relative_on`` is the holdout the relative
+    rules and the bootstrap were judged on and ``relative_on_why`` why (absolute rules and slices
+    are always judged on the frozen holdout). ``evidence_md`` is what a reviewer reads when a
+    person must approve; ``primary`` is set on a re-evaluation under the promotion lock."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -106,6 +123,8 @@ class GateDecision(BaseModel):
     champion_version: str | None
     rules: list[GateVerdict]
     failed: list[str]
+    relative_on: HoldoutName = "frozen_holdout"
+    relative_on_why: str = ""
     summary: str = ""
     slices: list[SliceResult] | None = None
     slice_metric: str | None = None

@@ -1,7 +1,9 @@
 """Promotion gate rules, evaluated as a pure function of metrics so every verdict is explainable.
 
-A decision lists every rule with its value, bound and verdict. Relative rules compare with the
-champion on the same holdout; with no champion they are skipped and say so. Rules that need the
+A decision lists every rule with its value, bound and verdict. Absolute rules judge the frozen
+holdout; relative rules compare with the champion on the same holdout, the frozen one or, for the
+runs ``gates.recent_holdout.judge_relative`` names, the recent one (:func:`relative_comparison`);
+with no champion they are skipped and say so. Rules that need the
 predictions or the model (bootstrap, slices, latency, validity) are computed elsewhere and
 folded in as verdicts of the same shape (:class:`~ctloop.gating.decision.GateVerdict`).
 """
@@ -12,13 +14,16 @@ from typing import TYPE_CHECKING
 
 from ctloop.errors import SpecError
 from ctloop.evaluation.metric_catalog import higher_is_better
-from ctloop.gating.decision import GateDecision, GateVerdict
+from ctloop.gating.decision import GateDecision, GateVerdict, RelativeComparison
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from ctloop.evaluation.metric_catalog import TaskKind
-    from ctloop.spec.models import GateRule, Gates
+    from ctloop.spec.models import GateRule, Gates, RecentHoldout
+    from ctloop.training.contracts import Evaluation
+
+ALERT_TRIGGERS = ("asset", "alert")  # the monitor's asset event, an external alert (RunContext.trigger)
 
 
 def _improvement(task: TaskKind, metric: str, candidate: float, champion: float) -> float:
@@ -72,18 +77,31 @@ def evaluate_gates(
     champion_version: str | None = None,
     *,
     extra_verdicts: Sequence[GateVerdict] = (),
+    relative: RelativeComparison | None = None,
 ) -> GateDecision:
     """The gate decision: every rule's verdict, whether all passed, whether to promote, and the
     one-line summary.
 
-    ``extra_verdicts`` are the verdicts of the bootstrap, slice, latency and validity rules; they
-    count like the metric rules (a False fails the gate, a None is a skip).
+    ``candidate`` and ``champion`` are the frozen holdout's metrics; ``relative`` the comparison
+    relative rules judge, when not on the frozen holdout. ``extra_verdicts`` are the verdicts of
+    the bootstrap, slice, latency and validity rules; they count like the metric rules (a False
+    fails the gate, a None is a skip).
     """
     unknown = gates.unknown_metrics(task)
-    missing = [r.metric for r in gates.rules if r.metric not in candidate]
+    if relative is None:
+        relative = RelativeComparison(on="frozen_holdout", why="", candidate=candidate, champion=champion)
+    missing = [
+        r.metric for r in gates.rules if r.metric not in (relative.candidate if r.relative else candidate)
+    ]
     if unknown or missing:
         raise SpecError("; ".join(unknown) or f"gate metrics {missing} missing from {sorted(candidate)}")
-    rules = [_check_rule(rule, task, candidate, champion) for rule in gates.rules] + list(extra_verdicts)
+    rules = [
+        _check_rule(rule, task, relative.candidate, relative.champion)
+        if rule.relative
+        else _check_rule(rule, task, candidate, champion)
+        for rule in gates.rules
+    ]
+    rules += extra_verdicts
     failed = [r for r in rules if r.passed is False]
     decision = GateDecision(
         mode=gates.mode,
@@ -92,12 +110,15 @@ def evaluate_gates(
         champion_version=champion_version,
         rules=rules,
         failed=[f"{r.metric} {r.kind}: {r.note}" for r in failed],
+        relative_on=relative.on,
+        relative_on_why=relative.why,
     )
     return decision.model_copy(update={"summary": describe(decision)})
 
 
 def describe(decision: GateDecision) -> str:
-    """One line a person can read in a log or a tag."""
+    """One line a person can read in a log or a tag; it names the recent holdout when the relative
+    rules were judged there (the frozen holdout is the default and goes unsaid)."""
     if decision.passed:
         verdict = "passed" if decision.mode == "enabled" else "passed (dry run: not promoting)"
     else:
@@ -105,5 +126,29 @@ def describe(decision: GateDecision) -> str:
         if decision.mode == "dry_run":
             verdict += " (dry run)"
     against = decision.champion_version
-    line = f"gate {verdict} (against champion {'v' + against if against else 'none'})"
+    basis = "; relative rules on the recent holdout" if decision.relative_on == "recent_holdout" else ""
+    line = f"gate {verdict} (against champion {'v' + against if against else 'none'}{basis})"
     return " ".join(line.split())
+
+
+def relative_comparison(policy: RecentHoldout, evaluation: Evaluation) -> RelativeComparison:
+    """Where this run's relative rules and bootstrap compare: on the recent holdout when there is
+    one and ``policy.judge_relative`` covers the run's trigger, else on the frozen holdout."""
+    recent, trigger = evaluation.recent, evaluation.trigger
+    frozen = {"on": "frozen_holdout", "candidate": evaluation.candidate, "champion": evaluation.champion}
+    setting = f"gates.recent_holdout.judge_relative is {policy.judge_relative!r}"
+    if policy.judge_relative == "never":
+        return RelativeComparison.model_validate({**frozen, "why": setting})
+    if policy.judge_relative == "alert" and trigger not in ALERT_TRIGGERS:
+        why = f"{setting} and this run's trigger is {trigger!r}, not an alert"
+        return RelativeComparison.model_validate({**frozen, "why": why})
+    if recent is None:
+        why = f"{setting}, but there is no recent holdout ({evaluation.recent_note})"
+        return RelativeComparison.model_validate({**frozen, "why": why})
+    return RelativeComparison(
+        on="recent_holdout",
+        why=f"{setting} and this run's trigger is {trigger!r}: judged on the {recent.holdout.rows}"
+        " most recent labeled rows, set aside from training",
+        candidate=recent.candidate,
+        champion=recent.champion,
+    )

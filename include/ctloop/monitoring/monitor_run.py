@@ -3,7 +3,10 @@
 Drift and quality are decided by ctloop.monitoring.drift_stats on the full data; people read an
 Evidently report built from a sample of the same frames (ctloop.monitoring.drift_report). Both
 land under the run's storage prefix and in MLflow, the decision goes into the pipeline's monitor
-history, and a confirmed alert opens (or joins) a retrain request.
+history, and a confirmed alert opens (or joins) a retrain request. While the champion is the
+version promoted most recently, its served quality is compared with the previous champion's on
+the same rows (ctloop.monitoring.champion_watch); a significant regression rolls it back through
+the ledger, with the monitor as the user, and asks for a retrain.
 """
 
 from __future__ import annotations
@@ -11,18 +14,21 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypedDict
 
+from ctloop import clock, notifications
 from ctloop.data.snapshots import load_snapshot, snapshot_key
+from ctloop.errors import RollbackRefused
 from ctloop.evaluation.model_scores import evaluate_logged
 from ctloop.io.readers import from_parquet_bytes, to_parquet_bytes
 from ctloop.io.storage import home_storage
 from ctloop.monitoring import retrain_requests
+from ctloop.monitoring.champion_watch import ChampionComparison, compare, watched_promotion
 from ctloop.monitoring.drift_stats import column_drift, drift_share
-from ctloop.monitoring.retrain_policy import ATTACH, HOLD, RETRAIN, Evidence, decide
+from ctloop.monitoring.retrain_policy import ATTACH, HOLD, RETRAIN, ROLLBACK, Evidence, decide
 from ctloop.registry import mlflow_store as registry
 from ctloop.registry import tags
+from ctloop.registry.rollback import rollback
 from ctloop.scoring.batches import predict
 from ctloop.scoring.prediction_log import LABELED, PREDICTIONS, batch_ids, read_partitions
 
@@ -39,15 +45,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PREDICTION_NUMERIC, PREDICTION_CATEGORICAL = ["score"], ["prediction"]
+MONITOR_USER = "monitor"  # the ledger's user of a rollback the monitor makes
 
 
 class Window(TypedDict):
     """The monitored window: its batch ids, their logged rows (with labels where they arrived),
-    the champion's labeled rows, and a key that changes when any of them does."""
+    the champion's labeled rows in it, every labeled row the champion served (its watch compares
+    on all of them), and a key that changes when the window's rows or labels do."""
 
     batches: list[str]
     current: pd.DataFrame
     labeled: pd.DataFrame
+    served: pd.DataFrame
     window_key: str
 
 
@@ -75,11 +84,12 @@ def current_window(spec: PipelineSpec, settings: Settings, champion_version: str
     window = batch_ids(PREDICTIONS, spec.name, settings)[-n:]
     current = read_partitions(PREDICTIONS, spec.name, window, settings)
     labeled_ids = batch_ids(LABELED, spec.name, settings)
-    labeled = read_partitions(LABELED, spec.name, labeled_ids, settings)
-    if not labeled.empty:
-        labeled = labeled[labeled["model_version"].astype(str) == champion_version]
-        recent = sorted(labeled["batch_id"].unique())[-n:]
-        labeled = labeled[labeled["batch_id"].isin(recent)]
+    served = read_partitions(LABELED, spec.name, labeled_ids, settings)
+    labeled = served
+    if not served.empty:
+        served = served[served["model_version"].astype(str) == champion_version]
+        recent = sorted(served["batch_id"].unique())[-n:]
+        labeled = served[served["batch_id"].isin(recent)]
     target = spec.columns.target
     if not labeled.empty and not current.empty:
         current = current.merge(labeled[[*spec.columns.id, target]], on=spec.columns.id, how="left")
@@ -88,7 +98,13 @@ def current_window(spec: PipelineSpec, settings: Settings, champion_version: str
         "labeled": labeled.groupby("batch_id").size().to_dict() if not labeled.empty else {},
     }
     window_key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()[:16]
-    return {"batches": window, "current": current, "labeled": labeled, "window_key": window_key}
+    return {
+        "batches": window,
+        "current": current,
+        "labeled": labeled,
+        "served": served,
+        "window_key": window_key,
+    }
 
 
 def quality(spec: PipelineSpec, labeled: pd.DataFrame) -> dict[str, float] | None:
@@ -116,7 +132,7 @@ def run_monitor(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> dict
     summary: dict[str, Any] = {
         "pipeline": spec.name,
         "run_key": ctx.run_key,
-        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "at": clock.now().isoformat(timespec="seconds"),
         "champion_version": version,
         "window": {"batches": window["batches"], "rows": len(window["current"])},
     }
@@ -126,7 +142,12 @@ def run_monitor(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> dict
     reference = reference_frame(spec, settings, champion)
     summary |= _measure(spec, reference, window, mlflow_client, champion)
     summary |= _write_report(spec, settings, ctx, reference, window)
-    history = _history(storage, spec.name, version)
+    comparison = _watch(spec, settings, version, window)
+    if comparison is not None:
+        summary["champion_vs_previous"] = comparison.model_dump()
+    entries = _entries(storage, spec.name)
+    history = _history(entries, version)
+    summary["recent_decisions"] = _recent(spec, entries, version)
     requests = retrain_requests.all_requests(storage, spec.name)
     evidence = Evidence(
         window_key=window["window_key"],
@@ -136,9 +157,12 @@ def run_monitor(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> dict
         labeled_rows=summary["quality"]["labeled_rows"],
         quality=summary["quality"]["value"],
         champion_quality=summary["quality"]["champion_value"],
+        regression=comparison.why if comparison is not None and comparison.verdict == ROLLBACK else None,
     )
-    decision = decide(spec, evidence, history, requests, datetime.now(UTC))
-    if decision["action"] in (RETRAIN, ATTACH):
+    decision = decide(spec, evidence, history, requests, clock.now())
+    if decision["action"] == ROLLBACK and comparison is not None:
+        decision |= _roll_back(spec, settings, ctx, comparison)
+    if decision["action"] in (RETRAIN, ATTACH) or decision.get("retrain"):
         outcome, request = retrain_requests.request_retrain(settings, spec.name, _reason(summary, decision))
         decision |= {"request": outcome, "request_id": request["id"]}
     summary_key = f"{ctx.storage_prefix}/summary.json"
@@ -147,6 +171,44 @@ def run_monitor(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> dict
     _record(storage, spec.name, summary)
     _log_to_mlflow(spec, settings, mlflow_client, ctx, summary)
     return summary
+
+
+def _watch(spec: PipelineSpec, settings: Settings, version: str, window: Window) -> ChampionComparison | None:
+    """The champion against the champion it replaced, while it is the one promoted most recently."""
+    promotion = watched_promotion(settings, spec.name, version) if spec.monitoring.watch.enabled else None
+    if promotion is None or promotion.from_version is None:
+        return None
+    return compare(spec, window["served"], version, promotion.from_version)
+
+
+def _roll_back(
+    spec: PipelineSpec, settings: Settings, ctx: RunContext, comparison: ChampionComparison
+) -> dict[str, Any]:
+    """Move ``champion`` back to the previous champion through the ledger and notify; a refused
+    move (the champion moved since, say) is recorded as a hold, without a retrain."""
+    versions = comparison.versions
+    try:
+        outcome = rollback(
+            settings,
+            spec.name,
+            target=versions["previous"],
+            reason=f"monitor: {comparison.why}",
+            user=MONITOR_USER,
+            run_key=ctx.run_key,
+        )
+    except RollbackRefused as exc:
+        log.warning("%s: the monitor's rollback was refused: %s", spec.name, exc)
+        why = f"{comparison.why}; rollback refused: {exc}"
+        return {"action": HOLD, "retrain": False, "why": why, "rollback": {"moved": False, "why": str(exc)}}
+    fields = {
+        "version": outcome.from_version,
+        "to": outcome.to,
+        "action": outcome.action,
+        "by": MONITOR_USER,
+        "reason": comparison.why,
+    }
+    sent = notifications.emit(notifications.ROLLBACK, spec.name, spec.notifications.conn_id, fields)
+    return {"rollback": {**outcome.model_dump(mode="json"), "notification": sent}}
 
 
 def _measure(
@@ -203,10 +265,24 @@ def _write_report(
     return {"report_uri": uri, "evidently": evidently_summary}
 
 
-def _history(storage: Storage, pipeline: str, champion_version: str) -> list[dict[str, Any]]:
-    """Earlier decisions made under the same champion, oldest first."""
-    entries = [json.loads(storage.read_bytes(k)) for k in storage.list_keys(history_prefix(pipeline))]
+def _entries(storage: Storage, pipeline: str) -> list[dict[str, Any]]:
+    """Every recorded decision, of every champion, oldest first."""
+    return [json.loads(storage.read_bytes(k)) for k in storage.list_keys(history_prefix(pipeline))]
+
+
+def _history(entries: list[dict[str, Any]], champion_version: str) -> list[dict[str, Any]]:
+    """Earlier decisions made under the same champion: the windows k-of-n counts."""
     return [e for e in entries if e["champion_version"] == champion_version and e.get("new_evidence", True)]
+
+
+def _recent(spec: PipelineSpec, entries: list[dict[str, Any]], champion_version: str) -> list[dict[str, Any]]:
+    """The last ``retrain.k_of_n.n`` earlier decisions of any champion, oldest first, each saying whether
+    it counts for k-of-n: a promotion does not erase what the monitor saw before it."""
+    kept = ("at", "run_key", "champion_version", "action", "alert", "quality", "drift_share")
+    return [
+        {**{k: e.get(k) for k in kept}, "counts_for_k_of_n": e["champion_version"] == champion_version}
+        for e in entries[-spec.retrain.k_of_n.n :]
+    ]
 
 
 def _record(storage: Storage, pipeline: str, summary: dict[str, Any]) -> None:
@@ -225,11 +301,20 @@ def _record(storage: Storage, pipeline: str, summary: dict[str, Any]) -> None:
         "batches": summary["window"]["batches"],
         "report_uri": summary["report_uri"],
         "summary_uri": summary["summary_uri"],
+        "champion_vs_previous": _compact(summary.get("champion_vs_previous")),
+        "rollback": decision.get("rollback"),
     }
     stamp = summary["at"].replace(":", "").replace("-", "")
     run = summary["run_key"].rsplit("/", 1)[-1]
     safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in run)
     storage.write_bytes(f"{history_prefix(pipeline)}/{stamp}_{safe}.json", json.dumps(entry).encode())
+
+
+def _compact(comparison: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What a history row shows of the champion-vs-previous comparison."""
+    if comparison is None:
+        return None
+    return {k: comparison[k] for k in ("versions", "rows", "metric", "difference", "interval", "verdict")}
 
 
 def _reason(summary: dict[str, Any], decision: dict[str, Any]) -> dict[str, Any]:
@@ -275,6 +360,9 @@ def _log_to_mlflow(
     }
     if summary["quality"]["value"] is not None:
         figures[f"quality_{summary['quality']['metric']}"] = summary["quality"]["value"]
+    watched = summary.get("champion_vs_previous") or {}
+    if watched.get("difference") is not None:
+        figures["vs_previous_difference"] = watched["difference"]
     for key, value in figures.items():
         mlflow_client.log_metric(run_id, key, float(value))
     mlflow_client.log_dict(run_id, summary, "monitor/summary.json")

@@ -2,6 +2,11 @@
 
 A pure function of the evidence, the pipeline's history and the retrain ledger, so each guard
 can be tested alone. Every outcome carries ``why``, including the decisions not to retrain.
+Drift asks for patience (k of n windows, a cooldown); a severe quality drop on enough labels does
+not wait for either, as the labels already show the champion is wrong. A new champion worse than
+the one it replaced, on the same rows (ctloop.monitoring.champion_watch), is rolled back at once;
+an open circuit breaker stops only the retrain that follows. Times are compared with the
+``now`` the caller reads from :mod:`ctloop.clock`, so a replay sees the cooldowns a live run would.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from ctloop.monitoring.retrain_requests import active, consecutive_rejections, l
 if TYPE_CHECKING:
     from ctloop.spec.models import PipelineSpec
 
-RETRAIN, ATTACH, HOLD, BREAKER_OPEN = "retrain", "attach", "hold", "breaker_open"
+RETRAIN, ATTACH, HOLD, BREAKER_OPEN, ROLLBACK = "retrain", "attach", "hold", "breaker_open", "rollback"
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,43 @@ class Evidence:
     labeled_rows: int
     quality: float | None
     champion_quality: float | None
+    regression: str | None = None
+    """Why the champion is significantly worse than the champion it replaced, on the same rows."""
+
+
+def _quality_drop(spec: PipelineSpec, evidence: Evidence) -> float | None:
+    """How much worse the labeled rows score than the champion's holdout, in the metric's bad
+    direction; None while there are too few labels or a side cannot be computed."""
+    quality = spec.monitoring.quality
+    if (
+        evidence.labeled_rows < quality.min_labels
+        or evidence.quality is None
+        or evidence.champion_quality is None
+    ):
+        return None
+    sign = 1.0 if higher_is_better(spec.task, quality.metric) else -1.0
+    # rounded, so that 0.80 - 0.75 is a drop of 0.05 and not of 0.05000000000000004
+    return round(sign * (evidence.champion_quality - evidence.quality), 9)
+
+
+def severe_drop(spec: PipelineSpec, evidence: Evidence) -> str | None:
+    """Why this window's quality drop is severe (``monitoring.quality.severe_multiple``), or None.
+
+    Labels that show the champion this far off are the strongest evidence the monitor gets: more
+    windows or a cooldown would only serve bad predictions longer."""
+    quality = spec.monitoring.quality
+    drop = _quality_drop(spec, evidence)
+    if (
+        drop is None
+        or drop <= quality.max_drop
+        or drop < round(quality.severe_multiple * quality.max_drop, 9)
+    ):
+        return None
+    return (
+        f"severe quality drop: {quality.metric} {evidence.quality:.4f} vs the champion's holdout"
+        f" {evidence.champion_quality:.4f} on {evidence.labeled_rows:,} labels"
+        f" (a drop of {drop:.4f} >= {quality.severe_multiple:g} x max_drop {quality.max_drop:g})"
+    )
 
 
 def triggers(spec: PipelineSpec, evidence: Evidence) -> tuple[list[str], list[str]]:
@@ -46,23 +88,20 @@ def triggers(spec: PipelineSpec, evidence: Evidence) -> tuple[list[str], list[st
         key_drifted = [f for f in drift.key_features if f in evidence.drifted_features]
         if key_drifted:
             crossed.append(f"key feature(s) drifted: {', '.join(key_drifted)}")
+    drop = _quality_drop(spec, evidence)
     if evidence.labeled_rows < quality.min_labels:
         undecided.append(
             f"quality: {evidence.labeled_rows} labeled rows"
             f" < monitoring.quality.min_labels {quality.min_labels}"
         )
-    elif evidence.quality is None or evidence.champion_quality is None:
+    elif drop is None:
         side = "the labeled rows" if evidence.quality is None else "the champion's holdout"
         undecided.append(f"quality: {quality.metric} cannot be computed on {side}")
-    else:
-        sign = 1.0 if higher_is_better(spec.task, quality.metric) else -1.0
-        # rounded, so that 0.80 - 0.75 is a drop of 0.05 and not of 0.05000000000000004
-        drop = round(sign * (evidence.champion_quality - evidence.quality), 9)
-        if drop > quality.max_drop:
-            crossed.append(
-                f"{quality.metric} {evidence.quality:.4f} is {drop:.4f} worse than the champion's holdout"
-                f" {evidence.champion_quality:.4f} (max_drop {quality.max_drop})"
-            )
+    elif drop > quality.max_drop:
+        crossed.append(
+            f"{quality.metric} {evidence.quality:.4f} is {drop:.4f} worse than the champion's holdout"
+            f" {evidence.champion_quality:.4f} (max_drop {quality.max_drop})"
+        )
     return crossed, undecided
 
 
@@ -75,6 +114,8 @@ def decide(
 ) -> dict[str, Any]:
     """The decision for this window; ``history`` is the earlier decisions under the same champion."""
     crossed, undecided = triggers(spec, evidence)
+    if evidence.regression is not None:  # first: it is what the decision acts on
+        crossed.insert(0, evidence.regression)
     alert = bool(crossed)
     seen = {h["window_key"]: h for h in history}
     decision = {
@@ -83,6 +124,8 @@ def decide(
         "undecided": undecided,
         "window_key": evidence.window_key,
     }
+    if evidence.regression is not None:  # before the repeat check: a rollback not made is still due
+        return {**decision, "new_evidence": True, **_rollback(spec, evidence.regression, requests)}
     if evidence.window_key in seen:
         earlier = seen[evidence.window_key]
         why = f"no new batches or labels since monitor run {earlier['run_key']}; nothing new to decide"
@@ -90,23 +133,49 @@ def decide(
     rule = spec.retrain.k_of_n
     recent = [h["alert"] for h in history[-(rule.n - 1) :]] if rule.n > 1 else []
     alerts = sum(recent) + alert
-    decision |= {"new_evidence": True, "k_of_n": {"k": rule.k, "n": rule.n, "alerts": alerts}}
+    severe = severe_drop(spec, evidence)
+    decision |= {
+        "new_evidence": True,
+        "k_of_n": {"k": rule.k, "n": rule.n, "alerts": alerts},
+        "severe": severe is not None,
+    }
     if not alert:
         why = "no trigger crossed" + (f" ({'; '.join(undecided)})" if undecided else "")
         return {**decision, "action": HOLD, "why": why}
-    if alerts < rule.k:
+    if severe is None and alerts < rule.k:
         windows = len(recent) + 1
         why = f"{alerts} of the last {windows} windows alerted; retrain.k_of_n needs {rule.k} of {rule.n}"
         return {**decision, "action": HOLD, "why": why}
-    return {**decision, **_guard(spec, requests, now)}
+    return {**decision, **_guard(spec, requests, now, severe)}
 
 
-def _guard(spec: PipelineSpec, requests: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
-    """Coalescing, circuit breaker and cooldown, in that order, for a confirmed alert."""
+def _rollback(spec: PipelineSpec, regression: str, requests: list[dict[str, Any]]) -> dict[str, Any]:
+    """Roll back, bypassing k-of-n and the cooldown, and retrain unless the breaker is open.
+
+    The rows show the new champion serving worse than the one it replaced; the rollback stops
+    that, and the retrain asks for a champion fit for what made the previous one look stale."""
+    rejected = consecutive_rejections(requests)
+    if rejected >= spec.retrain.max_consecutive_rejections:
+        why = (
+            f"{regression}; rolling back; circuit breaker open (the gate rejected the last {rejected}"
+            " candidates): no retrain is requested"
+        )
+        return {"action": ROLLBACK, "retrain": False, "why": why}
+    return {"action": ROLLBACK, "retrain": True, "why": f"{regression}; rolling back and retraining"}
+
+
+def _guard(
+    spec: PipelineSpec, requests: list[dict[str, Any]], now: datetime, severe: str | None
+) -> dict[str, Any]:
+    """Coalescing, circuit breaker and cooldown, in that order, for a confirmed alert.
+
+    A severe quality drop (``severe`` says why) skips only the cooldown: it still joins a queued
+    retrain rather than starting a second, and an open breaker still waits for a person."""
+    said = f"{severe}; " if severe else ""
     queued = active(requests)
     if queued is not None:
         why = f"retrain request {queued['id']} is {queued['state']}; this alert's reason is attached to it"
-        return {"action": ATTACH, "why": why, "request_id": queued["id"]}
+        return {"action": ATTACH, "why": said + why, "request_id": queued["id"]}
     rejected = consecutive_rejections(requests)
     if rejected >= spec.retrain.max_consecutive_rejections:
         why = (
@@ -114,7 +183,9 @@ def _guard(spec: PipelineSpec, requests: list[dict[str, Any]], now: datetime) ->
             f" (retrain.max_consecutive_rejections {spec.retrain.max_consecutive_rejections});"
             " automatic retraining is stopped until a person retrains or resets it"
         )
-        return {"action": BREAKER_OPEN, "why": why}
+        return {"action": BREAKER_OPEN, "why": said + why}
+    if severe:
+        return {"action": RETRAIN, "why": f"{severe}; k-of-n and cooldown bypassed"}
     closed = last_closed_at(requests)
     cooldown = timedelta(minutes=spec.retrain.cooldown_minutes)
     if closed is not None and now - closed < cooldown:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from ctloop import clock
 from ctloop.io.locks import pipeline_lock
 from ctloop.io.storage import home_storage
 
@@ -29,7 +30,7 @@ def _prefix(pipeline: str) -> str:
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
+    return clock.now().isoformat(timespec="microseconds")
 
 
 def all_requests(storage: Storage, pipeline: str) -> list[dict[str, Any]]:

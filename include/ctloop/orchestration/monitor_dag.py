@@ -1,5 +1,7 @@
 """``<pipeline>__monitor``: drift and quality of recent production data, an Evidently report, and
-the retrain decision. A confirmed alert emits the retrain asset event that starts ``__train``."""
+the retrain decision. A confirmed alert emits the retrain asset event that starts ``__train``; a
+new champion serving significantly worse than the one it replaced is rolled back by the monitor
+task itself (ctloop.monitoring.champion_watch), which then asks for a retrain the same way."""
 
 from __future__ import annotations
 
@@ -18,7 +20,16 @@ if TYPE_CHECKING:
 
     from ctloop.spec.models import PipelineSpec
 
-XCOM_KEYS = ("run_key", "champion_version", "window", "decision", "report_uri", "summary_uri", "quality")
+XCOM_KEYS = (
+    "run_key",
+    "champion_version",
+    "window",
+    "decision",
+    "report_uri",
+    "summary_uri",
+    "quality",
+    "champion_vs_previous",
+)
 
 
 def build_monitor_dag(spec: PipelineSpec) -> DAG:

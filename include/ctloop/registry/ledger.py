@@ -13,11 +13,11 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ctloop import clock
 from ctloop.io.database import engine
 from ctloop.io.locks import locked_transaction
 from ctloop.registry.mlflow_store import CHAMPION, get_champion
@@ -202,7 +202,7 @@ def move_alias(
                 alias=CHAMPION,
                 from_version=found,
                 to_version=to_version,
-                at=datetime.now(UTC).isoformat(timespec="microseconds"),
+                at=clock.now().isoformat(timespec="microseconds"),
                 run_key=run_key,
                 mlflow_run_id=mlflow_run_id,
                 user=user,

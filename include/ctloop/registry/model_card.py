@@ -31,6 +31,8 @@ class CardData(_Part):
     uri: str | None
     sha256: str | None
     rows: int | None
+    window: str | None = None  # what the candidate trained on: all, batches:2, ...
+    window_selection: dict[str, Any] | None = None  # the choice among windows, when one was made
 
 
 class CardValidation(_Part):
@@ -50,6 +52,8 @@ class CardGate(_Part):
     passed: bool
     summary: str
     rules: list[GateVerdict]
+    relative_on: str = "frozen_holdout"
+    relative_on_why: str = ""
 
 
 class CardLineage(_Part):
@@ -80,6 +84,8 @@ class ModelCard(_Part):
     data: CardData
     validation: CardValidation
     metrics: CardMetrics
+    recent_metrics: CardMetrics | None = None
+    recent_note: str = ""
     champion_version: str | None
     slices: list[SliceResult]
     gate: CardGate | None
@@ -118,12 +124,14 @@ def render_model_card(card: BaseModel | dict[str, Any]) -> str:
     """A self-contained HTML page for one model version; missing parts read "not recorded"."""
     content: dict[str, Any] = card.model_dump(mode="json") if isinstance(card, BaseModel) else card
     metrics = content.get("metrics") or {}
+    recent = content.get("recent_metrics") or {}
     slices = [s for s in content.get("slices") or [] if isinstance(s, dict)]
     return render(
         "model_card.html",
         card=content,
         status=_status(content),
         metric_names=_names([metrics.get("candidate"), metrics.get("champion")]),
+        recent_metric_names=_names([recent.get("candidate"), recent.get("champion")]),
         slice_metric_names=_names(m for s in slices for m in (s.get("candidate"), s.get("champion"))),
     )
 

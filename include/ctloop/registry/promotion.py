@@ -13,11 +13,11 @@ whichever writes first, even when no gate rule compares with the champion.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from ctloop import clock
 from ctloop.evaluation.metric_catalog import higher_is_better
 from ctloop.gating.decision import GateDecision, PrimaryComparison
 from ctloop.registry import ledger, tags
@@ -158,7 +158,7 @@ def promote(
     if moved.moved:
         version_tags = {
             tags.PREVIOUS_CHAMPION: moved.from_version or "none",
-            tags.PROMOTED_AT: datetime.now(UTC).isoformat(timespec="seconds"),
+            tags.PROMOTED_AT: clock.now().isoformat(timespec="seconds"),
             tags.PROMOTION: action,
             tags.LEDGER_SEQ: str(moved.seq),
         }

@@ -23,7 +23,8 @@ NOTE = "ctloop.note"
 CODE_VERSION = "ctloop.code_version"
 DATA_SHA256 = "ctloop.data_sha256"
 DATA_URI = "ctloop.data_uri"
-DATA_WINDOW = "ctloop.data_window"
+DATA_WINDOW = "ctloop.data_window"  # the window trained on: all, batches:N, days:N
+WINDOW_SELECTION = "ctloop.window_selection"  # JSON: how an alert run chose it, every alternative scored
 GATE_MODE = "ctloop.gate_mode"
 
 # Evidence of the steps.
@@ -31,11 +32,15 @@ VALIDATION = "ctloop.validation"
 SUITE_KEY = "ctloop.suite_key"
 HOLDOUT_DIGEST = "ctloop.holdout_digest"
 HOLDOUT_KEY = "ctloop.holdout_key"
+RECENT_HOLDOUT = "ctloop.recent_holdout"  # which labeled batches were set aside, or why none were
+RECENT_HOLDOUT_DIGEST = "ctloop.recent_holdout_digest"
+RECENT_HOLDOUT_KEY = "ctloop.recent_holdout_key"
 MODEL_SHA256 = "ctloop.model_sha256"
 
 # The gate, the approval and the promotion.
 GATE = "ctloop.gate"
 GATE_SUMMARY = "ctloop.gate_summary"
+GATE_RELATIVE_ON = "ctloop.gate_relative_on"  # the holdout relative rules were judged on
 APPROVAL = "ctloop.approval"
 APPROVED_BY = "ctloop.approved_by"
 APPROVAL_COMMENT = "ctloop.approval_comment"
@@ -58,7 +63,12 @@ HOLDOUT_FRACTION = "holdout.fraction"
 HOLDOUT_SEED = "holdout.seed"
 TRAIN_ROWS = "train_rows"
 HOLDOUT_ROWS = "holdout_rows"
+RECENT_HOLDOUT_ROWS = "recent_holdout_rows"
 
-# Metrics of a training run: each holdout metric of the candidate and of the champion.
+# Metrics of a training run: each metric of the candidate and of the champion, on the frozen
+# holdout and on the recent holdout; on the version as tags VERSION_METRIC_PREFIX + metric name.
 HOLDOUT_METRIC_PREFIX = "holdout_"
 CHAMPION_METRIC_PREFIX = "champion_holdout_"
+RECENT_METRIC_PREFIX = "recent_"
+CHAMPION_RECENT_METRIC_PREFIX = "champion_recent_"
+VERSION_METRIC_PREFIX = "ctloop.metric."

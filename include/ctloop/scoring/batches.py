@@ -10,23 +10,35 @@ A batch id is scored from one content only (ctloop.scoring.scored_batches). A fi
 a scored id with the same content is left alone; with other content it is moved to
 ``conflicts/<pipeline>/<id>/`` and its task fails, so the log never mixes two versions of a batch
 and the new version is not lost. The same content under a new id goes to ``duplicates/``.
+
+While the champion is watched (ctloop.monitoring.champion_watch), the previous champion scores
+the same rows into the shadow columns of the partition. A shadow that cannot load or predict
+leaves them null and says so in the task's result: it never costs the batch its predictions.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
+import logging
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, TypedDict
 
+from ctloop import clock
 from ctloop.errors import BatchConflict, BatchQuarantined, CtloopError, NoChampion
 from ctloop.io.readers import SUFFIXES, parse_frame, to_parquet_bytes
 from ctloop.io.storage import home_storage, open_storage
+from ctloop.monitoring.champion_watch import watched_promotion
 from ctloop.registry import mlflow_store as registry
 from ctloop.registry import tags
 from ctloop.scoring import scored_batches
-from ctloop.scoring.prediction_log import PREDICTIONS, partition_key
+from ctloop.scoring.prediction_log import (
+    PREDICTIONS,
+    SHADOW_PREDICTION,
+    SHADOW_SCORE,
+    SHADOW_VERSION,
+    partition_key,
+)
 from ctloop.training.estimator import features
 from ctloop.validation.champion_suite import suite_dir
 from ctloop.validation.data_validation import validate_frame
@@ -40,6 +52,8 @@ if TYPE_CHECKING:
     from ctloop.evaluation.model_scores import FittedModel
     from ctloop.settings import Settings
     from ctloop.spec.models import PipelineSpec
+
+log = logging.getLogger(__name__)
 
 
 class Batch(TypedDict):
@@ -87,7 +101,7 @@ def set_aside(
     if storage.exists(f"{prefix}/{name}") and storage.read_bytes(f"{prefix}/{name}") != data:
         prefix += f"~{hashlib.sha256(data).hexdigest()[:12]}"  # the earlier, different copy stays
     storage.write_bytes(f"{prefix}/{name}", data)
-    record = {"batch": batch, **reason, "at": datetime.now(UTC).isoformat()}
+    record = {"batch": batch, **reason, "at": clock.now().isoformat()}
     storage.write_bytes(f"{prefix}/reason.json", json.dumps(record, indent=2, default=str).encode())
     open_storage(spec.incoming_uri, settings).delete(batch["key"])
     return storage.uri(prefix)
@@ -150,6 +164,7 @@ def score_batch(spec: PipelineSpec, settings: Settings, batch: Batch) -> dict[st
         where = set_aside(spec, settings, batch, data, "duplicates", why)
         return {**batch, "action": "duplicate", **why, "moved_to": where}
     logged = _predictions(spec, settings, champion, frame, batch)
+    shadow = _shadow(spec, settings, str(champion.version), frame, logged)
     uri = storage.write_bytes(key, to_parquet_bytes(logged))
     return {
         **batch,
@@ -158,6 +173,7 @@ def score_batch(spec: PipelineSpec, settings: Settings, batch: Batch) -> dict[st
         "model_version": str(champion.version),
         "partition": uri,
         "sha256": sha256,
+        "shadow": shadow,
     }
 
 
@@ -172,8 +188,32 @@ def _predictions(
     logged["prediction"], logged["score"] = predict(model, frame, spec)
     logged["model_version"] = str(champion.version)
     logged["batch_id"] = batch["batch_id"]
-    logged["scored_at"] = pd.Timestamp.now(tz="UTC")
+    logged["scored_at"] = pd.Timestamp(clock.now())
     return logged
+
+
+def _shadow(
+    spec: PipelineSpec, settings: Settings, champion: str, frame: pd.DataFrame, logged: pd.DataFrame
+) -> dict[str, Any] | None:
+    """Fill the shadow columns of ``logged`` with the previous champion's outputs while the
+    champion is watched (null otherwise); returns what happened, None when there is no shadow."""
+    logged[SHADOW_PREDICTION], logged[SHADOW_SCORE], logged[SHADOW_VERSION] = None, float("nan"), None
+    promotion = watched_promotion(settings, spec.name, champion) if spec.monitoring.watch.enabled else None
+    if promotion is None or promotion.from_version is None:
+        return None
+    previous = promotion.from_version
+    try:
+        mlflow_client = registry.client(settings)
+        model = registry.load_version(settings, mlflow_client.get_model_version(spec.name, previous))
+        predicted, score = predict(model, frame, spec)
+    except Exception as exc:  # the shadow is evidence, not service: the champion's rows are logged anyway
+        error = f"{type(exc).__name__}: {exc}"
+        log.warning(
+            "%s: shadow v%s did not score this batch; its columns stay null: %s", spec.name, previous, error
+        )
+        return {"version": previous, "scored": False, "error": error}
+    logged[SHADOW_PREDICTION], logged[SHADOW_SCORE], logged[SHADOW_VERSION] = predicted, score, previous
+    return {"version": previous, "scored": True}
 
 
 def _refuse_conflict(spec: PipelineSpec, settings: Settings, batch: Batch, data: bytes, sha256: str) -> None:

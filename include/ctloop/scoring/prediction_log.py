@@ -1,8 +1,10 @@
 """The prediction log and its labeled twin: one Parquet partition per production batch.
 
-``predictions/<pipeline>/batch_id=<id>/part-0.parquet`` holds what the champion predicted;
-``labeled/<pipeline>/batch_id=<id>/part-0.parquet`` holds the rows of that batch whose labels
-have arrived. Batch ids sort in arrival order, so name incoming files by date or sequence.
+``predictions/<pipeline>/batch_id=<id>/part-0.parquet`` holds what the champion predicted (and,
+in the shadow columns, what the previous champion predicted while the new one is watched: null
+otherwise); ``labeled/<pipeline>/batch_id=<id>/part-0.parquet`` holds the rows of that batch
+whose labels have arrived. Batch ids sort in arrival order, so name incoming files by date or
+sequence.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
 PREDICTIONS = "predictions"
 LABELED = "labeled"
 PART = "part-0.parquet"
+SHADOW_PREDICTION, SHADOW_SCORE, SHADOW_VERSION = "shadow_prediction", "shadow_score", "shadow_version"
 
 
 def partition_key(area: str, pipeline: str, batch_id: str) -> str:

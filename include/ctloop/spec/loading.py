@@ -13,7 +13,7 @@ from ctloop.spec.models import PipelineSpec
 SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: several times faster at parse time
 
 
-def _format_validation_error(error: ValidationError) -> str:
+def format_validation_error(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
         field = ".".join(str(part) for part in item["loc"])
@@ -35,7 +35,7 @@ def load_spec(path: Path) -> PipelineSpec:
     try:
         spec = PipelineSpec.model_validate(raw)
     except ValidationError as exc:
-        raise SpecError(f"{path}: {_format_validation_error(exc)}") from exc
+        raise SpecError(f"{path}: {format_validation_error(exc)}") from exc
     if spec.name != path.stem:
         raise SpecError(f"{path}: name: {spec.name!r} must match the file name {path.stem!r}")
     return spec

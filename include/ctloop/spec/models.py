@@ -178,6 +178,21 @@ class LatencyRule(_Strict):
     batch_p95_ms: float | None = Field(None, gt=0)
 
 
+class RecentHoldout(_Strict):
+    """The most recent labeled production batches, set aside from every candidate's training and
+    scored like the frozen holdout: after a change in the world the frozen holdout describes the
+    past, these rows the present. Fewer than ``min_rows`` rows (or one class only) are trained on
+    as before and judged on by nobody; the run records why."""
+
+    batches: int = Field(1, ge=1, description="how many of the most recent labeled production batches")
+    min_rows: int = Field(200, ge=1, description="fewer labeled rows than this: not set aside, not judged on")
+    judge_relative: Literal["alert", "always", "never"] = Field(
+        "alert",
+        description="the runs whose relative rules and bootstrap are judged on it: those an alert started"
+        " (the monitor's asset event or an external alert), every run, or none",
+    )
+
+
 class Gates(_Strict):
     """The promotion policy; ``dry_run`` records the decision but never promotes.
 
@@ -196,6 +211,7 @@ class Gates(_Strict):
     primary_metric: str | None = Field(
         None, description="decides between two candidates that both pass; default roc_auc / rmse"
     )
+    recent_holdout: RecentHoldout = RecentHoldout()
 
     def unknown_metrics(self, task: TaskKind) -> list[str]:
         """One message per rule whose metric a ``task`` training does not produce, naming the field."""
@@ -254,11 +270,38 @@ class DriftTrigger(_Strict):
 
 class QualityTrigger(_Strict):
     """Retrain when ``metric`` on labeled production rows is worse than the champion's holdout
-    value by more than ``max_drop``, once at least ``min_labels`` labels have arrived."""
+    value by more than ``max_drop``, once at least ``min_labels`` labels have arrived.
+
+    A drop of at least ``severe_multiple`` x ``max_drop`` is severe: the labels already show the
+    model is wrong, so waiting for more windows or a cooldown only serves bad predictions longer."""
 
     metric: str = "roc_auc"
     max_drop: float = Field(0.05, ge=0.0)
     min_labels: int = Field(500, ge=1)
+    severe_multiple: float = Field(
+        3.0,
+        gt=1.0,
+        description="a drop of at least this many times max_drop, on at least min_labels labels, is"
+        " severe: it retrains at once, bypassing retrain.k_of_n and retrain.cooldown_minutes (not the"
+        " circuit breaker)",
+    )
+
+
+class ChampionWatch(_Strict):
+    """After a promotion the previous champion shadow-scores every batch; once ``min_labels`` of
+    those rows are labeled, the new champion's ``monitoring.quality.metric`` is compared with the
+    previous one's on the same rows by a paired bootstrap. The new champion is rolled back when it
+    is worse with ``confidence``: the interval of (new - previous), in the metric's good
+    direction, lies wholly below ``-margin``."""
+
+    enabled: bool = Field(
+        True, description="shadow-score with the previous champion and roll back on a significant regression"
+    )
+    min_labels: int = Field(500, ge=1, description="fewer labeled shadow-scored rows than this: undecided")
+    margin: float = Field(0.0, ge=0.0, description="a regression smaller than this never rolls back")
+    confidence: float = Field(0.95, gt=0.5, lt=1.0, description="two-sided confidence of the interval")
+    resamples: int = Field(500, ge=100, le=100_000, description="bootstrap resamples of the paired rows")
+    seed: int = Field(0, description="seed of the resampling, so a re-run decides the same")
 
 
 class Monitoring(_Strict):
@@ -270,6 +313,7 @@ class Monitoring(_Strict):
     report_sample_rows: int = Field(20_000, ge=100)
     drift: DriftTrigger = DriftTrigger()
     quality: QualityTrigger = QualityTrigger()
+    watch: ChampionWatch = ChampionWatch()
 
 
 class KOfN(_Strict):
@@ -298,13 +342,42 @@ class TrainingWindow(_Strict):
         return self
 
 
+class WindowSelection(_Strict):
+    """How a retrain an alert started chooses its training window when ``retrain.data`` is not
+    set: one candidate per window, each scored on the recent holdout, the best kept."""
+
+    enabled: bool = Field(True, description="choose the window of alert-started runs from evidence")
+    last_batches: list[Annotated[int, Field(ge=1)]] = Field(
+        [1, 2],
+        max_length=8,
+        description="besides all history, a candidate on each of the last k labeled batches",
+    )
+    min_rows: int = Field(200, ge=1, description="a window with fewer training rows is skipped")
+    min_gain: float = Field(
+        0.005,
+        ge=0.0,
+        description="the largest window scoring within this of the best (primary metric) is kept",
+    )
+    budget_seconds: float = Field(
+        300.0, gt=0.0, description="no candidate starts after this; all history always runs first"
+    )
+
+
 class Retrain(_Strict):
-    """The guards between an alert and a retraining run."""
+    """The guards between an alert and a retraining run, and what a retrain trains on."""
 
     k_of_n: KOfN = KOfN()
     cooldown_minutes: float = Field(360.0, ge=0.0, description="after a retrain an alert asked for")
     max_consecutive_rejections: int = Field(3, ge=1)
-    data: TrainingWindow = TrainingWindow()
+    data: TrainingWindow = Field(
+        TrainingWindow(), description="set, it is the window of every run; unset, alert runs choose one"
+    )
+    selection: WindowSelection = WindowSelection()
+
+    @property
+    def data_is_explicit(self) -> bool:
+        """Whether the YAML (or a run's trigger form) set ``data``: then no window is chosen."""
+        return "data" in self.model_fields_set
 
 
 class PipelineSpec(_Strict):

@@ -13,7 +13,7 @@ number alone, as a string (the approval request's templates read it as one).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -46,21 +46,44 @@ class Provenance(BaseModel):
 
 
 class SnapshotRef(_Contract):
-    """The frozen data of the run (its column list stays in storage, with the data)."""
+    """The frozen data of the run (its column list stays in storage, with the data): its rows come
+    from ``sources`` in order, ``source_rows`` from each, the last ``labeled_sources`` of them
+    labeled production batches, so a training window can be cut from it."""
 
     key: str
     uri: str
     sha256: str
     rows: int
     sources: list[str]
+    source_rows: list[int]
+    labeled_sources: int
     created: bool
 
 
+class HoldoutRef(_Contract):
+    """A stored holdout (frozen or recent) the candidate and the champion are both judged on."""
+
+    key: str
+    digest: str
+    rows: int
+
+
+class RecentHoldoutRef(_Contract):
+    """The most recent labeled production batches, set aside from training (``gates.recent_holdout``):
+    ``holdout`` is None when they were not used; ``note`` says which batches, or why none."""
+
+    holdout: HoldoutRef | None
+    sources: list[str]
+    note: str
+
+
 class Started(_Contract):
-    """The ``snapshot`` task's result: the run's MLflow run, data snapshot and provenance."""
+    """The ``snapshot`` task's result: the run's MLflow run, data snapshot, recent holdout and
+    provenance."""
 
     mlflow_run_id: str
     snapshot: SnapshotRef
+    recent_holdout: RecentHoldoutRef
     provenance: Provenance
 
 
@@ -88,26 +111,60 @@ class Validated(_Contract):
     suite_key: str
 
 
-class HoldoutRef(_Contract):
-    """The frozen holdout the candidate and the champion are both judged on."""
+class WindowCandidate(_Contract):
+    """One window tried: its training rows (its frozen holdout cut out), its score on the recent
+    holdout (None when it was not fitted) and whether it was chosen, scored or skipped, and why."""
 
-    key: str
-    digest: str
+    window: str
     rows: int
+    score: float | None
+    status: Literal["chosen", "scored", "skipped"]
+    note: str
+
+
+class WindowChoice(_Contract):
+    """The choice of a run's training window: the metric it was judged by on the recent holdout,
+    the window kept and why, the time it took against the budget, and every candidate."""
+
+    metric: str
+    higher_is_better: bool
+    recent_rows: int
+    chosen: str
+    why: str
+    budget_seconds: float
+    seconds: float
+    candidates: list[WindowCandidate]
 
 
 class Trained(_Contract):
-    """The ``train`` task's result: the logged candidate and its holdout."""
+    """The ``train`` task's result: the logged candidate, its frozen holdout and the recent holdout;
+    the window it was trained on (``all``, ``batches:2``...) and, when the run chose it from
+    evidence, the choice with every alternative (None: the spec's ``retrain.data`` was used)."""
 
     mlflow_run_id: str
     model: LoggedModel
     holdout: HoldoutRef
+    recent_holdout: RecentHoldoutRef
     train_rows: int
+    data_window: str
+    window_selection: WindowChoice | None
+
+
+class HoldoutScores(_Contract):
+    """Both models' metrics on one holdout (``champion`` None without a champion), and where
+    their per-row predictions are stored."""
+
+    holdout: HoldoutRef
+    candidate: dict[str, float]
+    champion: dict[str, float] | None
+    predictions_key: str
 
 
 class Evaluation(_Contract):
-    """The ``evaluate`` task's result: both models' metrics on the same holdout, and where their
-    per-row predictions are stored for the bootstrap and slice rules."""
+    """The ``evaluate`` task's result: both models' metrics on the same frozen holdout, and where
+    their per-row predictions are stored for the bootstrap and slice rules; the same on the recent
+    holdout (None when there is none: ``recent_note`` says why); and the run's ``trigger``, by
+    which the gate chooses the holdout of its relative rules (``gates.recent_holdout``)."""
 
     mlflow_run_id: str
     candidate: dict[str, float]
@@ -116,6 +173,9 @@ class Evaluation(_Contract):
     holdout_digest: str
     holdout_key: str
     predictions_key: str
+    recent: HoldoutScores | None
+    recent_note: str
+    trigger: str
 
 
 class Finished(BaseModel):

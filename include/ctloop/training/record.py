@@ -78,6 +78,10 @@ def model_card(
             uri=snapshot.uri if snapshot else None,
             sha256=snapshot.sha256 if snapshot else None,
             rows=snapshot.rows if snapshot else None,
+            window=results.train.data_window if results.train else None,
+            window_selection=results.train.window_selection.model_dump(mode="json")
+            if results.train and results.train.window_selection
+            else None,
         ),
         validation=CardValidation(
             success=run_tags.get(tags.VALIDATION) == "passed",
@@ -91,10 +95,19 @@ def model_card(
             candidate=evaluation.candidate if evaluation else None,
             champion=evaluation.champion if evaluation else None,
         ),
+        recent_metrics=CardMetrics(candidate=evaluation.recent.candidate, champion=evaluation.recent.champion)
+        if evaluation and evaluation.recent
+        else None,
+        recent_note=evaluation.recent_note if evaluation else "",
         champion_version=evaluation.champion_version if evaluation else None,
         slices=(decision.slices if decision else None) or [],
         gate=CardGate(
-            mode=decision.mode, passed=decision.passed, summary=decision.summary, rules=decision.rules
+            mode=decision.mode,
+            passed=decision.passed,
+            summary=decision.summary,
+            rules=decision.rules,
+            relative_on=decision.relative_on,
+            relative_on_why=decision.relative_on_why,
         )
         if decision
         else None,

@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from ctloop.data import holdout as holdouts
 from ctloop.data.snapshots import load_snapshot, take_snapshot
+from ctloop.data.training_window import read_training_data
 from ctloop.evaluation.model_scores import evaluate
-from ctloop.gating.decision import GateDecision
-from ctloop.gating.rules import evaluate_gates
+from ctloop.gating.decision import GateDecision, RelativeComparison
+from ctloop.gating.rules import evaluate_gates, relative_comparison
 from ctloop.io.readers import from_parquet_bytes, to_parquet_bytes
 from ctloop.io.storage import home_storage
 from ctloop.monitoring import retrain_requests
@@ -31,14 +32,18 @@ from ctloop.training.contracts import (
     Evaluation,
     Finished,
     HoldoutRef,
+    HoldoutScores,
     Provenance,
+    RecentHoldoutRef,
     SnapshotRef,
     Started,
     Trained,
     TrainResults,
     Validated,
+    WindowChoice,
 )
 from ctloop.training.estimator import features, fit
+from ctloop.training.window_selection import choose_window, refit, selects, window_label
 from ctloop.validation.champion_suite import store_suite
 from ctloop.validation.data_validation import raise_if_failed, render_html, summary, validate_frame
 
@@ -46,6 +51,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from mlflow.entities.model_registry import ModelVersion
 
+    from ctloop.evaluation.model_scores import FittedModel
     from ctloop.settings import Settings
     from ctloop.spec.models import PipelineSpec
 
@@ -75,8 +81,9 @@ class RunContext:
 
 
 def start(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> Started:
-    """Claim the retrain request this run serves, snapshot the data and open (or find) the run's
-    MLflow run with its provenance, including every reason and report that asked for it."""
+    """Claim the retrain request this run serves, snapshot the data (the recent holdout set aside
+    from it and stored) and open (or find) the run's MLflow run with its provenance, including
+    every reason and report that asked for it."""
     request = retrain_requests.claim(
         settings,
         spec.name,
@@ -95,7 +102,14 @@ def start(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> Started:
             ],
         }
     )
-    snap = take_snapshot(spec, settings)
+    data = read_training_data(spec, settings)
+    snap = take_snapshot(spec, settings, data)
+    recent = RecentHoldoutRef(holdout=None, sources=data.recent_sources, note=data.recent_note)
+    if data.recent is not None:
+        key, digest = holdouts.store(data.recent, spec.name, settings)
+        recent = recent.model_copy(
+            update={"holdout": HoldoutRef(key=key, digest=digest, rows=len(data.recent))}
+        )
     mlflow_client = registry.client(settings)
     experiment_id = registry.ensure_experiment(mlflow_client, spec.name, settings.mlflow_artifact_root)
     run_id = registry.ensure_run(
@@ -110,16 +124,32 @@ def start(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> Started:
             tags.CODE_VERSION: code_version(),
             tags.DATA_SHA256: snap["sha256"],
             tags.DATA_URI: snap["uri"],
-            tags.DATA_WINDOW: spec.retrain.data.window
-            + (f":{spec.retrain.data.last}" if spec.retrain.data.last else ""),
+            tags.DATA_WINDOW: window_label(spec.retrain.data),
             tags.GATE_MODE: spec.gates.mode,
+            **_recent_tags(recent),
         },
     )
     log.info(
-        "Snapshot %s (%d rows, sha256 %s); MLflow run %s", snap["uri"], snap["rows"], snap["sha256"], run_id
+        "Snapshot %s (%d rows, sha256 %s); recent holdout: %s; MLflow run %s",
+        snap["uri"],
+        snap["rows"],
+        snap["sha256"],
+        recent.note,
+        run_id,
     )
     snapshot = SnapshotRef.model_validate({k: v for k, v in snap.items() if k != "columns"})
-    return Started(mlflow_run_id=run_id, snapshot=snapshot, provenance=provenance)
+    return Started(mlflow_run_id=run_id, snapshot=snapshot, recent_holdout=recent, provenance=provenance)
+
+
+def _recent_tags(recent: RecentHoldoutRef) -> dict[str, str]:
+    """The recent holdout as the run and the version record it: what it holds or why there is none."""
+    found = {tags.RECENT_HOLDOUT: recent.note[: tags.TAG_VALUE_CHARS]}
+    if recent.holdout is not None:
+        found |= {
+            tags.RECENT_HOLDOUT_DIGEST: recent.holdout.digest,
+            tags.RECENT_HOLDOUT_KEY: recent.holdout.key,
+        }
+    return found
 
 
 def validate(
@@ -154,20 +184,34 @@ def validate(
 
 
 def train(spec: PipelineSpec, settings: Settings, ctx: RunContext, started: Started | Payload) -> Trained:
-    """Cut the frozen holdout, fit the spec's model on the rest, and log it to MLflow."""
+    """Cut the frozen holdout, fit the spec's model on the rest, and log it to MLflow; a run an
+    alert started without an explicit ``retrain.data`` first chooses its window from evidence
+    (:mod:`ctloop.training.window_selection`) and records the choice."""
     import mlflow
 
     started = Started.model_validate(started)
     frame = load_snapshot(started.snapshot.key, settings)
-    training, holdout = holdouts.split(frame, spec)
-    holdout_digest = holdouts.digest(holdout)
-    storage = home_storage(settings)
-    holdout_key = f"holdouts/{spec.name}/{holdout_digest}.parquet"
-    if not storage.exists(holdout_key):
-        storage.write_bytes(holdout_key, to_parquet_bytes(holdout))
-    model = fit(spec, training)
+    recent_ref = started.recent_holdout.holdout
     run_id = started.mlflow_run_id
     mlflow_client = registry.client(settings)
+    choice = None
+    if recent_ref is not None and selects(spec, ctx.trigger):
+        cut = (frame, started.snapshot.source_rows, started.snapshot.labeled_sources)
+        earlier = mlflow_client.get_run(run_id).data.tags.get(tags.WINDOW_SELECTION)
+        if earlier:  # a retried task: the window this run recorded
+            chosen = refit(spec, *cut, WindowChoice.model_validate_json(earlier))
+        else:
+            recent = from_parquet_bytes(home_storage(settings).read_bytes(recent_ref.key))
+            chosen = choose_window(spec, *cut, recent)
+        model, training, holdout, choice = chosen.model, chosen.training, chosen.holdout, chosen.record
+        log.info("Training window %s: %s", choice.chosen, choice.why)
+        mlflow_client.log_dict(run_id, choice.model_dump(mode="json"), "training/window_selection.json")
+        mlflow_client.set_tag(run_id, tags.DATA_WINDOW, choice.chosen)
+        mlflow_client.set_tag(run_id, tags.WINDOW_SELECTION, choice.model_dump_json())
+    else:
+        training, holdout = holdouts.split(frame, spec)
+        model = fit(spec, training)
+    holdout_key, holdout_digest = holdouts.store(holdout, spec.name, settings)
     params: dict[str, object] = {
         f"{tags.ESTIMATOR_PARAM_PREFIX}{k}": v for k, v in spec.estimator.params.items()
     }
@@ -178,6 +222,9 @@ def train(spec: PipelineSpec, settings: Settings, ctx: RunContext, started: Star
         tags.HOLDOUT_SEED: spec.holdout.seed,
         tags.TRAIN_ROWS: len(training),
         tags.HOLDOUT_ROWS: len(holdout),
+        tags.RECENT_HOLDOUT_ROWS: started.recent_holdout.holdout.rows
+        if started.recent_holdout.holdout
+        else 0,
     }
     with mlflow.start_run(run_id=run_id):
         mlflow.log_params({k: str(v) for k, v in params.items()})
@@ -188,54 +235,82 @@ def train(spec: PipelineSpec, settings: Settings, ctx: RunContext, started: Star
         mlflow_run_id=run_id,
         model=logged,
         holdout=HoldoutRef(key=holdout_key, digest=holdout_digest, rows=len(holdout)),
+        recent_holdout=started.recent_holdout,
         train_rows=len(training),
+        data_window=choice.chosen if choice else window_label(spec.retrain.data),
+        window_selection=choice,
     )
 
 
-def _champion_metrics(
-    spec: PipelineSpec, settings: Settings, champion: ModelVersion, holdout: pd.DataFrame
-) -> dict[str, float]:
-    return evaluate(registry.load_version(settings, champion), holdout, spec)
+def _score_both(
+    spec: PipelineSpec, candidate: FittedModel, champion: FittedModel | None, holdout: pd.DataFrame
+) -> tuple[dict[str, float], dict[str, float] | None, pd.DataFrame]:
+    """Both models' metrics on ``holdout`` and their per-row predictions."""
+    import pandas as pd
+
+    from ctloop.scoring.batches import predict
+
+    rows = dict(zip(PREDICTION_COLUMNS[:2], predict(candidate, holdout, spec), strict=True))
+    champion_metrics = None
+    if champion is not None:
+        champion_metrics = evaluate(champion, holdout, spec)
+        rows |= dict(zip(PREDICTION_COLUMNS[2:], predict(champion, holdout, spec), strict=True))
+    return evaluate(candidate, holdout, spec), champion_metrics, pd.DataFrame(rows)
+
+
+def recorded_metrics(evaluation: Evaluation) -> dict[str, float]:
+    """Every metric of the evaluation under its recorded name: both models on the frozen holdout
+    and, when there is one, on the recent holdout."""
+    sets = [
+        (tags.HOLDOUT_METRIC_PREFIX, evaluation.candidate),
+        (tags.CHAMPION_METRIC_PREFIX, evaluation.champion),
+    ]
+    if evaluation.recent is not None:
+        sets += [
+            (tags.RECENT_METRIC_PREFIX, evaluation.recent.candidate),
+            (tags.CHAMPION_RECENT_METRIC_PREFIX, evaluation.recent.champion),
+        ]
+    return {f"{prefix}{name}": value for prefix, values in sets for name, value in (values or {}).items()}
 
 
 def evaluate_models(
     spec: PipelineSpec, settings: Settings, ctx: RunContext, trained: Trained | Payload
 ) -> Evaluation:
-    """Score the candidate and the current champion on the same frozen holdout, and keep both
-    models' per-row predictions for the gate's bootstrap and slice rules."""
-    import pandas as pd
-
-    from ctloop.scoring.batches import predict
-
+    """Score the candidate and the current champion on the same frozen holdout and on the recent
+    holdout, and keep both models' per-row predictions for the gate's bootstrap and slice rules."""
     trained = Trained.model_validate(trained)
     storage = home_storage(settings)
-    holdout = from_parquet_bytes(storage.read_bytes(trained.holdout.key))
     candidate_model = registry.load_model(settings, trained.model.model_uri, trained.model.sha256)
-    candidate = evaluate(candidate_model, holdout, spec)
-    rows = dict(zip(PREDICTION_COLUMNS[:2], predict(candidate_model, holdout, spec), strict=True))
     mlflow_client = registry.client(settings)
     champion_version = registry.get_champion(mlflow_client, spec.name)
-    champion = None
-    if champion_version:
-        champion_model = registry.load_version(settings, champion_version)
-        champion = evaluate(champion_model, holdout, spec)
-        rows |= dict(zip(PREDICTION_COLUMNS[2:], predict(champion_model, holdout, spec), strict=True))
-    predictions_key = f"{ctx.storage_prefix}/holdout_predictions.parquet"
-    storage.write_bytes(predictions_key, to_parquet_bytes(pd.DataFrame(rows)))
-    run_id = trained.mlflow_run_id
-    metrics = {f"{tags.HOLDOUT_METRIC_PREFIX}{k}": v for k, v in candidate.items()}
-    metrics |= {f"{tags.CHAMPION_METRIC_PREFIX}{k}": v for k, v in (champion or {}).items()}
-    for key, value in metrics.items():
-        mlflow_client.log_metric(run_id, key, value)
-    return Evaluation(
-        mlflow_run_id=run_id,
-        candidate=candidate,
-        champion=champion,
+    champion_model = registry.load_version(settings, champion_version) if champion_version else None
+    scores: dict[str, HoldoutScores] = {}
+    for name, ref in (("holdout", trained.holdout), ("recent", trained.recent_holdout.holdout)):
+        if ref is None:
+            continue
+        holdout = from_parquet_bytes(storage.read_bytes(ref.key))
+        candidate, champion, rows = _score_both(spec, candidate_model, champion_model, holdout)
+        predictions_key = f"{ctx.storage_prefix}/{name}_predictions.parquet"
+        storage.write_bytes(predictions_key, to_parquet_bytes(rows))
+        scores[name] = HoldoutScores(
+            holdout=ref, candidate=candidate, champion=champion, predictions_key=predictions_key
+        )
+    frozen = scores["holdout"]
+    evaluation = Evaluation(
+        mlflow_run_id=trained.mlflow_run_id,
+        candidate=frozen.candidate,
+        champion=frozen.champion,
         champion_version=str(champion_version.version) if champion_version else None,
         holdout_digest=trained.holdout.digest,
         holdout_key=trained.holdout.key,
-        predictions_key=predictions_key,
+        predictions_key=frozen.predictions_key,
+        recent=scores.get("recent"),
+        recent_note=trained.recent_holdout.note,
+        trigger=ctx.trigger,
     )
+    for key, value in recorded_metrics(evaluation).items():
+        mlflow_client.log_metric(trained.mlflow_run_id, key, value)
+    return evaluation
 
 
 def register(
@@ -261,6 +336,13 @@ def register(
         tags.VALIDATION: "passed",
         tags.HOLDOUT_DIGEST: trained.holdout.digest,
         tags.HOLDOUT_KEY: trained.holdout.key,
+        **_recent_tags(trained.recent_holdout),
+        tags.DATA_WINDOW: trained.data_window,
+        **(
+            {tags.WINDOW_SELECTION: trained.window_selection.model_dump_json()}
+            if trained.window_selection
+            else {}
+        ),
         tags.SUITE_KEY: validation.suite_key,
         tags.CODE_VERSION: code_version(),
         tags.DAG_RUN_ID: ctx.run_id,
@@ -276,12 +358,15 @@ def register(
 def gate(
     spec: PipelineSpec, settings: Settings, evaluation: Evaluation | Payload, version: str
 ) -> GateDecision:
-    """Decide by every rule of the gates; record the decision on the MLflow run and the version."""
+    """Decide by every rule of the gates, the relative ones on the holdout this run's trigger asks
+    for (``gates.recent_holdout``); record the decision on the MLflow run and the version, and
+    both holdouts' metrics on the version."""
     from ctloop.gating.approval import evidence_markdown
     from ctloop.gating.checks import rule_checks
 
     evaluation = Evaluation.model_validate(evaluation)
-    checks = rule_checks(spec, settings, evaluation, version)
+    relative = relative_comparison(spec.gates.recent_holdout, evaluation)
+    checks = rule_checks(spec, settings, evaluation, version, relative)
     decision = evaluate_gates(
         spec.gates,
         spec.task,
@@ -289,6 +374,7 @@ def gate(
         evaluation.champion,
         evaluation.champion_version,
         extra_verdicts=checks.verdicts,
+        relative=relative,
     )
     evidence = {"slices": checks.slices, "slice_metric": checks.slice_metric, "latency": checks.latency}
     decision = decision.model_copy(update=evidence)
@@ -299,9 +385,14 @@ def gate(
     for key, value in {
         tags.GATE: verdict,
         tags.GATE_SUMMARY: decision.summary[: tags.TAG_VALUE_CHARS],
+        tags.GATE_RELATIVE_ON: decision.relative_on,
     }.items():
         mlflow_client.set_tag(run_id, key, value)
         mlflow_client.set_model_version_tag(spec.name, version, key, value)
+    for metric, number in recorded_metrics(evaluation).items():
+        mlflow_client.set_model_version_tag(
+            spec.name, version, f"{tags.VERSION_METRIC_PREFIX}{metric}", f"{number:.6g}"
+        )
     if spec.gates.approval == "required":
         run = mlflow_client.get_run(run_id)
         links = {
@@ -338,19 +429,33 @@ def promote_candidate(
         outcome = PromotionResult(action="not_promoted", version=version, why=decision.summary)
     else:
         candidate = evaluation.candidate
-        holdout_key = evaluation.holdout_key
+        recent = evaluation.recent if decision.relative_on == "recent_holdout" else None
 
         def reevaluate(champion: ModelVersion | None) -> GateDecision:
-            holdout = from_parquet_bytes(home_storage(settings).read_bytes(holdout_key))
-            champion_metrics = _champion_metrics(spec, settings, champion, holdout) if champion else None
+            """The gate's rules against the new champion, the relative ones on the same holdout."""
+            storage = home_storage(settings)
+            model = registry.load_version(settings, champion) if champion else None
+
+            def champion_on(key: str) -> dict[str, float] | None:
+                return evaluate(model, from_parquet_bytes(storage.read_bytes(key)), spec) if model else None
+
+            relative = RelativeComparison(
+                on=decision.relative_on,
+                why=decision.relative_on_why,
+                candidate=recent.candidate if recent else candidate,
+                champion=champion_on(recent.holdout.key if recent else evaluation.holdout_key),
+            )
             fresh = evaluate_gates(
                 spec.gates,
                 spec.task,
                 candidate,
-                champion_metrics,
+                champion_on(evaluation.holdout_key) if recent else relative.champion,
                 str(champion.version) if champion else None,
+                relative=relative,
             )
-            primary = primary_comparison(spec.task, spec.primary_metric, candidate, champion_metrics)
+            primary = primary_comparison(
+                spec.task, spec.primary_metric, relative.candidate, relative.champion
+            )
             return fresh.model_copy(update={"primary": primary})
 
         outcome = promote(
@@ -377,10 +482,13 @@ def promote_candidate(
 
 def _evidence(evaluation: Evaluation, started: Started) -> dict[str, str]:
     """The URIs a reviewer follows from a ledger entry."""
+    recent = evaluation.recent
     return {
         "snapshot": started.snapshot.uri,
         "holdout": evaluation.holdout_key,
         "holdout_predictions": evaluation.predictions_key,
+        "recent_holdout": recent.holdout.key if recent else "",
+        "recent_holdout_predictions": recent.predictions_key if recent else "",
         "trigger_reports": started.provenance.trigger_reports,
     }
 

@@ -10,7 +10,6 @@ looked up; no path from a request reaches storage.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -18,6 +17,7 @@ from fastapi import APIRouter, FastAPI, Form, HTTPException, Query, Request, sta
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ctloop import clock
 from ctloop.registry import ledger
 from ctloop.settings import Settings, load_settings
 from ctloop.spec.loading import load_specs
@@ -89,7 +89,7 @@ def _spec(settings: Settings, pipeline: str) -> PipelineSpec:
 def overview(request: Request, user: UserDep) -> HTMLResponse:
     settings = load_settings()
     specs, errors = load_specs(settings.pipelines_dir)
-    now = datetime.now(UTC)
+    now = clock.now()
     rows = []
     for spec in specs.values():
         if not may(user, f"{spec.name}__train", "GET"):
@@ -117,7 +117,7 @@ def pipeline_history(request: Request, user: UserDep, pipeline: str) -> HTMLResp
         spec,
         state.history(settings, pipeline),
         ledger.entries(settings, pipeline),
-        state.policy_state(spec, settings, datetime.now(UTC)),
+        state.policy_state(spec, settings, clock.now()),
     )
     return _page(request, user, f"{pipeline} monitoring", body)
 

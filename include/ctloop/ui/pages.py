@@ -69,6 +69,7 @@ def history(
         policy=policy,
         chart=chart,
         triggers=triggers(spec),
+        watch=watch_rule(spec),
     )
 
 
@@ -78,7 +79,19 @@ def triggers(spec: PipelineSpec) -> str:
     keys = f", or any of {', '.join(drift.key_features)} drifts" if drift.key_features else ""
     return (
         f"drift share at least {drift.share:g}{keys}; {quality.metric} more than {quality.max_drop:g}"
-        " below the champion's holdout"
+        f" below the champion's holdout ({quality.severe_multiple:g} x that retrains at once)"
+    )
+
+
+def watch_rule(spec: PipelineSpec) -> str:
+    """When the monitor rolls a new champion back, in words."""
+    watch, metric = spec.monitoring.watch, spec.monitoring.quality.metric
+    if not watch.enabled:
+        return "off: a new champion is not compared with the one it replaced"
+    return (
+        f"after a promotion the previous champion shadow-scores every batch; from {watch.min_labels:,}"
+        f" labeled rows on, the new champion is rolled back when its {metric} is below the previous"
+        f" one's on the same rows by more than {watch.margin:g} with {watch.confidence:.0%} confidence"
     )
 
 

@@ -50,3 +50,21 @@ def test_digest_follows_content():
     changed = frame.copy()
     changed.loc[0, "age"] += 1
     assert holdout.digest(changed) != holdout.digest(frame)
+
+
+def test_a_stored_holdout_is_named_by_its_content_and_never_rewritten():
+    from ctloop.io.readers import from_parquet_bytes
+    from ctloop.io.storage import home_storage
+    from ctloop.settings import load_settings
+
+    settings = load_settings()
+    frame = generate_batch(300, seed=3)
+    key, sha256 = holdout.store(frame, "stored", settings)
+    assert (key, sha256) == (f"holdouts/stored/{holdout.digest(frame)}.parquet", holdout.digest(frame))
+    storage = home_storage(settings)
+    written = storage.read_bytes(key)
+    pd.testing.assert_frame_equal(from_parquet_bytes(written), frame)
+    assert holdout.store(frame.copy(), "stored", settings) == (key, sha256)
+    assert storage.read_bytes(key) == written
+    other, _ = holdout.store(frame.head(200), "stored", settings)
+    assert other != key

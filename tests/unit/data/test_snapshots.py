@@ -44,6 +44,7 @@ def test_the_key_is_the_sha256_of_the_stored_bytes(tmp_path: Path, settings: Set
     assert snap["uri"] == home_storage(settings).uri(snap["key"])
     assert snap["sources"] == [str(p) for p in sources]
     assert snap["rows"] == 2 * ROWS
+    assert (snap["source_rows"], snap["labeled_sources"]) == ([ROWS, ROWS], 0)
     assert snap["created"] is True
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ctloop.gating.approval import evidence_markdown, outcome
 from ctloop.gating.decision import GateDecision
-from ctloop.training.contracts import Evaluation
+from ctloop.training.contracts import Evaluation, HoldoutRef, HoldoutScores
 
 ADMIN = {"id": "1", "name": "admin"}
 
@@ -57,6 +57,8 @@ def test_evidence_shows_metrics_verdicts_slices_and_links():
                 }
             ],
             "slice_metric": "roc_auc",
+            "relative_on": "recent_holdout",
+            "relative_on_why": "an alert started this run",
         }
     )
     evaluation = Evaluation(
@@ -67,12 +69,23 @@ def test_evidence_shows_metrics_verdicts_slices_and_links():
         holdout_digest="d" * 64,
         holdout_key="holdouts/p/d.parquet",
         predictions_key="runs/p/r/holdout_predictions.parquet",
+        recent=HoldoutScores(
+            holdout=HoldoutRef(key="holdouts/p/r.parquet", digest="r" * 64, rows=1200),
+            candidate={"roc_auc": 0.66},
+            champion={"roc_auc": 0.91},
+            predictions_key="runs/p/r/recent_predictions.parquet",
+        ),
+        recent_note="the last 1 labeled batch(es) hold 1200 rows",
+        trigger="asset",
     )
     text = evidence_markdown(
         decision, evaluation, {"ctloop.reason": "drift"}, "4", {"report": "s3://b/r.html"}
     )
     assert "Candidate v4** against champion v3" in text
     assert "| roc_auc | 0.8100 | 0.7900 |" in text
+    assert "On the recent holdout (1200 rows, rrrrrrrrrrrr):" in text
+    assert "| roc_auc | 0.6600 | 0.9100 |" in text
+    assert "judged on the recent holdout: an alert started this run." in text
     assert "**FAIL**" in text
     assert "contract=two_year" in text
     assert "s3://b/r.html" in text

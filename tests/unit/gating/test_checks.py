@@ -10,13 +10,14 @@ import pytest
 from ctloop.data import holdout as holdouts
 from ctloop.devtools.example_data import generate_batch
 from ctloop.gating.checks import rule_checks
+from ctloop.gating.decision import RelativeComparison
 from ctloop.io.readers import to_parquet_bytes
 from ctloop.io.storage import home_storage
 from ctloop.registry import mlflow_store as registry
 from ctloop.scoring.batches import predict
 from ctloop.settings import load_settings
 from ctloop.spec.models import PipelineSpec
-from ctloop.training.contracts import Evaluation
+from ctloop.training.contracts import Evaluation, HoldoutRef, HoldoutScores
 from ctloop.training.estimator import features, fit
 from tests.helpers import example_spec
 
@@ -44,9 +45,13 @@ def candidate():
     return spec, settings, model, holdout, holdout_key, str(version.version)
 
 
-def _evaluation(settings, holdout_key: str, rows: dict) -> Evaluation:
+def _predictions(settings, rows: dict) -> str:
     key = f"runs/{uuid.uuid4().hex[:8]}/holdout_predictions.parquet"
     home_storage(settings).write_bytes(key, to_parquet_bytes(pd.DataFrame(rows)))
+    return key
+
+
+def _evaluation(settings, holdout_key: str, rows: dict, recent: HoldoutScores | None = None) -> Evaluation:
     return Evaluation(
         mlflow_run_id="run",
         candidate={"roc_auc": 0.8},
@@ -54,8 +59,35 @@ def _evaluation(settings, holdout_key: str, rows: dict) -> Evaluation:
         champion_version=None,
         holdout_digest="d",
         holdout_key=holdout_key,
-        predictions_key=key,
+        predictions_key=_predictions(settings, rows),
+        recent=recent,
+        recent_note="not used: no labeled production batch yet" if recent is None else "1 batch",
+        trigger="manual",
     )
+
+
+def _on(holdout: str) -> RelativeComparison:
+    return RelativeComparison.model_validate(
+        {"on": holdout, "why": "test", "candidate": {}, "champion": None}
+    )
+
+
+FROZEN = _on("frozen_holdout")
+
+
+def _pair(model, holdout: pd.DataFrame, spec: PipelineSpec, *, champion_skilled: bool) -> dict:
+    """Both models' per-row scores: the skilled one is ``model``, the other has no skill on these rows."""
+    prediction, score = predict(model, holdout, spec)
+    shuffled = score[::-1].copy()
+    skilled = {"prediction": prediction, "score": score}
+    unskilled = {"prediction": (shuffled > 0.5).astype(prediction.dtype), "score": shuffled}
+    candidate, champion = (unskilled, skilled) if champion_skilled else (skilled, unskilled)
+    return {
+        "candidate_prediction": candidate["prediction"],
+        "candidate_score": candidate["score"],
+        "champion_prediction": champion["prediction"],
+        "champion_score": champion["score"],
+    }
 
 
 def test_without_a_champion_every_rule_reports_and_the_relative_ones_skip(candidate):
@@ -64,7 +96,7 @@ def test_without_a_champion_every_rule_reports_and_the_relative_ones_skip(candid
     evaluation = _evaluation(
         settings, holdout_key, {"candidate_prediction": prediction, "candidate_score": score}
     )
-    checks = rule_checks(spec, settings, evaluation, version)
+    checks = rule_checks(spec, settings, evaluation, version, FROZEN)
     by_rule: dict[str, list] = {}
     for verdict in checks.verdicts:
         by_rule.setdefault(verdict.rule, []).append(verdict)
@@ -84,15 +116,8 @@ def test_without_a_champion_every_rule_reports_and_the_relative_ones_skip(candid
 
 def test_against_a_worse_champion_the_bootstrap_and_slices_judge_the_pair(candidate):
     spec, settings, model, holdout, holdout_key, version = candidate
-    prediction, score = predict(model, holdout, spec)
-    shuffled = score[::-1].copy()  # a champion with no skill on these rows
-    rows = {
-        "candidate_prediction": prediction,
-        "candidate_score": score,
-        "champion_prediction": (shuffled > 0.5).astype(prediction.dtype),
-        "champion_score": shuffled,
-    }
-    checks = rule_checks(spec, settings, _evaluation(settings, holdout_key, rows), version)
+    rows = _pair(model, holdout, spec, champion_skilled=False)
+    checks = rule_checks(spec, settings, _evaluation(settings, holdout_key, rows), version, FROZEN)
     bootstrap = next(v for v in checks.verdicts if v.rule == "bootstrap")
     assert bootstrap.passed is True
     assert bootstrap.interval[0] == bootstrap.value > 0
@@ -101,3 +126,42 @@ def test_against_a_worse_champion_the_bootstrap_and_slices_judge_the_pair(candid
     assert all(v.passed is True for v in judged)
     assert checks.slices is not None
     assert all(s.champion is not None for s in checks.slices)
+
+
+def test_on_the_recent_holdout_the_bootstrap_judges_recent_rows_and_slices_stay_frozen(candidate):
+    """The candidate is better on the frozen holdout and worse on the recent one: the bootstrap
+    follows the comparison's holdout, the slice rules keep the frozen one."""
+    spec, settings, model, holdout, holdout_key, version = candidate
+    recent_rows = generate_batch(600, seed=12)
+    recent_key = f"holdouts/{spec.name}/recent.parquet"
+    home_storage(settings).write_bytes(recent_key, to_parquet_bytes(recent_rows))
+    recent = HoldoutScores(
+        holdout=HoldoutRef(key=recent_key, digest="r", rows=len(recent_rows)),
+        candidate={"roc_auc": 0.5},
+        champion={"roc_auc": 0.8},
+        predictions_key=_predictions(settings, _pair(model, recent_rows, spec, champion_skilled=True)),
+    )
+    evaluation = _evaluation(
+        settings, holdout_key, _pair(model, holdout, spec, champion_skilled=False), recent
+    )
+
+    on_frozen = rule_checks(spec, settings, evaluation, version, FROZEN)
+    on_recent = rule_checks(spec, settings, evaluation, version, _on("recent_holdout"))
+
+    bootstrap = {name: next(v for v in c.verdicts if v.rule == "bootstrap") for name, c in
+                 (("frozen", on_frozen), ("recent", on_recent))}  # fmt: skip
+    assert bootstrap["frozen"].passed is True
+    assert bootstrap["recent"].passed is False
+    assert bootstrap["recent"].interval[1] < 0  # the whole interval says: worse than the champion
+    assert bootstrap["recent"].champion > bootstrap["recent"].candidate
+    slice_verdicts = [[(v.metric, v.passed) for v in c.verdicts if v.rule.startswith("slice")] for c in
+                      (on_frozen, on_recent)]  # fmt: skip
+    assert slice_verdicts[0] == slice_verdicts[1]
+    assert on_recent.slices == on_frozen.slices
+
+
+def test_a_comparison_on_the_recent_holdout_needs_its_scores(candidate):
+    spec, settings, model, holdout, holdout_key, version = candidate
+    rows = _pair(model, holdout, spec, champion_skilled=False)
+    with pytest.raises(ValueError, match="recent holdout's scores"):
+        rule_checks(spec, settings, _evaluation(settings, holdout_key, rows), version, _on("recent_holdout"))

@@ -6,10 +6,11 @@ from pydantic import ValidationError
 
 from ctloop.errors import SpecError
 from ctloop.evaluation.weighted_metrics import Predictions
-from ctloop.gating.decision import GateVerdict
+from ctloop.gating.decision import GateVerdict, RelativeComparison
 from ctloop.gating.paired_bootstrap import paired_bootstrap
-from ctloop.gating.rules import describe, evaluate_gates
-from ctloop.spec.models import BootstrapRule, Gates
+from ctloop.gating.rules import describe, evaluate_gates, relative_comparison
+from ctloop.spec.models import BootstrapRule, Gates, RecentHoldout
+from ctloop.training.contracts import Evaluation, HoldoutRef, HoldoutScores
 
 CANDIDATE = {"roc_auc": 0.80, "log_loss": 0.45, "accuracy": 0.7, "f1": 0.6, "precision": 0.6, "recall": 0.6}
 
@@ -181,3 +182,89 @@ def test_the_verdicts_of_the_new_rules_fold_in_as_they_are():
     backwards = paired_bootstrap(BootstrapRule(metric="roc_auc"), "classification", y, champion, candidate)
     decision = evaluate_gates(_gates(), "classification", CANDIDATE, None, extra_verdicts=[backwards])
     assert decision.failed[0].startswith("roc_auc ci_lower_bound: 95% interval")
+
+
+FROZEN_CHAMPION = {**CANDIDATE, "roc_auc": 0.70}  # the candidate is 0.10 better on the frozen holdout
+RECENT = HoldoutScores(
+    holdout=HoldoutRef(key="holdouts/p/r.parquet", digest="r", rows=1200),
+    candidate={**CANDIDATE, "roc_auc": 0.60},
+    champion={**CANDIDATE, "roc_auc": 0.90},  # ... and 0.30 worse on the recent one
+    predictions_key="runs/p/r/recent_predictions.parquet",
+)
+
+
+def _evaluation(trigger: str, recent: HoldoutScores | None = RECENT) -> Evaluation:
+    return Evaluation(
+        mlflow_run_id="run",
+        candidate=CANDIDATE,
+        champion=FROZEN_CHAMPION,
+        champion_version="3",
+        holdout_digest="d",
+        holdout_key="holdouts/p/d.parquet",
+        predictions_key="runs/p/r/holdout_predictions.parquet",
+        recent=recent,
+        recent_note="not used: the last 1 labeled batch(es) hold 80 rows < gates.recent_holdout.min_rows 200"
+        if recent is None
+        else "the last 1 labeled batch(es) hold 1200 rows",
+        trigger=trigger,
+    )
+
+
+@pytest.mark.parametrize(
+    ("judge", "trigger", "on"),
+    [
+        ("alert", "asset", "recent_holdout"),  # the monitor's retrain request
+        ("alert", "alert", "recent_holdout"),  # an external alert
+        ("alert", "manual", "frozen_holdout"),
+        ("alert", "schedule", "frozen_holdout"),
+        ("always", "schedule", "recent_holdout"),
+        ("always", "manual", "recent_holdout"),
+        ("never", "asset", "frozen_holdout"),
+        ("never", "alert", "frozen_holdout"),
+    ],
+)
+def test_the_relative_comparison_follows_the_trigger_and_the_setting(judge, trigger, on):
+    comparison = relative_comparison(RecentHoldout(judge_relative=judge), _evaluation(trigger))
+    assert comparison.on == on
+    expected = RECENT if on == "recent_holdout" else None
+    assert comparison.candidate == (expected.candidate if expected else CANDIDATE)
+    assert comparison.champion == (expected.champion if expected else FROZEN_CHAMPION)
+    assert f"judge_relative is {judge!r}" in comparison.why
+    if judge == "alert" and on == "frozen_holdout":
+        assert f"trigger is {trigger!r}, not an alert" in comparison.why
+
+
+def test_without_a_recent_holdout_an_alert_run_is_judged_on_the_frozen_one_and_says_why():
+    comparison = relative_comparison(RecentHoldout(), _evaluation("asset", recent=None))
+    assert comparison.on == "frozen_holdout"
+    assert comparison.candidate == CANDIDATE
+    assert "no recent holdout (not used: the last 1 labeled batch(es) hold 80 rows" in comparison.why
+
+
+def test_relative_rules_judge_the_comparison_and_absolute_rules_the_frozen_holdout():
+    gates = _gates({"metric": "roc_auc", "at_least": 0.75}, {"metric": "roc_auc", "min_improvement": 0.002})
+    frozen = evaluate_gates(gates, "classification", CANDIDATE, FROZEN_CHAMPION, "3")
+    assert frozen.passed
+    assert frozen.relative_on == "frozen_holdout"
+    assert "recent" not in frozen.summary
+
+    comparison = relative_comparison(RecentHoldout(), _evaluation("asset"))
+    recent = evaluate_gates(gates, "classification", CANDIDATE, FROZEN_CHAMPION, "3", relative=comparison)
+    assert not recent.passed
+    threshold, relative = recent.rules
+    assert (threshold.rule, threshold.value, threshold.passed) == ("threshold", 0.80, True)  # the frozen 0.80
+    assert (relative.candidate, relative.champion) == (0.60, 0.90)
+    assert relative.value == pytest.approx(-0.30)
+    assert relative.passed is False
+    assert recent.relative_on == "recent_holdout"
+    assert recent.relative_on_why == comparison.why
+    assert recent.summary.endswith("(against champion v3; relative rules on the recent holdout)")
+
+
+def test_a_relative_rule_whose_metric_the_comparison_lacks_is_named():
+    comparison = RelativeComparison(
+        on="recent_holdout", why="test", candidate={"accuracy": 0.7}, champion=None
+    )
+    gates = _gates({"metric": "roc_auc", "min_improvement": 0.0})
+    with pytest.raises(SpecError, match="roc_auc"):
+        evaluate_gates(gates, "classification", CANDIDATE, None, relative=comparison)

@@ -6,22 +6,27 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 
+from ctloop import clock
 from ctloop.data.snapshots import load_snapshot, take_snapshot
 from ctloop.devtools.example_data import COVARIATE_SHIFT, generate_batch, write_batches
+from ctloop.errors import RollbackRefused
 from ctloop.evaluation.model_scores import evaluate
 from ctloop.io.readers import to_parquet_bytes
 from ctloop.io.storage import home_storage
-from ctloop.monitoring import retrain_requests
+from ctloop.monitoring import monitor_run, retrain_requests
+from ctloop.monitoring.champion_watch import ChampionComparison
 from ctloop.monitoring.monitor_run import history_prefix, run_monitor
 from ctloop.monitoring.retrain_policy import HOLD, RETRAIN
 from ctloop.registry import mlflow_store as registry
 from ctloop.registry.mlflow_store import LoggedModel
+from ctloop.registry.rollback import RollbackOutcome
 from ctloop.scoring.batches import logged_columns, predict
 from ctloop.scoring.prediction_log import LABELED, PREDICTIONS, partition_key
 from ctloop.settings import Settings, load_settings
@@ -212,6 +217,31 @@ def test_a_shifted_window_asks_for_a_retrain_and_says_why(trained: Trained, sett
     assert entry["alert"] is True
 
 
+def test_the_monitor_records_and_decides_on_the_simulated_clock(trained: Trained, settings: Settings) -> None:
+    """A retrain closed at simulated T - 1 h holds a replayed alert at T (cooldown 360 min), and the
+    run is stamped T, whatever the wall clock says."""
+    spec = _spec(trained.data)
+    version = _champion(spec, settings, trained)
+    for index in range(2):
+        _score(spec, settings, trained, version, index, shift=COVARIATE_SHIFT)
+    at = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    with clock.simulated(at - timedelta(hours=1)):
+        retrain_requests.request_retrain(settings, spec.name, {"kind": "monitor", "text": "earlier"})
+        retrain_requests.claim(settings, spec.name, "train/run-1", {"kind": "asset", "text": "asset"})
+        retrain_requests.close(settings, spec.name, "train/run-1", retrain_requests.PROMOTED, version)
+
+    with clock.simulated(at):
+        summary = run_monitor(spec, settings, _context(spec))
+
+    assert summary["at"] == "2026-03-01T12:00:00+00:00"
+    assert summary["decision"]["action"] == HOLD
+    assert summary["decision"]["why"].startswith(
+        "in cooldown: the last retrain an alert asked for ended 2026-03-01"
+    )
+    (entry,) = _history(spec, settings)
+    assert entry["at"] == summary["at"]
+
+
 def test_the_decision_and_its_figures_go_to_an_mlflow_run(trained: Trained, settings: Settings) -> None:
     spec = _spec(trained.data)
     version = _champion(spec, settings, trained)
@@ -286,3 +316,66 @@ def test_a_second_run_on_the_same_window_has_nothing_new_to_decide(
     assert f"since monitor run {first['run_key']}" in second["decision"]["why"]
     assert len(retrain_requests.all_requests(home_storage(settings), spec.name)) == 1
     assert len(_history(spec, settings)) == 2
+
+
+REGRESSED = ChampionComparison(
+    versions={"champion": "2", "previous": "1"},
+    rows=2400,
+    metric="roc_auc",
+    champion=0.61,
+    previous=0.87,
+    difference=-0.26,
+    interval=[-0.29, -0.23],
+    confidence=0.95,
+    verdict="rollback",
+    why="regression: v2 serves roc_auc 0.6100 against v1's 0.8700 on the same 2,400 labeled rows",
+)
+
+
+def test_the_monitor_rolls_back_to_the_previous_champion_as_its_own_user_and_notifies(
+    tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec, moves, sent = _spec(tmp_path), [], []
+
+    def move(settings: Settings, pipeline: str, **kwargs: Any) -> RollbackOutcome:
+        moves.append(kwargs)
+        return RollbackOutcome(
+            action="rollback", moved=True, from_version="2", to="1", seq=3, why="ok", evidence={}
+        )
+
+    monkeypatch.setattr(monitor_run, "rollback", move)
+    monkeypatch.setattr(monitor_run.notifications, "emit", lambda *args: sent.append(args) or "logged")
+
+    result = monitor_run._roll_back(spec, settings, _context(spec), REGRESSED)
+
+    assert moves == [
+        {
+            "target": "1",
+            "reason": f"monitor: {REGRESSED.why}",
+            "user": "monitor",
+            "run_key": f"{spec.name}__monitor/manual__1",
+        }
+    ]
+    assert result["rollback"]["notification"] == "logged"
+    assert (result["rollback"]["from"], result["rollback"]["to"]) == ("2", "1")
+    ((event, pipeline, _, fields),) = sent
+    assert (event, pipeline, fields["version"], fields["to"]) == ("rollback", spec.name, "2", "1")
+
+
+def test_a_refused_rollback_is_recorded_as_a_hold_without_a_retrain(
+    tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = _spec(tmp_path)
+
+    def refuse(settings: Settings, pipeline: str, **kwargs: Any) -> None:
+        raise RollbackRefused("champion moved from v2 to v3 since the decision; refused")
+
+    monkeypatch.setattr(monitor_run, "rollback", refuse)
+
+    result = monitor_run._roll_back(spec, settings, _context(spec), REGRESSED)
+
+    assert (result["action"], result["retrain"], result["rollback"]["moved"]) == (HOLD, False, False)
+    assert (
+        result["why"]
+        == f"{REGRESSED.why}; rollback refused: champion moved from v2 to v3 since the decision; refused"
+    )

@@ -7,7 +7,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ctloop.evaluation.metric_catalog import higher_is_better
-from ctloop.monitoring.retrain_policy import ATTACH, BREAKER_OPEN, HOLD, RETRAIN, Evidence, decide, triggers
+from ctloop.monitoring.retrain_policy import (
+    ATTACH,
+    BREAKER_OPEN,
+    HOLD,
+    RETRAIN,
+    ROLLBACK,
+    Evidence,
+    decide,
+    triggers,
+)
 from ctloop.spec.models import PipelineSpec
 from tests.helpers import example_spec
 
@@ -362,3 +371,148 @@ def test_a_rejected_alert_retrain_starts_a_cooldown_too():
     decision = _confirmed([_request(closed_ago=timedelta(minutes=5), outcome="rejected")])
     assert decision["action"] == HOLD
     assert decision["why"].startswith("in cooldown")
+
+
+# --- severe quality drop: confirms at once ------------------------------------------------------
+
+SEVERE = {"labeled_rows": 5000, "quality": 0.48, "champion_quality": 0.95}
+SEVERE_WHY = (
+    "severe quality drop: accuracy 0.4800 vs the champion's holdout 0.9500 on 5,000 labels"
+    " (a drop of 0.4700 >= 3 x max_drop 0.05); k-of-n and cooldown bypassed"
+)
+
+
+def _accuracy(severe_multiple: float | None = None, **retrain) -> PipelineSpec:
+    """The example spec judging accuracy (max_drop 0.05 on >= 1000 labels, severe at the default 3x)."""
+    quality = {"metric": "accuracy"} | ({"severe_multiple": severe_multiple} if severe_multiple else {})
+    return _spec({"quality": quality}, **retrain)
+
+
+@pytest.mark.parametrize(
+    ("champion", "current", "severe"),
+    # 3 x max_drop 0.05 = 0.15: 0.95 - 0.80 is 0.15 in floating point too, and severe
+    [(0.95, 0.80, True), (0.95, 0.801, False), (0.95, 0.48, True), (0.95, 0.88, False)],
+)
+def test_a_drop_of_at_least_severe_multiple_times_max_drop_is_severe(champion, current, severe):
+    decision = decide(
+        _accuracy(), _evidence(labeled_rows=1000, quality=current, champion_quality=champion), [], [], NOW
+    )
+    assert decision["alert"] is True
+    assert decision["severe"] is severe
+    assert decision["action"] == (RETRAIN if severe else HOLD)
+
+
+def test_a_severe_drop_on_too_few_labels_is_not_even_an_alert():
+    decision = decide(_accuracy(), _evidence(**(SEVERE | {"labeled_rows": 999})), [], [], NOW)
+    assert (decision["alert"], decision["severe"], decision["action"]) == (False, False, HOLD)
+    assert "monitoring.quality.min_labels 1000" in decision["why"]
+
+
+def test_severe_follows_the_metric_direction():
+    spec = _spec({"quality": {"metric": "log_loss", "max_drop": 0.05}})
+    worse = decide(spec, _evidence(labeled_rows=5000, quality=0.60, champion_quality=0.40), [], [], NOW)
+    assert (worse["severe"], worse["action"]) == (True, RETRAIN)
+    assert "log_loss 0.6000 vs the champion's holdout 0.4000" in worse["why"]
+    better = decide(spec, _evidence(labeled_rows=5000, quality=0.20, champion_quality=0.40), [], [], NOW)
+    assert (better["alert"], better["severe"], better["action"]) == (False, False, HOLD)
+
+
+def test_a_severe_drop_bypasses_k_of_n():
+    decision = decide(_accuracy(), _evidence(**SEVERE), [], [], NOW)
+    assert decision["action"] == RETRAIN
+    assert decision["severe"] is True
+    assert decision["k_of_n"] == {"k": 2, "n": 3, "alerts": 1}  # what k-of-n alone would have said
+    assert decision["why"] == SEVERE_WHY
+
+
+def test_a_severe_drop_bypasses_the_cooldown():
+    decision = decide(_accuracy(), _evidence(**SEVERE), [], [_request(closed_ago=timedelta(minutes=5))], NOW)
+    assert decision["action"] == RETRAIN
+    assert decision["why"] == SEVERE_WHY
+
+
+def test_severe_multiple_comes_from_the_spec():
+    """0.47 is 9.4 x max_drop: severe at 9, not at 10, where k-of-n holds the first window again."""
+    assert decide(_accuracy(9), _evidence(**SEVERE), [], [], NOW)["action"] == RETRAIN
+    held = decide(_accuracy(10), _evidence(**SEVERE), [], [], NOW)
+    assert (held["severe"], held["action"]) == (False, HOLD)
+    assert held["why"] == "1 of the last 1 windows alerted; retrain.k_of_n needs 2 of 3"
+
+
+def test_a_quality_drop_short_of_severe_keeps_k_of_n_and_the_cooldown():
+    evidence = _evidence(labeled_rows=5000, quality=0.85, champion_quality=0.95)  # a drop of 0.10 < 0.15
+    first = decide(_accuracy(), evidence, [], [], NOW)
+    assert (first["alert"], first["severe"], first["action"]) == (True, False, HOLD)
+    assert "retrain.k_of_n needs 2 of 3" in first["why"]
+    confirmed = decide(_accuracy(), evidence, _history(True), [_request(closed_ago=timedelta(hours=1))], NOW)
+    assert confirmed["action"] == HOLD
+    assert confirmed["why"].startswith("in cooldown")
+
+
+def test_drift_alone_keeps_every_guard_however_large():
+    everything = {"drift_share": 1.0, "drifted_features": ["age", "credit_score", "tenure_months"]}
+    first = decide(_spec(), _evidence(**everything), [], [], NOW)
+    assert (first["severe"], first["action"]) == (False, HOLD)
+    assert "retrain.k_of_n needs 2 of 3" in first["why"]
+    cooling = decide(
+        _spec(), _evidence(**everything), _history(True), [_request(closed_ago=timedelta(hours=1))], NOW
+    )
+    assert (cooling["severe"], cooling["action"]) == (False, HOLD)
+    assert cooling["why"].startswith("in cooldown")
+
+
+def test_an_open_breaker_holds_even_a_severe_drop():
+    rejected = [_request(closed_ago=timedelta(days=d), outcome="rejected") for d in (3, 2, 1)]
+    decision = decide(_accuracy(), _evidence(**SEVERE), [], rejected, NOW)
+    assert decision["action"] == BREAKER_OPEN
+    assert decision["severe"] is True
+    assert decision["why"].startswith("severe quality drop: accuracy 0.4800")
+    assert "circuit breaker open: the gate rejected the last 3 candidates" in decision["why"]
+    assert "bypassed" not in decision["why"]
+
+
+@pytest.mark.parametrize("state", ["open", "running"])
+def test_a_severe_drop_attaches_to_a_retrain_already_queued_or_running(state):
+    requests = [_request(closed_ago=timedelta(minutes=5)), _request(state, rid="req-active")]
+    decision = decide(_accuracy(), _evidence(**SEVERE), [], requests, NOW)
+    assert decision["action"] == ATTACH
+    assert decision["request_id"] == "req-active"
+    assert decision["why"].startswith("severe quality drop: accuracy 0.4800")
+    assert f"retrain request req-active is {state}; this alert's reason is attached to it" in decision["why"]
+
+
+def test_a_severe_window_already_decided_is_not_decided_again():
+    history = _history(False)
+    history[-1]["window_key"] = "w-now"
+    decision = decide(_accuracy(), _evidence(**SEVERE), history, [], NOW)
+    assert (decision["action"], decision["new_evidence"]) == (HOLD, False)
+
+
+# --- a new champion worse than the one it replaced: rollback ---------------------------------
+
+REGRESSION = "regression: v2 serves roc_auc 0.6100 against v1's 0.8700 on the same 2,400 labeled rows"
+
+
+def test_a_regression_rolls_back_at_once_and_retrains():
+    decision = decide(_spec(), _evidence(regression=REGRESSION), [], [], NOW)
+    assert (decision["action"], decision["retrain"], decision["alert"]) == (ROLLBACK, True, True)
+    assert decision["triggers"] == [REGRESSION]
+    assert decision["why"] == f"{REGRESSION}; rolling back and retraining"
+
+
+def test_a_regression_bypasses_k_of_n_the_cooldown_and_a_window_already_decided():
+    history = _history(False)
+    history[-1]["window_key"] = "w-now"
+    cooling = [_request(closed_ago=timedelta(minutes=5))]
+    decision = decide(_spec(), _evidence(regression=REGRESSION), history, cooling, NOW)
+    assert (decision["action"], decision["retrain"], decision["new_evidence"]) == (ROLLBACK, True, True)
+
+
+def test_an_open_breaker_stops_the_retrain_after_a_rollback_not_the_rollback():
+    rejected = [_request(closed_ago=timedelta(days=d), outcome="rejected") for d in (3, 2, 1)]
+    decision = decide(_spec(), _evidence(**ALERTING, regression=REGRESSION), [], rejected, NOW)
+    assert (decision["action"], decision["retrain"]) == (ROLLBACK, False)
+    assert decision["triggers"][0] == REGRESSION
+    assert len(decision["triggers"]) == 2  # the drift trigger is still named
+    assert decision["why"].startswith(f"{REGRESSION}; rolling back; circuit breaker open")
+    assert decision["why"].endswith("no retrain is requested")

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import multiprocessing
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from ctloop import clock
 from ctloop.io.storage import home_storage
 from ctloop.monitoring import retrain_requests
+from ctloop.monitoring.retrain_policy import HOLD, RETRAIN, Evidence, decide
 from ctloop.settings import load_settings
+from ctloop.spec.models import PipelineSpec
+from tests.helpers import example_spec
 
 
 @pytest.fixture
@@ -164,6 +168,40 @@ def test_last_closed_at_ignores_trainings_no_alert_asked_for(settings, pipeline)
     last = retrain_requests.last_closed_at(_stored(settings, pipeline))
     assert last == datetime.fromisoformat(alerted["closed_at"])
     assert last.tzinfo is not None
+
+
+def test_the_ledger_records_and_the_cooldown_measures_the_simulated_time(settings, pipeline):
+    """A replay closes a retrain at simulated T: the cooldown (360 min) holds an alert until T + 360
+    min on the simulated clock, whatever the wall clock says."""
+    closed_at = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    with clock.simulated(closed_at - timedelta(hours=1)):
+        retrain_requests.request_retrain(settings, pipeline, _monitor("drift"))
+    with clock.simulated(closed_at - timedelta(minutes=30)):
+        retrain_requests.claim(settings, pipeline, "train/run-1", _own("asset", "train/run-1"))
+    with clock.simulated(closed_at):
+        closed = retrain_requests.close(settings, pipeline, "train/run-1", retrain_requests.PROMOTED, "2")
+    (stored,) = _stored(settings, pipeline)
+    assert stored == closed
+    assert datetime.fromisoformat(stored["opened_at"]) == closed_at - timedelta(hours=1)
+    assert datetime.fromisoformat(stored["reasons"][0]["at"]) == closed_at - timedelta(hours=1)
+    assert datetime.fromisoformat(stored["claimed_at"]) == closed_at - timedelta(minutes=30)
+    assert retrain_requests.last_closed_at(_stored(settings, pipeline)) == closed_at
+
+    spec = PipelineSpec.model_validate(example_spec(pipeline, "data"))
+    assert spec.retrain.cooldown_minutes == 360
+    drift = Evidence("w-now", 5000, 0.5, ["age", "credit_score"], 0, None, None)
+    alerted = [{"run_key": "monitor/run-0", "window_key": "w-0", "alert": True}]  # k-of-n: 2 of 3
+
+    def decided_at(moment: datetime) -> dict:
+        with clock.simulated(moment):
+            return decide(spec, drift, alerted, _stored(settings, pipeline), clock.now())
+
+    held = decided_at(closed_at + timedelta(minutes=359))
+    assert held["action"] == HOLD
+    assert held["why"].startswith(
+        "in cooldown: the last retrain an alert asked for ended 2026-03-01 12:00:00 UTC"
+    )
+    assert decided_at(closed_at + timedelta(minutes=361))["action"] == RETRAIN
 
 
 def _ask(pipeline: str, worker: int, calls: int, start, results) -> None:

@@ -279,3 +279,50 @@ def test_log_model_card_writes_the_run_artifact():
 
     assert mlflow.artifacts.load_text(f"runs:/{run_id}/{ARTIFACT_PATH}") == page
     assert [a.path for a in client.list_artifacts(run_id)] == [ARTIFACT_PATH]
+
+
+def test_recent_holdout_metrics_and_where_relative_rules_were_judged():
+    card = copy.deepcopy(FULL)
+    card["recent_metrics"] = {"candidate": {"roc_auc": 0.9312}, "champion": {"roc_auc": 0.5123}}
+    card["gate"]["relative_on"] = "recent_holdout"
+    card["gate"]["relative_on_why"] = "alert-triggered run; gates.recent_holdout.judge_relative is alert"
+    html = render_model_card(card)
+    recent = html[html.index("Metrics on the recent holdout") :]
+    assert re.search(r"<td>roc_auc</td><td class=\"num\">0\.9312</td><td class=\"num\">0\.5123</td>", recent)
+    assert "judged on the recent holdout: alert-triggered run" in recent
+
+
+def test_an_unused_recent_holdout_says_why():
+    card = copy.deepcopy(FULL)
+    card["recent_note"] = "no labeled production batches yet"
+    html = render_model_card(card)
+    recent = html[html.index("Metrics on the recent holdout") :]
+    assert "Not used: no labeled production batches yet." in recent
+
+
+def test_the_training_window_and_the_alternatives_tried():
+    card = copy.deepcopy(FULL)
+    card["data"]["window"] = "batches:2"
+    card["data"]["window_selection"] = {
+        "metric": "roc_auc",
+        "recent_rows": 1200,
+        "why": "batches:2 scored best on the recent holdout",
+        "candidates": [
+            {"window": "all", "rows": 9000, "score": 0.5512, "status": "scored", "note": ""},
+            {"window": "batches:2", "rows": 2000, "score": 0.9113, "status": "chosen", "note": ""},
+            {"window": "batches:4", "rows": 0, "score": None, "status": "skipped", "note": XSS},
+        ],
+    }
+    html = render_model_card(card)
+    assert "<dt>Trained on</dt><dd>batches:2</dd>" in html
+    assert "batches:2 scored best on the recent holdout" in html
+    assert re.search(r"<td>all</td><td class=\"num\">9,000</td><td class=\"num\">0\.5512</td>", html)
+    assert '<span class="badge pass">chosen</span>' in html
+    assert ESCAPED in html
+    assert XSS not in html
+
+
+def test_a_card_without_a_window_choice_names_no_alternatives():
+    html = render_model_card(copy.deepcopy(FULL))
+    assert "Trained on" not in html
+    assert "on the recent holdout (" not in html

@@ -1,14 +1,25 @@
-"""Setting a production batch aside (quarantine, duplicates, conflicts) never loses a file."""
+"""Setting a production batch aside (quarantine, duplicates, conflicts) never loses a file; the
+previous champion's shadow columns never cost a batch its predictions."""
 
 from __future__ import annotations
 
 import json
 import uuid
+from types import SimpleNamespace
+from typing import Any
 
+import pandas as pd
+import pytest
+
+from ctloop.devtools.example_data import generate_batch
+from ctloop.io.readers import from_parquet_bytes, to_parquet_bytes
 from ctloop.io.storage import LocalStorage, home_storage
-from ctloop.scoring.batches import set_aside
+from ctloop.scoring import batches
+from ctloop.scoring.batches import logged_columns, predict, set_aside
+from ctloop.scoring.prediction_log import SHADOW_PREDICTION, SHADOW_SCORE, SHADOW_VERSION
 from ctloop.settings import load_settings
 from ctloop.spec.models import PipelineSpec
+from ctloop.training.estimator import fit
 from tests.helpers import example_spec
 
 
@@ -37,3 +48,87 @@ def test_a_batch_set_aside_twice_keeps_both_files_with_their_reasons(tmp_path):
 
     incoming.write_bytes("batch-0001.csv", b"first delivery")  # the same file a third time
     assert set_aside(spec, settings, batch, b"first delivery", "quarantine", {"failures": ["a"]}) == first
+
+
+# --- the previous champion's shadow columns ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fitted() -> tuple[PipelineSpec, Any, pd.DataFrame]:
+    """A spec, a model fitted on generated rows, and a production batch to score."""
+    spec = PipelineSpec.model_validate(example_spec("shadowed", "data"))
+    return spec, fit(spec, generate_batch(1500, seed=3)), generate_batch(400, seed=4, batch_index=1)
+
+
+def _watching(monkeypatch: pytest.MonkeyPatch, load: Any) -> None:
+    """v2 is the champion promoted over v1; ``load`` stands in for loading a registered version."""
+    promotion = SimpleNamespace(from_version="1", to_version="2", action="promotion")
+    monkeypatch.setattr(batches, "watched_promotion", lambda settings, name, champion: promotion)
+    monkeypatch.setattr(batches.registry, "client", lambda settings: SimpleNamespace(get_model_version=_mv))
+    monkeypatch.setattr(batches.registry, "load_version", load)
+
+
+def _mv(name: str, version: str) -> SimpleNamespace:
+    return SimpleNamespace(name=name, version=version)
+
+
+def _logged(spec: PipelineSpec, frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[logged_columns(spec)].copy()
+
+
+def test_the_previous_champion_scores_the_same_rows_into_the_shadow_columns(fitted, monkeypatch):
+    spec, model, frame = fitted
+    _watching(monkeypatch, lambda settings, version: model if version.version == "1" else None)
+    logged = _logged(spec, frame)
+
+    shadow = batches._shadow(spec, load_settings(), "2", frame, logged)
+
+    assert shadow == {"version": "1", "scored": True}
+    predicted, score = predict(model, frame, spec)
+    assert logged[SHADOW_PREDICTION].tolist() == predicted.tolist()
+    assert logged[SHADOW_SCORE].to_numpy() == pytest.approx(score)
+    assert set(logged[SHADOW_VERSION]) == {"1"}
+    again = from_parquet_bytes(to_parquet_bytes(logged))
+    assert again[SHADOW_SCORE].to_numpy() == pytest.approx(score)
+
+
+def test_a_shadow_that_fails_never_fails_the_batch_and_is_recorded(fitted, monkeypatch, caplog):
+    spec, _, frame = fitted
+
+    def broken(settings: Any, version: Any) -> Any:
+        raise OSError("artifact checksum mismatch")
+
+    _watching(monkeypatch, broken)
+    logged = _logged(spec, frame)
+
+    shadow = batches._shadow(spec, load_settings(), "2", frame, logged)
+
+    assert shadow == {"version": "1", "scored": False, "error": "OSError: artifact checksum mismatch"}
+    assert logged[SHADOW_PREDICTION].isna().all()
+    assert logged[SHADOW_SCORE].isna().all()
+    assert logged[SHADOW_VERSION].isna().all()
+    assert "shadow v1 did not score this batch" in caplog.text
+    assert len(from_parquet_bytes(to_parquet_bytes(logged))) == len(frame)
+
+
+def test_without_a_watched_promotion_the_shadow_columns_are_null(fitted, monkeypatch):
+    spec, _, frame = fitted
+    monkeypatch.setattr(batches, "watched_promotion", lambda settings, name, champion: None)
+    logged = _logged(spec, frame)
+
+    assert batches._shadow(spec, load_settings(), "1", frame, logged) is None
+    assert logged[[SHADOW_PREDICTION, SHADOW_SCORE, SHADOW_VERSION]].isna().all().all()
+
+
+def test_a_disabled_watch_does_not_even_read_the_ledger(fitted, monkeypatch):
+    spec, _, frame = fitted
+    raw = example_spec("shadowed", "data", monitoring={"watch": {"enabled": False}})
+    unwatched = PipelineSpec.model_validate(raw)
+
+    def unexpected(*args: Any) -> None:
+        raise AssertionError("the ledger was read")
+
+    monkeypatch.setattr(batches, "watched_promotion", unexpected)
+    logged = _logged(unwatched, frame)
+    assert batches._shadow(unwatched, load_settings(), "2", frame, logged) is None
+    assert logged[SHADOW_VERSION].isna().all()

@@ -48,6 +48,16 @@ def _write(tmp_path: Path, name: str, spec: dict | str) -> Path:
             "holdout.strategy",
             "needs columns.timestamp",
         ),
+        (
+            lambda s: s["monitoring"]["quality"].update(severe_multiple=1),
+            "monitoring.quality.severe_multiple",
+            "greater than 1",
+        ),
+        (
+            lambda s: s["monitoring"]["quality"].update(severe_multiple=0.5),
+            "monitoring.quality.severe_multiple",
+            "greater than 1",
+        ),
     ],
 )
 def test_invalid_spec_names_file_and_field(tmp_path, change, field, message):
@@ -59,6 +69,14 @@ def test_invalid_spec_names_file_and_field(tmp_path, change, field, message):
     assert str(path) in str(raised.value)
     assert field in str(raised.value)
     assert message in str(raised.value)
+
+
+def test_severe_multiple_defaults_to_three_and_may_be_set(tmp_path):
+    plain = load_spec(_write(tmp_path, "plain", example_spec("plain", "data")))
+    assert plain.monitoring.quality.severe_multiple == 3
+    spec = example_spec("tuned", "data")
+    spec["monitoring"]["quality"]["severe_multiple"] = 1.5
+    assert load_spec(_write(tmp_path, "tuned", spec)).monitoring.quality.severe_multiple == 1.5
 
 
 def test_unparseable_yaml_names_file(tmp_path):
@@ -80,3 +98,26 @@ def test_one_invalid_spec_does_not_hide_the_others(tmp_path):
     assert list(specs) == ["good"]
     assert [p.name for p in errors] == ["bad.yaml"]
     assert "data: Field required" in str(errors[tmp_path / "bad.yaml"])
+
+
+@pytest.mark.parametrize(
+    ("recent", "message"),
+    [
+        ({"judge_relative": "sometimes"}, "'alert', 'always' or 'never'"),
+        ({"batches": 0}, "greater than or equal to 1"),
+        ({"min_rows": 0}, "greater than or equal to 1"),
+        ({"unknown": 1}, "Extra inputs are not permitted"),
+    ],
+)
+def test_the_recent_holdout_policy_is_strict(tmp_path, recent, message):
+    spec = example_spec("rh", "data")
+    spec["gates"]["recent_holdout"] = recent
+    with pytest.raises(SpecError) as raised:
+        load_spec(_write(tmp_path, "rh", spec))
+    assert "gates.recent_holdout." in str(raised.value)
+    assert message in str(raised.value)
+
+
+def test_the_recent_holdout_defaults_to_one_batch_of_200_rows_judged_for_alerts():
+    policy = load_spec(REPO / "include" / "pipelines" / "churn.yaml").gates.recent_holdout
+    assert (policy.batches, policy.min_rows, policy.judge_relative) == (1, 200, "alert")

@@ -19,8 +19,15 @@ STARTED = {
         "uri": "/home/snapshots/p/f00.parquet",
         "sha256": "f00",
         "rows": 1200,
-        "sources": ["/data/batch-0001.csv"],
+        "sources": ["/data/batch-0001.csv", "/home/labeled/p/batch_id=b11/part-0.parquet"],
+        "source_rows": [800, 400],
+        "labeled_sources": 1,
         "created": True,
+    },
+    "recent_holdout": {
+        "holdout": {"key": "holdouts/p/r.parquet", "digest": "r", "rows": 1200},
+        "sources": ["/home/labeled/p/batch_id=b12/part-0.parquet"],
+        "note": "the last 1 labeled batch(es) hold 1200 rows, set aside from training: b12",
     },
     "provenance": {
         "ctloop.reason": "drift in tenure_months",
@@ -48,7 +55,23 @@ TRAINED = {
     "mlflow_run_id": "abc",
     "model": {"model_uri": "models:/m-1", "model_id": "m-1", "sha256": "beef"},
     "holdout": {"key": "holdouts/p/d.parquet", "digest": "d", "rows": 300},
+    "recent_holdout": {"holdout": None, "sources": [], "note": "not used: no labeled production batch yet"},
     "train_rows": 900,
+    "data_window": "batches:1",
+    "window_selection": {
+        "metric": "roc_auc",
+        "higher_is_better": True,
+        "recent_rows": 1200,
+        "chosen": "batches:1",
+        "why": "batches:1 scored roc_auc 0.9700 on the recent holdout against all 0.6100",
+        "budget_seconds": 300.0,
+        "seconds": 1.5,
+        "candidates": [
+            {"window": "all", "rows": 900, "score": 0.61, "status": "scored", "note": ""},
+            {"window": "batches:1", "rows": 300, "score": 0.97, "status": "chosen", "note": ""},
+            {"window": "batches:2", "rows": 0, "score": None, "status": "skipped", "note": "only 1"},
+        ],
+    },
 }
 EVALUATION = {
     "mlflow_run_id": "abc",
@@ -58,6 +81,14 @@ EVALUATION = {
     "holdout_digest": "d",
     "holdout_key": "holdouts/p/d.parquet",
     "predictions_key": "runs/p/r/holdout_predictions.parquet",
+    "recent": {
+        "holdout": {"key": "holdouts/p/r.parquet", "digest": "r", "rows": 1200},
+        "candidate": {"roc_auc": 0.74},
+        "champion": {"roc_auc": 0.79},
+        "predictions_key": "runs/p/r/recent_predictions.parquet",
+    },
+    "recent_note": "the last 1 labeled batch(es) hold 1200 rows, set aside from training: b12",
+    "trigger": "asset",
 }
 VERDICT = {
     "rule": "bootstrap",
@@ -76,7 +107,9 @@ DECISION = {
     "champion_version": "1",
     "rules": [VERDICT],
     "failed": [],
-    "summary": "gate passed (against champion v1)",
+    "relative_on": "recent_holdout",
+    "relative_on_why": "gates.recent_holdout.judge_relative is 'alert' and this run's trigger is 'asset'",
+    "summary": "gate passed (against champion v1; relative rules on the recent holdout)",
     "slices": None,
     "slice_metric": None,
     "latency": {
@@ -141,6 +174,9 @@ def test_a_contract_round_trips_through_json_with_the_same_keys(model: type[Base
         (Evaluation, {**EVALUATION, "candidate": {"roc_auc": "high"}}, "candidate.roc_auc"),
         (GateDecision, {**DECISION, "rules": [{**VERDICT, "passed": "yes"}]}, "rules.0.passed"),
         (GateDecision, {**DECISION, "mode": "maybe"}, "mode"),
+        (GateDecision, {**DECISION, "relative_on": "yesterday"}, "relative_on"),
+        (Evaluation, {**EVALUATION, "recent": {**EVALUATION["recent"], "holdout": None}}, "recent.holdout"),
+        (Started, {k: v for k, v in STARTED.items() if k != "recent_holdout"}, "recent_holdout"),
         (PromotionResult, {**PROMOTION, "action": "crowned"}, "action"),
         (Validated, {**VALIDATED, "unexpected": 1}, "unexpected"),
     ],

@@ -116,6 +116,43 @@ def test_the_history_links_only_runs_that_wrote_a_report() -> None:
     assert HOSTILE not in html
 
 
+def test_the_history_shows_the_rollback_and_the_comparison_it_was_decided_on() -> None:
+    watched = {
+        "versions": {"champion": "2", "previous": "1"},
+        "rows": 2400,
+        "metric": "roc_auc",
+        "difference": -0.3123,
+        "interval": [-0.3417, -0.2829],
+        "verdict": "rollback",
+    }
+    decisions = [
+        {
+            "run_key": "churn__monitor/r1",
+            "at": "2026-01-01T00:00:00+00:00",
+            "action": "hold",
+            "why": "no trigger crossed",
+            "champion_version": "1",
+            "champion_vs_previous": None,
+        },
+        {
+            "run_key": "churn__monitor/r2",
+            "at": "2026-01-02T00:00:00+00:00",
+            "action": "rollback",
+            "why": "regression: v2 serves roc_auc 0.4656 against v1's 0.7779; rolling back and retraining",
+            "champion_version": "2",
+            "champion_vs_previous": watched,
+        },
+    ]
+    policy = PolicyState(queued=None, cooldown_until=None, rejections=0, max_rejections=3)
+    moves = [*MOVES, _move(3, "1", "2", action="rollback", reason="monitor: regression")]
+    html = pages.history(URLS, SPEC, decisions, moves, policy)
+    assert "<th>vs previous</th>" in html
+    assert "vs v1: -0.3123 [-0.3417, -0.2829] on 2,400 rows" in html
+    assert '<span class="badge busy">rollback</span>' in html
+    assert "<td>v1</td>" in html  # the earlier champion's window is still shown
+    assert "the new champion is rolled back when its roc_auc is below the previous" in html
+
+
 def test_every_page_forbids_scripts_and_framing_by_other_sites() -> None:
     response = page("t", "<p>x</p>", home="/ctloop/", airflow="/", user=HOSTILE)
     assert response.headers["content-security-policy"] == PAGE_CSP
@@ -123,3 +160,10 @@ def test_every_page_forbids_scripts_and_framing_by_other_sites() -> None:
     assert "default-src 'none'" in PAGE_CSP
     assert "frame-ancestors 'self'" in PAGE_CSP
     assert HOSTILE not in response.body.decode()
+
+
+def test_the_triggers_name_the_severe_drop_that_retrains_at_once() -> None:
+    assert pages.triggers(SPEC) == (
+        "drift share at least 0.3, or any of tenure_months drifts; roc_auc more than 0.05"
+        " below the champion's holdout (3 x that retrains at once)"
+    )

@@ -17,11 +17,13 @@ VERDICT_WORDS = {True: "pass", False: "FAIL", None: "skipped"}
 class PromotionGateOperator(BaseOperator):
     """Judge the registered candidate by every rule of its gates; return the decision.
 
-    Threshold and relative rules, the paired bootstrap and the slice rules use both models' scores
-    on the shared frozen holdout; validity and latency load the registered version as a user
-    would. The decision (every rule with its value, bound and verdict) is logged to the MLflow run
-    and the version and returned, so it lands in XCom before any downstream task acts on it. The
-    operator does not raise on rejection: a rejected candidate is an outcome, recorded and visible.
+    Threshold rules and slices use both models' scores on the shared frozen holdout; relative
+    rules and the paired bootstrap use the recent holdout (the newest labeled production rows)
+    on alert-triggered runs when there is one (``gates.recent_holdout``), else the frozen one;
+    validity and latency load the registered version as a user would. The decision (every rule
+    with its value, bound and verdict) is logged to the MLflow run and the version and returned,
+    so it lands in XCom before any downstream task acts on it. The operator does not raise on
+    rejection: a rejected candidate is an outcome, recorded and visible.
 
     :param spec: the pipeline spec; its ``gates`` section holds the rules.
     :param evaluation: the evaluate task's result (templated, usually an XComArg).

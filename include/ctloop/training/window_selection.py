@@ -1,0 +1,188 @@
+"""Choosing what an alert-started retrain trains on, from evidence rather than a fixed default.
+
+After a change in the world, all history is mostly the old world: a model fitted on it can score
+well on a holdout of the past and badly on the present. A retrain an alert started (the monitor's
+asset event or an external alert), whose spec leaves ``retrain.data`` unset, fits one candidate
+per window (all history first, then the last k labeled batches) and scores each on the recent
+holdout, the newest labeled rows no candidate trains on; the largest window within
+``retrain.selection.min_gain`` of the best score is kept, so more data wins unless the present
+says otherwise. Every candidate's rows, score and status, and why the kept one won, are recorded.
+
+A window is cut from the run's snapshot (its rows come from its sources in order) and split by
+the spec's frozen holdout like the snapshot of an explicit ``retrain.data`` of the same window
+would be, so the kept candidate is exactly what that explicit window would have trained.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ctloop.data import holdout as holdouts
+from ctloop.errors import SpecError
+from ctloop.evaluation.metric_catalog import higher_is_better
+from ctloop.evaluation.model_scores import evaluate
+from ctloop.training.contracts import WindowCandidate, WindowChoice
+from ctloop.training.estimator import fit
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sklearn.pipeline import Pipeline
+
+    from ctloop.spec.models import PipelineSpec, TrainingWindow
+
+ALL = "all"
+ALERT_TRIGGERS = ("asset", "alert")  # the monitor's retrain request, an external alert
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """The kept candidate's model, the rows it was trained on and its frozen holdout, and the record."""
+
+    model: Pipeline
+    training: pd.DataFrame
+    holdout: pd.DataFrame
+    record: WindowChoice
+
+
+def window_label(window: TrainingWindow) -> str:
+    """A training window as runs record it: ``all``, ``batches:2``, ``days:7``."""
+    return window.window + (f":{window.last}" if window.last else "")
+
+
+def selects(spec: PipelineSpec, trigger: str) -> bool:
+    """Whether a run with a recent holdout chooses its window: an alert started it, ``retrain.data``
+    was not set (in the YAML or the trigger form) and selection is enabled."""
+    retrain = spec.retrain
+    return trigger in ALERT_TRIGGERS and not retrain.data_is_explicit and retrain.selection.enabled
+
+
+def _windows(
+    spec: PipelineSpec, source_rows: list[int], labeled_sources: int
+) -> list[tuple[str, int | None, str]]:
+    """Each window to try, in order (all history first, then k ascending), with the snapshot row it
+    starts at, or None and why it cannot be cut."""
+    windows: list[tuple[str, int | None, str]] = [(ALL, 0, "")]
+    for k in sorted(set(spec.retrain.selection.last_batches)):
+        if k > labeled_sources:
+            windows.append((f"batches:{k}", None, f"only {labeled_sources} labeled batch(es) are trained on"))
+        else:
+            windows.append((f"batches:{k}", sum(source_rows[: len(source_rows) - k]), ""))
+    return windows
+
+
+def _cut(frame: pd.DataFrame, start: int, spec: PipelineSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A window's (training rows, frozen holdout rows): the snapshot from row ``start``, split as
+    a snapshot of that window alone would be."""
+    return holdouts.split(frame.iloc[start:].reset_index(drop=True), spec)
+
+
+def refit(
+    spec: PipelineSpec,
+    frame: pd.DataFrame,
+    source_rows: list[int],
+    labeled_sources: int,
+    record: WindowChoice,
+) -> Chosen:
+    """The window an earlier attempt of the run chose, fitted again: a retried task keeps the choice
+    the run recorded, which a budget could otherwise cut differently."""
+    starts = {name: start for name, start, _ in _windows(spec, source_rows, labeled_sources)}
+    start = starts.get(record.chosen)
+    if start is None:
+        raise SpecError(
+            f"retrain.selection: the window {record.chosen!r} this run chose cannot be cut any more;"
+            " start a new run"
+        )
+    training, holdout = _cut(frame, start, spec)
+    return Chosen(model=fit(spec, training), training=training, holdout=holdout, record=record)
+
+
+def _too_small(spec: PipelineSpec, training: pd.DataFrame) -> str:
+    """Why a window's training rows cannot make a candidate, or ''."""
+    min_rows = spec.retrain.selection.min_rows
+    if len(training) < min_rows:
+        return f"{len(training)} training rows < retrain.selection.min_rows {min_rows}"
+    if spec.task == "classification" and training[spec.columns.target].nunique() < 2:
+        return "its training rows are of one class only"
+    return ""
+
+
+def choose_window(
+    spec: PipelineSpec,
+    frame: pd.DataFrame,
+    source_rows: list[int],
+    labeled_sources: int,
+    recent: pd.DataFrame,
+    timer: Callable[[], float] = time.monotonic,
+) -> Chosen:
+    """Fit a candidate per window of ``frame`` (the snapshot; ``source_rows`` and ``labeled_sources``
+    say how its rows came), score each on ``recent`` by the primary metric, keep the largest window
+    within ``min_gain`` of the best. No candidate but all history starts after ``budget_seconds``."""
+    policy, metric = spec.retrain.selection, spec.primary_metric
+    higher = higher_is_better(spec.task, metric)
+    started = timer()
+    tried: list[tuple[str, int, float | None, str]] = []  # window, rows, score, note
+    fitted: dict[str, tuple[Pipeline, pd.DataFrame, pd.DataFrame]] = {}
+    for name, start, why_not in _windows(spec, source_rows, labeled_sources):
+        elapsed = timer() - started
+        if start is None:
+            tried.append((name, 0, None, why_not))
+            continue
+        training, holdout = _cut(frame, start, spec)
+        if name != ALL and elapsed >= policy.budget_seconds:
+            budget = f"retrain.selection.budget_seconds {policy.budget_seconds:g}"
+            tried.append((name, len(training), None, f"not reached: {elapsed:.0f} s spent of {budget}"))
+            continue
+        too_small = _too_small(spec, training) if name != ALL else ""
+        if too_small:
+            tried.append((name, len(training), None, too_small))
+            continue
+        model = fit(spec, training)
+        tried.append((name, len(training), evaluate(model, recent, spec)[metric], ""))
+        best_so_far = _keep(tried, higher, policy.min_gain)
+        fitted = {k: v for k, v in fitted.items() if k == best_so_far}  # keep one model in memory
+        if name == best_so_far:
+            fitted[name] = (model, training, holdout)
+    chosen = _keep(tried, higher, policy.min_gain)
+    model, training, holdout = fitted[chosen]
+    record = WindowChoice(
+        metric=metric,
+        higher_is_better=higher,
+        recent_rows=len(recent),
+        chosen=chosen,
+        why=_why(tried, chosen, metric, policy.min_gain),
+        budget_seconds=policy.budget_seconds,
+        seconds=round(timer() - started, 3),
+        candidates=[
+            WindowCandidate(
+                window=name,
+                rows=rows,
+                score=score,
+                status="chosen" if name == chosen else "scored" if score is not None else "skipped",
+                note=note,
+            )
+            for name, rows, score, note in tried
+        ],
+    )
+    return Chosen(model=model, training=training, holdout=holdout, record=record)
+
+
+def _keep(tried: list[tuple[str, int, float | None, str]], higher: bool, min_gain: float) -> str:
+    """The largest scored window whose score is within ``min_gain`` of the best: ties keep more data."""
+    scored = [(name, rows, score) for name, rows, score, _ in tried if score is not None]
+    sign = 1.0 if higher else -1.0
+    best = max(sign * score for _, _, score in scored)
+    within = [(rows, name) for name, rows, score in scored if sign * score >= best - min_gain]
+    return max(within)[1]
+
+
+def _why(tried: list[tuple[str, int, float | None, str]], chosen: str, metric: str, min_gain: float) -> str:
+    """One line a reviewer reads: what won, on what, against what."""
+    scores = {name: score for name, _, score, _ in tried if score is not None}
+    others = ", ".join(f"{name} {score:.4f}" for name, score in scores.items() if name != chosen)
+    line = f"{chosen} scored {metric} {scores[chosen]:.4f} on the recent holdout"
+    if not others:
+        return f"{line}; no other window was scored"
+    return f"{line} against {others}; the largest window within {min_gain:g} of the best is kept"

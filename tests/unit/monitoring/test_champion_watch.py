@@ -1,0 +1,173 @@
+"""The champion against the champion it replaced, on generated rows both scored: a clearly worse
+new champion is rolled back, an equal one holds, too few labels leave it undecided; and which
+champion is watched at all, read from a real ledger."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ctloop.monitoring.champion_watch import compare, paired_rows, watched_promotion
+from ctloop.registry import ledger, tags
+from ctloop.registry import mlflow_store as registry
+from ctloop.registry.rollback import rollback
+from ctloop.settings import Settings, load_settings
+from ctloop.spec.models import PipelineSpec
+from tests.helpers import example_spec
+
+
+def _spec(**watch: Any) -> PipelineSpec:
+    monitoring = {"quality": {"metric": "roc_auc"}, "watch": {"min_labels": 500, **watch}}
+    return PipelineSpec.model_validate(example_spec("watched", "data", monitoring=monitoring))
+
+
+SPEC = _spec()
+TARGET = SPEC.columns.target
+
+
+def _scores(y: np.ndarray, signal: float, seed: int) -> np.ndarray:
+    """Probabilities that separate the classes by ``signal`` (0: a coin toss)."""
+    rng = np.random.default_rng(seed)
+    return 1 / (1 + np.exp(-(signal * (2 * y - 1) + rng.normal(size=len(y)))))
+
+
+def _labeled(rows: int, champion_signal: float, previous_signal: float, **columns: Any) -> pd.DataFrame:
+    """Labeled prediction-log rows served by v2 and shadow-scored by v1."""
+    y = np.random.default_rng(0).integers(0, 2, size=rows)
+    served, shadow = _scores(y, champion_signal, 1), _scores(y, previous_signal, 2)
+    return pd.DataFrame(
+        {
+            TARGET: y,
+            "prediction": (served > 0.5).astype(int),
+            "score": served,
+            "model_version": "2",
+            "shadow_prediction": (shadow > 0.5).astype(int),
+            "shadow_score": shadow,
+            "shadow_version": "1",
+            "batch_id": "b0001",
+            **columns,
+        }
+    )
+
+
+def test_a_clearly_worse_new_champion_is_rolled_back_with_its_evidence() -> None:
+    comparison = compare(SPEC, _labeled(2000, champion_signal=0.2, previous_signal=2.0), "2", "1")
+
+    assert comparison.verdict == "rollback"
+    assert comparison.versions == {"champion": "2", "previous": "1"}
+    assert (comparison.rows, comparison.metric, comparison.confidence) == (2000, "roc_auc", 0.95)
+    assert comparison.champion is not None
+    assert comparison.previous is not None
+    assert comparison.previous - comparison.champion > 0.3
+    assert comparison.difference == pytest.approx(comparison.champion - comparison.previous)
+    assert comparison.interval is not None
+    low, high = comparison.interval
+    assert low <= comparison.difference <= high < 0
+    assert comparison.why.startswith(
+        f"regression: v2 serves roc_auc {comparison.champion:.4f} against v1's {comparison.previous:.4f}"
+        " on the same 2,000 labeled rows"
+    )
+    assert f"95% interval [{low:+.4f}, {high:+.4f}], wholly below +0.0000" in comparison.why
+
+
+def test_an_equally_good_new_champion_holds_and_the_verdict_is_seeded() -> None:
+    labeled = _labeled(2000, champion_signal=1.5, previous_signal=1.5)
+
+    comparison = compare(SPEC, labeled, "2", "1")
+
+    assert comparison.verdict == "hold"
+    assert comparison.interval is not None
+    assert comparison.interval[0] < 0 < comparison.interval[1]
+    assert comparison.why.startswith("no significant regression: v2 serves roc_auc")
+    assert compare(SPEC, labeled, "2", "1") == comparison
+
+
+def test_a_margin_tolerates_a_small_regression() -> None:
+    labeled = _labeled(4000, champion_signal=1.3, previous_signal=1.5)
+    assert compare(SPEC, labeled, "2", "1").verdict == "rollback"
+
+    tolerant = _spec(margin=0.2)
+    comparison = compare(tolerant, labeled, "2", "1")
+    assert comparison.verdict == "hold"
+    assert "not wholly below -0.2000" in comparison.why
+
+
+def test_too_few_labeled_rows_leave_it_undecided_and_say_so() -> None:
+    comparison = compare(SPEC, _labeled(499, champion_signal=0.0, previous_signal=3.0), "2", "1")
+
+    assert comparison.verdict == "undecided"
+    assert (comparison.rows, comparison.difference, comparison.interval) == (499, None, None)
+    assert comparison.why == (
+        "undecided: 499 labeled rows scored by both v2 and v1 < monitoring.watch.min_labels 500"
+    )
+
+
+def test_a_metric_undefined_on_the_rows_leaves_it_undecided() -> None:
+    labeled = _labeled(600, champion_signal=0.0, previous_signal=3.0).assign(**{TARGET: 1})
+
+    comparison = compare(SPEC, labeled, "2", "1")
+
+    assert comparison.verdict == "undecided"
+    assert "roc_auc needs both classes" in comparison.why
+
+
+def test_only_rows_the_champion_served_and_the_previous_one_shadowed_are_paired() -> None:
+    labeled = pd.concat(
+        [
+            _labeled(300, 1.0, 1.0),
+            _labeled(200, 1.0, 1.0, model_version="1", shadow_version=None, shadow_score=np.nan),
+            _labeled(100, 1.0, 1.0, shadow_version="0"),
+            _labeled(50, 1.0, 1.0, shadow_score=np.nan),  # the shadow failed on that batch
+        ],
+        ignore_index=True,
+    )
+    assert len(paired_rows(labeled, "2", "1")) == 300
+    assert paired_rows(labeled.drop(columns=["shadow_version"]), "2", "1").empty  # a log older than shadows
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """This worker's MLflow registry, and a ctloop database of this test's own."""
+    return load_settings().model_copy(update={"database_url": f"sqlite:///{tmp_path / 'ctloop.db'}"})
+
+
+def _versions(settings: Settings, tmp_path: Path, count: int) -> str:
+    client = registry.client(settings)
+    name = f"w{uuid.uuid4().hex[:10]}"
+    client.create_registered_model(name)
+    for _ in range(count):
+        version = client.create_model_version(name, source=str(tmp_path), run_id=None)
+        client.set_model_version_tag(name, version.version, tags.GATE, "passed")
+    return name
+
+
+def _promote(settings: Settings, name: str, to: str, expected_from: str | None) -> None:
+    client = registry.client(settings)
+    moved = ledger.move_alias(
+        settings, client, name, to, expected_from=expected_from, action="promotion", reason="t"
+    )
+    assert moved.moved
+
+
+def test_only_the_latest_promotion_over_a_previous_champion_is_watched(
+    settings: Settings, tmp_path: Path
+) -> None:
+    name = _versions(settings, tmp_path, 3)
+    assert watched_promotion(settings, name, "1") is None  # no move yet
+    _promote(settings, name, "1", None)
+    assert watched_promotion(settings, name, "1") is None  # the first champion replaced nobody
+    _promote(settings, name, "2", "1")
+    watched = watched_promotion(settings, name, "2")
+    assert watched is not None
+    assert (watched.action, watched.from_version, watched.to_version) == ("promotion", "1", "2")
+    assert watched_promotion(settings, name, "1") is None  # not the champion the last move made
+
+    rollback(settings, name, target="previous", reason="v2 regressed", user="monitor")
+    assert watched_promotion(settings, name, "1") is None  # a rollback is not watched
+    _promote(settings, name, "3", "1")
+    assert watched_promotion(settings, name, "3") is not None
