@@ -12,6 +12,7 @@ BENCHMARKS = {
     "scheduler": "bench.scheduler_overhead",
     "drift": "bench.drift_compute",
     "latency": "bench.alert_latency",
+    "effectiveness": "bench.effectiveness",
 }
 
 if __name__ == "__main__":
