@@ -166,7 +166,7 @@ def build_train_dag(spec: PipelineSpec) -> DAG:
         outcome = steps.promote_candidate(
             run.spec, run.settings, run.ctx, started, evaluation, decision, version, approval
         )
-        if outcome.action in ("not_promoted", "rejected_after_reevaluation"):
+        if outcome.turned_down:
             raise AirflowSkipException(f"v{version} not promoted: {outcome.why}")
         return outcome
 

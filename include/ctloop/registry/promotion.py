@@ -60,6 +60,12 @@ class PromotionResult(BaseModel):
     def promoted(self) -> bool:
         return self.action in ("promoted", "promoted_after_reevaluation")
 
+    @property
+    def turned_down(self) -> bool:
+        """The candidate was refused (by the gate, or by the re-evaluation under the lock): the
+        train DAG's promote task skips, so such a run has no promote result downstream."""
+        return self.action in ("not_promoted", "rejected_after_reevaluation")
+
 
 def primary_comparison(
     task: TaskKind, metric: str, candidate: dict[str, float], champion: dict[str, float] | None

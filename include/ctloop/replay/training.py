@@ -24,8 +24,6 @@ if TYPE_CHECKING:
     from ctloop.spec.models import PipelineSpec
     from ctloop.training.contracts import Evaluation, Started, Trained, Validated
 
-# What the promote task raises AirflowSkipException on: such a run has no promote result in XCom.
-SKIPPED_PROMOTIONS = ("not_promoted", "rejected_after_reevaluation")
 # Airflow's run id prefix of each way a training starts.
 RUN_TYPES = {"manual": "manual", "schedule": "scheduled", "asset": "asset_triggered"}
 
@@ -88,7 +86,8 @@ def run_training(
         evaluate=evaluation,
         registered=version,
         gate=decision,
-        promote=outcome if outcome is not None and outcome.action not in SKIPPED_PROMOTIONS else None,
+        # the promote task skips a turned-down candidate, so the DAG's finish sees no result
+        promote=outcome if outcome is not None and not outcome.turned_down else None,
     )
     with time.task():
         steps.finish(spec, settings, ctx, results)

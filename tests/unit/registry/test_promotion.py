@@ -10,7 +10,7 @@ from ctloop.devtools.example_data import generate_batch
 from ctloop.gating.decision import GateDecision
 from ctloop.registry import ledger
 from ctloop.registry import mlflow_store as registry
-from ctloop.registry.promotion import primary_comparison, promote
+from ctloop.registry.promotion import PromotionResult, primary_comparison, promote
 from ctloop.settings import load_settings
 from ctloop.spec.models import PipelineSpec
 from ctloop.training.estimator import features, fit
@@ -212,3 +212,17 @@ def test_a_reevaluation_without_the_primary_comparison_is_an_error(logged_model,
         promote(client, settings, name, v3, _decision(against=v1), lambda c: _decision(against=v2))
     assert str(registry.get_champion(client, name).version) == v2
     assert len(ledger.entries(settings, name)) == 2
+
+
+@pytest.mark.parametrize(
+    ("action", "turned_down"),
+    [
+        ("promoted", False),
+        ("promoted_after_reevaluation", False),
+        ("already_champion", False),
+        ("not_promoted", True),
+        ("rejected_after_reevaluation", True),
+    ],
+)
+def test_turned_down_names_the_actions_the_promote_task_skips(action, turned_down):
+    assert PromotionResult(action=action, version="3", why="").turned_down is turned_down
