@@ -23,11 +23,11 @@ if TYPE_CHECKING:
 DASH = Markup('<span class="muted">—</span>')
 """How a missing value reads."""
 STATUS_KINDS = {
-    **dict.fromkeys(("success", "promotion", "hold", "closed"), "good"),
-    **dict.fromkeys(("failed", "upstream_failed", "breaker_open", "override"), "bad"),
+    **dict.fromkeys(("success", "promotion", "hold", "closed", "better"), "good"),
+    **dict.fromkeys(("failed", "upstream_failed", "breaker_open", "override", "worse"), "bad"),
     **dict.fromkeys(("running", "queued", "retrain", "attach", "rollback", "open"), "busy"),
 }
-"""The colour of a run state, ledger action or monitor decision shown as a badge."""
+"""The colour of a run state, ledger action, monitor decision or comparison verdict shown as a badge."""
 
 
 def _missing(value: object) -> bool:

@@ -1,4 +1,6 @@
-"""Human approval through Airflow's human-in-the-loop, on a running deployment.
+"""Human approval through Airflow's human-in-the-loop, on a running deployment; while a candidate
+waits it is the ``challenger``: it shadow-scores production and the monitor compares it with the
+champion on the same labeled rows.
 
 A person answers in the UI's Required actions view, which calls the REST API this test calls
 (``PATCH .../taskInstances/approve/-1/hitlDetails``); the scheduler resolves a request nobody
@@ -15,17 +17,22 @@ from dataclasses import dataclass
 
 import pytest
 
-from ctloop.devtools.example_data import write_batches
+from ctloop.devtools.example_data import write_batches, write_labels
 from ctloop.devtools.local_deployment import LocalDeployment
-from ctloop.registry import ledger
+from ctloop.io.readers import from_parquet_bytes
+from ctloop.io.storage import home_storage
+from ctloop.monitoring.monitor_run import history_prefix
+from ctloop.registry import ledger, tags
 from ctloop.registry import mlflow_store as registry
+from ctloop.scoring.prediction_log import PREDICTIONS, partition_key
 from ctloop.settings import load_settings
 from tests.helpers import served_pipeline
 from tests.webhook import Webhook
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("airflow_server")]
 PERSON_SECONDS = 8
-TIMEOUT_HOURS = 0.008  # 29 s: time to answer, and short enough to watch a request expire
+TIMEOUT_HOURS = 0.03  # 108 s: time to answer, or to score and monitor; short enough to watch a request expire
+PRODUCTION_ROWS = 600
 
 
 @dataclass
@@ -34,6 +41,7 @@ class Approvals:
     pipeline: str
     data: object
     webhook: Webhook
+    production: object
 
     @property
     def dag_id(self) -> str:
@@ -69,6 +77,14 @@ class Approvals:
     def _batches(self) -> int:
         return len(list(self.data.glob("batch-*")))
 
+    def run(self, kind: str) -> dict:
+        """Trigger ``<pipeline>__<kind>`` and wait until it finished successfully."""
+        dag_id = f"{self.pipeline}__{kind}"
+        run_id = self.server.trigger(dag_id)["dag_run_id"]
+        finished = self.server.wait_for_run(dag_id, run_id, timeout=300)
+        assert finished["state"] == "success", self.server.diagnose(dag_id, run_id)
+        return finished
+
     def settings(self):
         return load_settings(self.server.env)
 
@@ -81,12 +97,19 @@ def approvals(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Approvals]:
         "approval": "required",
         "approval_timeout_hours": TIMEOUT_HOURS,
     }
-    name, data, pipelines = served_pipeline(home, batches=2, rows=600, gates=gates)
+    production = home / "production"
+    scoring = {"incoming_uri": str(production / "incoming"), "labels_uri": str(production / "labels")}
+    monitoring = {"watch": {"min_labels": PRODUCTION_ROWS // 2}}
+    name, data, pipelines = served_pipeline(
+        home, batches=2, rows=600, gates=gates, scoring={**scoring, "format": "csv"}, monitoring=monitoring
+    )
     webhook = Webhook()
     conn = {"conn_type": "http", "host": "127.0.0.1", "port": webhook.server.server_address[1]}
     with LocalDeployment(home, pipelines, AIRFLOW_CONN_CTLOOP_WEBHOOK=json.dumps(conn)) as server:
         server.wait_for_dag(f"{name}__train")
-        yield Approvals(server, name, data / "training", webhook)
+        server.wait_for_dag(f"{name}__score")
+        server.wait_for_dag(f"{name}__monitor")
+        yield Approvals(server, name, data / "training", webhook, production)
     webhook.server.shutdown()
 
 
@@ -102,6 +125,7 @@ def _version_tags(approvals: Approvals, version: str) -> dict:
 def test_approve_promotes_and_records_the_approver(approvals: Approvals) -> None:
     run_id = approvals.train_until_asked("first model")
     assert _champion(approvals) is None  # nothing moves while the person has not answered
+    assert _challenger(approvals) == "1"
     status, answer = approvals.answer(run_id, "Approve", "looks right")
     assert status == 200, answer
     finished = approvals.finish(run_id)
@@ -110,10 +134,12 @@ def test_approve_promotes_and_records_the_approver(approvals: Approvals) -> None
     (move,) = ledger.entries(approvals.settings(), approvals.pipeline)
     assert move.approver == "admin"
     assert move.to_version == "1"
-    tags = _version_tags(approvals, "1")
-    assert (tags["ctloop.approval"], tags["ctloop.approved_by"]) == ("approved", "admin")
-    assert tags["ctloop.approval_comment"] == "looks right"
+    recorded = _version_tags(approvals, "1")
+    assert (recorded["ctloop.approval"], recorded["ctloop.approved_by"]) == ("approved", "admin")
+    assert recorded["ctloop.approval_comment"] == "looks right"
     assert approvals.webhook.events(approvals.pipeline) == ["approval_request", "promotion"]
+    assert _challenger(approvals) is None  # it is champion now
+    assert _version_tags(approvals, "1")[tags.CHALLENGER].endswith(": its training run ended: promoted")
 
 
 def test_reject_leaves_the_champion_and_records_who_and_why(approvals: Approvals) -> None:
@@ -122,18 +148,62 @@ def test_reject_leaves_the_champion_and_records_who_and_why(approvals: Approvals
     assert status == 200
     approvals.finish(run_id)
     assert _champion(approvals) == "1"
-    tags = _version_tags(approvals, "2")
-    assert tags["ctloop.approval"] == "rejected"
-    assert tags["ctloop.approved_by"] == "admin"
-    assert tags["ctloop.approval_comment"] == "slice for two_year looks off"
+    recorded = _version_tags(approvals, "2")
+    assert recorded["ctloop.approval"] == "rejected"
+    assert recorded["ctloop.approved_by"] == "admin"
+    assert recorded["ctloop.approval_comment"] == "slice for two_year looks off"
     assert len(ledger.entries(approvals.settings(), approvals.pipeline)) == 1
     assert approvals.webhook.events(approvals.pipeline)[-1] == "rejection"
+    assert _challenger(approvals) is None  # released when its run ended
 
 
-def test_no_answer_times_out_as_a_rejection(approvals: Approvals) -> None:
+def _challenger(approvals: Approvals) -> str | None:
+    found = registry.get_alias(registry.client(approvals.settings()), approvals.pipeline, registry.CHALLENGER)
+    return str(found.version) if found else None
+
+
+def test_a_waiting_candidate_is_the_challenger_until_nobody_answers_in_time(approvals: Approvals) -> None:
+    """v3 waits: it shadow-scores a production batch beside champion v1, the monitor compares
+    the two on the batch's labeled rows, and when the request times out v3 is rejected and the
+    alias is released."""
     run_id = approvals.train_until_asked("third model")
-    time.sleep(TIMEOUT_HOURS * 3600)  # past it; the scheduler answers with the default, Reject
+    asked = time.monotonic() - PERSON_SECONDS
+    assert _challenger(approvals) == "3"
+    assert _champion(approvals) == "1"
+
+    write_batches(approvals.production / "incoming", [0], rows=PRODUCTION_ROWS, with_target=False, seed=5)
+    approvals.run("score")
+    storage = home_storage(approvals.settings())
+    scored = from_parquet_bytes(
+        storage.read_bytes(partition_key(PREDICTIONS, approvals.pipeline, "batch-0000"))
+    )
+    assert set(scored["model_version"]) == {"1"}
+    assert set(scored["challenger_version"]) == {"3"}
+    assert scored["challenger_score"].notna().all()
+    assert not scored["challenger_score"].equals(scored["score"])  # its own outputs, not a copy
+
+    write_labels(approvals.production / "labels", 0, rows=PRODUCTION_ROWS, seed=5)
+    approvals.run("score")  # joins the labels
+    monitor_run = approvals.run("monitor")
+    assert _challenger(approvals) == "3", "the request expired before the monitor compared"
+    entries = [
+        json.loads(storage.read_bytes(k)) for k in storage.list_keys(history_prefix(approvals.pipeline))
+    ]
+    entry = next(e for e in entries if e["run_key"].endswith(monitor_run["dag_run_id"]))
+    compared = entry["challenger_vs_champion"]
+    assert compared["versions"] == {"challenger": "3", "champion": "1"}
+    assert compared["rows"] == PRODUCTION_ROWS
+    assert compared["verdict"] in ("better", "worse", "no_difference")
+    assert compared["interval"][0] <= compared["difference"] <= compared["interval"][1]
+    summary = json.loads(storage.read_bytes(entry["summary_uri"].split("/storage/", 1)[1]))
+    assert summary["challenger_vs_champion"]["verdict"] == compared["verdict"]
+    assert "of v3 (challenger)" in summary["challenger_vs_champion"]["why"]
+
+    time.sleep(max(0.0, asked + TIMEOUT_HOURS * 3600 - time.monotonic()))  # the scheduler answers: Reject
     approvals.finish(run_id)
     assert _champion(approvals) == "1"
-    assert _version_tags(approvals, "3")["ctloop.approval"] == "timed_out"
+    version_tags = _version_tags(approvals, "3")
+    assert version_tags["ctloop.approval"] == "timed_out"
+    assert _challenger(approvals) is None
+    assert version_tags[tags.CHALLENGER].endswith(": its training run ended: rejected")
     assert len(ledger.entries(approvals.settings(), approvals.pipeline)) == 1

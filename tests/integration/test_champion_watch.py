@@ -92,14 +92,14 @@ def test_a_worse_new_champion_is_rolled_back_and_a_retrain_is_requested(promoted
     assert watched["verdict"] == "rollback"
     assert watched["versions"] == {"champion": "2", "previous": "1"}
     assert (watched["rows"], watched["metric"]) == (2400, "roc_auc")
-    assert watched["previous"] - watched["champion"] > 0.1
+    assert watched["values"]["previous"] - watched["values"]["champion"] > 0.1
     assert watched["interval"][1] < 0
     assert entry["champion_vs_previous"]["verdict"] == "rollback"
 
     last = ledger.entries(load_settings(), pipeline.name)[-1]
     assert (last.action, last.from_version, last.to_version, last.user) == ("rollback", "2", "1", "monitor")
     assert last.run_key == f"{monitor_run.dag_id}/{monitor_run.run_id}"
-    assert last.reason.startswith("monitor: regression: v2 serves roc_auc")
+    assert last.reason.startswith("monitor: worse: roc_auc of v2 (champion)")
     assert "on the same 2,400 labeled rows" in last.reason
     assert "95% interval [" in last.reason
     rolled = summary["decision"]["rollback"]
@@ -108,7 +108,7 @@ def test_a_worse_new_champion_is_rolled_back_and_a_retrain_is_requested(promoted
 
     (request,) = requests(pipeline)
     assert request["state"] == "open"
-    assert request["reasons"][0]["text"].startswith("regression: v2 serves roc_auc")
+    assert request["reasons"][0]["text"].startswith("worse: roc_auc of v2 (champion)")
     (event,) = retrain_events(pipeline)
     assert event["reason"] == request["reasons"][0]["text"]
     assert task_states(monitor_run)["request_retrain"] == "success"

@@ -6,7 +6,8 @@ land under the run's storage prefix and in MLflow, the decision goes into the pi
 history, and a confirmed alert opens (or joins) a retrain request. While the champion is the
 version promoted most recently, its served quality is compared with the previous champion's on
 the same rows (ctloop.monitoring.champion_watch); a significant regression rolls it back through
-the ledger, with the monitor as the user, and asks for a retrain.
+the ledger, with the monitor as the user, and asks for a retrain. A challenger waiting for
+approval is compared with the champion the same way, for its reviewer; that decides nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ctloop.evaluation.model_scores import evaluate_logged
 from ctloop.io.readers import from_parquet_bytes, to_parquet_bytes
 from ctloop.io.storage import home_storage
 from ctloop.monitoring import retrain_requests
-from ctloop.monitoring.champion_watch import ChampionComparison, compare, watched_promotion
+from ctloop.monitoring.champion_watch import PairedComparison, compare, compare_challenger, watched_promotion
 from ctloop.monitoring.drift_stats import column_drift, drift_share
 from ctloop.monitoring.retrain_policy import ATTACH, HOLD, RETRAIN, ROLLBACK, Evidence, decide
 from ctloop.registry import mlflow_store as registry
@@ -145,6 +146,9 @@ def run_monitor(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> dict
     comparison = _watch(spec, settings, version, window)
     if comparison is not None:
         summary["champion_vs_previous"] = comparison.model_dump()
+    challenger = _challenger(spec, mlflow_client, version, window)
+    if challenger is not None:
+        summary["challenger_vs_champion"] = challenger.model_dump()
     entries = _entries(storage, spec.name)
     history = _history(entries, version)
     summary["recent_decisions"] = _recent(spec, entries, version)
@@ -173,7 +177,7 @@ def run_monitor(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> dict
     return summary
 
 
-def _watch(spec: PipelineSpec, settings: Settings, version: str, window: Window) -> ChampionComparison | None:
+def _watch(spec: PipelineSpec, settings: Settings, version: str, window: Window) -> PairedComparison | None:
     """The champion against the champion it replaced, while it is the one promoted most recently."""
     promotion = watched_promotion(settings, spec.name, version) if spec.monitoring.watch.enabled else None
     if promotion is None or promotion.from_version is None:
@@ -181,8 +185,18 @@ def _watch(spec: PipelineSpec, settings: Settings, version: str, window: Window)
     return compare(spec, window["served"], version, promotion.from_version)
 
 
+def _challenger(
+    spec: PipelineSpec, mlflow_client: MlflowClient, version: str, window: Window
+) -> PairedComparison | None:
+    """The candidate waiting for approval against the champion, on the rows both scored."""
+    challenger = registry.get_alias(mlflow_client, spec.name, registry.CHALLENGER)
+    if challenger is None or str(challenger.version) == version:
+        return None
+    return compare_challenger(spec, window["served"], version, str(challenger.version))
+
+
 def _roll_back(
-    spec: PipelineSpec, settings: Settings, ctx: RunContext, comparison: ChampionComparison
+    spec: PipelineSpec, settings: Settings, ctx: RunContext, comparison: PairedComparison
 ) -> dict[str, Any]:
     """Move ``champion`` back to the previous champion through the ledger and notify; a refused
     move (the champion moved since, say) is recorded as a hold, without a retrain."""
@@ -302,6 +316,7 @@ def _record(storage: Storage, pipeline: str, summary: dict[str, Any]) -> None:
         "report_uri": summary["report_uri"],
         "summary_uri": summary["summary_uri"],
         "champion_vs_previous": _compact(summary.get("champion_vs_previous")),
+        "challenger_vs_champion": _compact(summary.get("challenger_vs_champion")),
         "rollback": decision.get("rollback"),
     }
     stamp = summary["at"].replace(":", "").replace("-", "")
@@ -311,7 +326,7 @@ def _record(storage: Storage, pipeline: str, summary: dict[str, Any]) -> None:
 
 
 def _compact(comparison: dict[str, Any] | None) -> dict[str, Any] | None:
-    """What a history row shows of the champion-vs-previous comparison."""
+    """What a history row shows of a paired comparison."""
     if comparison is None:
         return None
     return {k: comparison[k] for k in ("versions", "rows", "metric", "difference", "interval", "verdict")}
@@ -360,9 +375,10 @@ def _log_to_mlflow(
     }
     if summary["quality"]["value"] is not None:
         figures[f"quality_{summary['quality']['metric']}"] = summary["quality"]["value"]
-    watched = summary.get("champion_vs_previous") or {}
-    if watched.get("difference") is not None:
-        figures["vs_previous_difference"] = watched["difference"]
+    for key, figure in (("champion_vs_previous", "vs_previous"), ("challenger_vs_champion", "challenger_vs")):
+        compared = summary.get(key) or {}
+        if compared.get("difference") is not None:
+            figures[f"{figure}_difference"] = compared["difference"]
     for key, value in figures.items():
         mlflow_client.log_metric(run_id, key, float(value))
     mlflow_client.log_dict(run_id, summary, "monitor/summary.json")

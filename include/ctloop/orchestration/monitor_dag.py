@@ -29,6 +29,7 @@ XCOM_KEYS = (
     "summary_uri",
     "quality",
     "champion_vs_previous",
+    "challenger_vs_champion",
 )
 
 

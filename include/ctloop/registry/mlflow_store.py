@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from ctloop.settings import Settings
 
 CHAMPION = "champion"
+CHALLENGER = "challenger"  # a candidate that passed its gates and waits for approval
 RUN_KEY_TAG = tags.RUN_KEY  # the names other packages have imported from here
 MODEL_SHA_TAG = tags.MODEL_SHA256
 MODEL_FILE = "model.skops"
@@ -181,10 +182,15 @@ def _deserialization_allowed() -> Iterator[None]:
 
 def get_champion(mlflow_client: MlflowClient, name: str) -> ModelVersion | None:
     """The version the ``champion`` alias points at, or None."""
+    return get_alias(mlflow_client, name, CHAMPION)
+
+
+def get_alias(mlflow_client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    """The version ``alias`` points at, or None (no such alias, or no such registered model)."""
     from mlflow.exceptions import MlflowException
 
     try:
-        return mlflow_client.get_model_version_by_alias(name, CHAMPION)
+        return mlflow_client.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             return None

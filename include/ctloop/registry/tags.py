@@ -44,6 +44,7 @@ GATE_RELATIVE_ON = "ctloop.gate_relative_on"  # the holdout relative rules were 
 APPROVAL = "ctloop.approval"
 APPROVED_BY = "ctloop.approved_by"
 APPROVAL_COMMENT = "ctloop.approval_comment"
+CHALLENGER = "ctloop.challenger"  # since when the version waits as challenger, or when and why it stopped
 PROMOTION = "ctloop.promotion"
 PREVIOUS_CHAMPION = "ctloop.previous_champion"
 PROMOTED_AT = "ctloop.promoted_at"

@@ -11,9 +11,11 @@ a scored id with the same content is left alone; with other content it is moved 
 ``conflicts/<pipeline>/<id>/`` and its task fails, so the log never mixes two versions of a batch
 and the new version is not lost. The same content under a new id goes to ``duplicates/``.
 
-While the champion is watched (ctloop.monitoring.champion_watch), the previous champion scores
-the same rows into the shadow columns of the partition. A shadow that cannot load or predict
-leaves them null and says so in the task's result: it never costs the batch its predictions.
+Two other models may score the same rows without serving them (ctloop.monitoring.champion_watch):
+the previous champion while the champion is watched, into the ``shadow_*`` columns, and the
+``challenger`` (a candidate waiting for approval) into the ``challenger_*`` columns. A shadow that
+cannot load or predict leaves its columns null and says so in the task's result: it never costs
+the batch its predictions.
 """
 
 from __future__ import annotations
@@ -33,10 +35,11 @@ from ctloop.registry import mlflow_store as registry
 from ctloop.registry import tags
 from ctloop.scoring import scored_batches
 from ctloop.scoring.prediction_log import (
+    CHALLENGER,
     PREDICTIONS,
-    SHADOW_PREDICTION,
-    SHADOW_SCORE,
-    SHADOW_VERSION,
+    PREVIOUS,
+    SERVED,
+    ModelColumns,
     partition_key,
 )
 from ctloop.training.estimator import features
@@ -164,7 +167,7 @@ def score_batch(spec: PipelineSpec, settings: Settings, batch: Batch) -> dict[st
         where = set_aside(spec, settings, batch, data, "duplicates", why)
         return {**batch, "action": "duplicate", **why, "moved_to": where}
     logged = _predictions(spec, settings, champion, frame, batch)
-    shadow = _shadow(spec, settings, str(champion.version), frame, logged)
+    shadows = _shadows(spec, settings, str(champion.version), frame, logged)
     uri = storage.write_bytes(key, to_parquet_bytes(logged))
     return {
         **batch,
@@ -173,7 +176,7 @@ def score_batch(spec: PipelineSpec, settings: Settings, batch: Batch) -> dict[st
         "model_version": str(champion.version),
         "partition": uri,
         "sha256": sha256,
-        "shadow": shadow,
+        **shadows,
     }
 
 
@@ -185,35 +188,59 @@ def _predictions(
 
     model = registry.load_version(settings, champion)
     logged = frame[logged_columns(spec)].copy()
-    logged["prediction"], logged["score"] = predict(model, frame, spec)
-    logged["model_version"] = str(champion.version)
+    logged[SERVED.prediction], logged[SERVED.score] = predict(model, frame, spec)
+    logged[SERVED.version] = str(champion.version)
     logged["batch_id"] = batch["batch_id"]
     logged["scored_at"] = pd.Timestamp(clock.now())
     return logged
 
 
-def _shadow(
+def _shadows(
     spec: PipelineSpec, settings: Settings, champion: str, frame: pd.DataFrame, logged: pd.DataFrame
-) -> dict[str, Any] | None:
-    """Fill the shadow columns of ``logged`` with the previous champion's outputs while the
-    champion is watched (null otherwise); returns what happened, None when there is no shadow."""
-    logged[SHADOW_PREDICTION], logged[SHADOW_SCORE], logged[SHADOW_VERSION] = None, float("nan"), None
+) -> dict[str, dict[str, Any] | None]:
+    """Shadow-score the batch with the previous champion, while the champion is watched, and with
+    the challenger; what happened to each (None: no such model now), as the task's result says."""
     promotion = watched_promotion(settings, spec.name, champion) if spec.monitoring.watch.enabled else None
-    if promotion is None or promotion.from_version is None:
+    previous = promotion.from_version if promotion is not None else None
+    challenger = registry.get_alias(registry.client(settings), spec.name, registry.CHALLENGER)
+    waiting = str(challenger.version) if challenger is not None else None
+    return {
+        "shadow": _shadow(spec, settings, previous, PREVIOUS, frame, logged),
+        "challenger": _shadow(
+            spec, settings, waiting if waiting != champion else None, CHALLENGER, frame, logged
+        ),
+    }
+
+
+def _shadow(
+    spec: PipelineSpec,
+    settings: Settings,
+    version: str | None,
+    columns: ModelColumns,
+    frame: pd.DataFrame,
+    logged: pd.DataFrame,
+) -> dict[str, Any] | None:
+    """Fill ``columns`` of ``logged`` with ``version``'s outputs (null when there is no such
+    version or it fails); returns what happened, None when there is no version."""
+    logged[columns.prediction], logged[columns.score], logged[columns.version] = None, float("nan"), None
+    if version is None:
         return None
-    previous = promotion.from_version
     try:
         mlflow_client = registry.client(settings)
-        model = registry.load_version(settings, mlflow_client.get_model_version(spec.name, previous))
+        model = registry.load_version(settings, mlflow_client.get_model_version(spec.name, version))
         predicted, score = predict(model, frame, spec)
-    except Exception as exc:  # the shadow is evidence, not service: the champion's rows are logged anyway
+    except Exception as exc:  # a shadow is evidence, not service: the champion's rows are logged anyway
         error = f"{type(exc).__name__}: {exc}"
         log.warning(
-            "%s: shadow v%s did not score this batch; its columns stay null: %s", spec.name, previous, error
+            "%s: shadow v%s did not score this batch; its %s columns stay null: %s",
+            spec.name,
+            version,
+            columns.version.removesuffix("_version"),
+            error,
         )
-        return {"version": previous, "scored": False, "error": error}
-    logged[SHADOW_PREDICTION], logged[SHADOW_SCORE], logged[SHADOW_VERSION] = predicted, score, previous
-    return {"version": previous, "scored": True}
+        return {"version": version, "scored": False, "error": error}
+    logged[columns.prediction], logged[columns.score], logged[columns.version] = predicted, score, version
+    return {"version": version, "scored": True}
 
 
 def _refuse_conflict(spec: PipelineSpec, settings: Settings, batch: Batch, data: bytes, sha256: str) -> None:

@@ -1,15 +1,16 @@
 """The prediction log and its labeled twin: one Parquet partition per production batch.
 
-``predictions/<pipeline>/batch_id=<id>/part-0.parquet`` holds what the champion predicted (and,
-in the shadow columns, what the previous champion predicted while the new one is watched: null
-otherwise); ``labeled/<pipeline>/batch_id=<id>/part-0.parquet`` holds the rows of that batch
+``predictions/<pipeline>/batch_id=<id>/part-0.parquet`` holds what the champion predicted, and
+what two other models predicted on the same rows without serving it: the previous champion while
+the new one is watched (``shadow_*``) and the candidate waiting for approval (``challenger_*``),
+null otherwise; ``labeled/<pipeline>/batch_id=<id>/part-0.parquet`` holds the rows of that batch
 whose labels have arrived. Batch ids sort in arrival order, so name incoming files by date or
 sequence.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ctloop.io.readers import from_parquet_bytes
 from ctloop.io.storage import home_storage
@@ -22,7 +23,21 @@ if TYPE_CHECKING:
 PREDICTIONS = "predictions"
 LABELED = "labeled"
 PART = "part-0.parquet"
-SHADOW_PREDICTION, SHADOW_SCORE, SHADOW_VERSION = "shadow_prediction", "shadow_score", "shadow_version"
+
+
+class ModelColumns(NamedTuple):
+    """The columns holding one model's outputs on a logged row, and which version it was."""
+
+    prediction: str
+    score: str
+    version: str
+
+
+SERVED = ModelColumns("prediction", "score", "model_version")  # the champion, whose output was served
+PREVIOUS = ModelColumns(
+    "shadow_prediction", "shadow_score", "shadow_version"
+)  # the watched one's predecessor
+CHALLENGER = ModelColumns("challenger_prediction", "challenger_score", "challenger_version")
 
 
 def partition_key(area: str, pipeline: str, batch_id: str) -> str:

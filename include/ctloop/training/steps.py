@@ -24,8 +24,8 @@ from ctloop.gating.rules import evaluate_gates, relative_comparison
 from ctloop.io.readers import from_parquet_bytes, to_parquet_bytes
 from ctloop.io.storage import home_storage
 from ctloop.monitoring import retrain_requests
+from ctloop.registry import challenger, tags
 from ctloop.registry import mlflow_store as registry
-from ctloop.registry import tags
 from ctloop.registry.promotion import PromotionResult, primary_comparison, promote
 from ctloop.registry.provenance import code_version
 from ctloop.training.contracts import (
@@ -401,6 +401,8 @@ def gate(
         }
         markdown = evidence_markdown(decision, evaluation, run.data.tags, version, links)
         decision = decision.model_copy(update={"evidence_md": markdown})
+        if decision.promote:  # a person will be asked: until they answer, it is the challenger
+            challenger.mark(settings, spec.name, version)
     return decision
 
 
@@ -524,5 +526,7 @@ def finish(
         outcome = retrain_requests.REJECTED
     else:
         outcome = promotion or "failed"
+    if version:
+        challenger.release(settings, spec.name, version, f"its training run ended: {outcome}")
     closed = retrain_requests.close(settings, spec.name, ctx.run_key, outcome, version)
     return None if closed is None else Finished.model_validate(closed)

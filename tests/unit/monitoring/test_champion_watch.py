@@ -1,6 +1,7 @@
-"""The champion against the champion it replaced, on generated rows both scored: a clearly worse
-new champion is rolled back, an equal one holds, too few labels leave it undecided; and which
-champion is watched at all, read from a real ledger."""
+"""The champion against the champion it replaced, and a challenger against the champion, on
+generated rows both scored: a clearly worse new champion is rolled back, an equal one holds, too
+few labels leave it undecided; a challenger is better, worse or no different; and which champion
+is watched at all, read from a real ledger."""
 
 from __future__ import annotations
 
@@ -12,10 +13,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ctloop.monitoring.champion_watch import compare, paired_rows, watched_promotion
+from ctloop.monitoring.champion_watch import (
+    Side,
+    compare,
+    compare_challenger,
+    paired_rows,
+    watched_promotion,
+)
 from ctloop.registry import ledger, tags
 from ctloop.registry import mlflow_store as registry
 from ctloop.registry.rollback import rollback
+from ctloop.scoring.prediction_log import CHALLENGER, PREVIOUS, SERVED
 from ctloop.settings import Settings, load_settings
 from ctloop.spec.models import PipelineSpec
 from tests.helpers import example_spec
@@ -61,18 +69,18 @@ def test_a_clearly_worse_new_champion_is_rolled_back_with_its_evidence() -> None
     assert comparison.verdict == "rollback"
     assert comparison.versions == {"champion": "2", "previous": "1"}
     assert (comparison.rows, comparison.metric, comparison.confidence) == (2000, "roc_auc", 0.95)
-    assert comparison.champion is not None
-    assert comparison.previous is not None
-    assert comparison.previous - comparison.champion > 0.3
-    assert comparison.difference == pytest.approx(comparison.champion - comparison.previous)
+    assert comparison.values is not None
+    champion, previous = comparison.values["champion"], comparison.values["previous"]
+    assert previous - champion > 0.3
+    assert comparison.difference == pytest.approx(champion - previous)
     assert comparison.interval is not None
     low, high = comparison.interval
     assert low <= comparison.difference <= high < 0
     assert comparison.why.startswith(
-        f"regression: v2 serves roc_auc {comparison.champion:.4f} against v1's {comparison.previous:.4f}"
+        f"worse: roc_auc of v2 (champion) {champion:.4f} against v1 (previous) {previous:.4f}"
         " on the same 2,000 labeled rows"
     )
-    assert f"95% interval [{low:+.4f}, {high:+.4f}], wholly below +0.0000" in comparison.why
+    assert f"95% interval [{low:+.4f}, {high:+.4f}], wholly below +0.0000 (minus" in comparison.why
 
 
 def test_an_equally_good_new_champion_holds_and_the_verdict_is_seeded() -> None:
@@ -83,7 +91,7 @@ def test_an_equally_good_new_champion_holds_and_the_verdict_is_seeded() -> None:
     assert comparison.verdict == "hold"
     assert comparison.interval is not None
     assert comparison.interval[0] < 0 < comparison.interval[1]
-    assert comparison.why.startswith("no significant regression: v2 serves roc_auc")
+    assert comparison.why.startswith("no significant difference: roc_auc of v2 (champion)")
     assert compare(SPEC, labeled, "2", "1") == comparison
 
 
@@ -94,7 +102,7 @@ def test_a_margin_tolerates_a_small_regression() -> None:
     tolerant = _spec(margin=0.2)
     comparison = compare(tolerant, labeled, "2", "1")
     assert comparison.verdict == "hold"
-    assert "not wholly below -0.2000" in comparison.why
+    assert "neither wholly below -0.2000 nor above +0.2000" in comparison.why
 
 
 def test_too_few_labeled_rows_leave_it_undecided_and_say_so() -> None:
@@ -103,7 +111,8 @@ def test_too_few_labeled_rows_leave_it_undecided_and_say_so() -> None:
     assert comparison.verdict == "undecided"
     assert (comparison.rows, comparison.difference, comparison.interval) == (499, None, None)
     assert comparison.why == (
-        "undecided: 499 labeled rows scored by both v2 and v1 < monitoring.watch.min_labels 500"
+        "undecided: 499 labeled rows scored by both v2 (champion) and v1 (previous)"
+        " < monitoring.watch.min_labels 500"
     )
 
 
@@ -126,8 +135,46 @@ def test_only_rows_the_champion_served_and_the_previous_one_shadowed_are_paired(
         ],
         ignore_index=True,
     )
-    assert len(paired_rows(labeled, "2", "1")) == 300
-    assert paired_rows(labeled.drop(columns=["shadow_version"]), "2", "1").empty  # a log older than shadows
+    sides = Side("champion", "2", SERVED), Side("previous", "1", PREVIOUS)
+    assert len(paired_rows(labeled, *sides)) == 300
+    assert paired_rows(labeled.drop(columns=["shadow_version"]), *sides).empty  # a log older than shadows
+    assert paired_rows(labeled, sides[0], Side("challenger", "3", CHALLENGER)).empty  # nobody waits
+
+
+def _challenged(rows: int, champion_signal: float, challenger_signal: float) -> pd.DataFrame:
+    """Labeled rows served by v2 and shadow-scored by the challenger v3 (and by v1, as previous)."""
+    labeled = _labeled(rows, champion_signal, 1.0)
+    challenger = _scores(labeled[TARGET].to_numpy(), challenger_signal, 3)
+    return labeled.assign(
+        challenger_prediction=(challenger > 0.5).astype(int),
+        challenger_score=challenger,
+        challenger_version="3",
+    )
+
+
+def test_a_clearly_better_challenger_is_reported_better_on_the_same_rows() -> None:
+    comparison = compare_challenger(
+        SPEC, _challenged(2000, champion_signal=0.3, challenger_signal=2.0), "2", "3"
+    )
+
+    assert comparison.verdict == "better"
+    assert comparison.versions == {"challenger": "3", "champion": "2"}
+    assert comparison.values is not None
+    assert comparison.values["challenger"] - comparison.values["champion"] > 0.3
+    assert comparison.interval is not None
+    assert 0 < comparison.interval[0] <= comparison.difference
+    assert comparison.why.startswith("better: roc_auc of v3 (challenger)")
+
+
+def test_a_worse_or_equal_challenger_is_reported_so_and_never_as_a_rollback() -> None:
+    worse = compare_challenger(SPEC, _challenged(2000, champion_signal=2.0, challenger_signal=0.3), "2", "3")
+    same = compare_challenger(SPEC, _challenged(2000, champion_signal=1.5, challenger_signal=1.5), "2", "3")
+    few = compare_challenger(SPEC, _challenged(100, champion_signal=1.5, challenger_signal=0.0), "2", "3")
+
+    assert (worse.verdict, same.verdict, few.verdict) == ("worse", "no_difference", "undecided")
+    assert worse.difference is not None
+    assert worse.difference < 0
+    assert few.why.startswith("undecided: 100 labeled rows scored by both v3 (challenger) and v2 (champion)")
 
 
 @pytest.fixture

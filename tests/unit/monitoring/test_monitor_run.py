@@ -21,7 +21,7 @@ from ctloop.evaluation.model_scores import evaluate
 from ctloop.io.readers import to_parquet_bytes
 from ctloop.io.storage import home_storage
 from ctloop.monitoring import monitor_run, retrain_requests
-from ctloop.monitoring.champion_watch import ChampionComparison
+from ctloop.monitoring.champion_watch import PairedComparison
 from ctloop.monitoring.monitor_run import history_prefix, run_monitor
 from ctloop.monitoring.retrain_policy import HOLD, RETRAIN
 from ctloop.registry import mlflow_store as registry
@@ -318,12 +318,11 @@ def test_a_second_run_on_the_same_window_has_nothing_new_to_decide(
     assert len(_history(spec, settings)) == 2
 
 
-REGRESSED = ChampionComparison(
+REGRESSED = PairedComparison(
     versions={"champion": "2", "previous": "1"},
     rows=2400,
     metric="roc_auc",
-    champion=0.61,
-    previous=0.87,
+    values={"champion": 0.61, "previous": 0.87},
     difference=-0.26,
     interval=[-0.29, -0.23],
     confidence=0.95,

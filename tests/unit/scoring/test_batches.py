@@ -1,5 +1,5 @@
 """Setting a production batch aside (quarantine, duplicates, conflicts) never loses a file; the
-previous champion's shadow columns never cost a batch its predictions."""
+shadow columns (the previous champion's, the challenger's) never cost a batch its predictions."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from ctloop.io.readers import from_parquet_bytes, to_parquet_bytes
 from ctloop.io.storage import LocalStorage, home_storage
 from ctloop.scoring import batches
 from ctloop.scoring.batches import logged_columns, predict, set_aside
-from ctloop.scoring.prediction_log import SHADOW_PREDICTION, SHADOW_SCORE, SHADOW_VERSION
+from ctloop.scoring.prediction_log import CHALLENGER, PREVIOUS
 from ctloop.settings import load_settings
 from ctloop.spec.models import PipelineSpec
 from ctloop.training.estimator import fit
@@ -60,12 +60,22 @@ def fitted() -> tuple[PipelineSpec, Any, pd.DataFrame]:
     return spec, fit(spec, generate_batch(1500, seed=3)), generate_batch(400, seed=4, batch_index=1)
 
 
-def _watching(monkeypatch: pytest.MonkeyPatch, load: Any) -> None:
-    """v2 is the champion promoted over v1; ``load`` stands in for loading a registered version."""
+def _watching(monkeypatch: pytest.MonkeyPatch, load: Any, challenger: str | None = None) -> None:
+    """v2 is the champion promoted over v1, ``challenger`` (if any) waits for approval; ``load``
+    stands in for loading a registered version."""
     promotion = SimpleNamespace(from_version="1", to_version="2", action="promotion")
     monkeypatch.setattr(batches, "watched_promotion", lambda settings, name, champion: promotion)
     monkeypatch.setattr(batches.registry, "client", lambda settings: SimpleNamespace(get_model_version=_mv))
     monkeypatch.setattr(batches.registry, "load_version", load)
+    _challenger(monkeypatch, challenger)
+
+
+def _challenger(monkeypatch: pytest.MonkeyPatch, version: str | None) -> None:
+    def get_alias(mlflow_client: Any, name: str, alias: str) -> SimpleNamespace | None:
+        assert alias == "challenger"
+        return None if version is None else _mv(name, version)
+
+    monkeypatch.setattr(batches.registry, "get_alias", get_alias)
 
 
 def _mv(name: str, version: str) -> SimpleNamespace:
@@ -81,15 +91,47 @@ def test_the_previous_champion_scores_the_same_rows_into_the_shadow_columns(fitt
     _watching(monkeypatch, lambda settings, version: model if version.version == "1" else None)
     logged = _logged(spec, frame)
 
-    shadow = batches._shadow(spec, load_settings(), "2", frame, logged)
+    shadows = batches._shadows(spec, load_settings(), "2", frame, logged)
 
-    assert shadow == {"version": "1", "scored": True}
+    assert shadows == {"shadow": {"version": "1", "scored": True}, "challenger": None}
     predicted, score = predict(model, frame, spec)
-    assert logged[SHADOW_PREDICTION].tolist() == predicted.tolist()
-    assert logged[SHADOW_SCORE].to_numpy() == pytest.approx(score)
-    assert set(logged[SHADOW_VERSION]) == {"1"}
+    assert logged[PREVIOUS.prediction].tolist() == predicted.tolist()
+    assert logged[PREVIOUS.score].to_numpy() == pytest.approx(score)
+    assert set(logged[PREVIOUS.version]) == {"1"}
+    assert logged[list(CHALLENGER)].isna().all().all()
     again = from_parquet_bytes(to_parquet_bytes(logged))
-    assert again[SHADOW_SCORE].to_numpy() == pytest.approx(score)
+    assert again[PREVIOUS.score].to_numpy() == pytest.approx(score)
+
+
+def test_the_challenger_scores_the_same_rows_into_its_own_columns(fitted, monkeypatch):
+    spec, model, frame = fitted
+    other = fit(spec, generate_batch(1500, seed=11, concept_drift=True))
+    models = {"1": model, "3": other}
+    _watching(monkeypatch, lambda settings, version: models[version.version], challenger="3")
+    logged = _logged(spec, frame)
+
+    shadows = batches._shadows(spec, load_settings(), "2", frame, logged)
+
+    assert shadows == {
+        "shadow": {"version": "1", "scored": True},
+        "challenger": {"version": "3", "scored": True},
+    }
+    predicted, score = predict(other, frame, spec)
+    assert logged[CHALLENGER.prediction].tolist() == predicted.tolist()
+    assert logged[CHALLENGER.score].to_numpy() == pytest.approx(score)
+    assert set(logged[CHALLENGER.version]) == {"3"}
+    assert logged[PREVIOUS.score].to_numpy() != pytest.approx(logged[CHALLENGER.score].to_numpy())
+
+
+def test_a_challenger_already_promoted_to_champion_is_not_scored_twice(fitted, monkeypatch):
+    spec, model, frame = fitted
+    monkeypatch.setattr(batches, "watched_promotion", lambda settings, name, champion: None)
+    monkeypatch.setattr(batches.registry, "client", lambda settings: SimpleNamespace(get_model_version=_mv))
+    _challenger(monkeypatch, "2")
+    logged = _logged(spec, frame)
+
+    assert batches._shadows(spec, load_settings(), "2", frame, logged) == {"shadow": None, "challenger": None}
+    assert logged[[*PREVIOUS, *CHALLENGER]].isna().all().all()
 
 
 def test_a_shadow_that_fails_never_fails_the_batch_and_is_recorded(fitted, monkeypatch, caplog):
@@ -98,26 +140,28 @@ def test_a_shadow_that_fails_never_fails_the_batch_and_is_recorded(fitted, monke
     def broken(settings: Any, version: Any) -> Any:
         raise OSError("artifact checksum mismatch")
 
-    _watching(monkeypatch, broken)
+    _watching(monkeypatch, broken, challenger="3")
     logged = _logged(spec, frame)
 
-    shadow = batches._shadow(spec, load_settings(), "2", frame, logged)
+    shadows = batches._shadows(spec, load_settings(), "2", frame, logged)
 
-    assert shadow == {"version": "1", "scored": False, "error": "OSError: artifact checksum mismatch"}
-    assert logged[SHADOW_PREDICTION].isna().all()
-    assert logged[SHADOW_SCORE].isna().all()
-    assert logged[SHADOW_VERSION].isna().all()
+    failed = "OSError: artifact checksum mismatch"
+    assert shadows["shadow"] == {"version": "1", "scored": False, "error": failed}
+    assert shadows["challenger"] == {"version": "3", "scored": False, "error": failed}
+    assert logged[[*PREVIOUS, *CHALLENGER]].isna().all().all()
     assert "shadow v1 did not score this batch" in caplog.text
+    assert "shadow v3 did not score this batch; its challenger columns stay null" in caplog.text
     assert len(from_parquet_bytes(to_parquet_bytes(logged))) == len(frame)
 
 
-def test_without_a_watched_promotion_the_shadow_columns_are_null(fitted, monkeypatch):
+def test_without_a_watched_promotion_or_a_challenger_the_shadow_columns_are_null(fitted, monkeypatch):
     spec, _, frame = fitted
     monkeypatch.setattr(batches, "watched_promotion", lambda settings, name, champion: None)
+    _challenger(monkeypatch, None)
     logged = _logged(spec, frame)
 
-    assert batches._shadow(spec, load_settings(), "1", frame, logged) is None
-    assert logged[[SHADOW_PREDICTION, SHADOW_SCORE, SHADOW_VERSION]].isna().all().all()
+    assert batches._shadows(spec, load_settings(), "1", frame, logged) == {"shadow": None, "challenger": None}
+    assert logged[[*PREVIOUS, *CHALLENGER]].isna().all().all()
 
 
 def test_a_disabled_watch_does_not_even_read_the_ledger(fitted, monkeypatch):
@@ -129,6 +173,7 @@ def test_a_disabled_watch_does_not_even_read_the_ledger(fitted, monkeypatch):
         raise AssertionError("the ledger was read")
 
     monkeypatch.setattr(batches, "watched_promotion", unexpected)
+    _challenger(monkeypatch, None)
     logged = _logged(unwatched, frame)
-    assert batches._shadow(unwatched, load_settings(), "2", frame, logged) is None
-    assert logged[SHADOW_VERSION].isna().all()
+    assert batches._shadows(unwatched, load_settings(), "2", frame, logged)["shadow"] is None
+    assert logged[PREVIOUS.version].isna().all()

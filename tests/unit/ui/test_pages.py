@@ -153,6 +153,32 @@ def test_the_history_shows_the_rollback_and_the_comparison_it_was_decided_on() -
     assert "the new champion is rolled back when its roc_auc is below the previous" in html
 
 
+def test_the_history_shows_how_a_waiting_challenger_compares_with_the_champion() -> None:
+    challenger = {
+        "versions": {"challenger": "3", "champion": "2"},
+        "rows": 1200,
+        "metric": "roc_auc",
+        "difference": 0.0815,
+        "interval": [0.0602, 0.1031],
+        "verdict": "better",
+    }
+    decisions = [
+        {
+            "run_key": "churn__monitor/r1",
+            "at": "2026-01-01T00:00:00+00:00",
+            "action": "hold",
+            "why": "no trigger crossed",
+            "champion_version": "2",
+            "challenger_vs_champion": challenger,
+        }
+    ]
+    policy = PolicyState(queued=None, cooldown_until=None, rejections=0, max_rejections=3)
+    html = pages.history(URLS, SPEC, decisions, MOVES, policy)
+    assert "<th>challenger</th>" in html
+    assert "vs v2: 0.0815 [0.0602, 0.1031] on 1,200 rows" in html
+    assert '<span class="badge good">better</span>' in html
+
+
 def test_every_page_forbids_scripts_and_framing_by_other_sites() -> None:
     response = page("t", "<p>x</p>", home="/ctloop/", airflow="/", user=HOSTILE)
     assert response.headers["content-security-policy"] == PAGE_CSP
