@@ -26,16 +26,34 @@ class FittedModel(Protocol):
     def predict_proba(self, x: pd.DataFrame) -> NDArray[Any]: ...
 
 
+def outputs(model: FittedModel, frame: pd.DataFrame, spec: PipelineSpec) -> tuple[NDArray[Any], NDArray[Any]]:
+    """One pass of the model over ``frame``: the predicted label (or value), and every class's
+    probability (the value again for regression). Metrics and the prediction log both read it."""
+    x = features(frame, spec)
+    if spec.task == "regression":
+        predicted = model.predict(x)
+        return predicted, predicted
+    probabilities = model.predict_proba(x)
+    return model.classes_[probabilities.argmax(axis=1)], probabilities
+
+
 def evaluate(model: FittedModel, holdout: pd.DataFrame, spec: PipelineSpec) -> dict[str, float]:
     """Every metric of the spec's task kind, as plain floats."""
-    import numpy as np
+    return evaluate_outputs(model, holdout, spec, *outputs(model, holdout, spec))
 
-    x, y = features(holdout, spec), holdout[spec.columns.target].to_numpy()
+
+def evaluate_outputs(
+    model: FittedModel,
+    holdout: pd.DataFrame,
+    spec: PipelineSpec,
+    predicted: NDArray[Any],
+    probabilities: NDArray[Any],
+) -> dict[str, float]:
+    """:func:`evaluate` from the model's :func:`outputs` on ``holdout``, computed once elsewhere."""
+    y = holdout[spec.columns.target].to_numpy()
     if spec.task == "regression":
-        return _named(spec, _regression(y, model.predict(x)))
-    probabilities = model.predict_proba(x)
+        return _named(spec, _regression(y, predicted))
     classes = list(model.classes_)
-    predicted = np.asarray(classes)[probabilities.argmax(axis=1)]
     scores = probabilities[:, 1] if len(classes) == 2 else probabilities
     return _named(spec, _classification(y, predicted, scores, classes))
 

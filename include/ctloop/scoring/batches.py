@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from ctloop import clock
 from ctloop.errors import BatchConflict, BatchQuarantined, CtloopError, NoChampion
+from ctloop.evaluation.model_scores import outputs
 from ctloop.io.readers import SUFFIXES, parse_frame, to_parquet_bytes
 from ctloop.io.storage import home_storage, open_storage
 from ctloop.monitoring.champion_watch import watched_promotion
@@ -42,7 +43,6 @@ from ctloop.scoring.prediction_log import (
     ModelColumns,
     partition_key,
 )
-from ctloop.training.estimator import features
 from ctloop.validation.champion_suite import suite_dir
 from ctloop.validation.data_validation import validate_frame
 from ctloop.validation.schema import Failure, failure
@@ -134,12 +134,15 @@ def _checked_frame(
 def predict(model: FittedModel, frame: pd.DataFrame, spec: PipelineSpec) -> tuple[NDArray[Any], NDArray[Any]]:
     """The predicted label (or value) and the score the log keeps: the positive class's
     probability for binary models, the top probability for multiclass, the value for regression."""
-    x = features(frame, spec)
+    return logged_outputs(spec, *outputs(model, frame, spec))
+
+
+def logged_outputs(
+    spec: PipelineSpec, predicted: NDArray[Any], probabilities: NDArray[Any]
+) -> tuple[NDArray[Any], NDArray[Any]]:
+    """What the log keeps of a model's :func:`~ctloop.evaluation.model_scores.outputs`."""
     if spec.task == "regression":
-        predicted = model.predict(x)
         return predicted, predicted.astype(float)
-    probabilities = model.predict_proba(x)
-    predicted = model.classes_[probabilities.argmax(axis=1)]
     score = probabilities[:, 1] if probabilities.shape[1] == 2 else probabilities.max(axis=1)
     return predicted, score
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ctloop.data import holdout as holdouts
 from ctloop.data.snapshots import load_snapshot, take_snapshot
 from ctloop.data.training_window import read_training_data
-from ctloop.evaluation.model_scores import evaluate
+from ctloop.evaluation.model_scores import evaluate, evaluate_outputs, outputs
 from ctloop.gating.decision import GateDecision, RelativeComparison
 from ctloop.gating.rules import evaluate_gates, relative_comparison
 from ctloop.io.readers import from_parquet_bytes, to_parquet_bytes
@@ -245,17 +245,20 @@ def train(spec: PipelineSpec, settings: Settings, ctx: RunContext, started: Star
 def _score_both(
     spec: PipelineSpec, candidate: FittedModel, champion: FittedModel | None, holdout: pd.DataFrame
 ) -> tuple[dict[str, float], dict[str, float] | None, pd.DataFrame]:
-    """Both models' metrics on ``holdout`` and their per-row predictions."""
+    """Both models' metrics on ``holdout`` and their per-row predictions, from one pass of each."""
     import pandas as pd
 
-    from ctloop.scoring.batches import predict
+    from ctloop.scoring.batches import logged_outputs
 
-    rows = dict(zip(PREDICTION_COLUMNS[:2], predict(candidate, holdout, spec), strict=True))
-    champion_metrics = None
-    if champion is not None:
-        champion_metrics = evaluate(champion, holdout, spec)
-        rows |= dict(zip(PREDICTION_COLUMNS[2:], predict(champion, holdout, spec), strict=True))
-    return evaluate(candidate, holdout, spec), champion_metrics, pd.DataFrame(rows)
+    metrics: list[dict[str, float]] = []
+    rows: dict[str, Any] = {}
+    for model, columns in ((candidate, PREDICTION_COLUMNS[:2]), (champion, PREDICTION_COLUMNS[2:])):
+        if model is None:
+            continue
+        predicted, probabilities = outputs(model, holdout, spec)
+        metrics.append(evaluate_outputs(model, holdout, spec, predicted, probabilities))
+        rows |= dict(zip(columns, logged_outputs(spec, predicted, probabilities), strict=True))
+    return metrics[0], metrics[1] if len(metrics) > 1 else None, pd.DataFrame(rows)
 
 
 def recorded_metrics(evaluation: Evaluation) -> dict[str, float]:

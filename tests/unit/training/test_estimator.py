@@ -53,3 +53,31 @@ def test_bad_params_are_named():
         fit(_spec(no_such_param=1), frame)
     with pytest.raises(EstimatorError, match="estimator.params"):
         fit(_spec("sklearn.ensemble.HistGradientBoostingClassifier", max_iter=-3), frame)
+
+
+def test_holdout_scoring_predicts_each_model_once_and_agrees_with_evaluate_and_the_log():
+    from ctloop.scoring.batches import predict
+    from ctloop.training.steps import _score_both
+
+    frame, holdout = generate_batch(2000, seed=2), generate_batch(500, seed=4)
+    candidate, champion = fit(_spec(max_iter=500), frame), fit(_spec(max_iter=50), frame.iloc[:300])
+    calls = []
+
+    class Counting:
+        def __init__(self, model):
+            self.model, self.classes_ = model, model.classes_
+
+        def predict_proba(self, x):
+            calls.append(id(self))
+            return self.model.predict_proba(x)
+
+    wrapped = Counting(candidate), Counting(champion)
+    metrics, champion_metrics, rows = _score_both(_spec(), *wrapped, holdout)
+
+    assert sorted(calls) == sorted(id(w) for w in wrapped)  # one pass over the holdout per model
+    assert metrics == evaluate(candidate, holdout, _spec())
+    assert champion_metrics == evaluate(champion, holdout, _spec())
+    assert metrics != champion_metrics
+    predicted, score = predict(champion, holdout, _spec())
+    assert rows["champion_prediction"].tolist() == predicted.tolist()
+    assert rows["champion_score"].to_numpy() == pytest.approx(score)
