@@ -11,7 +11,10 @@ Kinds (``change_at`` is the first changed batch):
 - ``stable``: concept A throughout.
 - ``abrupt``: concept B from ``change_at``.
 - ``gradual``: from ``change_at``, a growing share of each batch (1/4, 2/4, 3/4, all) follows B.
-- ``recurring``: A, then B for three batches from ``change_at``, then A again.
+- ``recurring``: A, then B for three batches from ``change_at``, then A again: an episode as
+  short as the loop's reaction (see bench/README.md), reported but not held to a target.
+- ``recurring_long``: the same with B for six batches, then four batches of A (its own batch
+  count, ``change_at + 10``): episodes longer than the loop's reaction.
 - ``covariate``: from ``change_at`` ``x1`` and ``months`` move (a drift episode), the rule stays A.
 - ``prior``: from ``change_at`` only 20% of the rows are positive, with P(x | y) unchanged
   (rows of each class drawn as under A, in the new proportions).
@@ -37,7 +40,8 @@ from numpy.typing import NDArray
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_SPEC = REPO / "include" / "pipelines" / "churn.yaml"
-KINDS = ("stable", "abrupt", "gradual", "recurring", "covariate", "prior", "corrupted")
+# recurring_long last: a stream's seed is its index here, so the earlier streams keep theirs
+KINDS = ("stable", "abrupt", "gradual", "recurring", "covariate", "prior", "corrupted", "recurring_long")
 ID, TARGET = "row_id", "y"
 NUMERIC = ["x1", "x2", "x3", "months"]
 CATEGORICAL = ["plan", "region"]
@@ -46,7 +50,8 @@ PLANS, REGIONS = ["a", "b", "c"], ["north", "south", "east", "west"]
 COLUMN_MAP = {"contract": "plan", "tenure_months": "months"}
 POLICY_SECTIONS = ("estimator", "holdout", "gates", "monitoring", "retrain")
 SUITE = "drift_stream"
-RECURRING_LENGTH = 3
+EPISODES = {"recurring": 3, "recurring_long": 6}  # batches of concept B
+RETURNED = 4  # batches of A after a long episode
 GRADUAL_STEPS = 4
 PRIOR_AFTER = 0.2
 NOISE = 0.4
@@ -88,11 +93,18 @@ class Stream:
     drift_episodes: int
 
 
+def batch_count(kind: str, sizes: Sizes) -> int:
+    """How many batches a stream of ``kind`` has: a long episode brings its own."""
+    if kind == "recurring_long":
+        return max(sizes.batches, sizes.change_at + EPISODES[kind] + RETURNED)
+    return sizes.batches
+
+
 def batch_plans(kind: str, sizes: Sizes) -> tuple[BatchPlan, ...]:
     """The plan of every batch of a stream of ``kind``."""
     k = sizes.change_at
     plans = []
-    for i in range(sizes.batches):
+    for i in range(batch_count(kind, sizes)):
         after = i >= k
         if kind == "stable":
             plan = BatchPlan()
@@ -100,8 +112,8 @@ def batch_plans(kind: str, sizes: Sizes) -> tuple[BatchPlan, ...]:
             plan = BatchPlan(share_b=float(after))
         elif kind == "gradual":
             plan = BatchPlan(share_b=min(max(i - k + 1, 0) / GRADUAL_STEPS, 1.0))
-        elif kind == "recurring":
-            plan = BatchPlan(share_b=float(k <= i < k + RECURRING_LENGTH))
+        elif kind in EPISODES:
+            plan = BatchPlan(share_b=float(k <= i < k + EPISODES[kind]))
         elif kind == "covariate":
             plan = BatchPlan(shifted=after)
         elif kind == "prior":
@@ -118,8 +130,8 @@ def change_points(kind: str, sizes: Sizes) -> tuple[int, ...]:
     """The batches where a new regime starts; the oracle trains on labeled batches from the latest."""
     if kind in ("stable", "corrupted"):
         return ()
-    if kind == "recurring":
-        return (sizes.change_at, sizes.change_at + RECURRING_LENGTH)
+    if kind in EPISODES:
+        return (sizes.change_at, sizes.change_at + EPISODES[kind])
     return (sizes.change_at,)
 
 

@@ -87,6 +87,10 @@ def test_recurring_and_gradual_streams_change_as_planned(tmp_path):
     model = history_model(recurring)
     scores = [accuracy(model, recurring, i) for i in range(6)]
     assert [score > 0.8 for score in scores] == [True, True, False, False, False, True]
+    # the long episode brings its own batches: B for six, then four of A
+    long = write_stream(tmp_path, "recurring_long", Sizes(history=500, batches=4, batch_rows=200))
+    assert [plan.share_b for plan in long.plans] == [0.0] * 2 + [1.0] * 6 + [0.0] * 4
+    assert (long.change_points, len(list(long.batches.iterdir()))) == ((2, 8), 12)
     gradual = write_stream(tmp_path, "gradual", Sizes(history=2000, batches=6, batch_rows=1000))
     model = history_model(gradual)
     scores = [accuracy(model, gradual, i) for i in range(1, 6)]

@@ -39,6 +39,9 @@ def test_an_alert_run_after_a_concept_change_trains_on_a_short_window_and_record
     tried = {c["window"]: c for c in choice["candidates"]}
     assert list(tried) == ["all", "batches:1", "batches:2"]
     assert choice["chosen"] in ("batches:1", "batches:2")  # batches 10 and 11; 12 is the recent holdout
+    # v1 served only changed batches: it never served well, so there is no change point to train since
+    assert choice["change_point"].startswith("no change point: champion v1's roc_auc per served batch")
+    assert choice["change_point"].endswith("no batch before was above it")
     assert run.data.tags["ctloop.data_window"] == choice["chosen"]
     assert tried[choice["chosen"]]["status"] == "chosen"
     assert tried["all"]["status"] == "scored"

@@ -58,6 +58,11 @@ def labeled_batches(spec: PipelineSpec, settings: Settings, columns: list[str]) 
     return batches
 
 
+def batch_id_of(uri: str) -> str:
+    """The batch id of a labeled partition's URI (``.../batch_id=<id>/part-0.parquet``)."""
+    return uri.rstrip("/").split("/")[-2].removeprefix("batch_id=")
+
+
 def set_aside_recent(spec: PipelineSpec, labeled: Batches) -> tuple[Batches, str]:
     """The last ``gates.recent_holdout.batches`` labeled batches when they are enough to judge on,
     else none; and a line saying which, or why not."""
@@ -73,7 +78,7 @@ def set_aside_recent(spec: PipelineSpec, labeled: Batches) -> tuple[Batches, str
         classes = {v for _, frame in recent for v in frame[spec.columns.target].dropna().unique()}
         if len(classes) < 2:
             return [], f"not used: {held} of one class only; trained on"
-    names = ", ".join(uri.rstrip("/").split("/")[-2].removeprefix("batch_id=") for uri, _ in recent)
+    names = ", ".join(batch_id_of(uri) for uri, _ in recent)
     return recent, f"{held}, set aside from training: {names}"
 
 

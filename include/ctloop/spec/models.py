@@ -344,7 +344,8 @@ class TrainingWindow(_Strict):
 
 class WindowSelection(_Strict):
     """How a retrain an alert started chooses its training window when ``retrain.data`` is not
-    set: one candidate per window, each scored on the recent holdout, the best kept."""
+    set: one candidate per window (all history, the last k labeled batches, the labeled batches
+    since the detected change point), each scored on the recent holdout, the best kept."""
 
     enabled: bool = Field(True, description="choose the window of alert-started runs from evidence")
     last_batches: list[Annotated[int, Field(ge=1)]] = Field(

@@ -134,6 +134,9 @@ class WindowChoice(_Contract):
     budget_seconds: float
     seconds: float
     candidates: list[WindowCandidate]
+    change_point: str = ""
+    """Where the champion's served quality broke (the ``since:<batch>`` window), or why no change
+    point was found; empty in choices recorded before it was looked for."""
 
 
 class Trained(_Contract):

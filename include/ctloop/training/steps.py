@@ -43,7 +43,7 @@ from ctloop.training.contracts import (
     WindowChoice,
 )
 from ctloop.training.estimator import features, fit
-from ctloop.training.window_selection import choose_window, refit, selects, window_label
+from ctloop.training.window_selection import choose_window, load_change_point, refit, selects, window_label
 from ctloop.validation.champion_suite import store_suite
 from ctloop.validation.data_validation import raise_if_failed, render_html, summary, validate_frame
 
@@ -197,12 +197,13 @@ def train(spec: PipelineSpec, settings: Settings, ctx: RunContext, started: Star
     choice = None
     if recent_ref is not None and selects(spec, ctx.trigger):
         cut = (frame, started.snapshot.source_rows, started.snapshot.labeled_sources)
+        change = load_change_point(spec, settings, started.snapshot, started.recent_holdout.sources)
         earlier = mlflow_client.get_run(run_id).data.tags.get(tags.WINDOW_SELECTION)
         if earlier:  # a retried task: the window this run recorded
-            chosen = refit(spec, *cut, WindowChoice.model_validate_json(earlier))
+            chosen = refit(spec, *cut, WindowChoice.model_validate_json(earlier), change)
         else:
             recent = from_parquet_bytes(home_storage(settings).read_bytes(recent_ref.key))
-            chosen = choose_window(spec, *cut, recent)
+            chosen = choose_window(spec, *cut, recent, change)
         model, training, holdout, choice = chosen.model, chosen.training, chosen.holdout, chosen.record
         log.info("Training window %s: %s", choice.chosen, choice.why)
         mlflow_client.log_dict(run_id, choice.model_dump(mode="json"), "training/window_selection.json")

@@ -311,10 +311,15 @@ def test_the_training_window_and_the_alternatives_tried():
             {"window": "all", "rows": 9000, "score": 0.5512, "status": "scored", "note": ""},
             {"window": "batches:2", "rows": 2000, "score": 0.9113, "status": "chosen", "note": ""},
             {"window": "batches:4", "rows": 0, "score": None, "status": "skipped", "note": XSS},
+            {"window": "since:b07", "rows": 1600, "score": 0.9101, "status": "scored", "note": ""},
         ],
+        "change_point": "change point b07: champion v1's roc_auc per served batch",
     }
     html = render_model_card(card)
     assert "<dt>Trained on</dt><dd>batches:2</dd>" in html
+    since = "<p>Since the change point: change point b07: champion v1&#39;s roc_auc per served batch</p>"
+    assert since in html
+    assert re.search(r"<td>since:b07</td><td class=\"num\">1,600</td><td class=\"num\">0\.9101</td>", html)
     assert "batches:2 scored best on the recent holdout" in html
     assert re.search(r"<td>all</td><td class=\"num\">9,000</td><td class=\"num\">0\.5512</td>", html)
     assert '<span class="badge pass">chosen</span>' in html

@@ -71,6 +71,7 @@ TRAINED = {
             {"window": "batches:1", "rows": 300, "score": 0.97, "status": "chosen", "note": ""},
             {"window": "batches:2", "rows": 0, "score": None, "status": "skipped", "note": "only 1"},
         ],
+        "change_point": "no change point: champion v1's roc_auc per served batch",
     },
 }
 EVALUATION = {

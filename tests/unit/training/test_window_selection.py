@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -13,7 +14,14 @@ from ctloop.data import holdout as holdouts
 from ctloop.devtools.example_data import generate_batch
 from ctloop.errors import SpecError
 from ctloop.spec.models import PipelineSpec, TrainingWindow
-from ctloop.training.window_selection import choose_window, refit, selects, window_label
+from ctloop.training.window_selection import (
+    ChangePoint,
+    choose_window,
+    find_change_point,
+    refit,
+    selects,
+    window_label,
+)
 from tests.helpers import example_spec
 
 SOURCE, LABELED = [1500, 1500, 1500], 600
@@ -168,3 +176,112 @@ def test_a_retry_refits_the_window_the_run_recorded():
         refit(
             _spec(last_batches=[1]), frame, rows, 3, first.record.model_copy(update={"chosen": "batches:2"})
         )
+
+
+def _log(quality_by_batch: dict[str, bool], version: str = "1", rows: int = 1000) -> pd.DataFrame:
+    """A labeled prediction log: per batch, rows ``version`` served right (True) or wrongly (False)."""
+    rng = np.random.default_rng(3)
+    frames = []
+    for batch_id, right in quality_by_batch.items():
+        y = rng.integers(0, 2, rows)
+        predicted = y if right else 1 - y
+        score = np.clip(0.5 + (predicted - 0.5) * rng.uniform(0.2, 0.9, rows), 0.0, 1.0)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "batch_id": batch_id,
+                    "model_version": version,
+                    "prediction": predicted,
+                    "score": score,
+                    "churned": y,
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+BATCHES = [f"b{i:02d}" for i in range(6)]
+
+
+def test_a_change_at_a_known_batch_is_found_with_the_batches_trained_on_since():
+    log = _log(dict(zip(BATCHES, [True, True, True, False, False, False], strict=True)))
+    found = find_change_point(_spec(), log, "1", 0.95, trained_on=BATCHES[:5])  # b05: the recent holdout
+    assert (found.batch_id, found.batches) == ("b03", 2)
+    assert found.why.startswith(
+        "change point b03: champion v1's roc_auc per served batch (>= 1000 labels): b00 1.0"
+    )
+    assert "threshold 0.9000 (holdout 0.9500, max_drop 0.05)" in found.why
+    # the change is in the recent holdout: found, with nothing trained on since
+    recent_only = find_change_point(_spec(), log.query("batch_id != 'b05'"), "1", 0.95, BATCHES[:3])
+    assert (recent_only.batch_id, recent_only.batches) == ("b03", 0)
+
+
+@pytest.mark.parametrize(
+    ("right", "why"),
+    [
+        ([True] * 6, "the latest is not below it"),  # stable
+        ([True, True, False, False, True, True], "the latest is not below it"),  # recovered
+        ([False] * 6, "no batch before was above it"),  # never good: nothing changed under it
+    ],
+)
+def test_no_change_point_without_a_trailing_fall_after_good_batches(right, why):
+    found = find_change_point(_spec(), _log(dict(zip(BATCHES, right, strict=True))), "1", 0.95, BATCHES[:5])
+    assert (found.batch_id, found.batches) == (None, 0)
+    assert found.why.startswith("no change point: ")
+    assert found.why.endswith(why)
+
+
+def test_only_the_champions_rows_with_enough_labels_are_judged():
+    served_by_v1 = _log(dict(zip(BATCHES[:3], [True] * 3, strict=True)))
+    served_by_v2 = _log({"b03": False, "b04": False}, version="2")  # another version's failures
+    too_few = _log({"b05": False}, rows=999)  # below monitoring.quality.min_labels 1000
+    log = pd.concat([served_by_v1, served_by_v2, too_few], ignore_index=True)
+    found = find_change_point(_spec(), log, "1", 0.95, BATCHES[:5])
+    assert found.batch_id is None
+    assert "b00 1.0000, b01 1.0000, b02 1.0000;" in found.why
+    assert (
+        find_change_point(_spec(), log, "1", None, BATCHES).why
+        == "none looked for: champion v1 has no holdout roc_auc"
+    )
+
+
+def test_the_window_since_the_change_point_is_a_candidate_scored_and_recorded():
+    frame, rows, recent = _stream(changed_from=1, labeled=4)  # labeled batches 1-3 changed
+    change = ChangePoint("b11", 3, "change point b11: ...")
+    chosen = choose_window(_spec(last_batches=[1]), frame, rows, 4, recent, change)
+    tried = _by_window(chosen)
+    assert list(tried) == ["all", "batches:1", "since:b11"]
+    assert tried["since:b11"].rows == len(holdouts.split(frame.iloc[-3 * LABELED :], _spec())[0])
+    assert tried["since:b11"].score > tried["all"].score + 0.1
+    assert chosen.record.chosen == "since:b11"  # the largest window within min_gain of the best
+    assert chosen.record.change_point == "change point b11: ..."
+    again = refit(_spec(last_batches=[1]), frame, rows, 4, chosen.record, change)
+    pd.testing.assert_frame_equal(again.training, chosen.training)
+
+
+def test_a_change_point_window_equal_to_a_last_k_window_takes_its_score_and_is_not_kept_over_it():
+    frame, rows, recent = _stream(changed_from=1)
+    chosen = choose_window(_spec(), frame, rows, 3, recent, ChangePoint("b11", 2, "change point b11"))
+    tried = _by_window(chosen)
+    assert (tried["since:b11"].rows, tried["since:b11"].score) == (
+        tried["batches:2"].rows,
+        tried["batches:2"].score,
+    )
+    assert tried["since:b11"].note == "the same rows as batches:2"
+    assert chosen.record.chosen != "since:b11"
+
+
+def test_a_change_point_in_the_recent_holdout_is_recorded_and_skipped():
+    frame, rows, recent = _stream(changed_from=None)
+    chosen = choose_window(_spec(), frame, rows, 3, recent, ChangePoint("b13", 0, "change point b13"))
+    tried = _by_window(chosen)
+    assert (tried["since:b13"].status, tried["since:b13"].score) == ("skipped", None)
+    assert tried["since:b13"].note == "the change point is in the recent holdout: nothing since is trained on"
+
+
+def test_without_a_change_point_there_is_no_such_candidate():
+    frame, rows, recent = _stream(changed_from=None)
+    no_change = ChangePoint(None, 0, "no change point: ...")
+    chosen = choose_window(_spec(), frame, rows, 3, recent, no_change)
+    assert [c.window for c in chosen.record.candidates] == ["all", "batches:1", "batches:2"]
+    assert chosen.record.change_point == "no change point: ..."
