@@ -63,11 +63,16 @@ def test_the_newest_labeled_batch_is_set_aside_scored_and_recorded(changed):
     pipeline, dag_run = changed
     assert champion_version(pipeline.name) == "2"
     run = mlflow_run(pipeline.name, dag_run)
-    # batches 10 and 11 are trained on (the window of two); batch 12 is the recent holdout
-    assert int(run.data.params["train_rows"]) + int(run.data.params["holdout_rows"]) == 2 * 1200
-    assert run.data.params["recent_holdout_rows"] == "1200"
+    # about half of batch 12 is the recent holdout (gates.recent_holdout.fraction 0.5); the window
+    # of two is batch 11 and the rest of batch 12
+    held = int(run.data.params["recent_holdout_rows"])
+    assert 400 < held < 800
+    assert int(run.data.params["train_rows"]) + int(run.data.params["holdout_rows"]) == 1200 + 1200 - held
     note = run.data.tags["ctloop.recent_holdout"]
-    assert note == "the last 1 labeled batch(es) hold 1200 rows, set aside from training: batch-0012"
+    assert note == (
+        f"{held} of the 1200 rows of the last 1 labeled batch(es) (gates.recent_holdout.fraction 0.5),"
+        " set aside from training: batch-0012; the rest is trained on"
+    )
     metrics = run.data.metrics
     assert metrics["recent_roc_auc"] > metrics["champion_recent_roc_auc"] + 0.1  # v1 misses the new concept
     assert {"holdout_roc_auc", "champion_holdout_roc_auc", "recent_log_loss"} <= set(metrics)
@@ -102,7 +107,8 @@ def test_an_alert_run_is_judged_on_the_recent_holdout_and_the_candidate_of_the_p
     assert not on_recent["passed"]
     assert on_recent["relative_on"] == "recent_holdout"
     assert "this run's trigger is 'alert'" in on_recent["relative_on_why"]
-    assert "1200 most recent labeled rows" in on_recent["relative_on_why"]
+    held = mlflow_run(pipeline.name, alert).data.params["recent_holdout_rows"]
+    assert f"judged on the {held} most recent labeled rows" in on_recent["relative_on_why"]
     relative = _relative(on_recent)
     assert relative["passed"] is False
     assert relative["candidate"] < relative["champion"]

@@ -38,7 +38,8 @@ def test_an_alert_run_after_a_concept_change_trains_on_a_short_window_and_record
     assert json.loads(artifact.read_text()) == choice
     tried = {c["window"]: c for c in choice["candidates"]}
     assert list(tried) == ["all", "batches:1", "batches:2"]
-    assert choice["chosen"] in ("batches:1", "batches:2")  # batches 10 and 11; 12 is the recent holdout
+    # the labeled batches trained on are 10, 11 and the half of 12 that is not the recent holdout
+    assert choice["chosen"] in ("batches:1", "batches:2")
     # v1 served only changed batches: it never served well, so there is no change point to train since
     assert choice["change_point"].startswith("no change point: champion v1's roc_auc per served batch")
     assert choice["change_point"].endswith("no batch before was above it")
@@ -46,7 +47,9 @@ def test_an_alert_run_after_a_concept_change_trains_on_a_short_window_and_record
     assert tried[choice["chosen"]]["status"] == "chosen"
     assert tried["all"]["status"] == "scored"
     assert tried[choice["chosen"]]["score"] > tried["all"]["score"] + 0.1  # 6,000 old rows outvote 1,900 new
-    assert (choice["metric"], choice["recent_rows"]) == ("roc_auc", 1200)
+    held = int(run.data.params["recent_holdout_rows"])
+    assert (choice["metric"], choice["recent_rows"]) == ("roc_auc", held)
+    assert 400 < held < 800  # about half of batch 12 (gates.recent_holdout.fraction 0.5)
     assert choice["why"].startswith(f"{choice['chosen']} scored roc_auc ")
     assert run.data.params["train_rows"] == str(tried[choice["chosen"]]["rows"])
 
@@ -69,7 +72,8 @@ def test_a_manual_run_trains_on_the_spec_window_and_chooses_nothing(alerted):
     run = mlflow_run(pipeline.name, manual)
     assert run.data.tags["ctloop.data_window"] == "all"
     assert "ctloop.window_selection" not in run.data.tags
-    assert int(run.data.params["train_rows"]) + int(run.data.params["holdout_rows"]) == 6000 + 2 * 1200
+    held = int(run.data.params["recent_holdout_rows"])
+    assert int(run.data.params["train_rows"]) + int(run.data.params["holdout_rows"]) == 6000 + 3 * 1200 - held
     version = registry.client(load_settings()).get_model_version(pipeline.name, "3")
     assert version.tags["ctloop.data_window"] == "all"
     assert "ctloop.window_selection" not in version.tags

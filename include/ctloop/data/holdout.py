@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 _BUCKETS = 10_000
 
 
-def _hash_key(seed: int) -> str:
-    return f"ctloop{seed:010d}"[-16:]
+def _hash_key(seed: int, purpose: str = "ctloop") -> str:
+    return f"{purpose}{seed:010d}"[-16:]
 
 
 def holdout_mask(frame: pd.DataFrame, spec: PipelineSpec) -> pd.Series:
@@ -33,9 +33,17 @@ def holdout_mask(frame: pd.DataFrame, spec: PipelineSpec) -> pd.Series:
     if holdout.strategy == "time":
         times = pd.to_datetime(frame[spec.columns.timestamp], format="mixed")
         return times >= times.quantile(1.0 - holdout.fraction)
+    return id_share(frame, spec, holdout.fraction)
+
+
+def id_share(frame: pd.DataFrame, spec: PipelineSpec, fraction: float, purpose: str = "ctloop") -> pd.Series:
+    """True for about ``fraction`` of the rows, chosen by a seeded hash of each row's id (its
+    features when there is none): the same row is always on the same side. Each ``purpose``
+    draws its own share, independent of the others'."""
     keys = frame[spec.columns.id] if spec.columns.id else frame[spec.columns.features]
-    hashes = pd.util.hash_pandas_object(keys.astype(str), index=False, hash_key=_hash_key(holdout.seed))
-    return pd.Series((hashes.to_numpy() % _BUCKETS) < holdout.fraction * _BUCKETS, index=frame.index)
+    hash_key = _hash_key(spec.holdout.seed, purpose)
+    hashes = pd.util.hash_pandas_object(keys.astype(str), index=False, hash_key=hash_key)
+    return pd.Series((hashes.to_numpy() % _BUCKETS) < fraction * _BUCKETS, index=frame.index)
 
 
 def split(frame: pd.DataFrame, spec: PipelineSpec) -> tuple[pd.DataFrame, pd.DataFrame]:

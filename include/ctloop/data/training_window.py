@@ -1,6 +1,6 @@
 """What a training run trains on: the pipeline's data files plus the production batches whose
 labels have arrived, narrowed to the window the spec's ``retrain.data`` asks for, less the most
-recent labeled batches, which are set aside as the recent holdout.
+recent labeled rows, which are set aside as the recent holdout.
 
 Labeled production batches let a retrain learn what production looks like now; a recent window
 (last N batches or days) lets a model recover from concept drift instead of averaging it away.
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from ctloop.spec.models import PipelineSpec
 
 Batches = list[tuple[str, "pd.DataFrame"]]  # (URI, rows), oldest first
+RECENT_PURPOSE = "recent"  # the hash purpose of the recent holdout's share: independent of the frozen one's
 
 
 @dataclass(frozen=True)
@@ -63,23 +64,50 @@ def batch_id_of(uri: str) -> str:
     return uri.rstrip("/").split("/")[-2].removeprefix("batch_id=")
 
 
-def set_aside_recent(spec: PipelineSpec, labeled: Batches) -> tuple[Batches, str]:
-    """The last ``gates.recent_holdout.batches`` labeled batches when they are enough to judge on,
-    else none; and a line saying which, or why not."""
+def set_aside_recent(spec: PipelineSpec, labeled: Batches) -> tuple[Batches, Batches, str]:
+    """(the recent holdout, the labeled batches trained on, a line saying which or why none).
+
+    The recent holdout is a share (``gates.recent_holdout.fraction``, by a seeded hash of the row
+    ids) of the last ``gates.recent_holdout.batches`` labeled batches, so the rest of the newest
+    rows can be trained on: right after a change in the world they are the only rows that show
+    it. When that share is under ``min_rows`` rows (or of one class) the whole batches are held
+    out; when even they are, nothing is, and they are trained on.
+    """
+    from ctloop.data.holdout import id_share
+
     policy = spec.gates.recent_holdout
     if not labeled:
-        return [], "not used: no labeled production batch yet"
-    recent = labeled[-policy.batches :]
-    rows = sum(len(frame) for _, frame in recent)
-    held = f"the last {len(recent)} labeled batch(es) hold {rows} rows"
-    if rows < policy.min_rows:
-        return [], f"not used: {held} < gates.recent_holdout.min_rows {policy.min_rows}; trained on"
+        return [], labeled, "not used: no labeled production batch yet"
+    newest, older = labeled[-policy.batches :], labeled[: -policy.batches]
+    whole = f"the last {len(newest)} labeled batch(es) hold {_rows(newest)} rows"
+    names = ", ".join(batch_id_of(uri) for uri, _ in newest)
+    shares = [(uri, frame, id_share(frame, spec, policy.fraction, RECENT_PURPOSE)) for uri, frame in newest]
+    held = [(uri, frame[share]) for uri, frame, share in shares]
+    if policy.fraction < 1.0 and not _why_not(spec, held):
+        rest = [(uri, frame[~share]) for uri, frame, share in shares if (~share).any()]
+        note = f"{_rows(held)} of the {_rows(newest)} rows of the last {len(newest)} labeled batch(es)"
+        note += f" (gates.recent_holdout.fraction {policy.fraction:g}), set aside from training: {names};"
+        return held, older + rest, f"{note} the rest is trained on"
+    why = _why_not(spec, newest)
+    if why:
+        return [], labeled, f"not used: {whole} {why}; trained on"
+    return newest, older, f"{whole}, set aside from training: {names}"
+
+
+def _rows(batches: Batches) -> int:
+    return sum(len(frame) for _, frame in batches)
+
+
+def _why_not(spec: PipelineSpec, batches: Batches) -> str:
+    """Why ``batches`` cannot serve as the recent holdout ("" when they can)."""
+    rows, least = _rows(batches), spec.gates.recent_holdout.min_rows
+    if rows < least:
+        return f"< gates.recent_holdout.min_rows {least}"
     if spec.task == "classification":
-        classes = {v for _, frame in recent for v in frame[spec.columns.target].dropna().unique()}
+        classes = {v for _, frame in batches for v in frame[spec.columns.target].dropna().unique()}
         if len(classes) < 2:
-            return [], f"not used: {held} of one class only; trained on"
-    names = ", ".join(batch_id_of(uri) for uri, _ in recent)
-    return recent, f"{held}, set aside from training: {names}"
+            return "of one class only"
+    return ""
 
 
 def read_training_data(spec: PipelineSpec, settings: Settings) -> TrainingData:
@@ -93,8 +121,7 @@ def read_training_data(spec: PipelineSpec, settings: Settings) -> TrainingData:
 
     batches = read_source_batches(spec, settings)
     labeled = labeled_batches(spec, settings, list(batches[0][1].columns))
-    recent, note = set_aside_recent(spec, labeled)
-    trained_on = labeled[: len(labeled) - len(recent)]
+    recent, trained_on, note = set_aside_recent(spec, labeled)
     batches += trained_on
     window = spec.retrain.data  # its validator requires ``last`` exactly for "batches" and "days"
     if window.window == "batches" and window.last is not None:

@@ -8,14 +8,19 @@ decides, and a confirmed alert's retrain asset event makes the scheduler start `
 
 Story: train v1 (only if there is no champion yet), stable batches (no retrain), covariate shift
 (the monitor alerts, k-of-n confirms, one retrain runs and its gate promotes or rejects), and one
-more shifted batch after it, to show the guards that follow a retrain.
+more shifted batch after it, to show the guards that follow a retrain. Then concept drift: the
+labelling rule changes while the features keep their distribution, so only the labels show it; once
+they arrive the champion's served quality drops, the severe drop retrains at once, the retrain
+chooses its window and is judged on the recent holdout, and the batches after a promotion show
+whether served accuracy recovered. Each batch's row shows the version that scored it and, once its
+labels arrived, the accuracy of the predictions served for it.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ctloop.devtools.example_data import COVARIATE_SHIFT, write_batches, write_labels
 from ctloop.registry import tags as names
@@ -34,6 +39,10 @@ TRAIN, SCORE, MONITOR = (f"{PIPELINE}__{kind}" for kind in ("train", "score", "m
 FIRST_TRAINING_BATCHES = 4
 STABLE_BATCHES = 3
 MAX_SHIFTED_BATCHES = 4
+# The first changed batch's labels start a retrain at once; room for two more should it be rejected.
+MAX_CONCEPT_BATCHES = 5
+SERVED_METRIC = "accuracy"
+BREAKER_OPEN = "breaker_open"
 
 
 class Demo:
@@ -45,7 +54,8 @@ class Demo:
         self.spec = spec
         self.rows = rows
         self.timeline: list[Row] = []
-        self.shifts: dict[int, dict[str, float] | None] = {}
+        self.batches: dict[int, dict[str, Any]] = {}  # index -> the generator's options
+        self.served_rows: dict[str, Row] = {}  # batch id -> its row, whose served column is filled last
         self.trainings: list[str] = []
         self.failures: list[str] = []
 
@@ -60,11 +70,30 @@ class Demo:
         if self._champion() is None:
             self._first_training()
         for _ in range(STABLE_BATCHES):
-            self._batch(shift=None)
+            self._batch("stable")
         for _ in range(MAX_SHIFTED_BATCHES):
-            if self._batch(shift=COVARIATE_SHIFT):
-                self._batch(shift=COVARIATE_SHIFT)  # what the guards do right after a retrain
+            if self._batch("shifted", shift=COVARIATE_SHIFT) is not None:
+                self._batch("shifted", shift=COVARIATE_SHIFT)  # what the guards do right after a retrain
                 break
+        self._concept_drift()
+
+    def _concept_drift(self) -> None:
+        """Concept batches until a retrain promotes (then two more: the first is served by the new
+        champion, the second brings its labels) or the circuit breaker stops retraining."""
+        for _ in range(MAX_CONCEPT_BATCHES):
+            outcome = self._batch("concept drift", concept_drift=True)
+            if outcome is not None and outcome.startswith("promoted"):
+                self._batch("concept drift", concept_drift=True)
+                self._batch("concept drift", concept_drift=True)
+                return
+            if outcome == BREAKER_OPEN:
+                return
+
+    def fill_served(self) -> None:
+        """Each batch's served accuracy, from its labels as joined to the prediction log."""
+        for batch_id, row in self.served_rows.items():
+            metrics = served(self.spec, self.settings, batch_id)
+            row.served = f"{metrics[SERVED_METRIC]:.3f}" if metrics else "-"
 
     def _unpause_training(self) -> None:
         """Unpause ``churn__train``; with catchup=False Airflow then runs its latest cron point at
@@ -86,15 +115,16 @@ class Demo:
         run = self.stack.trigger(TRAIN, {"reason": "demo: first training", "note": "ctloop demo"})
         self._finish_training(run["dag_run_id"], "first training")
 
-    def _batch(self, shift: dict[str, float] | None) -> bool:
-        """One production batch through score and monitor; True when it led to a retraining."""
+    def _batch(self, kind: str, **options: Any) -> str | None:
+        """One production batch through score and monitor; when it led to a retraining, what the
+        retraining's promote step did (``breaker_open`` when the monitor may no longer retrain)."""
         index = self._next_batch_index()
         incoming = self._area(self.spec.incoming_uri)
-        write_batches(incoming, range(index, index + 1), rows=self.rows, with_target=False, shift=shift)
-        self.shifts[index] = shift
-        if index - 1 in self.shifts:  # the previous batch's labels arrive now, one batch late
+        write_batches(incoming, range(index, index + 1), rows=self.rows, with_target=False, **options)
+        self.batches[index] = options
+        if index - 1 in self.batches:  # the previous batch's labels arrive now, one batch late
             write_labels(
-                self._area(self.spec.labels_uri), index - 1, rows=self.rows, shift=self.shifts[index - 1]
+                self._area(self.spec.labels_uri), index - 1, rows=self.rows, **self.batches[index - 1]
             )
         monitor_runs = len(self.stack.runs(MONITOR))
         trainings = len(self.stack.runs(TRAIN))
@@ -102,30 +132,44 @@ class Demo:
         self._wait(SCORE, score["dag_run_id"])
         monitor = self._wait_for_new_run(MONITOR, monitor_runs)
         entry = self._latest_decision()
-        kind = "shifted" if shift else "stable"
-        self.timeline.append(
-            Row(
-                step=f"batch-{index:04d} ({kind})",
-                drift=f"{entry['drift_share']:.2f}" if entry else "-",
-                quality=f"{entry['quality']:.3f}" if entry and entry["quality"] is not None else "-",
-                decision=f"{entry['action']}: {entry['why']}" if entry else f"monitor {monitor['state']}",
-                champion=self._champion_label(),
-            )
+        batch_id = f"batch-{index:04d}"
+        row = Row(
+            step=f"{batch_id} ({kind})",
+            drift=f"{entry['drift_share']:.2f}" if entry else "-",
+            quality=f"{entry['quality']:.3f}" if entry and entry["quality"] is not None else "-",
+            decision=f"{entry['action']}: {entry['why']}" if entry else f"monitor {monitor['state']}",
+            champion=self._scored_by(batch_id),
         )
+        self.timeline.append(row)
+        self.served_rows[batch_id] = row
+        if entry and entry["action"] == BREAKER_OPEN:
+            return BREAKER_OPEN
         if not entry or entry["action"] != "retrain":
-            return False
+            return None
         train = self._wait_for_new_run(TRAIN, trainings)
-        self._finish_training(train["dag_run_id"], "retrain (started by the monitor's asset event)", train)
-        return True
+        return self._finish_training(
+            train["dag_run_id"], "retrain (started by the monitor's asset event)", train
+        )
 
-    def _finish_training(self, run_id: str, step: str, finished: dict | None = None) -> None:
+    def _finish_training(self, run_id: str, step: str, finished: dict | None = None) -> str:
+        """Add the training's rows (its chosen window, when it chose one; its gate and promotion);
+        what its promote step did."""
         finished = finished or self._wait(TRAIN, run_id)
         run = training_run(self.settings, run_id)
         tags = run.data.tags if run else {}
         outcome = tags.get(names.PROMOTION) or f"run {finished['state']}"
+        selection = tags.get(names.WINDOW_SELECTION)
+        if selection:
+            choice = json.loads(selection)
+            self.timeline.append(Row(step=step, decision=f"trains on {choice['chosen']}: {choice['why']}"))
+            step = "  gate and promotion"
+        judged_on = tags.get(names.GATE_RELATIVE_ON)
+        if judged_on:
+            step += f" (relative rules on the {judged_on.replace('_', ' ')})"
         decision = f"{outcome}: {tags.get(names.GATE_SUMMARY, '')}"
         self.timeline.append(Row(step=step, decision=decision, champion=self._champion_label()))
         self.trainings.append(run_id)
+        return outcome
 
     def _wait(self, dag_id: str, run_id: str) -> dict:
         finished = self.stack.wait_for_run(dag_id, run_id, timeout=900)
@@ -161,6 +205,15 @@ class Demo:
         path = Path(uri)
         return path if path.is_absolute() else self.home / path
 
+    def _scored_by(self, batch_id: str) -> str:
+        """The version whose predictions were served for the batch, from the prediction log."""
+        from ctloop.scoring.prediction_log import PREDICTIONS, batch_ids, read_partitions
+
+        if batch_id not in batch_ids(PREDICTIONS, PIPELINE, self.settings):
+            return "-"
+        versions = read_partitions(PREDICTIONS, PIPELINE, [batch_id], self.settings)["model_version"]
+        return ", ".join(f"v{v}" for v in sorted(versions.astype(str).unique()))
+
     def _latest_decision(self) -> dict | None:
         from ctloop.io.storage import home_storage
         from ctloop.monitoring.monitor_run import history_prefix
@@ -177,6 +230,16 @@ class Demo:
     def _champion_label(self) -> str:
         champion = self._champion()
         return f"v{champion.version}" if champion else "none"
+
+
+def served(spec: PipelineSpec, settings: Settings, batch_id: str) -> dict[str, float] | None:
+    """The metrics of the predictions served for a batch, from its labels; None before they arrive."""
+    from ctloop.monitoring.monitor_run import quality
+    from ctloop.scoring.prediction_log import LABELED, batch_ids, read_partitions
+
+    if batch_id not in batch_ids(LABELED, spec.name, settings):
+        return None
+    return quality(spec, read_partitions(LABELED, spec.name, [batch_id], settings))
 
 
 def training_run(settings: Settings, run_id: str):
@@ -234,7 +297,8 @@ def run_demo(home: Path, rows_per_batch: int) -> int:
         try:
             demo.run()
         finally:
-            print("\n" + format_timeline(demo.timeline) + "\n")
+            demo.fill_served()
+            print("\n" + format_timeline(demo.timeline, spec.monitoring.quality.metric, SERVED_METRIC) + "\n")
     for run_id in demo.trainings:
         print(describe_training(settings, run_id) + "\n")
     reports = sorted((home / "storage" / "runs" / MONITOR).glob("*/report.html"))

@@ -1,11 +1,12 @@
 """Promotion gate rules, evaluated as a pure function of metrics so every verdict is explainable.
 
 A decision lists every rule with its value, bound and verdict. Absolute rules judge the frozen
-holdout; relative rules compare with the champion on the same holdout, the frozen one or, for the
-runs ``gates.recent_holdout.judge_relative`` names, the recent one (:func:`relative_comparison`);
-with no champion they are skipped and say so. Rules that need the
-predictions or the model (bootstrap, slices, latency, validity) are computed elsewhere and
-folded in as verdicts of the same shape (:class:`~ctloop.gating.decision.GateVerdict`).
+holdout (unless the champion fails them in the present, see :func:`_absolute`); relative rules
+compare with the champion on the same holdout, the frozen one or, for the runs
+``gates.recent_holdout.judge_relative`` names, the recent one (:func:`relative_comparison`); with
+no champion they are skipped and say so. Rules that need the predictions or the model (bootstrap,
+slices, latency, validity) are computed elsewhere and folded in as verdicts of the same shape
+(:class:`~ctloop.gating.decision.GateVerdict`).
 """
 
 from __future__ import annotations
@@ -65,6 +66,34 @@ def _check_rule(
     )
 
 
+def _absolute(
+    gates: Gates, rule: GateRule, task: TaskKind, verdict: GateVerdict, relative: RelativeComparison
+) -> GateVerdict:
+    """An absolute rule the candidate failed on the frozen holdout, looked at again in the present
+    (``gates.recent_holdout.relax_absolute``): when the champion fails the rule on the recent
+    holdout as well, refusing the candidate keeps a model that does not meet it either, so the
+    candidate passes if it does better than the champion there. How much better it must be is
+    for the relative rules and the bootstrap, judged on the same rows."""
+    now = relative.champion or {}
+    if (
+        verdict.passed is not False
+        or not gates.recent_holdout.relax_absolute
+        or relative.on != "recent_holdout"
+        or rule.metric not in now
+    ):
+        return verdict
+    champion, candidate = now[rule.metric], relative.candidate[rule.metric]
+    if _check_rule(rule, task, now, None).passed:
+        return verdict
+    better = _improvement(task, rule.metric, candidate, champion) > 0
+    note = (
+        f"{verdict.note.rsplit(': ', 1)[0]} on the frozen holdout; on the recent holdout the champion"
+        f" misses it too ({champion:.4f}) and the candidate {'does' if better else 'does not do'} better"
+        f" ({candidate:.4f}): {_word(better)}"
+    )
+    return verdict.model_copy(update={"passed": better, "note": note})
+
+
 def _word(passed: bool) -> str:
     return "passed" if passed else "failed"
 
@@ -98,7 +127,7 @@ def evaluate_gates(
     rules = [
         _check_rule(rule, task, relative.candidate, relative.champion)
         if rule.relative
-        else _check_rule(rule, task, candidate, champion)
+        else _absolute(gates, rule, task, _check_rule(rule, task, candidate, champion), relative)
         for rule in gates.rules
     ]
     rules += extra_verdicts

@@ -179,17 +179,31 @@ class LatencyRule(_Strict):
 
 
 class RecentHoldout(_Strict):
-    """The most recent labeled production batches, set aside from every candidate's training and
-    scored like the frozen holdout: after a change in the world the frozen holdout describes the
-    past, these rows the present. Fewer than ``min_rows`` rows (or one class only) are trained on
-    as before and judged on by nobody; the run records why."""
+    """A share of the most recent labeled production batches' rows, set aside from every
+    candidate's training and scored like the frozen holdout: after a change in the world the
+    frozen holdout describes the past, these rows the present. Fewer than ``min_rows`` rows (or
+    one class only) are trained on as before and judged on by nobody; the run records why."""
 
     batches: int = Field(1, ge=1, description="how many of the most recent labeled production batches")
+    fraction: float = Field(
+        0.5,
+        gt=0.0,
+        le=1.0,
+        description="the share of those batches' rows held out (by a seeded hash of the row ids); the rest"
+        " is trained on, so a retrain right after a change learns from the only rows that show it. Under"
+        " min_rows the whole batches are held out",
+    )
     min_rows: int = Field(200, ge=1, description="fewer labeled rows than this: not set aside, not judged on")
     judge_relative: Literal["alert", "always", "never"] = Field(
         "alert",
         description="the runs whose relative rules and bootstrap are judged on it: those an alert started"
         " (the monitor's asset event or an external alert), every run, or none",
+    )
+    relax_absolute: bool = Field(
+        True,
+        description="where relative rules are judged on it: an absolute rule the champion itself fails"
+        " on it is passed by a candidate that does better than the champion there, even if the candidate"
+        " misses the bound on the frozen holdout (keeping the champion would not meet the rule either)",
     )
 
 

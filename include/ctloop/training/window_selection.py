@@ -134,7 +134,8 @@ def load_change_point(
     metrics = client.get_run(champion.run_id).data.metrics if champion.run_id else {}
     labeled = snapshot.sources[len(snapshot.sources) - snapshot.labeled_sources :]
     trained_on = [batch_id_of(uri) for uri in labeled]
-    log = read_partitions(LABELED, spec.name, trained_on + [batch_id_of(uri) for uri in recent], settings)
+    batches = list(dict.fromkeys(trained_on + [batch_id_of(uri) for uri in recent]))  # a batch may be in both
+    log = read_partitions(LABELED, spec.name, batches, settings)
     value = metrics.get(f"{tags.HOLDOUT_METRIC_PREFIX}{spec.monitoring.quality.metric}")
     return find_change_point(spec, log, str(champion.version), value, trained_on)
 

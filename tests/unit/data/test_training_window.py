@@ -246,9 +246,45 @@ def test_the_rows_of_each_source_are_counted_so_a_window_can_be_cut_later(
 
 
 def test_the_recent_holdout_is_not_counted_among_the_labeled_sources(settings, source):
-    spec = _spec(source, recent={"min_rows": 1})
+    spec = _spec(source, recent={"min_rows": 1, "fraction": 1.0})
     _label(settings, spec, "b-2026-01-11", 10)
     _label(settings, spec, "b-2026-01-12", 11)
     data = read_training_data(spec, settings)
     assert data.recent is not None
     assert (data.source_rows, data.labeled_sources) == ([SOURCE_ROWS] * 3 + [LABELED_ROWS], 1)
+
+
+def test_a_share_of_the_newest_batch_is_held_out_and_the_rest_of_it_trained_on(settings, source):
+    """Right after a change the newest labeled batch is the only one that shows it: half of its
+    rows judge the candidates, the other half is the newest labeled source they train on."""
+    spec = _spec(source, recent={"min_rows": 5, "fraction": 0.5})
+    older = _label(settings, spec, "b-2026-01-11", 10)
+    newest = _label(settings, spec, "b-2026-01-12", 11)
+
+    data = read_training_data(spec, settings)
+
+    assert data.recent is not None
+    assert data.recent_sources == [newest]
+    held = len(data.recent)
+    assert 5 <= held < LABELED_ROWS
+    assert data.sources == [*map(str, source), older, newest]
+    assert data.source_rows == [SOURCE_ROWS] * 3 + [LABELED_ROWS, LABELED_ROWS - held]
+    assert data.labeled_sources == 2
+    assert not set(data.recent["customer_id"]) & set(data.frame["customer_id"])
+    assert data.recent_note == (
+        f"{held} of the {LABELED_ROWS} rows of the last 1 labeled batch(es) (gates.recent_holdout.fraction"
+        " 0.5), set aside from training: b-2026-01-12; the rest is trained on"
+    )
+    again = read_training_data(spec, settings)  # the same rows on the same side, run after run
+    assert again.recent is not None
+    assert sorted(again.recent["customer_id"]) == sorted(data.recent["customer_id"])
+
+
+def test_a_share_too_small_to_judge_on_holds_the_whole_batch_out(settings, source):
+    spec = _spec(source, recent={"min_rows": LABELED_ROWS, "fraction": 0.5})
+    _label(settings, spec, "b-2026-01-11", 10)
+    newest = _label(settings, spec, "b-2026-01-12", 11)
+    data = read_training_data(spec, settings)
+    assert data.recent is not None
+    assert (len(data.recent), data.recent_sources) == (LABELED_ROWS, [newest])
+    assert data.labeled_sources == 1

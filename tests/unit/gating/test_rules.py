@@ -268,3 +268,61 @@ def test_a_relative_rule_whose_metric_the_comparison_lacks_is_named():
     gates = _gates({"metric": "roc_auc", "min_improvement": 0.0})
     with pytest.raises(SpecError, match="roc_auc"):
         evaluate_gates(gates, "classification", CANDIDATE, None, relative=comparison)
+
+
+def _present(candidate_log_loss: float, champion_log_loss: float) -> RelativeComparison:
+    """Both models on the recent holdout, where the relative rules were judged."""
+    return RelativeComparison(
+        on="recent_holdout",
+        why="an alert started this run",
+        candidate={**CANDIDATE, "log_loss": candidate_log_loss},
+        champion={**CANDIDATE, "log_loss": champion_log_loss},
+    )
+
+
+@pytest.mark.parametrize(
+    ("candidate_now", "champion_now", "passed", "says"),
+    [
+        (
+            0.70,
+            1.00,
+            True,
+            "the champion misses it too (1.0000) and the candidate does better (0.7000): passed",
+        ),
+        (1.10, 1.00, False, "the champion misses it too (1.0000) and the candidate does not do better"),
+    ],
+)
+def test_an_absolute_rule_the_champion_fails_now_is_passed_by_doing_better_than_it(
+    candidate_now, champion_now, passed, says
+):
+    """The candidate misses log_loss <= 0.40 on the frozen holdout (0.45); so does the champion
+    on the recent holdout, by far: refusing the candidate would keep a model that misses it too."""
+    gates = _gates({"metric": "log_loss", "at_most": 0.4})
+    champion = {**CANDIDATE, "log_loss": 0.3}
+
+    decision = evaluate_gates(
+        gates, "classification", CANDIDATE, champion, "1", relative=_present(candidate_now, champion_now)
+    )
+
+    assert decision.passed is passed
+    (verdict,) = decision.rules
+    assert verdict.note.startswith("0.4500 must be <= 0.4000 on the frozen holdout; on the recent holdout")
+    assert says in verdict.note
+
+
+def test_an_absolute_rule_stays_absolute_when_the_champion_meets_it_now_or_it_is_switched_off():
+    gates = _gates({"metric": "log_loss", "at_most": 0.4})
+    champion = {**CANDIDATE, "log_loss": 0.3}
+    meets_now = evaluate_gates(
+        gates, "classification", CANDIDATE, champion, "1", relative=_present(0.2, 0.35)
+    )
+    strict = Gates.model_validate({**gates.model_dump(), "recent_holdout": {"relax_absolute": False}})
+    switched_off = evaluate_gates(
+        strict, "classification", CANDIDATE, champion, "1", relative=_present(0.2, 1.0)
+    )
+    frozen = RelativeComparison(on="frozen_holdout", why="", candidate=CANDIDATE, champion=champion)
+    on_frozen = evaluate_gates(gates, "classification", CANDIDATE, champion, "1", relative=frozen)
+
+    for decision in (meets_now, switched_off, on_frozen):
+        assert decision.passed is False
+        assert decision.rules[0].note == "0.4500 must be <= 0.4000: failed"
