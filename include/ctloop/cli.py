@@ -62,8 +62,10 @@ def cmd_init(args: argparse.Namespace) -> int:
     apply_embedded_defaults(_home())
     airflow = Path(sys.executable).with_name("airflow")
     subprocess.run([str(airflow), "db", "migrate"], check=True, stdout=subprocess.DEVNULL)
-    init_tracking_store(load_settings())
-    create_tables(load_settings())
+    settings = load_settings()
+    init_tracking_store(settings)
+    create_tables(settings)
+    create_table(settings)
     return 0
 
 

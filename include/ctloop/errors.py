@@ -55,6 +55,14 @@ class DriftInputError(CtloopError):
     """A frame cannot be compared for drift; the message names the column."""
 
 
+class AlertRefused(CtloopError):
+    """An external alert is not accepted: its id is malformed or another run already received it."""
+
+
+class RunSuperseded(CtloopError):
+    """A task of an earlier attempt of a training run ran after a re-run replaced that attempt."""
+
+
 class RollbackRefused(CtloopError):
     """A rollback target cannot become champion; the message names the version and why."""
 

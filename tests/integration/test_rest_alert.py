@@ -1,10 +1,12 @@
-"""An external monitoring system starts a retraining through Airflow's REST API, idempotently.
+"""An external monitoring system starts a retraining, once per alert id.
 
-The contract: ``POST /api/v2/dags/<p>__train/dagRuns`` with ``dag_run_id = alert__<alert id>``
-and ``conf = {"reason": ..., "alert_id": ...}``. The alert id is the run id, so a repeated alert
-is refused by Airflow itself (409, the run id exists) and starts nothing; the training's MLflow
-run records why it ran and which alert asked for it. This runs the real components as processes
-(api-server, scheduler, dag-processor), because ``dag.test()`` bypasses the API and its auth.
+Two ways in: Airflow's REST API (``POST /api/v2/dags/<p>__train/dagRuns`` with ``dag_run_id =
+alert__<alert id>``: a repeated run id is refused by Airflow itself, a repeated alert id under
+another run id by the run's snapshot task), and ctloop's endpoint
+(``POST /ctloop/api/pipelines/<p>/alerts``: 201, 400 for a malformed id, 409 naming the run that
+received it). The training's MLflow run records why it ran and which alert asked for it. This runs
+the real components as processes (api-server, scheduler, dag-processor), because ``dag.test()``
+bypasses the API and its auth.
 """
 
 from __future__ import annotations
@@ -128,3 +130,74 @@ def test_an_alert_with_another_id_starts_another_run(stack: Stack, first_alert: 
     started = stack.server.wait_for_run(stack.dag_id, f"alert__{other}", ("running", *FINISHED), timeout=60)
     assert started["state"] in ("running", "success"), stack.server.diagnose(stack.dag_id, f"alert__{other}")
     assert started["conf"]["alert_id"] == other
+
+
+def _ctloop_alert(stack: Stack, alert_id: str, reason: str = REASON) -> tuple[int, Any]:
+    """ctloop's own alert endpoint, on the same api-server (the plugin, mounted at /ctloop)."""
+    path = f"/ctloop/api/pipelines/{stack.pipeline}/alerts"
+    return stack.server.client.post(path, {"alert_id": alert_id, "reason": reason})
+
+
+def test_the_same_alert_id_under_another_run_id_trains_nothing(stack: Stack, first_alert: FirstAlert) -> None:
+    """Airflow accepts the run (its id is new); its snapshot task refuses the alert id ctloop has
+    already seen, so no second MLflow run or version exists."""
+    run_id = f"resent__{uuid.uuid4().hex[:8]}"
+    body = {
+        "dag_run_id": run_id,
+        "logical_date": None,
+        "conf": {"reason": "resent", "alert_id": first_alert.alert_id},
+    }
+    status, run = stack.server.client.post(f"/api/v2/dags/{stack.dag_id}/dagRuns", body)
+    assert status in (200, 201), run
+    finished = stack.server.wait_for_run(stack.dag_id, run_id, timeout=240)
+    assert finished["state"] == "failed"
+    status, tasks = stack.server.client.get(f"/api/v2/dags/{stack.dag_id}/dagRuns/{run_id}/taskInstances")
+    states = {t["task_id"]: t["state"] for t in tasks["task_instances"]}
+    assert states["snapshot"] == "failed", states
+    assert states["train"] == "upstream_failed", states
+    client = registry.client(load_settings(stack.server.env))
+    experiment = client.get_experiment_by_name(stack.pipeline)
+    resent = client.search_runs(
+        [experiment.experiment_id], f"tags.`{registry.RUN_KEY_TAG}` = '{stack.dag_id}/{run_id}'"
+    )
+    assert resent == []
+
+
+def test_ctloop_alert_endpoint_starts_once_and_answers_409_with_who_received_it(stack: Stack) -> None:
+    alert_id = f"PD-{uuid.uuid4().hex[:8]}"
+    status, created = _ctloop_alert(stack, alert_id)
+    assert status == 201, created
+    assert created == {"alert_id": alert_id, "dag_id": stack.dag_id, "dag_run_id": f"alert__{alert_id}"}
+    status, run = stack.server.client.get(f"/api/v2/dags/{stack.dag_id}/dagRuns/alert__{alert_id}")
+    assert status == 200, run
+    assert run["conf"]["alert_id"] == alert_id
+
+    status, refused = _ctloop_alert(stack, alert_id, reason="delivered again")
+    assert status == 409, refused
+    assert refused["received_by"] == f"{stack.dag_id}/alert__{alert_id}"
+    assert refused["detail"].startswith(
+        f"alert '{alert_id}' was already received by {stack.dag_id}/alert__{alert_id} at "
+    )
+    assert refused["detail"].endswith("; nothing started")
+    assert len([r for r in stack.runs() if alert_id in r["dag_run_id"]]) == 1
+
+
+@pytest.mark.parametrize("alert_id", ["<img src=x onerror=alert(1)>" + "x" * 4970, "PD 1"])
+def test_a_malformed_alert_id_is_refused_by_ctloop_and_by_the_trigger_form(
+    stack: Stack, alert_id: str
+) -> None:
+    before = len(stack.runs())
+    status, refused = _ctloop_alert(stack, alert_id)
+    assert status == 400, refused
+    assert refused["detail"].startswith("alert_id refused: ")
+    assert "<" not in refused["detail"]
+    # straight to Airflow's REST API with a valid run id: the trigger form's Param refuses it
+    body = {
+        "dag_run_id": f"bad__{uuid.uuid4().hex[:8]}",
+        "logical_date": None,
+        "conf": {"alert_id": alert_id},
+    }
+    status, airflow = stack.server.client.post(f"/api/v2/dags/{stack.dag_id}/dagRuns", body)
+    assert status == 400, airflow
+    assert "alert_id" in str(airflow)
+    assert len(stack.runs()) == before

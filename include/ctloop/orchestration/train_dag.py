@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from ctloop.monitoring.alert_ids import ALERT_ID_MAX_LENGTH, ALERT_ID_PATTERN
 from ctloop.orchestration.assets import retrain_asset
 from ctloop.orchestration.dag_defaults import dag_args
 from ctloop.orchestration.operators.promotion_gate import PromotionGateOperator
@@ -44,8 +45,11 @@ def train_params() -> dict[str, Param]:
         "alert_id": Param(
             None,
             type=["null", "string"],
+            maxLength=ALERT_ID_MAX_LENGTH,
+            pattern=ALERT_ID_PATTERN,
             title="Alert id",
-            description="Set by an external monitoring system (REST API); recorded with the run.",
+            description="Set by an external monitoring system; recorded with the run. One training per"
+            " alert id: a second run with the same id fails at snapshot.",
         ),
         "data_window": Param(
             "spec",
@@ -118,8 +122,11 @@ def build_train_dag(spec: PipelineSpec) -> DAG:
     @task(task_id="snapshot")
     @ctloop_task(spec)
     def snapshot(run: TaskRun) -> Started:
+        from ctloop.monitoring import alerts
         from ctloop.training import steps
 
+        if run.ctx.alert_id:  # one training per alert id, whatever the run id it came with
+            alerts.claim(run.settings, run.spec.name, run.ctx.alert_id, run.ctx.run_key)
         return steps.start(run.spec, run.settings, run.ctx)
 
     @task(task_id="validate")
@@ -184,7 +191,7 @@ def build_train_dag(spec: PipelineSpec) -> DAG:
         results = {name: run.context["ti"].xcom_pull(task_ids=name) for name in RESULT_TASKS}
         results[APPROVE_TASK] = approval_answer(run.context)
         closed = steps.finish(run.spec, run.settings, run.ctx, results)
-        if closed is not None and closed.outcome == "failed":
+        if results["gate"] is None or (closed is not None and closed.outcome == "failed"):
             raise AirflowFailException("the run failed before a promotion decision; see the failed task")
         return closed
 

@@ -14,10 +14,13 @@ from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, FastAPI, Form, HTTPException, Query, Request, status
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ctloop import clock
+from ctloop.errors import AlertRefused
+from ctloop.monitoring import alerts
 from ctloop.registry import ledger
 from ctloop.settings import Settings, load_settings
 from ctloop.spec.loading import load_specs
@@ -54,14 +57,17 @@ def _page(request: Request, user, title: str, body: str) -> HTMLResponse:
     return page(title, body, home=urls.home(), airflow=urls.airflow + "/", user=user.get_name())
 
 
-async def _error_page(request: Request, exc: Exception) -> HTMLResponse:
-    """Errors as a page; a request without a session gets a way to log in and come back.
+async def _error_page(request: Request, exc: Exception) -> HTMLResponse | JSONResponse:
+    """Errors as a page (as JSON under ``/api/``); a request without a session gets a way to log in
+    and come back.
 
     Registered for Starlette's HTTPException only; typed as Starlette's handler signature wants."""
     from airflow.api_fastapi.app import get_auth_manager
 
     if not isinstance(exc, StarletteHTTPException):
         raise exc
+    if request.url.path.startswith(f"{request.scope.get('root_path', '')}/api/"):
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
     urls = _urls(request)
     login = None
     if exc.status_code == status.HTTP_401_UNAUTHORIZED:
@@ -254,3 +260,43 @@ def rollback(
     )
     location = f"{_urls(request).ledger(pipeline)}?{urlencode({'triggered': run_id})}"
     return RedirectResponse(location, status_code=status.HTTP_303_SEE_OTHER)
+
+
+class Alert(BaseModel):
+    """What an external monitoring system posts: its alert's id, why, and a note for reviewers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alert_id: str = Field(max_length=10_000)  # checked by ctloop.monitoring.alerts, never echoed
+    reason: str = Field(min_length=1, max_length=MAX_REASON)
+    note: str | None = Field(None, max_length=MAX_REASON)
+
+
+@router.post("/api/pipelines/{pipeline}/alerts", status_code=status.HTTP_201_CREATED)
+def receive_alert(request: Request, user: UserDep, pipeline: str, alert: Alert) -> JSONResponse:
+    """Start ``<pipeline>__train`` for an external alert, once per alert id: 201 with the run, 400
+    for a malformed id, 409 (naming the run that received it) for an id already received."""
+    settings = load_settings()
+    _spec(settings, pipeline)
+    dag_id = f"{pipeline}__train"
+    require(user, dag_id, "POST")
+    try:
+        alert_id = alerts.check_alert_id(alert.alert_id)
+    except AlertRefused as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
+    earlier = alerts.claimed(settings, pipeline, alert_id)
+    if earlier is not None:
+        why = f"alert {alert_id!r} was already received by {earlier.run_key} at {earlier.at}; nothing started"
+        return JSONResponse(
+            {"detail": why, "alert_id": alert_id, "received_by": earlier.run_key, "at": earlier.at},
+            status_code=status.HTTP_409_CONFLICT,
+        )
+    run_id = f"alert__{alert_id}"
+    alerts.claim(settings, pipeline, alert_id, f"{dag_id}/{run_id}")
+    conf = {"reason": alert.reason, "alert_id": alert_id, "note": alert.note}
+    try:
+        runs.trigger(request.app.state.dag_bag, request, user, dag_id, conf, f"Alert {alert_id}", run_id)
+    except Exception:
+        alerts.release(settings, pipeline, alert_id, f"{dag_id}/{run_id}")  # nothing started: let it retry
+        raise
+    return JSONResponse({"alert_id": alert_id, "dag_id": dag_id, "dag_run_id": run_id}, status_code=201)

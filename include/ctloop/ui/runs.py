@@ -74,8 +74,16 @@ def is_paused(dag_id: str) -> bool | None:
         return session.scalar(select(DagModel.is_paused).where(DagModel.dag_id == dag_id))
 
 
-def trigger(dag_bag: DBDagBag, request: Request, user: BaseUser, dag_id: str, conf: dict, note: str) -> str:
-    """Start a manual run of ``dag_id`` as ``user``; returns its run id.
+def trigger(
+    dag_bag: DBDagBag,
+    request: Request,
+    user: BaseUser,
+    dag_id: str,
+    conf: dict,
+    note: str,
+    run_id: str | None = None,
+) -> str:
+    """Start a manual run of ``dag_id`` as ``user`` (named ``run_id`` when given); returns its run id.
 
     Delegates to the handler of Airflow's public trigger endpoint, so the run gets the same checks
     (stale DAG, import errors, allowed run types, the DAG's Params) and records the user the same
@@ -85,7 +93,7 @@ def trigger(dag_bag: DBDagBag, request: Request, user: BaseUser, dag_id: str, co
     from airflow.api_fastapi.core_api.routes.public.dag_run import trigger_dag_run
     from airflow.utils.session import create_session
 
-    body = TriggerDAGRunPostBody(logical_date=None, conf=conf, note=note)
+    body = TriggerDAGRunPostBody(dag_run_id=run_id, logical_date=None, conf=conf, note=note)
     with create_session() as session:
         run = trigger_dag_run(
             dag_id=dag_id, body=body, dag_bag=dag_bag, user=user, session=session, request=request
