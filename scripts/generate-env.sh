@@ -65,6 +65,11 @@ values = {
     "MLFLOW_S3_SECRET_ACCESS_KEY": password(),
     # MLflow encrypts stored gateway secrets with a key derived from this; unset, it uses a public default.
     "MLFLOW_KEK_PASSPHRASE": secrets.token_hex(32),
+    # MLflow's basic-auth app: the admin (people), ctloop's user (workers and the UI plugin,
+    # deploy/mlflow-users-init.py) and the key that signs the app's CSRF tokens.
+    "MLFLOW_ADMIN_PASSWORD": password(),
+    "MLFLOW_CTLOOP_PASSWORD": password(),
+    "MLFLOW_FLASK_SECRET_KEY": secrets.token_hex(32),
     # Airflow: user "admin"; the Fernet key (32 url-safe base64 bytes) encrypts connections and
     # variables; one JWT secret signs and checks task tokens; the API secret key signs sessions
     # and log requests.
@@ -81,4 +86,4 @@ for name, value in values.items():
 PY
 mv -f "$tmp" "$output"
 trap - EXIT
-echo "wrote $output; the Airflow UI's user is admin, its password AIRFLOW_ADMIN_PASSWORD in that file"
+echo "wrote $output; the Airflow and MLflow UIs' user is admin, its passwords AIRFLOW_ADMIN_PASSWORD and MLFLOW_ADMIN_PASSWORD in that file"

@@ -53,8 +53,9 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    """Migrate Airflow's metadata database, create MLflow's and the ledger's tables, before any
-    component starts."""
+    """Migrate Airflow's metadata database, create MLflow's tables and ctloop's (the ledger, the
+    alerts), before any component starts."""
+    from ctloop.monitoring.alerts import create_table
     from ctloop.registry.ledger import create_tables
     from ctloop.registry.mlflow_store import init_tracking_store
     from ctloop.settings import load_settings
@@ -125,21 +126,23 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_ledger(args: argparse.Namespace) -> int:
-    """Print a pipeline's promotion ledger: every move of its champion alias, oldest first."""
+    """Print a pipeline's promotion ledger: every move of its champion alias, oldest first, with
+    moves under way or abandoned (a process died before moving the alias) marked as such."""
     import json
 
     from ctloop.registry.ledger import entries
     from ctloop.settings import load_settings
 
     apply_embedded_defaults(_home())
-    rows = entries(load_settings(), args.pipeline)
+    rows = entries(load_settings(), args.pipeline, every_state=True)
     if args.json:
         print(json.dumps([row.to_dict() for row in rows], indent=2))
         return 0
     for row in rows:
         by = row.user or row.run_key or "-"
+        state = "" if row.state == "done" else f" [{row.state}]"
         print(
-            f"#{row.seq} {row.at} {row.action}: v{row.from_version or '-'} -> v{row.to_version}"
+            f"#{row.seq}{state} {row.at} {row.action}: v{row.from_version or '-'} -> v{row.to_version}"
             f" by {by}{f' approved by {row.approver}' if row.approver else ''}: {row.reason}"
         )
     if not rows:

@@ -32,7 +32,13 @@ class PromotionRejected(CtloopError):
 
 
 class StorageError(CtloopError):
-    """A storage location is malformed or an object is missing."""
+    """A storage location is malformed, or an object is missing or cannot be read or written; the
+    message names the path or URI."""
+
+
+class ModelIntegrityError(StorageError):
+    """A model may not be loaded: its files differ from the digest recorded when it was logged, no
+    digest was recorded, or it is not a skops model of trusted types; the message names the model."""
 
 
 class BatchQuarantined(CtloopError):

@@ -26,10 +26,17 @@ from ctloop.errors import SettingsError
 PACKAGE_DIR = Path(__file__).resolve().parent
 PREFIX = "CTLOOP_"
 
+# Bounds on every S3 call (ctloop.io.storage.S3Storage): worst case about
+# S3_MAX_ATTEMPTS x (S3_CONNECT_TIMEOUT_S + S3_READ_TIMEOUT_S) plus botocore's backoff.
+S3_CONNECT_TIMEOUT_S = 5.0
+S3_READ_TIMEOUT_S = 20.0
+S3_MAX_ATTEMPTS = 3
+
 # CTLOOP_* names that other parts of the stack read; they are allowed in the environment.
 READ_ELSEWHERE: Mapping[str, str] = {
     "CTLOOP_CODE_VERSION": "the code version recorded on runs (ctloop.registry.provenance; images set it)",
     "CTLOOP_MLFLOW_UI_URL": "where the UI plugin links to MLflow (ctloop.ui.links)",
+    "CTLOOP_FAULT": "a fault point to kill or fail the process at, in tests (ctloop.registry.faults)",
     "CTLOOP_DB_PASSWORD": "ctloop's Postgres password (docker-compose.yaml, deploy/postgres-init.sh)",
     "CTLOOP_S3_ACCESS_KEY_ID": "ctloop's S3 user (docker-compose.yaml, deploy/minio-init.sh)",
     "CTLOOP_S3_SECRET_ACCESS_KEY": "ctloop's S3 secret (docker-compose.yaml, deploy/minio-init.sh)",
@@ -62,6 +69,17 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("CTLOOP_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"),
+    )
+    s3_connect_timeout_s: float = Field(
+        default=S3_CONNECT_TIMEOUT_S, gt=0, description="Seconds to wait for an S3 connection, per attempt."
+    )
+    s3_read_timeout_s: float = Field(
+        default=S3_READ_TIMEOUT_S,
+        gt=0,
+        description="Longest silence, in seconds, tolerated while waiting for or reading an S3 response.",
+    )
+    s3_max_attempts: int = Field(
+        default=S3_MAX_ATTEMPTS, ge=1, description="Attempts per S3 call, the first included (1: no retry)."
     )
     # ctloop's own tables (the promotion ledger) and its locks; Postgres in production.
     database_url: str = Field(default_factory=lambda data: f"sqlite:///{data['home'] / 'ctloop.db'}")

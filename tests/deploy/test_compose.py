@@ -29,8 +29,16 @@ GENERATE_ENV = REPO / "scripts" / "generate-env.sh"
 
 CONTROL_PLANE = {"airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"}
 AIRFLOW = CONTROL_PLANE | {"airflow-worker", "airflow-init"}
-ONE_SHOTS = {"airflow-init", "mlflow-init", "minio-init"}
-SERVICES = AIRFLOW | {"postgres", "redis", "minio", "minio-init", "mlflow-init", "mlflow"}
+ONE_SHOTS = {"airflow-init", "mlflow-init", "minio-init", "mlflow-users-init"}
+SERVICES = AIRFLOW | {
+    "postgres",
+    "redis",
+    "minio",
+    "minio-init",
+    "mlflow-init",
+    "mlflow",
+    "mlflow-users-init",
+}
 
 # Which services see each .env variable. A new exposure has to be made here, on purpose.
 EXPOSURE = {
@@ -47,6 +55,10 @@ EXPOSURE = {
     "MLFLOW_S3_ACCESS_KEY_ID": {"minio-init", "mlflow"},
     "MLFLOW_S3_SECRET_ACCESS_KEY": {"minio-init", "mlflow"},
     "MLFLOW_KEK_PASSPHRASE": {"mlflow"},
+    # MLflow's admin is for people (and for making ctloop's user); tasks sign in as ctloop.
+    "MLFLOW_ADMIN_PASSWORD": {"mlflow", "mlflow-users-init"},
+    "MLFLOW_CTLOOP_PASSWORD": {"mlflow-users-init", "airflow-apiserver", "airflow-worker"},
+    "MLFLOW_FLASK_SECRET_KEY": {"mlflow"},
     "AIRFLOW_ADMIN_PASSWORD": {"airflow-init"},
     "AIRFLOW_FERNET_KEY": CONTROL_PLANE,
     # The scheduler signs task tokens, the api-server checks them; workers only carry them.
@@ -182,7 +194,7 @@ def test_airflow_runs_celery_with_the_fab_auth_manager_and_no_examples(services:
 
 
 def test_every_airflow_and_mlflow_container_runs_the_one_image(services: dict) -> None:
-    names = AIRFLOW | {"mlflow", "mlflow-init"}
+    names = AIRFLOW | {"mlflow", "mlflow-init", "mlflow-users-init"}
     assert {services[name]["image"] for name in names} == {"${CTLOOP_IMAGE:-ctloop:local}"}
     assert all(services[name]["build"]["context"] == "." for name in names)
 
@@ -352,12 +364,16 @@ def test_dependencies_wait_for_health_or_completion(services: dict) -> None:
         ("minio-init", {"minio"}),
         ("mlflow-init", {"postgres"}),
         ("mlflow", {"mlflow-init", "minio-init"}),
+        ("mlflow-users-init", {"mlflow"}),
         ("airflow-init", {"postgres"}),
         ("airflow-apiserver", {"postgres", "airflow-init"}),
         ("airflow-scheduler", {"postgres", "redis", "airflow-init"}),
         ("airflow-dag-processor", {"postgres", "airflow-init"}),
         ("airflow-triggerer", {"postgres", "airflow-init"}),
-        ("airflow-worker", {"redis", "airflow-init", "airflow-apiserver", "mlflow", "minio-init"}),
+        (
+            "airflow-worker",
+            {"redis", "airflow-init", "airflow-apiserver", "mlflow", "mlflow-users-init", "minio-init"},
+        ),
     ],
 )
 def test_init_order(services: dict, service: str, needs: set[str]) -> None:
@@ -442,6 +458,44 @@ def test_the_same_settings_select_s3_the_mlflow_server_and_postgres(services: di
     init = (REPO / "deploy" / "minio-init.sh").read_text()
     assert "minio/ctloop" in init
     assert "minio/mlflow" in init
+
+
+def test_mlflow_answers_only_signed_in_users_and_tasks_sign_in_as_ctloop(services: dict, generated) -> None:
+    import configparser
+
+    mlflow = services["mlflow"]
+    assert "--app-name=basic-auth" in mlflow["command"]
+    env = interpolated_env(mlflow, generated)
+    assert env["MLFLOW_AUTH_ADMIN_PASSWORD"] == generated["MLFLOW_ADMIN_PASSWORD"]
+    mounts = {m.split(":")[1]: m.split(":")[0] for m in mlflow["volumes"]}
+    assert mounts[env["MLFLOW_AUTH_CONFIG_PATH"]] == "./deploy/mlflow-basic-auth.ini"
+    config = configparser.ConfigParser()
+    config.read(REPO / "deploy" / "mlflow-basic-auth.ini")
+    auth = config["mlflow"]
+    assert "admin_password" not in auth, "the admin's password comes from .env"
+    assert auth["admin_username"] == "admin"
+    assert auth["default_permission"] in ("READ", "NO_PERMISSIONS")
+    # Users and permissions survive a new container: their database is on a named volume.
+    database = Path(auth["database_uri"].removeprefix("sqlite:///"))
+    assert mounts[str(database.parent)] == "mlflow-auth"
+    assert "mlflow-auth" in yaml.safe_load(COMPOSE_FILE.read_text())["volumes"]
+    # ctloop's user is made by the admin; the tasks and the UI plugin use it, never the admin.
+    users = interpolated_env(services["mlflow-users-init"], generated)
+    assert (users["MLFLOW_TRACKING_USERNAME"], users["MLFLOW_TRACKING_PASSWORD"]) == (
+        "admin",
+        generated["MLFLOW_ADMIN_PASSWORD"],
+    )
+    script = (REPO / "deploy" / "mlflow-users-init.py").read_text()
+    assert 'USER = "ctloop"' in script
+    assert 'os.environ["MLFLOW_CTLOOP_PASSWORD"]' in script
+    for name in ("airflow-worker", "airflow-apiserver"):
+        tasks = interpolated_env(services[name], generated)
+        assert tasks["MLFLOW_TRACKING_URI"] == "http://mlflow:5000", name
+        assert tasks["MLFLOW_TRACKING_USERNAME"] == "ctloop", name
+        assert tasks["MLFLOW_TRACKING_PASSWORD"] == generated["MLFLOW_CTLOOP_PASSWORD"], name
+        # Models' artifacts only through the server: no way to the mlflow bucket itself.
+        assert not any(key.startswith(("MLFLOW_S3", "MLFLOW_ARTIFACT")) for key in tasks), name
+        assert generated["MLFLOW_S3_SECRET_ACCESS_KEY"] not in tasks.values(), name
 
 
 def test_postgres_init_creates_each_database_the_urls_name(compose: dict) -> None:

@@ -1,6 +1,8 @@
 """``<pipeline>__score`` on bad input, through real Airflow: every bad batch is quarantined with
-its reason and fails its own task while good batches of the same run are scored; a batch
-delivered again is never scored twice; late labels for unknown ids wait and join later."""
+its reason and fails its own task while good batches of the same run are scored; a batch whose
+value is infinite is set aside once, not scored again on every run; a batch delivered again is
+never scored twice; late labels for unknown ids wait and join later; a bad label file is set
+aside while the others join."""
 
 from __future__ import annotations
 
@@ -182,6 +184,7 @@ def test_label_file_without_the_target_fails_join_labels_naming_file_and_column(
     pipeline.labels.mkdir(parents=True)
     bad = pipeline.labels / "labels-0070.csv"
     pd.DataFrame({"customer_id": ["c1", "c2"], "outcome": [1, 0]}).to_csv(bad, index=False)
+    data = bad.read_bytes()
 
     dag_run = run_dag(f"{pipeline.name}__score")
 
@@ -189,5 +192,55 @@ def test_label_file_without_the_target_fails_join_labels_naming_file_and_column(
     assert task_states(dag_run)["join_labels"] == "failed"
     out = capsys.readouterr().out
     assert re.search(rf"LabelError: {re.escape(str(bad))}: label file lacks column\(s\) {TARGET}", out)
-    assert bad.exists()
+    assert not bad.exists()  # set aside with its reason, so the next run does not fail on it again
+    prefix = f"quarantine-labels/{pipeline.name}/labels-0070"
+    assert _storage().read_bytes(f"{prefix}/labels-0070.csv") == data
+    assert json.loads(_storage().read_bytes(f"{prefix}/reason.json"))["failures"][0]["column"] == TARGET
     assert batch_ids(LABELED, pipeline.name, load_settings()) == []
+    assert run_dag(f"{pipeline.name}__score").state == "success"
+
+
+def test_a_batch_with_an_infinite_value_is_set_aside_once_and_bad_labels_never_reach_the_log(
+    pipeline, capsys
+):
+    pipeline.add_batches(3)
+    run_dag(pipeline.dag_id, reason="v1")
+    good, infinite = pipeline.deliver(range(50, 52), rows=ROWS)
+    frame = pd.read_csv(infinite, dtype={"customer_id": str})
+    frame.loc[5, "data_usage_gb"] = float("inf")  # no expectation bounds it: the reader refuses it
+    frame.to_csv(infinite, index=False)
+    labels = pipeline.label(50, rows=ROWS)
+    truth = pd.read_csv(labels, dtype={"customer_id": str})
+    wrong = truth.head(4).assign(**{TARGET: ["0", "1", "2", "maybe"]})
+    wrong.to_csv(pipeline.labels / "labels-0099.csv", index=False)
+
+    first = run_dag(f"{pipeline.name}__score")
+
+    assert first.state == "failed"
+    assert _batch_states(first) == {"batch-0050": "success", "batch-0051": "failed"}
+    assert task_states(first)["join_labels"] == "failed"
+    storage = _storage()
+    reason = json.loads(storage.read_bytes(f"quarantine/{pipeline.name}/batch-0051/reason.json"))
+    assert reason["failures"][0]["check"] == "readable"
+    assert "'data_usage_gb'" in reason["failures"][0]["detail"]
+    assert "infinite" in reason["failures"][0]["detail"]
+    assert not infinite.exists()
+    assert not storage.exists(partition_key(PREDICTIONS, pipeline.name, "batch-0051"))
+    out = capsys.readouterr().out
+    assert re.search(r"BatchQuarantined: [^\n]*batch-0051.csv: moved to [^\n]*readable\[table\]", out)
+    assert re.search(r"LabelError: [^\n]*labels-0099.csv: label_value\[churned\]: 2 label\(s\)", out)
+
+    second = run_dag(f"{pipeline.name}__score")
+    assert second.state == "success"  # nothing fails again: both bad files are set aside
+    assert _batch_states(second) == {None: "skipped"}
+    assert good.exists()
+    joined = _returned(second, "join_labels")
+    assert joined["files_set_aside"] == []
+    assert joined["classes_from"].startswith("champion v")
+    labeled = from_parquet_bytes(_partition_bytes(pipeline, LABELED, "batch-0050"))
+    assert len(labeled) == ROWS  # the good labels joined; the bad file never did
+    assert (
+        labeled.merge(truth, on="customer_id", suffixes=("", "_truth")).pipe(
+            lambda m: m[TARGET] == m[f"{TARGET}_truth"]
+        )
+    ).all()

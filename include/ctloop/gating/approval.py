@@ -28,7 +28,8 @@ class Approval(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     required: bool
-    outcome: Literal["not_required", "pending", "approved", "rejected", "timed_out"]
+    outcome: Literal["not_required", "pending", "not_asked", "approved", "rejected", "timed_out"]
+    """``pending`` while the run may still ask; ``not_asked`` once it ended without an answer."""
     by: str | None = None
     at: str | None = None
     comment: str | None = None

@@ -1,19 +1,25 @@
 """One small interface over a local directory and S3, so every stack reads and writes alike.
 
 Keys are ``/``-separated relative paths. Writes are atomic: a reader sees the whole object or
-nothing (local files are renamed into place; an S3 PUT is atomic by itself).
+nothing (local files are renamed into place; an S3 PUT is atomic by itself). Every failure is a
+:class:`~ctloop.errors.StorageError` naming the path or ``s3://`` URI at fault, and an S3 call waits
+at most ``max_attempts`` x (``connect_timeout_s`` + ``read_timeout_s``) plus botocore's backoff:
+botocore's own defaults (60 s per read, retried) held a task for minutes on a silent endpoint.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlparse
 
 from ctloop.errors import StorageError
+from ctloop.settings import S3_CONNECT_TIMEOUT_S, S3_MAX_ATTEMPTS, S3_READ_TIMEOUT_S
 
 if TYPE_CHECKING:
     from ctloop.settings import Settings
@@ -38,6 +44,16 @@ def _check_key(key: str) -> str:
     return key
 
 
+@contextmanager
+def _naming(where: str, action: str, errors: tuple[type[Exception], ...] = (OSError,)) -> Iterator[None]:
+    """Re-raise ``errors`` as a :class:`StorageError` that names ``where``: a bare
+    ``[Errno 28] No space left on device`` does not say which disk or object."""
+    try:
+        yield
+    except errors as exc:
+        raise StorageError(f"{where}: could not {action}: {type(exc).__name__}: {exc}") from exc
+
+
 @dataclass(frozen=True)
 class LocalStorage:
     """Objects as files below ``root``."""
@@ -51,62 +67,92 @@ class LocalStorage:
         return str(self._path(key))
 
     def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+        path = self._path(key)
+        with _naming(str(path), "check"):
+            return path.is_file()
 
     def read_bytes(self, key: str) -> bytes:
         path = self._path(key)
-        try:
-            return path.read_bytes()
-        except FileNotFoundError as exc:
-            raise StorageError(f"{path}: no such object") from exc
+        with _naming(str(path), "read"):
+            try:
+                return path.read_bytes()
+            except FileNotFoundError as exc:
+                raise StorageError(f"{path}: no such object") from exc
 
     def write_bytes(self, key: str, data: bytes) -> str:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with _naming(str(path), "write"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
         return str(path)
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        path = self._path(key)
+        with _naming(str(path), "delete"):
+            path.unlink(missing_ok=True)
 
     def fingerprint(self, key: str) -> str:
         """Changes whenever the object is rewritten, without reading it: size and mtime."""
-        stat = self._path(key).stat()
+        path = self._path(key)
+        with _naming(str(path), "stat"):
+            stat = path.stat()
         return f"{stat.st_size}:{stat.st_mtime_ns}"
 
     def list_keys(self, prefix: str = "") -> list[str]:
         base = self.root / prefix if prefix else self.root
-        if base.is_file():
-            return [prefix]
-        if not base.is_dir():
-            return []
-        return sorted(
-            p.relative_to(self.root).as_posix()
-            for p in base.rglob("*")
-            if p.is_file() and not p.name.startswith(".")
-        )
+        with _naming(str(base), "list"):
+            if base.is_file():
+                return [prefix]
+            if not base.is_dir():
+                return []
+            return sorted(
+                p.relative_to(self.root).as_posix()
+                for p in base.rglob("*")
+                if p.is_file() and not p.name.startswith(".")
+            )
 
 
 @dataclass(frozen=True)
 class S3Storage:
-    """Objects under ``s3://bucket/prefix``; ``endpoint_url`` points at MinIO or another S3."""
+    """Objects under ``s3://bucket/prefix``; ``endpoint_url`` points at MinIO or another S3.
+
+    ``connect_timeout_s`` and ``read_timeout_s`` bound each attempt (``read_timeout_s`` is the
+    longest silence tolerated while waiting for or reading a response); ``max_attempts`` counts the
+    first try (botocore's ``standard`` retry mode, which backs off between attempts).
+    """
 
     bucket: str
     prefix: str = ""
     endpoint_url: str | None = None
+    connect_timeout_s: float = S3_CONNECT_TIMEOUT_S
+    read_timeout_s: float = S3_READ_TIMEOUT_S
+    max_attempts: int = S3_MAX_ATTEMPTS
 
     @property
     def _client(self) -> Any:
         import boto3
+        from botocore.config import Config
 
-        return boto3.client("s3", endpoint_url=self.endpoint_url)
+        config = Config(
+            connect_timeout=self.connect_timeout_s,
+            read_timeout=self.read_timeout_s,
+            retries={"mode": "standard", "total_max_attempts": self.max_attempts},
+        )
+        return boto3.client("s3", endpoint_url=self.endpoint_url, config=config)
+
+    def _call(self, where: str, action: str, call: Callable[[Any], Any]) -> Any:
+        """``call(client)``, its errors named by ``where``."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        with _naming(where, action, (OSError, BotoCoreError, ClientError)):
+            return call(self._client)
 
     def _key(self, key: str) -> str:
         _check_key(key)
@@ -119,42 +165,57 @@ class S3Storage:
         from botocore.exceptions import ClientError
 
         try:
-            self._client.head_object(Bucket=self.bucket, Key=self._key(key))
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            self._call(
+                self.uri(key), "check", lambda c: c.head_object(Bucket=self.bucket, Key=self._key(key))
+            )
+        except StorageError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ClientError) and cause.response.get("Error", {}).get("Code") in (
+                "404",
+                "NoSuchKey",
+                "NotFound",
+            ):
                 return False
             raise
         return True
 
     def read_bytes(self, key: str) -> bytes:
-        from botocore.exceptions import ClientError
+        def read(client: Any) -> bytes:  # the body streams after the call: its errors count too
+            body: bytes = client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+            return body
 
-        try:
-            response = self._client.get_object(Bucket=self.bucket, Key=self._key(key))
-        except ClientError as exc:
-            raise StorageError(f"{self.uri(key)}: {exc}") from exc
-        body: bytes = response["Body"].read()
-        return body
+        data: bytes = self._call(self.uri(key), "read", read)
+        return data
 
     def write_bytes(self, key: str, data: bytes) -> str:
-        self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+        self._call(
+            self.uri(key), "write", lambda c: c.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+        )
         return self.uri(key)
 
     def delete(self, key: str) -> None:
-        self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        self._call(self.uri(key), "delete", lambda c: c.delete_object(Bucket=self.bucket, Key=self._key(key)))
 
     def fingerprint(self, key: str) -> str:
         """Changes whenever the object is rewritten, without reading it: size and ETag."""
-        head = self._client.head_object(Bucket=self.bucket, Key=self._key(key))
+        head = self._call(
+            self.uri(key), "stat", lambda c: c.head_object(Bucket=self.bucket, Key=self._key(key))
+        )
         return f"{head['ContentLength']}:{head['ETag']}"
 
     def list_keys(self, prefix: str = "") -> list[str]:
         full_prefix = self._key(prefix) if prefix else (self.prefix.rstrip("/") + "/" if self.prefix else "")
         strip = len(self.prefix.rstrip("/")) + 1 if self.prefix else 0
-        paginator = self._client.get_paginator("list_objects_v2")
-        keys: list[str] = []
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix):
-            keys.extend(item["Key"][strip:] for item in page.get("Contents", []))
+
+        def pages(client: Any) -> list[str]:
+            paginator = client.get_paginator("list_objects_v2")
+            return [
+                item["Key"][strip:]
+                for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix)
+                for item in page.get("Contents", [])
+            ]
+
+        keys: list[str] = self._call(f"s3://{self.bucket}/{full_prefix}", "list", pages)
         return sorted(keys)
 
 
@@ -165,7 +226,14 @@ def open_storage(location: str, settings: Settings) -> Storage:
         parsed = urlparse(location)
         if not parsed.netloc:
             raise StorageError(f"{location!r}: an S3 location needs a bucket, as in s3://bucket/prefix")
-        return S3Storage(parsed.netloc, parsed.path.strip("/"), settings.s3_endpoint_url)
+        return S3Storage(
+            parsed.netloc,
+            parsed.path.strip("/"),
+            settings.s3_endpoint_url,
+            connect_timeout_s=settings.s3_connect_timeout_s,
+            read_timeout_s=settings.s3_read_timeout_s,
+            max_attempts=settings.s3_max_attempts,
+        )
     if "://" in location:
         raise StorageError(f"{location!r}: only local paths and s3:// locations are supported")
     path = Path(location).expanduser()

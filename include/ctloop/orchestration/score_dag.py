@@ -2,7 +2,8 @@
 
 Each batch is one mapped task instance, so one bad batch fails (and is quarantined) alone while
 the others are scored. Label joining runs beside scoring, not after it, so a quarantined batch
-still fails the DAG run.
+still fails the DAG run; a bad label file is set aside, the others are joined, and
+``join_labels`` fails naming it (ctloop.scoring.late_labels).
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ attempt created instead of creating it again.
 from __future__ import annotations
 
 import hashlib
-import os
+import logging
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from ctloop.errors import EstimatorError, StorageError
+from ctloop.errors import EstimatorError, ModelIntegrityError
 from ctloop.registry import tags
 from ctloop.registry.provenance import model_requirements
 
@@ -33,10 +34,15 @@ RUN_KEY_TAG = tags.RUN_KEY  # the names other packages have imported from here
 MODEL_SHA_TAG = tags.MODEL_SHA256
 MODEL_FILE = "model.skops"
 TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
+# Written by MLflow into every models:/ download (the name and version asked for); never read by ctloop.
+DOWNLOAD_META_FILE = "registered_model_meta"
+
+log = logging.getLogger(__name__)
 
 
 class LoggedModel(BaseModel):
-    """A model logged to a run: where it is, its MLflow id and its artifact's checksum."""
+    """A model logged to a run: where it is, its MLflow id and its digest (:func:`model_digest`),
+    recorded as ``ctloop.model_sha256``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -104,14 +110,20 @@ def trusted_types(model: Any) -> list[str]:
     import skops.io
 
     untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
-    foreign = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
+    foreign = _foreign(untrusted)
     if foreign:
         raise EstimatorError(f"estimator.class_path: the model holds types ctloop will not trust: {foreign}")
     return list(untrusted)
 
 
+def _foreign(types: list[str]) -> list[str]:
+    """The types outside the scientific stack: ctloop never trusts them, at logging or at loading."""
+    return [t for t in types if not t.startswith(TRUSTED_PREFIXES)]
+
+
 def log_model(model: Any, sample: pd.DataFrame, run_id: str) -> LoggedModel:
-    """Log ``model`` (skops format) to the run; returns its URI, id and the artifact's sha256."""
+    """Log ``model`` (skops format) to the run; returns its URI, id and the digest of the model
+    directory as stored (MLmodel and every file), to record with the run and its version."""
     import mlflow
     from mlflow.models import infer_signature
 
@@ -127,57 +139,117 @@ def log_model(model: Any, sample: pd.DataFrame, run_id: str) -> LoggedModel:
             serialization_format="skops",
             skops_trusted_types=trusted_types(model),
         )
-    local = Path(mlflow.artifacts.download_artifacts(info.model_uri))
-    return LoggedModel(model_uri=info.model_uri, model_id=info.model_id, sha256=_sha256(local / MODEL_FILE))
+    with tempfile.TemporaryDirectory(prefix="ctloop-model-") as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=tmp))
+        digest = model_digest(local)
+    return LoggedModel(model_uri=info.model_uri, model_id=info.model_id, sha256=digest)
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_digest(directory: Path) -> str:
+    """The sha256 of a model directory's manifest: one line ``<sha256 of the file>  <relative
+    path>`` per file, sorted by path (as ``sha256sum`` prints them). MLmodel and every other file
+    count, so an edited loader, signature or example changes it; only MLflow's download note
+    (:data:`DOWNLOAD_META_FILE`) is left out."""
+    files = sorted(p for p in directory.rglob("*") if p.is_file() and p.name != DOWNLOAD_META_FILE)
+    manifest = "".join(f"{_sha256(p)}  {p.relative_to(directory).as_posix()}\n" for p in files)
+    return hashlib.sha256(manifest.encode()).hexdigest()
 
 
 def load_model(settings: Settings, model_uri: str, expected_sha256: str | None) -> Any:
-    """Load a sklearn model ctloop logged, refusing an artifact whose checksum has changed.
+    """Load a sklearn model ctloop logged, after checking every file against the digest recorded
+    when it was logged (:func:`model_digest`); raises :class:`~ctloop.errors.ModelIntegrityError`
+    for a changed model or one without a digest.
 
-    MLflow refuses to deserialize without MLFLOW_ALLOW_PICKLE_DESERIALIZATION; ctloop allows it
-    only here, for artifacts whose sha256 matches what was recorded when they were logged.
+    The model is read with skops, trusting only scientific-stack types found in the file itself;
+    MLflow's loaders are never used, since they deserialize whatever MLmodel names (a pickle too)
+    once ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION`` allows it, and ctloop never sets that.
     """
-    import mlflow
-
-    local = _verified_copy(settings, model_uri, expected_sha256)
-    with _deserialization_allowed():
-        return mlflow.sklearn.load_model(str(local))
+    with _verified_copy(settings, model_uri, expected_sha256) as local:
+        return _load_skops(model_uri, local)
 
 
 def load_version(settings: Settings, version: ModelVersion) -> Any:
-    """Load a registered version's sklearn model, checked against the checksum on the version."""
+    """Load a registered version's sklearn model, checked against the digest on the version."""
     if not version.source:
-        raise StorageError(f"{version.name} v{version.version}: the version records no model source")
-    return load_model(settings, version.source, version.tags.get(tags.MODEL_SHA256))
+        raise ModelIntegrityError(f"{version.name} v{version.version}: the version records no model source")
+    return load_model(settings, version.source, recorded_digest(version))
 
 
-def _verified_copy(settings: Settings, model_uri: str, expected_sha256: str | None) -> Path:
-    """The model's local directory, downloaded and checked against the recorded sha256."""
-    import mlflow
-
-    client(settings)  # model URIs resolve against the process-wide tracking URI
-    local = Path(mlflow.artifacts.download_artifacts(model_uri))
-    if expected_sha256 is not None and _sha256(local / MODEL_FILE) != expected_sha256:
-        raise StorageError(f"{model_uri}: model artifact checksum differs from the one recorded at logging")
-    return local
+def recorded_digest(version: ModelVersion) -> str:
+    """The model digest recorded on ``version``; a version without one may not score or be promoted."""
+    digest = version.tags.get(tags.MODEL_SHA256)
+    if not digest:
+        raise ModelIntegrityError(
+            f"{version.name} v{version.version}: no model digest was recorded ({tags.MODEL_SHA256}), so its"
+            " files cannot be checked; ctloop will not score with it or promote it. Train a new version,"
+            " or roll back to a version that has one"
+        )
+    return str(digest)
 
 
 @contextmanager
-def _deserialization_allowed() -> Iterator[None]:
-    """MLFLOW_ALLOW_PICKLE_DESERIALIZATION set for the block only, restored afterwards."""
-    previous = os.environ.get("MLFLOW_ALLOW_PICKLE_DESERIALIZATION")
-    os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop("MLFLOW_ALLOW_PICKLE_DESERIALIZATION")
-        else:
-            os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = previous
+def _verified_copy(settings: Settings, model_uri: str, expected_sha256: str | None) -> Iterator[Path]:
+    """A private copy of the model's directory, checked against the recorded digest; removed after
+    the block, so the bytes checked are the bytes loaded.
+
+    A digest that matches only ``model.skops`` was recorded by releases before the manifest digest:
+    such a model still loads (a warning says MLmodel and the other files are unchecked), and only
+    through :func:`_load_skops`, which reads nothing but ``model.skops``.
+    """
+    import mlflow
+
+    if not expected_sha256:
+        raise ModelIntegrityError(
+            f"{model_uri}: no model digest was recorded, so its files cannot be checked; refusing to load it"
+        )
+    client(settings)  # model URIs resolve against the process-wide tracking URI
+    with tempfile.TemporaryDirectory(prefix="ctloop-model-") as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=tmp))
+        if model_digest(local) != expected_sha256:
+            if not (local / MODEL_FILE).is_file() or _sha256(local / MODEL_FILE) != expected_sha256:
+                raise ModelIntegrityError(
+                    f"{model_uri}: model checksum differs from the one recorded at logging: a file of the"
+                    " model directory was changed, added or removed; refusing to load it"
+                )
+            log.warning(
+                "%s: its recorded digest covers %s only (logged by an earlier ctloop); MLmodel and the"
+                " other files are unchecked",
+                model_uri,
+                MODEL_FILE,
+            )
+        yield local
+
+
+def _load_skops(model_uri: str, local: Path) -> Any:
+    """``model.skops`` of a verified directory, trusting only the scientific-stack types it holds.
+
+    The trusted types are taken from the file and checked against :data:`TRUSTED_PREFIXES`, never
+    read from MLmodel (whose list a crafted model could widen); a model MLmodel describes as
+    anything but skops is refused rather than loaded another way.
+    """
+    import skops.io
+    from mlflow.models import Model
+
+    flavor = Model.load(str(local / "MLmodel")).flavors.get("sklearn") or {}
+    if flavor.get("serialization_format") != "skops" or flavor.get("pickled_model") != MODEL_FILE:
+        raise ModelIntegrityError(
+            f"{model_uri}: MLmodel does not describe a skops model in {MODEL_FILE} (sklearn flavor:"
+            f" {flavor.get('serialization_format')!r}, {flavor.get('pickled_model')!r}); ctloop loads"
+            " no other kind"
+        )
+    untrusted = skops.io.get_untrusted_types(file=local / MODEL_FILE)
+    foreign = _foreign(untrusted)
+    if foreign:
+        raise ModelIntegrityError(f"{model_uri}: the model holds types ctloop will not trust: {foreign}")
+    return skops.io.load(local / MODEL_FILE, trusted=untrusted)
 
 
 def get_champion(mlflow_client: MlflowClient, name: str) -> ModelVersion | None:
@@ -205,7 +277,11 @@ def register_version(
     run_key: str,
     version_tags: dict[str, str],
 ) -> ModelVersion:
-    """Register the run's model once: a retry finds the version its first attempt made."""
+    """Register the MLflow run's model once: a retry finds the version its first try made.
+
+    An Airflow run re-run on other data is another MLflow run (``ctloop.training.attempts``), so
+    the version is found by the run key and the MLflow run together.
+    """
     from mlflow.exceptions import MlflowException
 
     try:
@@ -213,7 +289,7 @@ def register_version(
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    existing = version_of_run(mlflow_client, name, run_key)
+    existing = version_of_run(mlflow_client, name, run_key, run_id)
     if existing:
         version = mlflow_client.get_model_version(name, existing)
     else:
@@ -229,22 +305,32 @@ def register_version(
     return mlflow_client.get_model_version(name, version.version)
 
 
-def version_of_run(mlflow_client: MlflowClient, name: str, run_key: str) -> str | None:
-    """The model version an Airflow run registered, if it got that far."""
+def version_of_run(
+    mlflow_client: MlflowClient, name: str, run_key: str, run_id: str | None = None
+) -> str | None:
+    """The model version an Airflow run registered, if it got that far: the one its MLflow run
+    ``run_id`` (one attempt of it) registered, or without ``run_id`` the latest."""
     found = mlflow_client.search_model_versions(f"name = '{name}' and tags.`{tags.RUN_KEY}` = '{run_key}'")
-    return str(found[0].version) if found else None
+    mine = [v for v in found if run_id is None or v.run_id == run_id]
+    return str(max(int(v.version) for v in mine)) if mine else None
 
 
 def load_pyfunc(settings: Settings, model_uri: str, expected_sha256: str | None) -> PyFuncModel:
-    """Load a model ctloop logged the way its users do (``mlflow.pyfunc``: signature enforced,
-    input example attached), after the same checksum check as :func:`load_model`.
+    """Load a model ctloop logged the way its users call it (an ``mlflow.pyfunc`` model: signature
+    enforced, input example attached), after the same checks as :func:`load_model`.
 
     ``model_uri`` is any MLflow model URI (``models:/<name>/<version>``, ``runs:/...``). The
-    verified local copy is what gets loaded, so the bytes checked are the bytes deserialized.
+    estimator comes from :func:`_load_skops` and is wrapped here, as ``mlflow.sklearn``'s pyfunc
+    loader would wrap it, so MLflow deserializes nothing and MLmodel's loader is never followed.
     """
-    import mlflow
+    from mlflow.models import Model
+    from mlflow.pyfunc import PyFuncModel
 
-    local = _verified_copy(settings, model_uri, expected_sha256)
-    with _deserialization_allowed():
-        model: PyFuncModel = mlflow.pyfunc.load_model(str(local))
+    with _verified_copy(settings, model_uri, expected_sha256) as local:
+        estimator = _load_skops(model_uri, local)
+        meta = Model.load(str(local / "MLmodel"))
+        model = PyFuncModel(
+            model_meta=meta, model_impl=estimator, predict_fn="predict", model_id=meta.model_id
+        )
+        model.input_example = meta.load_input_example(path=str(local))
     return model

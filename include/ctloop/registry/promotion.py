@@ -17,10 +17,9 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from ctloop import clock
 from ctloop.evaluation.metric_catalog import higher_is_better
 from ctloop.gating.decision import GateDecision, PrimaryComparison
-from ctloop.registry import ledger, tags
+from ctloop.registry import ledger
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -109,7 +108,8 @@ def promote(
     approver: str | None = None,
     evidence: dict[str, str] | None = None,
 ) -> PromotionResult:
-    """Compare-and-set ``champion`` to ``version`` and record the move in the ledger.
+    """Compare-and-set ``champion`` to ``version`` and record the move in the ledger, which also
+    writes the version's promotion tags (see :func:`ctloop.registry.ledger.move_alias`).
 
     ``decision`` is the gate decision the candidate passed against ``decision.champion_version``.
     If the champion moved since, ``reevaluate(new champion or None)`` is called under the lock and
@@ -153,7 +153,7 @@ def promote(
         action = "promoted_after_reevaluation" if reevaluated else "promoted"
     else:
         action = "already_champion" if moved.from_version == str(version) else "rejected_after_reevaluation"
-    outcome = PromotionResult(
+    return PromotionResult(
         action=action,
         version=str(version),
         previous=None if action == "already_champion" else moved.from_version,
@@ -161,13 +161,3 @@ def promote(
         why=moved.why,
         seq=moved.seq,
     )
-    if moved.moved:
-        version_tags = {
-            tags.PREVIOUS_CHAMPION: moved.from_version or "none",
-            tags.PROMOTED_AT: clock.now().isoformat(timespec="seconds"),
-            tags.PROMOTION: action,
-            tags.LEDGER_SEQ: str(moved.seq),
-        }
-        for key, value in version_tags.items():
-            mlflow_client.set_model_version_tag(name, str(version), key, value)
-    return outcome

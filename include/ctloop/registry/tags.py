@@ -26,6 +26,9 @@ DATA_URI = "ctloop.data_uri"
 DATA_WINDOW = "ctloop.data_window"  # the window trained on: all, batches:N, days:N
 WINDOW_SELECTION = "ctloop.window_selection"  # JSON: how an alert run chose it, every alternative scored
 GATE_MODE = "ctloop.gate_mode"
+SPEC_SHA256 = "ctloop.spec_sha256"  # the spec the run trained by: with the data, what makes an attempt
+ATTEMPT = "ctloop.attempt"  # which attempt of its Airflow run (1, 2...): a re-run on other data is another
+SUPERSEDED_BY = "ctloop.superseded_by"  # on an earlier attempt's run and version: which attempt replaced it
 
 # Evidence of the steps.
 VALIDATION = "ctloop.validation"
@@ -38,9 +41,10 @@ RECENT_HOLDOUT_KEY = "ctloop.recent_holdout_key"
 MODEL_SHA256 = "ctloop.model_sha256"
 
 # The gate, the approval and the promotion.
-GATE = "ctloop.gate"
+GATE = "ctloop.gate"  # pending, passed, rejected, or abandoned (never judged: see ABANDONED)
 GATE_SUMMARY = "ctloop.gate_summary"
 GATE_RELATIVE_ON = "ctloop.gate_relative_on"  # the holdout relative rules were judged on
+ABANDONED = "ctloop.abandoned"  # why a version was left unjudged: it serves only if its own run judges it
 APPROVAL = "ctloop.approval"
 APPROVED_BY = "ctloop.approved_by"
 APPROVAL_COMMENT = "ctloop.approval_comment"

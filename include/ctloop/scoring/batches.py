@@ -1,10 +1,19 @@
 """Scoring production batches with the champion, each batch exactly once, into a prediction log.
 
-A batch is a file in the pipeline's incoming area; its id is the file name without suffix. Its
-predictions form one partition of the prediction log (ctloop.scoring.prediction_log), so a re-run
-rewrites the same object. A batch that fails its checks is moved to
-``quarantine/<pipeline>/<id>/`` with ``reason.json`` beside it before the task fails: nothing is
-dropped silently, nothing is scored by a model that cannot read it.
+A batch is a file of the spec's format in the pipeline's incoming area, its suffix matched in any
+case (``.csv``, ``.CSV``, ``.Parquet``); its id is its path in that area without the suffix,
+``/`` written as ``__`` (``2026-01-02/batch.csv`` is ``2026-01-02__batch``). Two files whose ids
+coincide (``a.csv`` and ``a.CSV``, ``x/a.csv`` and ``x__a.csv``) are one batch id: the file it was
+scored from, or else the first in key order, is the batch; the others are set aside to
+``conflicts/``. Its predictions form one partition of the prediction log
+(ctloop.scoring.prediction_log), so a re-run rewrites the same object.
+
+A batch that fails its checks, or whose prediction or partition write fails, is moved to
+``quarantine/<pipeline>/<id>/`` with ``reason.json`` beside it (the check or the stage that
+failed) before the task fails: nothing is dropped silently, nothing fails again on every run. A
+failure that is not the batch's (no champion, the model or the registry unavailable) leaves the
+batch where it is, not scored, for the next run. A batch counts as scored only once its partition
+is written (ctloop.scoring.scored_batches reserves before predicting, commits after writing).
 
 A batch id is scored from one content only (ctloop.scoring.scored_batches). A file delivered again under
 a scored id with the same content is left alone; with other content it is moved to
@@ -20,21 +29,22 @@ the batch its predictions.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import json
 import logging
-from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any, TypedDict
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 from ctloop import clock
 from ctloop.errors import BatchConflict, BatchQuarantined, CtloopError, NoChampion
 from ctloop.evaluation.model_scores import outputs
-from ctloop.io.readers import SUFFIXES, parse_frame, to_parquet_bytes
+from ctloop.io.readers import SUFFIXES, parse_frame, read_options, to_parquet_bytes
 from ctloop.io.storage import home_storage, open_storage
 from ctloop.monitoring.champion_watch import watched_promotion
 from ctloop.registry import mlflow_store as registry
 from ctloop.registry import tags
 from ctloop.scoring import scored_batches
+from ctloop.scoring.input_files import input_name, move_aside
 from ctloop.scoring.prediction_log import (
     CHALLENGER,
     PREDICTIONS,
@@ -53,6 +63,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
     from ctloop.evaluation.model_scores import FittedModel
+    from ctloop.io.storage import Storage
     from ctloop.settings import Settings
     from ctloop.spec.models import PipelineSpec
 
@@ -60,11 +71,13 @@ log = logging.getLogger(__name__)
 
 
 class Batch(TypedDict):
-    """One incoming file: its key in the incoming area, its batch id and its URI."""
+    """One incoming file: its key in the incoming area, its batch id and its URI; ``collides_with``:
+    the key of an earlier file of the same batch id (this one is set aside, not scored)."""
 
     key: str
     batch_id: str
     uri: str
+    collides_with: NotRequired[str]
 
 
 def logged_columns(spec: PipelineSpec) -> list[str]:
@@ -78,46 +91,64 @@ def new_batches(spec: PipelineSpec, settings: Settings) -> list[Batch]:
     and those whose batch was scored from other content (score_batch sets them aside)."""
     incoming = open_storage(spec.incoming_uri, settings)
     storage = home_storage(settings)
-    pending = []
-    for key in incoming.list_keys():
-        if not key.endswith(SUFFIXES[spec.scoring.format]):
-            continue
-        batch: Batch = {"key": key, "batch_id": PurePosixPath(key).stem, "uri": incoming.uri(key)}
-        scored = storage.exists(partition_key(PREDICTIONS, spec.name, batch["batch_id"]))
+    keys: dict[str, list[str]] = {}  # batch id -> its files, in key order
+    skipped = []
+    for key in sorted(incoming.list_keys()):
+        batch_id = input_name(key, spec.scoring.format)
+        if batch_id is None:
+            skipped.append(key)
+        else:
+            keys.setdefault(batch_id, []).append(key)
+    pending: list[Batch] = []
+    for batch_id, files in keys.items():
+        owner = _owner(storage, spec.name, batch_id, files)
+        batch: Batch = {"key": owner, "batch_id": batch_id, "uri": incoming.uri(owner)}
+        scored = storage.exists(partition_key(PREDICTIONS, spec.name, batch_id))
         if not scored or not scored_batches.unchanged_since_scored(storage, incoming, spec.name, batch):
             pending.append(batch)
+        pending += [
+            {"key": k, "batch_id": batch_id, "uri": incoming.uri(k), "collides_with": owner}
+            for k in files
+            if k != owner
+        ]
+    if skipped:
+        log.warning(
+            "%s: %d file(s) not of format %s (%s) are not batches, e.g. %s",
+            spec.incoming_uri,
+            len(skipped),
+            spec.scoring.format,
+            "/".join(SUFFIXES[spec.scoring.format]),
+            ", ".join(skipped[:3]),
+        )
     return pending
+
+
+def _owner(storage: Storage, pipeline: str, batch_id: str, files: list[str]) -> str:
+    """Which of the files of one batch id is the batch: the one it was scored from, else the first."""
+    if len(files) == 1:
+        return files[0]
+    record = scored_batches.batch_record(storage, pipeline, batch_id) or {}
+    return record["key"] if record.get("key") in files else files[0]
 
 
 def set_aside(
     spec: PipelineSpec, settings: Settings, batch: Batch, data: bytes, area: str, reason: dict[str, Any]
 ) -> str:
     """Move the batch file to ``<area>/<pipeline>/<batch id>/`` with ``reason.json`` beside it
-    (``<batch id>~<sha256 prefix>/`` when an earlier, different file of that id is already there).
-
-    The copy and its reason are written before the incoming file is deleted, so a crash in
-    between leaves the batch in both places, never in neither.
-    """
-    storage = home_storage(settings)
+    (``<batch id>~<sha256 prefix>/`` when an earlier, different file of that id is already there);
+    see :func:`ctloop.scoring.input_files.move_aside`."""
+    incoming = open_storage(spec.incoming_uri, settings)
     prefix = f"{area}/{spec.name}/{batch['batch_id']}"
-    name = PurePosixPath(batch["key"]).name
-    if storage.exists(f"{prefix}/{name}") and storage.read_bytes(f"{prefix}/{name}") != data:
-        prefix += f"~{hashlib.sha256(data).hexdigest()[:12]}"  # the earlier, different copy stays
-    storage.write_bytes(f"{prefix}/{name}", data)
-    record = {"batch": batch, **reason, "at": clock.now().isoformat()}
-    storage.write_bytes(f"{prefix}/reason.json", json.dumps(record, indent=2, default=str).encode())
-    open_storage(spec.incoming_uri, settings).delete(batch["key"])
-    return storage.uri(prefix)
+    return move_aside(settings, incoming, batch["key"], data, prefix, {"batch": batch, **reason})
 
 
 def _checked_frame(
     spec: PipelineSpec, settings: Settings, batch: Batch, data: bytes, suite_key: str | None
 ) -> pd.DataFrame:
     """The batch as a frame, checked with the champion's own expectation suite."""
-    string_columns = [*spec.columns.id, *spec.columns.categorical]
     failures: list[Failure]
     try:
-        frame = parse_frame(data, spec.scoring.format, batch["uri"], string_columns)
+        frame = parse_frame(data, spec.scoring.format, batch["uri"], **read_options(spec.columns))
     except CtloopError as exc:
         failures = [failure("readable", None, str(exc))]
     else:
@@ -156,22 +187,30 @@ def score_batch(spec: PipelineSpec, settings: Settings, batch: Batch) -> dict[st
     fingerprint = incoming.fingerprint(batch["key"])  # before the read: a rewrite after it changes it
     data = incoming.read_bytes(batch["key"])
     sha256 = hashlib.sha256(data).hexdigest()
+    _refuse_collision(spec, settings, batch, data, sha256)
     _refuse_conflict(spec, settings, batch, data, sha256)
     frame = _checked_frame(spec, settings, batch, data, champion.tags.get(tags.SUITE_KEY))
+    model = registry.load_version(settings, champion)  # not the batch's fault if it fails: it stays
     storage = home_storage(settings)
     key = partition_key(PREDICTIONS, spec.name, batch["batch_id"])
-    source = {"batch_id": batch["batch_id"], "key": batch["key"], "sha256": sha256, "size": len(data)}
-    # Claimed before the partition is written: a crash in between leaves a batch scored again.
-    first = scored_batches.claim(
-        settings, spec.name, {**source, "fingerprint": fingerprint}, storage.uri(key)
-    )
+    source = {
+        "batch_id": batch["batch_id"],
+        "key": batch["key"],
+        "sha256": sha256,
+        "size": len(data),
+        "fingerprint": fingerprint,
+    }
+    first = scored_batches.reserve(settings, spec.name, source)
     if first is not None:
         why = {"duplicate_of": first, "sha256": sha256}
         where = set_aside(spec, settings, batch, data, "duplicates", why)
         return {**batch, "action": "duplicate", **why, "moved_to": where}
-    logged = _predictions(spec, settings, champion, frame, batch)
+    with _set_aside_on_failure(spec, settings, batch, data, source, "prediction"):
+        logged = _predictions(spec, champion, model, frame, batch)
     shadows = _shadows(spec, settings, str(champion.version), frame, logged)
-    uri = storage.write_bytes(key, to_parquet_bytes(logged))
+    with _set_aside_on_failure(spec, settings, batch, data, source, "write"):
+        uri = storage.write_bytes(key, to_parquet_bytes(logged))
+    scored_batches.commit(settings, spec.name, source, uri)
     return {
         **batch,
         "action": "scored",
@@ -183,13 +222,30 @@ def score_batch(spec: PipelineSpec, settings: Settings, batch: Batch) -> dict[st
     }
 
 
+@contextlib.contextmanager
+def _set_aside_on_failure(
+    spec: PipelineSpec, settings: Settings, batch: Batch, data: bytes, source: dict[str, Any], stage: str
+) -> Iterator[None]:
+    """Quarantine the batch, naming ``stage`` and the error, when the block fails on it: a batch
+    left in place would fail the same way on every run. Its reservation is released first, so
+    the batch is not scored and a corrected copy under another id is not taken for a duplicate."""
+    try:
+        yield
+    except Exception as exc:
+        scored_batches.release(settings, spec.name, source)
+        detail = f"{type(exc).__name__}: {exc}"
+        where = set_aside(
+            spec, settings, batch, data, "quarantine", {"failures": [failure(stage, None, detail)]}
+        )
+        raise BatchQuarantined(f"{batch['uri']}: moved to {where}: {stage}[table]: {detail}") from exc
+
+
 def _predictions(
-    spec: PipelineSpec, settings: Settings, champion: ModelVersion, frame: pd.DataFrame, batch: Batch
+    spec: PipelineSpec, champion: ModelVersion, model: FittedModel, frame: pd.DataFrame, batch: Batch
 ) -> pd.DataFrame:
     """The batch's rows of the prediction log: its inputs, the champion's outputs, version and time."""
     import pandas as pd
 
-    model = registry.load_version(settings, champion)
     logged = frame[logged_columns(spec)].copy()
     logged[SERVED.prediction], logged[SERVED.score] = predict(model, frame, spec)
     logged[SERVED.version] = str(champion.version)
@@ -246,12 +302,30 @@ def _shadow(
     return {"version": version, "scored": True}
 
 
+def _refuse_collision(spec: PipelineSpec, settings: Settings, batch: Batch, data: bytes, sha256: str) -> None:
+    """Set the file aside and fail when an earlier incoming file has the same batch id: scoring
+    both would write one partition twice, dropping it would lose a file."""
+    if "collides_with" not in batch:
+        return
+    detail = (
+        f"batch id {batch['batch_id']!r} is also the id of {batch['collides_with']!r} in the incoming area; "
+        f"this file was not scored. Deliver it under a name whose batch id is new."
+    )
+    why = {"collides_with": batch["collides_with"], "sha256": sha256, "detail": detail}
+    where = set_aside(spec, settings, batch, data, "conflicts", why)
+    raise BatchConflict(f"{batch['uri']}: moved to {where}: {detail}")
+
+
 def _refuse_conflict(spec: PipelineSpec, settings: Settings, batch: Batch, data: bytes, sha256: str) -> None:
     """Set the file aside and fail when its batch id was already scored from other content:
     scoring it would mix two versions of one batch, dropping it would lose the new version."""
     storage = home_storage(settings)
     key = partition_key(PREDICTIONS, spec.name, batch["batch_id"])
-    if not storage.exists(key) or scored_batches.scored_from(storage, spec.name, batch["batch_id"], sha256):
+    if (
+        not storage.exists(key)
+        or scored_batches.reserved(storage, spec.name, batch["batch_id"])  # never finished: not scored
+        or scored_batches.scored_from(storage, spec.name, batch["batch_id"], sha256)
+    ):
         return
     record = scored_batches.batch_record(storage, spec.name, batch["batch_id"]) or {}
     scored_sha = record.get("sha256", "not recorded")

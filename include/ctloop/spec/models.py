@@ -27,6 +27,11 @@ class DataSource(_Strict):
 
     uri: str = Field(description="s3://bucket/prefix, an absolute path, or a path under CTLOOP_HOME")
     format: Literal["csv", "parquet"]
+    min_rows: int = Field(
+        50,
+        ge=2,
+        description="training data with fewer rows fails validation, naming the data, before any training",
+    )
 
 
 class Columns(_Strict):
@@ -37,6 +42,12 @@ class Columns(_Strict):
     categorical: list[str] = []
     id: list[str] = Field(default=[], description="identifier columns, dropped before training")
     timestamp: str | None = None
+    na_values: list[str] = Field(
+        [""],
+        description="the cell values read as missing in every data, batch and label file (only an empty"
+        " cell by default; NA, null or n/a are values unless listed here). Ids and categoricals"
+        " are read as text, so an expectation suite lists their values as strings",
+    )
 
     @model_validator(mode="after")
     def _names_are_distinct(self) -> Columns:

@@ -39,6 +39,8 @@ def record_version(
 ) -> Approval:
     """Tag the approval, log the model card, notify a rejection; returns the approval record."""
     approval = approvals.outcome(results.approve, spec.gates.approval == "required")
+    if approval.outcome == "pending":  # the run is over: nobody will be asked any more
+        approval = approval.model_copy(update={"outcome": "not_asked"})
     if approval.required:
         version_tags = {tags.APPROVAL: approval.outcome, tags.APPROVED_BY: approval.by or ""}
         version_tags[tags.APPROVAL_COMMENT] = (approval.comment or "")[: tags.TAG_VALUE_CHARS]

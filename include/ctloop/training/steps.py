@@ -28,6 +28,7 @@ from ctloop.registry import challenger, tags
 from ctloop.registry import mlflow_store as registry
 from ctloop.registry.promotion import PromotionResult, primary_comparison, promote
 from ctloop.registry.provenance import code_version
+from ctloop.training import attempts
 from ctloop.training.contracts import (
     Evaluation,
     Finished,
@@ -49,6 +50,8 @@ from ctloop.validation.data_validation import raise_if_failed, render_html, summ
 
 if TYPE_CHECKING:
     import pandas as pd
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
     from mlflow.entities.model_registry import ModelVersion
 
     from ctloop.evaluation.model_scores import FittedModel
@@ -112,7 +115,8 @@ def start(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> Started:
         )
     mlflow_client = registry.client(settings)
     experiment_id = registry.ensure_experiment(mlflow_client, spec.name, settings.mlflow_artifact_root)
-    run_id = registry.ensure_run(
+    attempt = attempts.open_attempt(
+        settings,
         mlflow_client,
         experiment_id,
         ctx.run_key,
@@ -123,6 +127,7 @@ def start(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> Started:
             tags.NOTE: ctx.note,
             tags.CODE_VERSION: code_version(),
             tags.DATA_SHA256: snap["sha256"],
+            tags.SPEC_SHA256: attempts.spec_sha256(spec),
             tags.DATA_URI: snap["uri"],
             tags.DATA_WINDOW: window_label(spec.retrain.data),
             tags.GATE_MODE: spec.gates.mode,
@@ -130,15 +135,21 @@ def start(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> Started:
         },
     )
     log.info(
-        "Snapshot %s (%d rows, sha256 %s); recent holdout: %s; MLflow run %s",
+        "Snapshot %s (%d rows, sha256 %s); recent holdout: %s; MLflow run %s, attempt %d%s",
         snap["uri"],
         snap["rows"],
         snap["sha256"],
         recent.note,
-        run_id,
+        attempt.run_id,
+        attempt.number,
+        f" (supersedes MLflow run {attempt.replaced})" if attempt.replaced else "",
     )
+    for version in attempts.settle_orphans(settings, mlflow_client, spec.name):
+        log.warning("%s v%s: its run ended before its gate judged it; marked abandoned", spec.name, version)
     snapshot = SnapshotRef.model_validate({k: v for k, v in snap.items() if k != "columns"})
-    return Started(mlflow_run_id=run_id, snapshot=snapshot, recent_holdout=recent, provenance=provenance)
+    return Started(
+        mlflow_run_id=attempt.run_id, snapshot=snapshot, recent_holdout=recent, provenance=provenance
+    )
 
 
 def _recent_tags(recent: RecentHoldoutRef) -> dict[str, str]:
@@ -335,6 +346,10 @@ def register(
     trained = Trained.model_validate(trained)
     validation = Validated.model_validate(validation)
     mlflow_client = registry.client(settings)
+    earlier = registry.version_of_run(mlflow_client, spec.name, ctx.run_key, trained.mlflow_run_id)
+    if earlier is not None:
+        attempts.take_up(mlflow_client, spec.name, earlier)
+    run_tags = mlflow_client.get_run(trained.mlflow_run_id).data.tags
     version_tags = {
         tags.DATA_SHA256: started.snapshot.sha256,
         tags.VALIDATION: "passed",
@@ -350,8 +365,9 @@ def register(
         tags.SUITE_KEY: validation.suite_key,
         tags.CODE_VERSION: code_version(),
         tags.DAG_RUN_ID: ctx.run_id,
+        tags.ATTEMPT: run_tags.get(tags.ATTEMPT, "1"),
         **started.provenance.as_tags(),
-        tags.GATE: "pending",
+        tags.GATE: attempts.PENDING,
     }
     version = registry.register_version(
         mlflow_client, spec.name, trained.model, trained.mlflow_run_id, ctx.run_key, version_tags
@@ -369,6 +385,8 @@ def gate(
     from ctloop.gating.checks import rule_checks
 
     evaluation = Evaluation.model_validate(evaluation)
+    mlflow_client = registry.client(settings)
+    attempts.take_up(mlflow_client, spec.name, version)
     relative = relative_comparison(spec.gates.recent_holdout, evaluation)
     checks = rule_checks(spec, settings, evaluation, version, relative)
     decision = evaluate_gates(
@@ -382,7 +400,6 @@ def gate(
     )
     evidence = {"slices": checks.slices, "slice_metric": checks.slice_metric, "latency": checks.latency}
     decision = decision.model_copy(update=evidence)
-    mlflow_client = registry.client(settings)
     run_id = evaluation.mlflow_run_id
     mlflow_client.log_dict(run_id, decision.model_dump(mode="json"), "gate/decision.json")
     verdict = "passed" if decision.passed else "rejected"
@@ -434,6 +451,7 @@ def promote_candidate(
     if not decision.promote:
         outcome = PromotionResult(action="not_promoted", version=version, why=decision.summary)
     else:
+        attempts.take_up(mlflow_client, spec.name, version)
         candidate = evaluation.candidate
         recent = evaluation.recent if decision.relative_on == "recent_holdout" else None
 
@@ -503,22 +521,20 @@ def finish(
     spec: PipelineSpec, settings: Settings, ctx: RunContext, results: TrainResults | Payload
 ) -> Finished | None:
     """Close this run's retrain request with how it ended (cooldown and circuit breaker read it),
-    record the approval on the version, log its model card, and notify a rejection."""
+    record the approval on the version, log its model card, and notify a rejection.
+
+    A run that ended before a promotion decision ends its MLflow run FAILED and abandons a version
+    its gate never judged (``ctloop.training.attempts``), so nothing is left waiting for it.
+    """
     from ctloop.training.record import record_version
 
     results = TrainResults.model_validate(results)
     mlflow_client = registry.client(settings)
-    experiment = mlflow_client.get_experiment_by_name(spec.name)
-    runs = (
-        mlflow_client.search_runs(
-            [experiment.experiment_id], f"tags.`{tags.RUN_KEY}` = '{ctx.run_key}'", max_results=1
-        )
-        if experiment
-        else []
-    )
-    version = registry.version_of_run(mlflow_client, spec.name, ctx.run_key)
+    run = _attempt_run(mlflow_client, spec.name, ctx.run_key, results)
+    run_id = run.info.run_id if run else None
+    version = registry.version_of_run(mlflow_client, spec.name, ctx.run_key, run_id) if run_id else None
     approval = record_version(spec, settings, mlflow_client, version, results) if version else None
-    run_tags = mlflow_client.get_run(runs[0].info.run_id).data.tags if runs else {}
+    run_tags = mlflow_client.get_run(run_id).data.tags if run_id else {}
     promotion = run_tags.get(tags.PROMOTION)
     if (promotion or "").startswith("promoted"):
         outcome = retrain_requests.PROMOTED
@@ -530,7 +546,39 @@ def finish(
         outcome = retrain_requests.REJECTED
     else:
         outcome = promotion or "failed"
+    if outcome == "failed" and run_id:
+        _end_failed(settings, mlflow_client, spec.name, ctx.run_key, run_id, version)
     if version:
         challenger.release(settings, spec.name, version, f"its training run ended: {outcome}")
+    attempts.settle_orphans(settings, mlflow_client, spec.name)
     closed = retrain_requests.close(settings, spec.name, ctx.run_key, outcome, version)
     return None if closed is None else Finished.model_validate(closed)
+
+
+def _attempt_run(
+    mlflow_client: MlflowClient, pipeline: str, run_key: str, results: TrainResults
+) -> Run | None:
+    """The MLflow run of this run's attempt: the one its snapshot opened, else the latest."""
+    if results.snapshot is not None:
+        return mlflow_client.get_run(results.snapshot.mlflow_run_id)
+    experiment = mlflow_client.get_experiment_by_name(pipeline)
+    return attempts.latest_run(mlflow_client, experiment.experiment_id, run_key) if experiment else None
+
+
+def _end_failed(
+    settings: Settings,
+    mlflow_client: MlflowClient,
+    pipeline: str,
+    run_key: str,
+    run_id: str,
+    version: str | None,
+) -> None:
+    """End the MLflow run of a run that failed before a decision, and abandon the version its gate
+    never judged: clearing the run's failed tasks in Airflow takes it up again."""
+    mlflow_client.set_terminated(run_id, "FAILED")
+    if version and mlflow_client.get_model_version(pipeline, version).tags.get(tags.GATE) == attempts.PENDING:
+        why = (
+            f"abandoned: its training run {run_key} failed before its gate judged it; clear the run's"
+            " failed tasks in Airflow to judge it, or start a new run"
+        )
+        attempts.abandon(settings, mlflow_client, pipeline, version, why)

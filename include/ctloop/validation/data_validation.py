@@ -71,21 +71,40 @@ def _by_column(expectations: list[dict[str, Any]]) -> dict[str | None, list[dict
     return groups
 
 
+def _check_text_values(expectations: list[dict[str, Any]], text_columns: frozenset[str], path: Path) -> None:
+    """Ids and categoricals are read as text, so "1" never equals a suite's 1: a suite that lists a
+    number for one of them would fail every row; refuse it, naming the column."""
+    for expectation in expectations:
+        kwargs = expectation.get("kwargs") or {}
+        column, values = kwargs.get("column"), kwargs.get("value_set")
+        if column in text_columns and isinstance(values, list):
+            numbers = [v for v in values if not isinstance(v, str)]
+            if numbers:
+                raise SpecError(
+                    f"{path}: {expectation.get('type')} on column {column!r} lists {numbers[:3]!r}, but"
+                    f" {column!r} is read as text: write its values as strings, e.g. {str(numbers[0])!r}"
+                )
+
+
 def run_expectations(
-    frame: pd.DataFrame, path: Path, skip_columns: frozenset[str] = frozenset()
+    frame: pd.DataFrame,
+    path: Path,
+    skip_columns: frozenset[str] = frozenset(),
+    text_columns: frozenset[str] = frozenset(),
 ) -> ExpectationOutcome:
     """Run the suite at ``path`` on ``frame``; returns the failures and GX's results as JSON.
 
     Each column's expectations run on a one-column frame: GX copies the whole batch frame for
     every column condition it evaluates, which on wide frames costs several times the checks.
     Table-level expectations still see the whole frame. Expectations on ``skip_columns`` are not
-    run (a production batch has no label yet).
+    run (a production batch has no label yet). A value set of one of ``text_columns`` must list text.
     """
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     config = load_suite_config(path)
     name = config.get("name") or path.stem
+    _check_text_values(config["expectations"], text_columns, path)
     _build_suite(name, config["expectations"], path)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
@@ -174,7 +193,8 @@ def validate_frame(
     }
     if not schema_failures:
         unlabeled = frozenset() if spec.columns.target in frame.columns else frozenset({spec.columns.target})
-        outcome = run_expectations(frame, path, skip_columns=unlabeled)
+        text = frozenset([*spec.columns.id, *spec.columns.categorical])
+        outcome = run_expectations(frame, path, skip_columns=unlabeled, text_columns=text)
         report["expectation_failures"] = outcome["failures"]
         report["statistics"] = outcome["statistics"]
         report["gx_result"] = outcome["gx_result"]

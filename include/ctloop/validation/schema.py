@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, TypedDict
 
+import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
@@ -77,7 +78,37 @@ def check_schema(frame: pd.DataFrame, spec: PipelineSpec, *, require_target: boo
                 failures.append(
                     failure("timestamp_parseable", columns.timestamp, f"value {example!r} is not a timestamp")
                 )
-    if require_target and columns.target in frame.columns and frame[columns.target].isna().any():
-        count = int(frame[columns.target].isna().sum())
-        failures.append(failure("target_labeled", columns.target, f"{count} rows have no label"))
+    if require_target:
+        failures += _training_failures(frame, spec)
+    return failures
+
+
+def _training_failures(frame: pd.DataFrame, spec: PipelineSpec) -> list[Failure]:
+    """What makes data unfit to train on whatever its values: too few rows, a missing or infinite
+    label, a single class."""
+    target = spec.columns.target
+    failures: list[Failure] = []
+    if len(frame) < spec.data.min_rows:
+        failures.append(
+            failure("min_rows", None, f"{len(frame)} rows, fewer than data.min_rows {spec.data.min_rows}")
+        )
+    if target not in frame.columns:
+        return failures
+    values = frame[target]
+    if values.isna().any():
+        failures.append(failure("target_labeled", target, f"{int(values.isna().sum())} rows have no label"))
+    infinite = (
+        int(np.isinf(values.to_numpy(dtype="float64", na_value=np.nan)).sum())
+        if pd.api.types.is_float_dtype(values)
+        else 0
+    )
+    if infinite:
+        failures.append(failure("target_finite", target, f"{infinite} rows have an infinite label"))
+    classes = values.dropna().unique().tolist()
+    if spec.task == "classification" and len(classes) == 1:
+        failures.append(
+            failure(
+                "target_classes", target, f"every labeled row has the class {classes[0]!r}: nothing to learn"
+            )
+        )
     return failures

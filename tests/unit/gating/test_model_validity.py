@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -90,7 +91,14 @@ def test_a_changed_artifact_or_a_missing_version_is_a_failed_verdict_not_an_erro
     assert "\n" not in verdicts[0].note
 
 
-def test_a_model_logged_without_an_input_example_fails(run_id):
+def test_a_version_without_a_model_digest_fails_its_load_verdict(registered):
+    verdicts, model = check_validity(registered["uri"], FEATURES, load_settings(), None)
+    assert model is None
+    assert verdicts[0].passed is False
+    assert "no model digest was recorded" in verdicts[0].note
+
+
+def test_a_model_logged_without_an_input_example_fails(run_id, tmp_path):
     import mlflow
 
     model, frame = _fitted()
@@ -103,10 +111,13 @@ def test_a_model_logged_without_an_input_example_fails(run_id):
             serialization_format="skops",
             skops_trusted_types=registry.trusted_types(model),
         )
-    uri = _register(
-        registry.LoggedModel(model_uri=info.model_uri, model_id=info.model_id, sha256="unchecked"), run_id
+    digest = registry.model_digest(
+        Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=str(tmp_path)))
     )
-    verdicts, _ = check_validity(uri, FEATURES, load_settings(), None)
+    uri = _register(
+        registry.LoggedModel(model_uri=info.model_uri, model_id=info.model_id, sha256=digest), run_id
+    )
+    verdicts, _ = check_validity(uri, FEATURES, load_settings(), digest)
     assert [v.passed for v in verdicts] == [True, True, False]
     assert "no input example" in verdicts[2].note
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 import pytest
 
@@ -81,3 +82,103 @@ def test_s3_objects_are_really_on_the_server(s3_bucket, s3_endpoint):
         .read()
     )
     assert hashlib.sha256(body).hexdigest() == hashlib.sha256(b"payload").hexdigest()
+
+
+@pytest.fixture
+def silent_endpoint(monkeypatch):
+    """An S3 endpoint on loopback that accepts connections and never answers; yields its URL and
+    the list of connections it accepted."""
+    import socket
+    import threading
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}", accepted
+    stop.set()
+    thread.join(timeout=5)
+    for conn in accepted:
+        conn.close()
+    server.close()
+
+
+def test_a_silent_s3_endpoint_fails_within_the_configured_bounds_naming_the_object(silent_endpoint):
+    import time
+
+    url, accepted = silent_endpoint
+    storage = S3Storage("bucket", "p", url, connect_timeout_s=1.0, read_timeout_s=0.5, max_attempts=2)
+    started = time.monotonic()
+    with pytest.raises(StorageError, match=r"s3://bucket/p/batches/b1\.csv: could not read: .*timeout"):
+        storage.read_bytes("batches/b1.csv")
+    assert time.monotonic() - started < 10  # botocore's defaults wait 60 s per attempt
+    assert len(accepted) == 2  # max_attempts counts the first try
+    with pytest.raises(StorageError, match=r"s3://bucket/p/out\.json: could not write"):
+        storage.write_bytes("out.json", b"{}")
+
+
+def test_open_storage_passes_the_s3_bounds_from_the_settings(tmp_path):
+    settings = load_settings(
+        {
+            "CTLOOP_HOME": str(tmp_path),
+            "CTLOOP_S3_CONNECT_TIMEOUT_S": "2",
+            "CTLOOP_S3_READ_TIMEOUT_S": "7.5",
+            "CTLOOP_S3_MAX_ATTEMPTS": "4",
+        }
+    )
+    storage = open_storage("s3://bucket/x", settings)
+    assert (storage.connect_timeout_s, storage.read_timeout_s, storage.max_attempts) == (2.0, 7.5, 4)
+    config = storage._client.meta.config
+    assert (config.connect_timeout, config.read_timeout) == (2.0, 7.5)
+    assert config.retries == {"mode": "standard", "total_max_attempts": 4}
+
+
+def test_a_local_write_that_fails_names_the_path_and_leaves_no_partial_file(tmp_path):
+    store = LocalStorage(tmp_path)
+    (tmp_path / "taken").mkdir()  # a directory where the object should go
+    with pytest.raises(
+        StorageError, match=f"{re.escape(str(tmp_path / 'taken'))}: could not write: IsADirectoryError"
+    ):
+        store.write_bytes("taken", b"x")
+    store.write_bytes("file", b"x")
+    with pytest.raises(StorageError, match=f"{re.escape(str(tmp_path / 'file' / 'below'))}: could not write"):
+        store.write_bytes("file/below", b"x")  # a file where a folder should be
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "taken"]
+    assert list((tmp_path / "taken").iterdir()) == []
+
+
+def test_a_full_disk_names_the_path(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    def full(*_args: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    store = LocalStorage(tmp_path)
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(
+        StorageError, match=f"{re.escape(str(tmp_path / 'snap.parquet'))}: could not write: .*No space left"
+    ):
+        store.write_bytes("snap.parquet", b"data")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unreadable_local_object_names_its_path(tmp_path):
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(
+        StorageError, match=f"{re.escape(str(tmp_path / 'dir'))}: could not read: IsADirectoryError"
+    ):
+        LocalStorage(tmp_path).read_bytes("dir")

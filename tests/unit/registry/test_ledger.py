@@ -13,7 +13,8 @@ from datetime import datetime, timedelta
 import pytest
 
 from ctloop.io import database
-from ctloop.registry import ledger
+from ctloop.io.locks import held_lock
+from ctloop.registry import faults, ledger
 from ctloop.registry import mlflow_store as registry
 from ctloop.settings import load_settings
 from tests.helpers import REPO
@@ -135,7 +136,18 @@ def test_a_move_decided_against_a_stale_champion_is_refused_or_redecided(setting
     assert "v3 beats v2" in ledger.entries(settings, name)[-1].gate_decision
 
 
-def test_no_row_remains_when_the_alias_cannot_be_set(settings, client, versions, monkeypatch):
+def _states(settings, name):
+    return [(e.seq, e.state, e.to_version) for e in ledger.entries(settings, name, every_state=True)]
+
+
+def _raw_states(settings, name):
+    """The rows as stored, read past ``entries`` (which settles what it finds)."""
+    with sqlite3.connect(settings.database_url.removeprefix("sqlite:///")) as connection:
+        query = "SELECT seq, state, to_version FROM promotion_ledger WHERE pipeline = ? ORDER BY seq"
+        return connection.execute(query, (name,)).fetchall()
+
+
+def test_a_move_whose_alias_cannot_be_set_is_recorded_as_abandoned(settings, client, versions, monkeypatch):
     name, (v1, v2, _) = versions
     _move(settings, client, name, v1, None)
 
@@ -146,29 +158,155 @@ def test_no_row_remains_when_the_alias_cannot_be_set(settings, client, versions,
         patched.setattr(client, "set_registered_model_alias", refuse)
         with pytest.raises(RuntimeError, match="registry unavailable"):
             _move(settings, client, name, v2, v1)
+    assert _raw_states(settings, name) == [(1, "done", v1), (2, "abandoned", v2)]
     assert [r.to_version for r in ledger.entries(settings, name)] == [v1]
     assert _champion(client, name) == v1
-    assert _move(settings, client, name, v2, v1).seq == 2  # no gap either
+    assert _move(settings, client, name, v2, v1).seq == 3
+    assert _states(settings, name) == [(1, "done", v1), (2, "abandoned", v2), (3, "done", v2)]
 
 
-def test_the_alias_is_put_back_when_the_row_cannot_be_committed(settings, client, versions):
-    from sqlalchemy import event
+def test_an_interrupted_alias_write_that_did_move_is_completed(settings, client, versions, monkeypatch):
+    """The alias write answered with an error although MLflow had moved the alias."""
+    name, (v1, v2, _) = versions
+    _move(settings, client, name, v1, None)
+    set_alias = client.set_registered_model_alias
+
+    def moved_then_failed(*args):
+        set_alias(*args)
+        raise RuntimeError("connection reset")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(client, "set_registered_model_alias", moved_then_failed)
+        with pytest.raises(RuntimeError, match="connection reset"):
+            _move(settings, client, name, v2, v1)
+    assert _raw_states(settings, name) == [(1, "done", v1), (2, "done", v2)]
+    assert client.get_model_version(name, v2).tags["ctloop.ledger_seq"] == "2"
+
+
+def test_a_move_interrupted_before_its_completion_is_finished_by_the_next_reader(
+    settings, client, versions, monkeypatch
+):
+    name, (v1, v2, _) = versions
+    _move(settings, client, name, v1, None)
+    monkeypatch.setenv(faults.ENV, "ledger.during_tags:raise")
+    with pytest.raises(faults.InjectedFault):
+        _move(settings, client, name, v2, v1, action="rollback")
+    monkeypatch.delenv(faults.ENV)
+    assert _champion(client, name) == v2
+    assert _raw_states(settings, name) == [(1, "done", v1), (2, "intent", v2)]
+    assert "ctloop.ledger_seq" not in client.get_model_version(name, v2).tags
+
+    assert [(e.seq, e.state, e.from_version) for e in ledger.entries(settings, name)] == [
+        (1, "done", None),
+        (2, "done", v1),
+    ]
+    written = client.get_model_version(name, v2).tags
+    assert (
+        written["ctloop.promotion"],
+        written["ctloop.previous_champion"],
+        written["ctloop.ledger_seq"],
+    ) == (
+        "rollback",
+        v1,
+        "2",
+    )
+
+
+def test_a_move_interrupted_before_the_alias_is_abandoned_by_the_next_move(
+    settings, client, versions, monkeypatch
+):
+    name, (v1, v2, v3) = versions
+    _move(settings, client, name, v1, None)
+    monkeypatch.setenv(faults.ENV, "ledger.after_intent:raise")
+    with pytest.raises(faults.InjectedFault):
+        _move(settings, client, name, v2, v1)
+    monkeypatch.delenv(faults.ENV)
+    assert _raw_states(settings, name) == [(1, "done", v1), (2, "intent", v2)]
+
+    third = _move(settings, client, name, v3, v1)
+    assert (third.moved, third.from_version, third.seq) == (True, v1, 3)
+    assert _states(settings, name) == [(1, "done", v1), (2, "abandoned", v2), (3, "done", v3)]
+    assert "ctloop.ledger_seq" not in client.get_model_version(name, v2).tags
+
+
+def test_a_reader_that_cannot_reach_mlflow_leaves_the_move_unfinished(
+    settings, client, versions, monkeypatch
+):
+    name, (v1, v2, _) = versions
+    _move(settings, client, name, v1, None)
+    monkeypatch.setenv(faults.ENV, "ledger.after_alias:raise")
+    with pytest.raises(faults.InjectedFault):
+        _move(settings, client, name, v2, v1)
+    monkeypatch.delenv(faults.ENV)
+
+    class Unreachable:
+        def get_model_version_by_alias(self, *args):
+            raise ConnectionError("mlflow is down")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ledger, "client", lambda settings: Unreachable())
+        assert [e.seq for e in ledger.entries(settings, name)] == [1]
+        assert _states(settings, name) == [(1, "done", v1), (2, "intent", v2)]
+    assert [e.seq for e in ledger.entries(settings, name)] == [1, 2]
+
+
+def test_a_reader_leaves_a_move_under_way_alone(settings, client, versions, monkeypatch):
+    name, (v1, v2, _) = versions
+    _move(settings, client, name, v1, None)
+    monkeypatch.setenv(faults.ENV, "ledger.after_intent:raise")
+    with pytest.raises(faults.InjectedFault):
+        _move(settings, client, name, v2, v1)
+    monkeypatch.delenv(faults.ENV)
+    with held_lock(settings, name, "promotion"):
+        assert _states(settings, name) == [(1, "done", v1), (2, "intent", v2)]
+    assert _states(settings, name) == [(1, "done", v1), (2, "abandoned", v2)]
+
+
+def test_a_database_of_an_earlier_release_gains_the_state_column(settings):
+    old_schema = (
+        "CREATE TABLE promotion_ledger (id INTEGER PRIMARY KEY, pipeline VARCHAR(250) NOT NULL,"
+        " seq INTEGER NOT NULL, action VARCHAR(16) NOT NULL, alias VARCHAR(64) NOT NULL,"
+        " from_version VARCHAR(32), to_version VARCHAR(32) NOT NULL, at VARCHAR(40) NOT NULL, run_key TEXT,"
+        " mlflow_run_id VARCHAR(64), user VARCHAR(250), reason TEXT NOT NULL, gate_decision TEXT NOT NULL,"
+        " approver VARCHAR(250), evidence TEXT NOT NULL, UNIQUE (pipeline, seq))"
+    )
+    path = settings.database_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as connection:
+        connection.execute(old_schema)
+        connection.execute(
+            "INSERT INTO promotion_ledger (pipeline, seq, action, alias, to_version, at, reason,"
+            " gate_decision, evidence) VALUES ('old', 1, 'promotion', 'champion', '1', ?, '', '', '{}')",
+            ("2026-01-01T00:00:00+00:00",),
+        )
+    (entry,) = ledger.entries(settings, "old")
+    assert (entry.seq, entry.state, entry.reevaluated) == (1, "done", False)
+
+
+def test_nothing_moves_when_the_intent_cannot_be_committed(settings, client, versions):
+    from sqlalchemy import Insert, event
 
     name, (v1, v2, _) = versions
     _move(settings, client, name, v1, None)
 
+    def note_insert(connection, clause, *args):
+        if isinstance(clause, Insert):
+            connection.info["inserted"] = True
+
     def fail_commit(connection):
-        raise RuntimeError("disk full")
+        if connection.info.pop("inserted", False):
+            raise RuntimeError("disk full")
 
     engine = database.engine(settings)
+    event.listen(engine, "after_execute", note_insert)
     event.listen(engine, "commit", fail_commit)
     try:
         with pytest.raises(RuntimeError, match="disk full"):
             _move(settings, client, name, v2, v1)
     finally:
         event.remove(engine, "commit", fail_commit)
+        event.remove(engine, "after_execute", note_insert)
     assert _champion(client, name) == v1
-    assert [r.to_version for r in ledger.entries(settings, name)] == [v1]
+    assert _raw_states(settings, name) == [(1, "done", v1)]
 
 
 def test_entries_are_durable_across_processes(settings, client, versions):
@@ -235,3 +373,24 @@ def test_processes_creating_the_tables_at_once_on_a_fresh_file_all_succeed(setti
         process.join(timeout=60)
     assert outcomes == ["ok"] * workers
     assert ledger.entries(settings, "nothing") == []
+
+
+def test_ctloop_ledger_settles_and_shows_every_state(settings, client, versions, monkeypatch, capsys):
+    from ctloop.cli import main
+
+    name, (v1, v2, v3) = versions
+    _move(settings, client, name, v1, None)
+    for fault, version in (("ledger.after_intent", v2), ("ledger.before_done", v3)):
+        monkeypatch.setenv(faults.ENV, f"{fault}:raise")
+        with pytest.raises(faults.InjectedFault):
+            _move(settings, client, name, version, v1)
+    monkeypatch.delenv(faults.ENV)
+    monkeypatch.setenv("CTLOOP_DATABASE_URL", settings.database_url)
+    assert main(["ledger", name]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" ")[0] for line in lines] == ["#1", "#2", "#3"]
+    assert "[abandoned]" in lines[1]
+    assert "[" not in lines[0] + lines[2]
+    assert f"v{v1} -> v{v3}" in lines[2]
+    assert main(["ledger", name, "--json"]) == 0
+    assert [row["state"] for row in json.loads(capsys.readouterr().out)] == ["done", "abandoned", "done"]

@@ -12,11 +12,12 @@ import pandas as pd
 import pytest
 
 from ctloop.devtools.example_data import generate_batch
+from ctloop.errors import BatchConflict, BatchQuarantined, CtloopError
 from ctloop.io.readers import from_parquet_bytes, to_parquet_bytes
 from ctloop.io.storage import LocalStorage, home_storage
-from ctloop.scoring import batches
+from ctloop.scoring import batches, scored_batches
 from ctloop.scoring.batches import logged_columns, predict, set_aside
-from ctloop.scoring.prediction_log import CHALLENGER, PREVIOUS
+from ctloop.scoring.prediction_log import CHALLENGER, PREDICTIONS, PREVIOUS, batch_ids, partition_key
 from ctloop.settings import load_settings
 from ctloop.spec.models import PipelineSpec
 from ctloop.training.estimator import fit
@@ -177,3 +178,215 @@ def test_a_disabled_watch_does_not_even_read_the_ledger(fitted, monkeypatch):
     logged = _logged(unwatched, frame)
     assert batches._shadows(unwatched, load_settings(), "2", frame, logged)["shadow"] is None
     assert logged[PREVIOUS.version].isna().all()
+
+
+# --- scoring a batch: any failure of the batch sets it aside; ids of files ------------------------
+
+
+@pytest.fixture
+def served(fitted, monkeypatch, tmp_path) -> tuple[PipelineSpec, LocalStorage]:
+    """A pipeline of its own whose champion v1 is the fitted model, with no shadow, and its incoming area."""
+    _, model, _ = fitted
+    spec = _spec(tmp_path / "incoming")
+    champion = SimpleNamespace(name=spec.name, version="1", tags={})
+    monkeypatch.setattr(batches.registry, "client", lambda settings: None)
+    monkeypatch.setattr(batches.registry, "get_champion", lambda mlflow_client, name: champion)
+    monkeypatch.setattr(batches.registry, "load_version", lambda settings, version: model)
+    monkeypatch.setattr(batches, "watched_promotion", lambda settings, name, champion: None)
+    _challenger(monkeypatch, None)
+    return spec, LocalStorage(tmp_path / "incoming")
+
+
+def _deliver(incoming: LocalStorage, key: str, frame: pd.DataFrame) -> bytes:
+    data = frame.drop(columns=["churned"]).to_csv(index=False).encode()
+    incoming.write_bytes(key, data)
+    return data
+
+
+def _score_all(spec: PipelineSpec) -> dict[str, Any]:
+    """What scoring each pending batch did, by batch id: its summary or its error."""
+    done: dict[str, Any] = {}
+    for batch in batches.new_batches(spec, load_settings()):
+        try:
+            done[batch["batch_id"]] = batches.score_batch(spec, load_settings(), batch)["action"]
+        except CtloopError as exc:
+            done[batch["batch_id"]] = exc
+    return done
+
+
+def _reason(spec: PipelineSpec, area: str, batch_id: str) -> dict[str, Any]:
+    return json.loads(home_storage(load_settings()).read_bytes(f"{area}/{spec.name}/{batch_id}/reason.json"))
+
+
+class _Unpredictable:
+    """A champion that cannot predict these rows, as a model fitted on other columns or types."""
+
+    classes_ = [0, 1]
+
+    def predict_proba(self, frame: pd.DataFrame) -> Any:
+        raise ValueError("Input X contains infinity or a value too large for dtype('float32').")
+
+
+def test_a_batch_whose_prediction_fails_is_set_aside_once_and_never_counted_as_scored(
+    served, fitted, monkeypatch
+):
+    spec, incoming = served
+    data = _deliver(incoming, "batch-0001.csv", fitted[2].head(50))
+    monkeypatch.setattr(batches.registry, "load_version", lambda settings, version: _Unpredictable())
+
+    done = _score_all(spec)
+
+    assert isinstance(done["batch-0001"], BatchQuarantined)
+    assert "prediction[table]: ValueError: Input X contains infinity" in str(done["batch-0001"])
+    assert not incoming.exists("batch-0001.csv")
+    storage = home_storage(load_settings())
+    assert storage.read_bytes(f"quarantine/{spec.name}/batch-0001/batch-0001.csv") == data
+    (named,) = _reason(spec, "quarantine", "batch-0001")["failures"]
+    assert named["check"] == "prediction"
+    assert "infinity" in named["detail"]
+    assert scored_batches.batch_record(storage, spec.name, "batch-0001") is None
+    assert not storage.exists(partition_key(PREDICTIONS, spec.name, "batch-0001"))
+    assert _score_all(spec) == {}  # nothing fails again on the next run
+
+    incoming.write_bytes("batch-0003.csv", data)  # the same content under a new id is not a "duplicate"
+    assert "prediction[table]" in str(_score_all(spec)["batch-0003"])
+
+
+def test_a_batch_with_an_infinite_value_is_set_aside_naming_the_column(served, fitted):
+    spec, incoming = served
+    frame = fitted[2].head(50).copy()
+    frame.loc[3, "data_usage_gb"] = float("inf")  # no expectation bounds this column
+    _deliver(incoming, "batch-0001.csv", frame)
+    _deliver(incoming, "batch-0002.csv", fitted[2].tail(50))
+
+    done = _score_all(spec)
+
+    assert done["batch-0002"] == "scored"
+    assert isinstance(done["batch-0001"], BatchQuarantined)
+    (named,) = _reason(spec, "quarantine", "batch-0001")["failures"]
+    assert "'data_usage_gb'" in named["detail"]
+    assert scored_batches.batch_record(home_storage(load_settings()), spec.name, "batch-0001") is None
+    assert _score_all(spec) == {}
+
+
+def test_a_partition_write_that_fails_sets_the_batch_aside_unscored(served, fitted, monkeypatch):
+    spec, incoming = served
+    _deliver(incoming, "batch-0001.csv", fitted[2].head(50))
+
+    def full(frame: pd.DataFrame) -> bytes:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(batches, "to_parquet_bytes", full)
+    (outcome,) = _score_all(spec).values()
+
+    assert isinstance(outcome, BatchQuarantined)
+    assert "write[table]: OSError" in str(outcome)
+    assert _reason(spec, "quarantine", "batch-0001")["failures"][0]["check"] == "write"
+    assert scored_batches.batch_record(home_storage(load_settings()), spec.name, "batch-0001") is None
+
+
+def test_a_model_that_cannot_load_leaves_the_batch_in_place_for_the_next_run(served, fitted, monkeypatch):
+    spec, incoming = served
+    _deliver(incoming, "batch-0001.csv", fitted[2].head(50))
+
+    def unavailable(settings: Any, version: Any) -> Any:
+        raise ConnectionError("registry unavailable")
+
+    monkeypatch.setattr(batches.registry, "load_version", unavailable)
+    with pytest.raises(ConnectionError):
+        _score_all(spec)
+
+    assert incoming.exists("batch-0001.csv")
+    assert scored_batches.batch_record(home_storage(load_settings()), spec.name, "batch-0001") is None
+    monkeypatch.setattr(batches.registry, "load_version", lambda settings, version: fitted[1])
+    assert _score_all(spec) == {"batch-0001": "scored"}
+
+
+def test_a_crash_between_reserving_and_writing_scores_the_batch_again(served, fitted, monkeypatch):
+    spec, incoming = served
+    _deliver(incoming, "batch-0001.csv", fitted[2].head(50))
+
+    def killed(*args: Any) -> None:
+        raise KeyboardInterrupt  # as a process killed after the reservation
+
+    monkeypatch.setattr(batches, "_shadows", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _score_all(spec)
+    monkeypatch.undo()
+    assert scored_batches.reserved(home_storage(load_settings()), spec.name, "batch-0001")
+    assert incoming.exists("batch-0001.csv")
+
+
+def test_a_crash_after_the_write_before_the_commit_is_not_a_conflict(served, fitted, monkeypatch):
+    spec, incoming = served
+    _deliver(incoming, "batch-0001.csv", fitted[2].head(50))
+    commit = scored_batches.commit
+
+    def killed(*args: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batches.scored_batches, "commit", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _score_all(spec)
+    monkeypatch.setattr(batches.scored_batches, "commit", commit)
+
+    assert _score_all(spec) == {"batch-0001": "scored"}
+    assert _score_all(spec) == {}
+    storage = home_storage(load_settings())
+    assert not scored_batches.reserved(storage, spec.name, "batch-0001")
+
+
+@pytest.mark.parametrize("key", ["batch-0001.CSV", "batch-0001.Csv"])
+def test_an_upper_case_suffix_is_a_batch_of_the_format(served, fitted, key):
+    spec, incoming = served
+    _deliver(incoming, key, fitted[2].head(50))
+    incoming.write_bytes("notes.txt", b"not a batch")
+
+    assert [b["batch_id"] for b in batches.new_batches(spec, load_settings())] == ["batch-0001"]
+    assert _score_all(spec) == {"batch-0001": "scored"}
+
+
+def test_files_of_one_name_in_two_sub_folders_are_two_batches(served, fitted):
+    spec, incoming = served
+    _deliver(incoming, "2026-01-01/batch.csv", fitted[2].head(50))
+    _deliver(incoming, "2026-01-02/batch.csv", fitted[2].tail(50))
+
+    assert _score_all(spec) == {"2026-01-01__batch": "scored", "2026-01-02__batch": "scored"}
+    assert batch_ids(PREDICTIONS, spec.name, load_settings()) == ["2026-01-01__batch", "2026-01-02__batch"]
+
+
+def test_a_second_file_of_the_same_batch_id_is_set_aside_as_a_conflict(served, fitted):
+    spec, incoming = served
+    _deliver(incoming, "2026-01-01/batch.csv", fitted[2].head(50))
+    data = _deliver(incoming, "2026-01-01__batch.csv", fitted[2].tail(50))
+
+    pending = batches.new_batches(spec, load_settings())
+
+    assert [(b["key"], b["batch_id"]) for b in pending] == [
+        ("2026-01-01/batch.csv", "2026-01-01__batch"),
+        ("2026-01-01__batch.csv", "2026-01-01__batch"),
+    ]
+    assert batches.score_batch(spec, load_settings(), pending[0])["action"] == "scored"
+    with pytest.raises(BatchConflict, match="is also the id of '2026-01-01/batch.csv'"):
+        batches.score_batch(spec, load_settings(), pending[1])
+    assert not incoming.exists("2026-01-01__batch.csv")
+    storage = home_storage(load_settings())
+    assert storage.read_bytes(f"conflicts/{spec.name}/2026-01-01__batch/2026-01-01__batch.csv") == data
+    assert _reason(spec, "conflicts", "2026-01-01__batch")["collides_with"] == "2026-01-01/batch.csv"
+    assert _score_all(spec) == {}
+
+
+def test_a_file_colliding_with_a_scored_batch_never_displaces_it(served, fitted):
+    spec, incoming = served
+    scored = _deliver(incoming, "2026-01-01__batch.csv", fitted[2].head(50))
+    assert _score_all(spec) == {"2026-01-01__batch": "scored"}
+    later = _deliver(incoming, "2026-01-01/batch.csv", fitted[2].tail(50))  # sorts before the scored one
+
+    (pending,) = batches.new_batches(spec, load_settings())
+    with pytest.raises(BatchConflict, match="is also the id of '2026-01-01__batch.csv'"):
+        batches.score_batch(spec, load_settings(), pending)
+
+    assert incoming.read_bytes("2026-01-01__batch.csv") == scored
+    assert not incoming.exists("2026-01-01/batch.csv")
+    storage = home_storage(load_settings())
+    assert storage.read_bytes(f"conflicts/{spec.name}/2026-01-01__batch/batch.csv") == later

@@ -58,6 +58,9 @@ def _write(tmp_path: Path, name: str, spec: dict | str) -> Path:
             "monitoring.quality.severe_multiple",
             "greater than 1",
         ),
+        (lambda s: s["data"].update(min_rows=1), "data.min_rows", "greater than or equal to 2"),
+        (lambda s: s["columns"].update(na_values="NA"), "columns.na_values", "valid list"),
+        (lambda s: s["columns"].update(na_values=[None]), "columns.na_values.0", "valid string"),
     ],
 )
 def test_invalid_spec_names_file_and_field(tmp_path, change, field, message):
@@ -79,9 +82,24 @@ def test_severe_multiple_defaults_to_three_and_may_be_set(tmp_path):
     assert load_spec(_write(tmp_path, "tuned", spec)).monitoring.quality.severe_multiple == 1.5
 
 
+def test_only_an_empty_cell_is_missing_unless_the_spec_lists_more(tmp_path):
+    plain = load_spec(_write(tmp_path, "plain", example_spec("plain", "data")))
+    assert (plain.columns.na_values, plain.data.min_rows) == ([""], 50)
+    spec = example_spec("tokens", "data")
+    spec["columns"]["na_values"] = ["", "NA", "null"]
+    assert load_spec(_write(tmp_path, "tokens", spec)).columns.na_values == ["", "NA", "null"]
+
+
 def test_unparseable_yaml_names_file(tmp_path):
     path = _write(tmp_path, "broken", "name: broken\ncolumns: [unclosed\n")
     with pytest.raises(SpecError, match=r"broken\.yaml: not valid YAML"):
+        load_spec(path)
+
+
+def test_a_file_that_is_not_utf8_names_file(tmp_path):
+    path = tmp_path / "latin.yaml"
+    path.write_bytes("name: caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(SpecError, match=r"latin\.yaml: not UTF-8 text"):
         load_spec(path)
 
 

@@ -101,8 +101,8 @@ def test_a_gate_rejection_is_carded_and_notified_with_the_gate_summary(version, 
     spec, settings, client, number, run_id = version
     results = TrainResults.model_validate({"gate": REJECTED_GATE, "register": number})
     approval = record_version(spec, settings, client, number, results)
-    assert approval.outcome == "pending"  # nobody was asked: the gate said no first
-    assert client.get_model_version(spec.name, number).tags[tags.APPROVAL] == "pending"
+    assert approval.outcome == "not_asked"  # the gate said no first, and the run is over
+    assert client.get_model_version(spec.name, number).tags[tags.APPROVAL] == "not_asked"
     assert "roc_auc min_improvement" in _card(client, run_id)
     ((event, pipeline, fields),) = emitted
     assert (event, pipeline) == (notifications.REJECTION, spec.name)

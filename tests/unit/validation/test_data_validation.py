@@ -10,6 +10,7 @@ from ctloop.devtools.example_data import generate_batch, inject_fault
 from ctloop.errors import DataValidationFailed, SpecError, ValidationCheckError
 from ctloop.spec.loading import load_spec
 from ctloop.validation.data_validation import raise_if_failed, render_html, validate_frame
+from ctloop.validation.schema import check_schema
 from tests.helpers import REPO
 
 SPEC = load_spec(REPO / "include" / "pipelines" / "churn.yaml")
@@ -129,3 +130,59 @@ def test_table_level_expectations_see_the_whole_frame(tmp_path, frame):
     report = validate_frame(frame, spec, tmp_path)
     assert [f["check"] for f in report["expectation_failures"]] == ["expect_table_row_count_to_be_between"]
     assert report["statistics"]["evaluated_expectations"] == 2
+
+
+def test_too_few_training_rows_fail_before_training(frame):
+    report = validate_frame(frame.head(SPEC.data.min_rows - 1), SPEC, EXPECTATIONS)
+    assert ("min_rows", None) in [(f["check"], f["column"]) for f in report["schema_failures"]]
+    assert validate_frame(frame.head(SPEC.data.min_rows), SPEC, EXPECTATIONS)["success"]
+
+
+def test_a_single_class_training_set_is_named(frame):
+    one_class = frame.assign(churned=1)
+    report = validate_frame(one_class, SPEC, EXPECTATIONS)
+    assert [(f["check"], f["column"]) for f in report["schema_failures"]] == [("target_classes", "churned")]
+    with pytest.raises(
+        DataValidationFailed, match=r"target_classes\[churned\]: every labeled row has the class 1"
+    ):
+        raise_if_failed(report, "data/churn/training")
+
+
+def test_an_infinite_label_is_named(frame):
+    spec = SPEC.model_copy(update={"task": "regression"})
+    broken = frame.assign(churned=frame["churned"].astype(float))
+    broken.loc[[3, 5], "churned"] = float("inf")
+    failures = check_schema(broken, spec)
+    assert [(f["check"], f["column"], f["detail"]) for f in failures] == [
+        ("target_finite", "churned", "2 rows have an infinite label")
+    ]
+
+
+def test_a_production_batch_needs_neither_rows_nor_classes(frame):
+    batch = frame.head(3).drop(columns=["churned"])
+    assert validate_frame(batch, SPEC, EXPECTATIONS, require_target=False)["schema_failures"] == []
+
+
+def test_a_suite_listing_numbers_for_a_text_column_is_refused(tmp_path, frame):
+    spec = _suite(
+        tmp_path,
+        [
+            {
+                "type": "expect_column_values_to_be_in_set",
+                "kwargs": {"column": "region", "value_set": [1, "2"]},
+            }
+        ],
+    )
+    with pytest.raises(
+        SpecError, match=r"custom.json: .*column 'region' lists \[1\].* write its values as strings"
+    ):
+        validate_frame(frame, spec, tmp_path)
+
+
+def test_a_suite_listing_numbers_for_a_numeric_column_runs(tmp_path, frame):
+    spec = _suite(
+        tmp_path,
+        [{"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "devices", "value_set": [-1]}}],
+    )
+    report = validate_frame(frame, spec, tmp_path)
+    assert [f["column"] for f in report["expectation_failures"]] == ["devices"]
