@@ -101,6 +101,7 @@ def _model(settings):
     for _ in range(3):
         created = client.create_model_version(name, source=str(settings.home), run_id=None)
         client.set_model_version_tag(name, created.version, "ctloop.gate", "passed")
+        client.set_model_version_tag(name, created.version, "ctloop.model_sha256", "a-recorded-digest")
     promote(client, settings, name, "1", _decision(None), lambda c: pytest.fail("no re-evaluation"))
     return settings, client, name
 

@@ -23,14 +23,14 @@ SUFFIXES = {"csv": (".csv",), "parquet": (".parquet", ".pq")}
 
 def list_source(uri: str, fmt: str, settings: Settings) -> tuple[Storage, list[str]]:
     """The storage and the keys of the data files at ``uri``: one file, or a folder's files in order."""
-    suffixes = SUFFIXES[fmt]
-    if uri.rstrip("/").endswith(suffixes):
+    suffixes = SUFFIXES[fmt]  # in any case: a folder of .CSV files is read, not skipped
+    if uri.rstrip("/").lower().endswith(suffixes):
         parent, _, name = uri.rstrip("/").rpartition("/")
         storage = open_storage(parent or ".", settings)
         keys = [name] if storage.exists(name) else []
     else:
         storage = open_storage(uri, settings)
-        keys = [k for k in storage.list_keys() if k.endswith(suffixes)]
+        keys = [k for k in storage.list_keys() if k.lower().endswith(suffixes)]
     if not keys:
         raise DataReadError(f"{uri}: no {fmt} files found")
     return storage, keys

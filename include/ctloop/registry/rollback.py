@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ctloop.errors import RollbackRefused
+from ctloop.errors import ModelIntegrityError, RollbackRefused
 from ctloop.gating.approval import REFUSALS
 from ctloop.registry import ledger, tags
 from ctloop.registry import mlflow_store as registry
@@ -88,6 +88,10 @@ def rollback(
     unfit = gate_record(version)
     if unfit and not force:
         raise RollbackRefused(f"target: {unfit}; force it (with a reason) to override")
+    try:  # even forced: a champion whose files cannot be checked could not score
+        registry.recorded_digest(version)
+    except ModelIntegrityError as exc:
+        raise RollbackRefused(f"target: {exc}") from exc
     evidence = {
         "reference_snapshot_sha256": version.tags.get(tags.DATA_SHA256, ""),
         "expectation_suite": version.tags.get(tags.SUITE_KEY, ""),

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -66,6 +67,18 @@ def test_batches_with_different_columns_are_named(tmp_path):
 def test_no_files_is_an_error(tmp_path):
     with pytest.raises(DataReadError, match="no csv files found"):
         list_source(str(tmp_path), "csv", load_settings())
+
+
+def test_training_files_are_found_whatever_the_case_of_their_suffix(tmp_path):
+    (first,) = write_batches(tmp_path, range(1), rows=20)
+    (second,) = write_batches(tmp_path, range(1, 2), rows=20)
+    second.rename(second.with_suffix(".CSV"))
+    (tmp_path / "notes.txt").write_text("not data")
+    _, keys = list_source(str(tmp_path), "csv", load_settings())
+    assert keys == [first.name, "batch-0001.CSV"]
+    frame, sources = read_source(_spec(str(tmp_path)), load_settings())
+    assert len(frame) == 40
+    assert [Path(uri).name for uri in sources] == [first.name, "batch-0001.CSV"]
 
 
 def test_batch_whose_column_kind_differs_is_named(tmp_path):

@@ -190,6 +190,7 @@ def _versions(settings: Settings, tmp_path: Path, count: int) -> str:
     for _ in range(count):
         version = client.create_model_version(name, source=str(tmp_path), run_id=None)
         client.set_model_version_tag(name, version.version, tags.GATE, "passed")
+        client.set_model_version_tag(name, version.version, tags.MODEL_SHA256, "a-recorded-digest")
     return name
 
 

@@ -32,6 +32,7 @@ def pipeline(settings, tmp_path):
             tags.GATE_SUMMARY: f"gate {gate}",
             tags.DATA_SHA256: f"sha-of-v{version.version}",
             tags.SUITE_KEY: f"suites/v{version.version}.json",
+            tags.MODEL_SHA256: f"digest-of-v{version.version}",
         }.items():
             client.set_model_version_tag(name, version.version, key, value)
     return name
@@ -123,6 +124,13 @@ def test_a_never_gated_target_is_refused_unless_forced(settings, pipeline):
     last = ledger.entries(settings, pipeline)[-1]
     assert last.action == "override"
     assert last.reason.startswith("only v3 reads the new schema (forced: v3 never passed")
+
+
+def test_a_target_without_a_model_digest_is_refused_even_when_forced(settings, pipeline):
+    _promote(settings, pipeline, "1", None)
+    registry.client(settings).delete_model_version_tag(pipeline, "2", tags.MODEL_SHA256)
+    _refused(settings, pipeline, "v2: no model digest was recorded", target="2")
+    _refused(settings, pipeline, "v2: no model digest was recorded", target="2", force=True)
 
 
 def test_a_target_a_person_rejected_is_refused(settings, pipeline):
