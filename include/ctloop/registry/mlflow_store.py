@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict
 
 from ctloop.errors import EstimatorError, ModelIntegrityError
-from ctloop.registry import tags
+from ctloop.registry import faults, tags
 from ctloop.registry.provenance import model_requirements
 
 if TYPE_CHECKING:
@@ -293,6 +293,7 @@ def register_version(
     if existing:
         version = mlflow_client.get_model_version(name, existing)
     else:
+        faults.point("register.before_version")
         version = mlflow_client.create_model_version(
             name,
             model.model_uri,
@@ -300,8 +301,10 @@ def register_version(
             tags={tags.RUN_KEY: run_key, tags.MODEL_SHA256: model.sha256},
             model_id=model.model_id,  # a tracking server refuses a models:/ source without it
         )
+    faults.point("register.before_tags")
     for key, value in version_tags.items():
         mlflow_client.set_model_version_tag(name, version.version, key, value)
+    faults.point("register.after_tags")
     return mlflow_client.get_model_version(name, version.version)
 
 

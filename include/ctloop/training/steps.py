@@ -24,7 +24,7 @@ from ctloop.gating.rules import evaluate_gates, relative_comparison
 from ctloop.io.readers import from_parquet_bytes, to_parquet_bytes
 from ctloop.io.storage import home_storage
 from ctloop.monitoring import retrain_requests
-from ctloop.registry import challenger, tags
+from ctloop.registry import challenger, faults, tags
 from ctloop.registry import mlflow_store as registry
 from ctloop.registry.promotion import PromotionResult, primary_comparison, promote
 from ctloop.registry.provenance import code_version
@@ -402,6 +402,7 @@ def gate(
     decision = decision.model_copy(update=evidence)
     run_id = evaluation.mlflow_run_id
     mlflow_client.log_dict(run_id, decision.model_dump(mode="json"), "gate/decision.json")
+    faults.point("gate.after_decision_logged")
     verdict = "passed" if decision.passed else "rejected"
     for key, value in {
         tags.GATE: verdict,

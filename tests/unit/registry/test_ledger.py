@@ -45,6 +45,14 @@ def _move(settings, client, name, to, expected_from, **fields):
     return ledger.move_alias(settings, client, name, to, expected_from=expected_from, **fields)
 
 
+def _interrupted(monkeypatch, point, settings, client, name, to, expected_from):
+    """A move of ``champion`` that fails at the fault ``point``, as a process dying there would leave it."""
+    monkeypatch.setenv(faults.ENV, f"{point}:raise")
+    with pytest.raises(faults.InjectedFault):
+        _move(settings, client, name, to, expected_from)
+    monkeypatch.delenv(faults.ENV)
+
+
 def _champion(client, name):
     found = registry.get_champion(client, name)
     return str(found.version) if found else None
@@ -217,10 +225,7 @@ def test_a_move_interrupted_before_the_alias_is_abandoned_by_the_next_move(
 ):
     name, (v1, v2, v3) = versions
     _move(settings, client, name, v1, None)
-    monkeypatch.setenv(faults.ENV, "ledger.after_intent:raise")
-    with pytest.raises(faults.InjectedFault):
-        _move(settings, client, name, v2, v1)
-    monkeypatch.delenv(faults.ENV)
+    _interrupted(monkeypatch, "ledger.after_intent", settings, client, name, v2, v1)
     assert _raw_states(settings, name) == [(1, "done", v1), (2, "intent", v2)]
 
     third = _move(settings, client, name, v3, v1)
@@ -234,10 +239,7 @@ def test_a_reader_that_cannot_reach_mlflow_leaves_the_move_unfinished(
 ):
     name, (v1, v2, _) = versions
     _move(settings, client, name, v1, None)
-    monkeypatch.setenv(faults.ENV, "ledger.after_alias:raise")
-    with pytest.raises(faults.InjectedFault):
-        _move(settings, client, name, v2, v1)
-    monkeypatch.delenv(faults.ENV)
+    _interrupted(monkeypatch, "ledger.after_alias", settings, client, name, v2, v1)
 
     class Unreachable:
         def get_model_version_by_alias(self, *args):
@@ -253,10 +255,7 @@ def test_a_reader_that_cannot_reach_mlflow_leaves_the_move_unfinished(
 def test_a_reader_leaves_a_move_under_way_alone(settings, client, versions, monkeypatch):
     name, (v1, v2, _) = versions
     _move(settings, client, name, v1, None)
-    monkeypatch.setenv(faults.ENV, "ledger.after_intent:raise")
-    with pytest.raises(faults.InjectedFault):
-        _move(settings, client, name, v2, v1)
-    monkeypatch.delenv(faults.ENV)
+    _interrupted(monkeypatch, "ledger.after_intent", settings, client, name, v2, v1)
     with held_lock(settings, name, "promotion"):
         assert _states(settings, name) == [(1, "done", v1), (2, "intent", v2)]
     assert _states(settings, name) == [(1, "done", v1), (2, "abandoned", v2)]
