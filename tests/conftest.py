@@ -135,6 +135,38 @@ def s3_endpoint() -> str:
 
 
 @pytest.fixture
+def silent_endpoint(monkeypatch):
+    """An S3 endpoint on loopback that accepts connections and never answers; yields its URL and
+    the list of connections it accepted."""
+    import socket
+    import threading
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}", accepted
+    stop.set()
+    thread.join(timeout=5)
+    for conn in accepted:
+        conn.close()
+    server.close()
+
+
+@pytest.fixture
 def s3_bucket(s3_endpoint: str) -> str:
     """A fresh bucket on the loopback S3 server."""
     import uuid

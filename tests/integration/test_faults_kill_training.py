@@ -88,7 +88,7 @@ def _start(spec_file: Path, run_id: str, state: Path, fault: str | None) -> subp
     )
 
 
-def _pipeline(root: Path, *rules: dict[str, Any]) -> tuple[Path, str]:
+def small_pipeline(root: Path, *rules: dict[str, Any]) -> tuple[Path, str]:
     """A new pipeline on a few hundred example rows judged by ``rules``: (spec file, name)."""
     name = f"k{uuid.uuid4().hex[:10]}"
     write_batches(root / "data", range(2), rows=300)
@@ -103,7 +103,7 @@ def _versions(name: str) -> list[Any]:
     return registry.client(load_settings()).search_model_versions(f"name = '{name}'")
 
 
-def _moves(name: str) -> list[tuple[str, str | None, str]]:
+def moves_of(name: str) -> list[tuple[str, str | None, str]]:
     """Every ledger row of ``name`` in any state: (state, from, to)."""
     return [
         (r.state, r.from_version, r.to_version)
@@ -111,12 +111,12 @@ def _moves(name: str) -> list[tuple[str, str | None, str]]:
     ]
 
 
-def _champion(name: str) -> str | None:
+def champion_of(name: str) -> str | None:
     found = registry.get_champion(registry.client(load_settings()), name)
     return str(found.version) if found else None
 
 
-def _assert_settled(name: str, run_keys: list[str]) -> None:
+def assert_settled(name: str, run_keys: list[str]) -> None:
     """One version per run key, and none still waiting for a gate."""
     found = _versions(name)
     assert sorted(v.tags[tags.RUN_KEY] for v in found) == sorted(run_keys)
@@ -133,7 +133,7 @@ POINTS = [
 
 @pytest.mark.parametrize("point", POINTS)
 def test_a_training_killed_at_register_or_gate_is_completed_by_its_retry(tmp_path: Path, point: str) -> None:
-    spec_file, name = _pipeline(tmp_path)
+    spec_file, name = small_pipeline(tmp_path)
     run_key = f"{name}__train/manual__killed"
     killed = _start(spec_file, "manual__killed", tmp_path / "killed", point)
     stdout, stderr = killed.communicate(timeout=300)
@@ -144,8 +144,8 @@ def test_a_training_killed_at_register_or_gate_is_completed_by_its_retry(tmp_pat
         assert tags.GATE not in left[0].tags
     elif left:
         assert left[0].tags[tags.GATE] == attempts.PENDING
-    assert _moves(name) == []
-    assert _champion(name) is None
+    assert moves_of(name) == []
+    assert champion_of(name) is None
 
     retried = run_steps(spec_file, "manual__killed", tmp_path / "killed")  # same run key, same inputs
     (version,) = _versions(name)
@@ -160,27 +160,27 @@ def test_a_training_killed_at_register_or_gate_is_completed_by_its_retry(tmp_pat
     assert written[tags.PROMOTION].startswith("promot")
     assert retried["promote"]["action"] == "promoted"
     assert retried["finish"]["outcome"] == "promoted"
-    assert _moves(name) == [("done", None, retried["register"])]
-    assert _champion(name) == retried["register"]
-    _assert_settled(name, [run_key])
+    assert moves_of(name) == [("done", None, retried["register"])]
+    assert champion_of(name) == retried["register"]
+    assert_settled(name, [run_key])
 
     following = run_steps(spec_file, "manual__next", tmp_path / "next")
     assert (following["promote"]["action"], following["promote"]["previous"]) == (
         "promoted",
         retried["register"],
     )
-    assert _moves(name) == [
+    assert moves_of(name) == [
         ("done", None, retried["register"]),
         ("done", retried["register"], following["register"]),
     ]
-    assert _champion(name) == following["register"]
-    _assert_settled(name, [run_key, f"{name}__train/manual__next"])
+    assert champion_of(name) == following["register"]
+    assert_settled(name, [run_key, f"{name}__train/manual__next"])
 
 
 def test_two_trainings_of_one_pipeline_at_once_move_the_champion_once(tmp_path: Path) -> None:
     """Same data, same model: whichever promotes first, the other does not beat it, on its gate
     (the champion was there when it evaluated) or on the re-evaluation at promotion."""
-    spec_file, name = _pipeline(tmp_path, {"metric": "roc_auc", "min_improvement": 0.002})
+    spec_file, name = small_pipeline(tmp_path, {"metric": "roc_auc", "min_improvement": 0.002})
     racing = {who: _start(spec_file, f"manual__{who}", tmp_path / who, None) for who in "ab"}
     for process in racing.values():
         stdout, stderr = process.communicate(timeout=300)
@@ -192,9 +192,9 @@ def test_two_trainings_of_one_pipeline_at_once_move_the_champion_once(tmp_path: 
     (loser,) = [r for r in results.values() if r is not winner]
     assert loser["promote"]["action"] in ("not_promoted", "rejected_after_reevaluation"), loser["promote"]
     assert loser["finish"]["outcome"] == "rejected"
-    assert _champion(name) == winner["register"] != loser["register"]
-    assert _moves(name) == [("done", None, winner["register"])]
+    assert champion_of(name) == winner["register"] != loser["register"]
+    assert moves_of(name) == [("done", None, winner["register"])]
     client = registry.client(load_settings())
     run = client.get_run(loser["snapshot"]["mlflow_run_id"])
     assert run.data.tags[tags.PROMOTION] == loser["promote"]["action"]
-    _assert_settled(name, [f"{name}__train/manual__{who}" for who in racing])
+    assert_settled(name, [f"{name}__train/manual__{who}" for who in racing])
