@@ -305,7 +305,9 @@ def test_a_hostile_category_value_never_runs_in_airflows_origin(
     page = world.page()
     page.goto(f"{world.url}/ctloop/pipelines/{world.pipeline}")
     page.locator("tr", has_text=monitored["shifted"]["dag_run_id"]).get_by_role("link", name="report").click()
+    page.locator("iframe.report").wait_for()  # the report page has loaded: its title is the one to keep
     title = page.title()
+    assert title.endswith("drift report · ctloop"), title
     frame = page.frame_locator("iframe.report")
     frame.locator('img[src="x"]').first.wait_for(state="attached")  # the payload did reach the DOM
     page.wait_for_timeout(1_000)  # its onerror has fired by now
