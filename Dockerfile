@@ -26,9 +26,9 @@ RUN --mount=type=cache,target=/root/.cache/uv uv sync --frozen --no-dev --no-edi
 
 FROM ${PYTHON_IMAGE}
 # tini as PID 1 forwards SIGTERM to the one child (Celery's warm shutdown) and reaps zombies;
-# curl is for the healthchecks.
+# curl is for the healthchecks; libgomp1 is the OpenMP runtime LightGBM links against.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends tini curl \
+    && apt-get install -y --no-install-recommends tini curl libgomp1 \
     && rm -rf /var/lib/apt/lists/*
 RUN useradd --uid 50000 --gid 0 --home-dir /home/airflow --create-home airflow
 COPY --from=build /opt/ctloop /opt/ctloop
@@ -39,6 +39,9 @@ COPY --chown=50000:0 dags /opt/airflow/dags
 COPY --chown=50000:0 plugins /opt/airflow/plugins
 COPY --chown=50000:0 include/pipelines /opt/airflow/include/pipelines
 COPY --chown=50000:0 include/expectations /opt/airflow/include/expectations
+# The pipelines' own feature and training modules, imported by name (features.delivery.build).
+COPY --chown=50000:0 include/features /opt/airflow/include/features
+COPY --chown=50000:0 include/trainers /opt/airflow/include/trainers
 COPY --chmod=755 deploy/airflow-init.sh /usr/local/bin/airflow-init
 # Recorded on every MLflow run and model version; the image has no .git to ask.
 # Build with: CTLOOP_CODE_VERSION=$(git rev-parse HEAD) docker compose build
@@ -48,6 +51,7 @@ ENV PATH=/opt/ctloop/bin:$PATH \
     CTLOOP_HOME=/opt/airflow/ctloop \
     CTLOOP_PIPELINES_DIR=/opt/airflow/include/pipelines \
     CTLOOP_EXPECTATIONS_DIR=/opt/airflow/include/expectations \
+    PYTHONPATH=/opt/airflow/include \
     CTLOOP_CODE_VERSION=${CTLOOP_CODE_VERSION} \
     PYTHONUNBUFFERED=1
 USER 50000

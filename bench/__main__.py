@@ -13,6 +13,8 @@ BENCHMARKS = {
     "drift": "bench.drift_compute",
     "latency": "bench.alert_latency",
     "effectiveness": "bench.effectiveness",
+    "byom_write": "bench.byom_write",
+    "byom_score": "bench.byom_score",
 }
 
 if __name__ == "__main__":

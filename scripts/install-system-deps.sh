@@ -4,6 +4,7 @@
 #   postgresql: a throwaway cluster per test worker for the real-Postgres concurrency tests.
 #   chromium: the browser Playwright drives in the UI tests (Playwright never downloads one).
 #   redis-server: the Celery broker of the production-shaped topology test.
+#   libgomp1: the OpenMP runtime LightGBM's wheel links against (the example delivery pipeline).
 # To add a package: one line in NEEDED, "package|a path that exists once it is installed".
 set -euo pipefail
 
@@ -11,6 +12,7 @@ NEEDED=(
   "postgresql|/usr/lib/postgresql/*/bin/initdb"
   "chromium|/usr/bin/chromium"
   "redis-server|/usr/bin/redis-server"
+  "libgomp1|/usr/lib/*-linux-gnu/libgomp.so.1"
 )
 
 missing=()

@@ -18,6 +18,12 @@ import yaml
 
 from tests.postgres import postgres_server  # noqa: F401
 
+# One OpenMP (and OpenBLAS) thread per process: make test runs one pytest worker per core, and
+# scikit-learn's, LightGBM's and XGBoost's threads competing for those cores made every fit and
+# predict several times slower (a one-row predict took milliseconds per tree). Set before any of
+# them is imported; inherited by the deployments and subprocesses the tests start.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 _HOME = Path(tempfile.mkdtemp(prefix=f"ctloop-test-{_WORKER}-"))
 

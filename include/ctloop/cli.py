@@ -10,6 +10,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from ctloop.devtools.embedded_env import apply_embedded_defaults
 from ctloop.devtools.example_data import FAULTS
@@ -71,19 +72,27 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_datagen(args: argparse.Namespace) -> int:
-    """Write example churn batches (optionally shifted or broken) for a pipeline to read."""
+    """Write example batches (churn: optionally shifted or broken) for a pipeline to read."""
     from ctloop.devtools.example_data import write_batches
 
-    shift = {name: float(sds) for name, _, sds in (item.partition("=") for item in args.shift)}
+    options: dict[str, Any] = {"concept_drift": args.concept_drift}
+    if args.dataset == "churn":
+        options["shift"] = {name: float(sds) for name, _, sds in (item.partition("=") for item in args.shift)}
+        options["fault"] = args.fault
+    elif args.shift or args.fault:
+        print(
+            f"datagen: --shift and --fault apply to the churn dataset only, not {args.dataset}",
+            file=sys.stderr,
+        )
+        return 2
     paths = write_batches(
         args.out,
         range(args.first_batch, args.first_batch + args.batches),
         rows=args.rows,
         seed=args.seed,
         fmt=args.format,
-        shift=shift,
-        concept_drift=args.concept_drift,
-        fault=args.fault,
+        dataset=args.dataset,
+        **options,
     )
     print("\n".join(map(str, paths)))
     return 0
@@ -217,6 +226,12 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("init", help=cmd_init.__doc__).set_defaults(func=cmd_init)
     datagen = commands.add_parser("datagen", help=cmd_datagen.__doc__)
     datagen.add_argument("--out", required=True, help="folder to write batch files into")
+    datagen.add_argument(
+        "--dataset",
+        choices=["churn", "delivery", "tickets"],
+        default="churn",
+        help="which example pipeline's data",
+    )
     datagen.add_argument("--batches", type=int, default=1)
     datagen.add_argument("--first-batch", type=int, default=0)
     datagen.add_argument("--rows", type=int, default=5000)

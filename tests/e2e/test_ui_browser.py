@@ -29,7 +29,7 @@ from ctloop.registry import ledger
 from ctloop.settings import load_settings
 from tests.helpers import REPO, example_spec
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("airflow_server")]
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("ui_browser")]
 
 REASON = "new pricing launched (e2e)"
 ROLLBACK_REASON = "v2 over-predicts churn for two_year contracts (e2e)"

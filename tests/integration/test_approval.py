@@ -6,6 +6,10 @@ A person answers in the UI's Required actions view, which calls the REST API thi
 (``PATCH .../taskInstances/approve/-1/hitlDetails``); the scheduler resolves a request nobody
 answered by its timeout with the default, Reject. ``dag.test()`` cannot wait for a person, so
 this runs the real components (api-server, scheduler, dag-processor) as processes.
+
+Two pipelines share the deployment: one a person answers (its requests never expire while a test
+scores and monitors), and one with a short timeout nobody answers, started first so its request
+expires while the other is being answered.
 """
 
 from __future__ import annotations
@@ -29,9 +33,10 @@ from ctloop.settings import load_settings
 from tests.helpers import served_pipeline
 from tests.webhook import Webhook
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("airflow_server")]
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("approval")]
 PERSON_SECONDS = 8
-TIMEOUT_HOURS = 0.03  # 108 s: time to answer, or to score and monitor; short enough to watch a request expire
+TIMEOUT_HOURS = 1.0  # longer than any test takes to answer, or to score and monitor
+UNANSWERED_TIMEOUT_HOURS = 0.005  # 18 s: watched to expire while the other pipeline's tests run
 PRODUCTION_ROWS = 600
 
 
@@ -42,6 +47,7 @@ class Approvals:
     data: object
     webhook: Webhook
     production: object
+    unanswered: tuple[str, str]  # (pipeline, run id) of a training whose request nobody answers
 
     @property
     def dag_id(self) -> str:
@@ -103,13 +109,24 @@ def approvals(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Approvals]:
     name, data, pipelines = served_pipeline(
         home, batches=2, rows=600, gates=gates, scoring={**scoring, "format": "csv"}, monitoring=monitoring
     )
+    unanswered, _, _ = served_pipeline(
+        home, batches=2, rows=600, gates={**gates, "approval_timeout_hours": UNANSWERED_TIMEOUT_HOURS}
+    )
     webhook = Webhook()
     conn = {"conn_type": "http", "host": "127.0.0.1", "port": webhook.server.server_address[1]}
-    with LocalDeployment(home, pipelines, AIRFLOW_CONN_CTLOOP_WEBHOOK=json.dumps(conn)) as server:
+    with LocalDeployment(
+        home,
+        pipelines,
+        AIRFLOW_CONN_CTLOOP_WEBHOOK=json.dumps(conn),
+        # how often the scheduler looks for expired requests (15 s by default)
+        AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL="2",
+    ) as server:
+        server.wait_for_dag(f"{unanswered}__train")
+        started = server.trigger(f"{unanswered}__train", {"reason": "nobody answers"})["dag_run_id"]
         server.wait_for_dag(f"{name}__train")
         server.wait_for_dag(f"{name}__score")
         server.wait_for_dag(f"{name}__monitor")
-        yield Approvals(server, name, data / "training", webhook, production)
+        yield Approvals(server, name, data / "training", webhook, production, (unanswered, started))
     webhook.server.shutdown()
 
 
@@ -162,12 +179,10 @@ def _challenger(approvals: Approvals) -> str | None:
     return str(found.version) if found else None
 
 
-def test_a_waiting_candidate_is_the_challenger_until_nobody_answers_in_time(approvals: Approvals) -> None:
+def test_a_waiting_candidate_is_the_challenger_until_it_is_answered(approvals: Approvals) -> None:
     """v3 waits: it shadow-scores a production batch beside champion v1, the monitor compares
-    the two on the batch's labeled rows, and when the request times out v3 is rejected and the
-    alias is released."""
+    the two on the batch's labeled rows, and when the person rejects it the alias is released."""
     run_id = approvals.train_until_asked("third model")
-    asked = time.monotonic() - PERSON_SECONDS
     assert _challenger(approvals) == "3"
     assert _champion(approvals) == "1"
 
@@ -199,11 +214,35 @@ def test_a_waiting_candidate_is_the_challenger_until_nobody_answers_in_time(appr
     assert summary["challenger_vs_champion"]["verdict"] == compared["verdict"]
     assert "of v3 (challenger)" in summary["challenger_vs_champion"]["why"]
 
-    time.sleep(max(0.0, asked + TIMEOUT_HOURS * 3600 - time.monotonic()))  # the scheduler answers: Reject
+    status, _ = approvals.answer(run_id, "Reject", "the challenger is no better")
+    assert status == 200
     approvals.finish(run_id)
     assert _champion(approvals) == "1"
-    version_tags = _version_tags(approvals, "3")
-    assert version_tags["ctloop.approval"] == "timed_out"
+    assert _version_tags(approvals, "3")["ctloop.approval"] == "rejected"
     assert _challenger(approvals) is None
-    assert version_tags[tags.CHALLENGER].endswith(": its training run ended: rejected")
+    assert _version_tags(approvals, "3")[tags.CHALLENGER].endswith(": its training run ended: rejected")
     assert len(ledger.entries(approvals.settings(), approvals.pipeline)) == 1
+
+
+def test_a_request_nobody_answers_in_time_is_rejected_and_releases_the_challenger(
+    approvals: Approvals,
+) -> None:
+    """The other pipeline's first candidate waited from the module's start; the scheduler answered
+    its request with the default, Reject, once the timeout passed."""
+    pipeline, run_id = approvals.unanswered
+    dag_id = f"{pipeline}__train"
+    finished = approvals.server.wait_for_run(dag_id, run_id, timeout=300)
+    assert finished["state"] == "success", approvals.server.diagnose(dag_id, run_id)
+    path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails"
+    status, request = approvals.server.client.get(path)
+    assert status == 200, request
+    assert request["chosen_options"] == ["Reject"]
+    assert request["responded_by_user"] is None  # the scheduler's default, not a person
+    client = registry.client(approvals.settings())
+    version_tags = client.get_model_version(pipeline, "1").tags
+    assert version_tags["ctloop.approval"] == "timed_out"
+    assert version_tags[tags.CHALLENGER].endswith(": its training run ended: rejected")
+    assert registry.get_champion(client, pipeline) is None
+    assert registry.get_alias(client, pipeline, registry.CHALLENGER) is None
+    assert ledger.entries(approvals.settings(), pipeline) == []
+    assert approvals.webhook.events(pipeline) == ["approval_request", "rejection"]

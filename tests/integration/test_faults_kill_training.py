@@ -1,20 +1,19 @@
 """A training run killed (``kill -9``) at the boundaries of register and gate, then retried; and two
 trainings of one pipeline as two real processes at once.
 
-Each run calls the steps the train DAG's tasks call (ctloop.training.steps) in a subprocess that
-``CTLOOP_FAULT`` kills at one point, against this worker's MLflow store and SQLite ledger. Like
-Airflow, a step's result is kept once the step succeeded (here a JSON file per task, XCom's part),
-so the retry runs the killed step again with the same inputs and run key. After it, the registry,
-the ledger and the version tags must agree: one version for the run key with every tag, nothing
-pending once the run finished, and the next normal promotion recorded from the right champion.
+Each run calls the steps the train DAG's tasks call (ctloop.training.steps), from register on in a
+subprocess that ``CTLOOP_FAULT`` kills at one point, against this worker's MLflow store and SQLite
+ledger. Like Airflow, a step's result is kept once the step succeeded (here a JSON file per task,
+XCom's part), so the retry runs the killed step again with the same inputs and run key. After it,
+the registry, the ledger and the version tags must agree: one version for the run key with every
+tag, nothing pending once the run finished, and the next normal promotion recorded from the right
+champion.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -28,28 +27,43 @@ from ctloop.registry import mlflow_store as registry
 from ctloop.settings import load_settings
 from ctloop.spec.models import PipelineSpec
 from ctloop.training import attempts, steps
-from tests.helpers import REPO, example_spec
+from tests.forked import Forked
+from tests.helpers import example_spec
 
 pytestmark = pytest.mark.integration
 
-RUN = """
-import sys
-from pathlib import Path
-from tests.integration.test_faults_kill_training import run_steps
-run_steps(Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]))
-"""
 
-
-def run_steps(spec_file: Path, run_id: str, state: Path) -> dict[str, Any]:
-    """Run one training start to finish, each step skipped when ``state`` holds its result (what
-    Airflow keeps of the tasks that succeeded); returns every step's result by task id."""
+def run_steps(spec_file: Path, run_id: str, state: Path, through: str = "finish") -> dict[str, Any]:
+    """Run one training from its start to the task ``through``, each step skipped when ``state``
+    holds its result (what Airflow keeps of the tasks that succeeded); returns every step's result
+    by task id."""
     spec = PipelineSpec.model_validate_json(spec_file.read_text())
     settings = load_settings()
     ctx = steps.RunContext(dag_id=f"{spec.name}__train", run_id=run_id, reason=run_id)
     state.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
-
-    def step(task_id: str, call: Callable[[], Any]) -> Any:
+    tasks: dict[str, Callable[[], Any]] = {
+        "snapshot": lambda: steps.start(spec, settings, ctx),
+        "validate": lambda: steps.validate(spec, settings, ctx, results["snapshot"]),
+        "train": lambda: steps.train(spec, settings, ctx, results["snapshot"]),
+        "evaluate": lambda: steps.evaluate_models(spec, settings, ctx, results["train"]),
+        "register": lambda: steps.register(
+            spec, settings, ctx, results["snapshot"], results["train"], results["validate"]
+        ),
+        "gate": lambda: steps.gate(spec, settings, results["evaluate"], results["register"]),
+        "promote": lambda: steps.promote_candidate(
+            spec,
+            settings,
+            ctx,
+            results["snapshot"],
+            results["evaluate"],
+            results["gate"],
+            results["register"],
+            None,
+        ),
+        "finish": lambda: steps.finish(spec, settings, ctx, dict(results)),
+    }
+    for task_id, call in tasks.items():
         saved = state / f"{task_id}.json"
         if not saved.exists():
             result = call()
@@ -57,35 +71,17 @@ def run_steps(spec_file: Path, run_id: str, state: Path) -> dict[str, Any]:
                 json.dumps(result.model_dump(mode="json") if hasattr(result, "model_dump") else result)
             )
         results[task_id] = json.loads(saved.read_text())
-        return results[task_id]
-
-    started = step("snapshot", lambda: steps.start(spec, settings, ctx))
-    validated = step("validate", lambda: steps.validate(spec, settings, ctx, started))
-    trained = step("train", lambda: steps.train(spec, settings, ctx, started))
-    evaluation = step("evaluate", lambda: steps.evaluate_models(spec, settings, ctx, trained))
-    version = step("register", lambda: steps.register(spec, settings, ctx, started, trained, validated))
-    decision = step("gate", lambda: steps.gate(spec, settings, evaluation, version))
-    step(
-        "promote",
-        lambda: steps.promote_candidate(spec, settings, ctx, started, evaluation, decision, version, None),
-    )
-    step("finish", lambda: steps.finish(spec, settings, ctx, dict(results)))
+        if task_id == through:
+            break
     return results
 
 
-def _start(spec_file: Path, run_id: str, state: Path, fault: str | None) -> subprocess.Popen[str]:
+def _start(spec_file: Path, run_id: str, state: Path, fault: str | None) -> Forked:
     """One training run in its own process, to be killed at ``fault``."""
     environ = {key: value for key, value in os.environ.items() if key != faults.ENV}
     if fault:
         environ[faults.ENV] = fault
-    return subprocess.Popen(
-        [sys.executable, "-c", RUN, str(spec_file), run_id, str(state)],
-        env=environ,
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return Forked(run_steps, spec_file, run_id, state, environ=environ)
 
 
 def small_pipeline(root: Path, *rules: dict[str, Any]) -> tuple[Path, str]:
@@ -125,8 +121,7 @@ def assert_settled(name: str, run_keys: list[str]) -> None:
 
 POINTS = [
     "register.before_version",
-    "register.before_tags",
-    "register.after_tags",
+    "register.after_version",
     "gate.after_decision_logged",
 ]
 
@@ -135,15 +130,17 @@ POINTS = [
 def test_a_training_killed_at_register_or_gate_is_completed_by_its_retry(tmp_path: Path, point: str) -> None:
     spec_file, name = small_pipeline(tmp_path)
     run_key = f"{name}__train/manual__killed"
+    # the tasks before register succeeded (in Airflow each is a process of its own); the run's
+    # process is killed from register on
+    run_steps(spec_file, "manual__killed", tmp_path / "killed", through="evaluate")
     killed = _start(spec_file, "manual__killed", tmp_path / "killed", point)
     stdout, stderr = killed.communicate(timeout=300)
     assert killed.returncode == faults.KILLED_EXIT_CODE, stderr[-3000:]
     left = _versions(name)
     assert len(left) == (0 if point == "register.before_version" else 1)
-    if point == "register.before_tags":
-        assert tags.GATE not in left[0].tags
-    elif left:
+    if left:  # created with all its evidence in one call, or not at all
         assert left[0].tags[tags.GATE] == attempts.PENDING
+        assert left[0].tags[tags.DATA_SHA256]
     assert moves_of(name) == []
     assert champion_of(name) is None
 

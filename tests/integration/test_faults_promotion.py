@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import uuid
 
 import pytest
@@ -23,35 +22,13 @@ from ctloop.registry import mlflow_store as registry
 from ctloop.registry.promotion import promote
 from ctloop.registry.rollback import rollback
 from ctloop.settings import load_settings
-from tests.helpers import REPO
+from tests.forked import Forked
 
 pytestmark = pytest.mark.integration
 
 # Points after which the alias has moved, and the one before.
 MOVED = ["ledger.after_alias", "ledger.during_tags", "ledger.before_done", "ledger.after_done"]
 POINTS = ["ledger.after_intent", *MOVED]
-
-MOVE = """
-import json, sys
-from ctloop.gating.decision import GateDecision
-from ctloop.registry import mlflow_store as registry
-from ctloop.registry.promotion import promote
-from ctloop.registry.rollback import rollback
-from ctloop.settings import load_settings
-
-kind, name, version, against = sys.argv[1:5]
-settings = load_settings()
-if kind == "rollback":
-    print(rollback(settings, name, target=version, reason="fault test").model_dump_json())
-else:
-    decision = GateDecision.model_validate({
-        "mode": "enabled", "rules": [], "promote": True, "passed": True, "failed": [],
-        "champion_version": against or None, "summary": "gate passed",
-    })
-    outcome = promote(registry.client(settings), settings, name, version, decision, reason="fault test",
-                      reevaluate=lambda champion: sys.exit("no re-evaluation expected"))
-    print(outcome.model_dump_json())
-"""
 
 
 def _decision(against: str | None) -> GateDecision:
@@ -68,21 +45,36 @@ def _decision(against: str | None) -> GateDecision:
     )
 
 
+def _no_reevaluation(champion: object) -> GateDecision:
+    raise AssertionError("no re-evaluation expected")
+
+
+def move(kind: str, name: str, version: str, against: str | None) -> dict:
+    """A promotion of ``version`` decided against champion ``against`` (or a rollback to
+    ``version``), as the promote task (the rollback DAG) makes it; what it did."""
+    settings = load_settings()
+    if kind == "rollback":
+        return rollback(settings, name, target=version, reason="fault test").model_dump(mode="json")
+    outcome = promote(
+        registry.client(settings),
+        settings,
+        name,
+        version,
+        _decision(against),
+        _no_reevaluation,
+        reason="fault test",
+    )
+    return outcome.model_dump(mode="json")
+
+
 def _start(
     kind: str, name: str, version: str, against: str | None, fault: str | None, **environ: str
-) -> subprocess.Popen:
+) -> Forked:
     """One promotion (or rollback) in its own process, to be killed at ``fault``."""
     environ = {**{key: value for key, value in os.environ.items() if key != faults.ENV}, **environ}
     if fault:
         environ[faults.ENV] = fault
-    return subprocess.Popen(
-        [sys.executable, "-c", MOVE, kind, name, version, against or ""],
-        env=environ,
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return Forked(move, kind, name, version, against, environ=environ)
 
 
 def _run(
@@ -90,7 +82,7 @@ def _run(
 ) -> subprocess.CompletedProcess:
     process = _start(kind, name, version, against, fault)
     stdout, stderr = process.communicate(timeout=180)
-    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    return subprocess.CompletedProcess(kind, process.returncode, stdout, stderr)
 
 
 def _model(settings):
@@ -154,7 +146,7 @@ def test_a_promotion_killed_at_any_point_is_settled_by_the_next_touch(model, poi
 
     champions = ["1", "2"] if moved else ["1"]
     if touch == "retry":
-        again = json.loads(_run("promotion", name, "2", "1", None).stdout)
+        again = move("promotion", name, "2", "1")  # in this process: only a killed move needs its own
         assert again["action"] == ("already_champion" if moved else "promoted"), again
         assert again["seq"] == (None if moved else 3)
         champions = ["1", "2"]
@@ -163,7 +155,7 @@ def test_a_promotion_killed_at_any_point_is_settled_by_the_next_touch(model, poi
     _assert_agree(settings, client, name, champions)
 
     # the next normal promotion, decided against the champion the registry shows, is recorded from it
-    following = json.loads(_run("promotion", name, "3", champions[-1], None).stdout)
+    following = move("promotion", name, "3", champions[-1])
     assert (following["action"], following["previous"]) == ("promoted", champions[-1])
     _assert_agree(settings, client, name, [*champions, "3"])
     assert len(ledger.entries(settings, name, every_state=True)) == len(champions) + 1 + (not moved)

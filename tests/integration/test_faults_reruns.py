@@ -23,7 +23,7 @@ from ctloop.training import attempts, steps
 from tests.helpers import REPO
 from tests.integration.conftest import champion_version, run_dag, task_states
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("train_dag")]
+pytestmark = pytest.mark.integration
 
 
 class Killed(CtloopError):

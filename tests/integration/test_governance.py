@@ -111,7 +111,7 @@ def test_a_failing_rule_rejects_and_leaves_the_champion(governed, webhook):
     """An impossible latency limit: the version is registered, judged, rejected, carded."""
     pipeline, _, _ = governed
     generous = pipeline.spec["gates"]["latency"]
-    pipeline.spec["gates"]["latency"] = {"batch_rows": 100, "single_p95_ms": 0.0001}
+    pipeline.spec["gates"]["latency"] = {"batch_rows": 100, "repeats": 5, "single_p95_ms": 0.0001}
     pipeline.write(pipeline.spec)
     pipeline.add_batches(2, rows=1000)
     try:

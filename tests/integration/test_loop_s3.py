@@ -11,7 +11,7 @@ import pytest
 from ctloop.devtools.example_data import TARGET, generate_batch, inject_fault
 from tests.integration.conftest import Pipeline, champion_version, run_dag, task_states
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("train_dag")]
+pytestmark = pytest.mark.integration
 
 
 def _put_csv(s3, bucket: str, key: str, frame) -> None:

@@ -25,7 +25,7 @@ from ctloop.spec.models import PipelineSpec
 from ctloop.training.estimator import features, fit
 from tests.helpers import REPO, example_spec
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("mlflow_auth")]
 
 DEPLOY = REPO / "deploy"
 

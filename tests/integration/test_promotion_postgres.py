@@ -9,7 +9,6 @@ ledger must stay one gapless chain of moves: never the better one replaced by th
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import queue as queue_module
 import time
 import uuid
@@ -20,6 +19,7 @@ from ctloop.gating.decision import GateDecision
 from ctloop.registry import ledger
 from ctloop.registry.promotion import primary_comparison, promote
 from ctloop.settings import load_settings
+from tests.forked import CONTEXT
 
 pytestmark = pytest.mark.integration
 
@@ -111,11 +111,11 @@ def client(environ):
 
 @pytest.fixture
 def workers(environ, client):
-    """Two spawned processes (no connection inherited from this one) and their queues."""
-    context = multiprocessing.get_context("spawn")
-    start, results = context.Barrier(2, timeout=120), context.Queue()
-    queues = [context.Queue(), context.Queue()]
-    processes = [context.Process(target=_worker, args=(environ, q, results, start)) for q in queues]
+    """Two processes forked from the forkserver (no connection inherited from this one) and their
+    queues."""
+    start, results = CONTEXT.Barrier(2, timeout=120), CONTEXT.Queue()
+    queues = [CONTEXT.Queue(), CONTEXT.Queue()]
+    processes = [CONTEXT.Process(target=_worker, args=(environ, q, results, start)) for q in queues]
     for process in processes:
         process.start()
 

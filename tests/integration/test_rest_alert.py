@@ -23,7 +23,7 @@ from ctloop.registry import mlflow_store as registry
 from ctloop.settings import load_settings
 from tests.helpers import served_pipeline
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("airflow_server")]
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("rest_alert")]
 
 REASON = "drift on monthly_charges (PSI 0.31)"
 
@@ -121,17 +121,6 @@ def test_the_alert_run_succeeds_and_its_mlflow_run_records_the_alert(
     assert mlflow_run.data.tags.get("ctloop.alert_id") == first_alert.alert_id
 
 
-def test_an_alert_with_another_id_starts_another_run(stack: Stack, first_alert: FirstAlert) -> None:
-    other = f"decay-{uuid.uuid4().hex[:8]}"
-    status, run = stack.alert(other, reason="accuracy decay on late labels")
-    assert status in (200, 201), run
-    run_ids = {r["dag_run_id"] for r in stack.runs()}
-    assert run_ids == {f"alert__{first_alert.alert_id}", f"alert__{other}"}
-    started = stack.server.wait_for_run(stack.dag_id, f"alert__{other}", ("running", *FINISHED), timeout=60)
-    assert started["state"] in ("running", "success"), stack.server.diagnose(stack.dag_id, f"alert__{other}")
-    assert started["conf"]["alert_id"] == other
-
-
 def _ctloop_alert(stack: Stack, alert_id: str, reason: str = REASON) -> tuple[int, Any]:
     """ctloop's own alert endpoint, on the same api-server (the plugin, mounted at /ctloop)."""
     path = f"/ctloop/api/pipelines/{stack.pipeline}/alerts"
@@ -161,6 +150,19 @@ def test_the_same_alert_id_under_another_run_id_trains_nothing(stack: Stack, fir
         [experiment.experiment_id], f"tags.`{registry.RUN_KEY_TAG}` = '{stack.dag_id}/{run_id}'"
     )
     assert resent == []
+
+
+def test_an_alert_with_another_id_starts_another_run(stack: Stack, first_alert: FirstAlert) -> None:
+    other = f"decay-{uuid.uuid4().hex[:8]}"
+    before = {r["dag_run_id"] for r in stack.runs()}
+    assert f"alert__{first_alert.alert_id}" in before
+    status, run = stack.alert(other, reason="accuracy decay on late labels")
+    assert status in (200, 201), run
+    run_ids = {r["dag_run_id"] for r in stack.runs()}
+    assert run_ids == before | {f"alert__{other}"}
+    started = stack.server.wait_for_run(stack.dag_id, f"alert__{other}", ("running", *FINISHED), timeout=60)
+    assert started["state"] in ("running", "success"), stack.server.diagnose(stack.dag_id, f"alert__{other}")
+    assert started["conf"]["alert_id"] == other
 
 
 def test_ctloop_alert_endpoint_starts_once_and_answers_409_with_who_received_it(stack: Stack) -> None:

@@ -29,7 +29,7 @@ from ctloop.registry import mlflow_store as registry
 from ctloop.settings import load_settings
 from tests.helpers import served_pipeline
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("airflow_server")]
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("topology")]
 
 BUCKET = "ctloop"
 ROWS = 700
@@ -132,6 +132,19 @@ class Topology:
         return str(found.version) if found else None
 
 
+def _quick_retries(airflow_home: Path) -> None:
+    """A cluster policy (Airflow's ``airflow_local_settings``, read from ``AIRFLOW_HOME/config``)
+    that retries a failed task after 2 s instead of the DAGs' 30 s: the drill below waits for one
+    retry, and only how long it waits differs."""
+    config = airflow_home / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "airflow_local_settings.py").write_text(
+        "from datetime import timedelta\n\n\n"
+        "def task_policy(task):\n"
+        "    task.retry_delay = timedelta(seconds=2)\n"
+    )
+
+
 @pytest.fixture(scope="module")
 def topology(tmp_path_factory, postgres_server, redis_url, s3_endpoint, mlflow_server) -> Iterator[Topology]:
     home = tmp_path_factory.mktemp("topology")
@@ -165,7 +178,9 @@ def topology(tmp_path_factory, postgres_server, redis_url, s3_endpoint, mlflow_s
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
-    with LocalDeployment(home, pipelines, components=CELERY_COMPONENTS, startup_timeout=300, **env) as stack:
+    deployment = LocalDeployment(home, pipelines, components=CELERY_COMPONENTS, startup_timeout=300, **env)
+    _quick_retries(deployment.airflow_home)
+    with deployment as stack:
         for kind in ("train", "score", "monitor"):
             stack.wait_for_dag(f"{name}__{kind}")
         yield Topology(stack, name, data)

@@ -79,6 +79,16 @@ def test_no_better_candidate_is_registered_rejected_and_v1_stays(champion_pipeli
     assert run.data.metrics["champion_holdout_roc_auc"] == pytest.approx(
         run.data.metrics["holdout_roc_auc"], abs=0.01
     )
+    client = registry.client(load_settings())
+    importance = json.loads(
+        Path(client.download_artifacts(run.info.run_id, "explanations/importance.json")).read_text()
+    )
+    assert set(importance["candidate"]) == set(importance["champion"])
+    assert "tenure_months" in importance["candidate"]
+    assert importance["large_shifts"] == []  # the same data and estimator: the same reliance
+    assert "ctloop.importance_shift" not in run.data.tags
+    card = Path(client.download_artifacts(run.info.run_id, "model_card.html")).read_text()
+    assert "champion (version 1)" in card[card.index("<h2>Feature importance</h2>") :]
 
 
 BAD_BATCHES = [

@@ -10,7 +10,7 @@ import pytest
 from ctloop.devtools.example_data import generate_batch
 from tests.integration.conftest import Pipeline, champion_version, mlflow_run, run_dag, task_states
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("train_dag")]
+pytestmark = pytest.mark.integration
 
 
 def test_train_from_s3_data_into_s3_storage(tmp_path, airflow_db, s3_endpoint, s3_bucket, monkeypatch):

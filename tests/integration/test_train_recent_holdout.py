@@ -15,7 +15,7 @@ from ctloop.scoring.prediction_log import LABELED, batch_ids
 from ctloop.settings import load_settings
 from tests.integration.conftest import Pipeline, champion_version, mlflow_run, run_dag, task_states
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("train_dag")]
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("recent_holdout")]
 
 CHANGED = range(10, 13)  # production batches after the concept change, 1200 labeled rows each
 

@@ -15,7 +15,7 @@ from ctloop.settings import load_settings
 from tests.integration.conftest import champion_version, mlflow_run, run_dag
 from tests.integration.test_train_recent_holdout import _decision, concept_changed
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("train_dag")]
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("window_selection")]
 
 
 @pytest.fixture(scope="module")

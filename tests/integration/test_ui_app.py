@@ -27,7 +27,7 @@ from ctloop.ui.auth import csrf_token
 from ctloop.ui.reports import REPORT_CSP
 from tests.helpers import example_spec
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("ui_app")]
 
 RUN_ID = "manual__2026-01-02T03:04:05+00:00"
 PAYLOAD = "</script><img src=x onerror=\"window.top.__xss=1;document.title='pwned'\">"

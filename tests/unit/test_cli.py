@@ -26,6 +26,16 @@ def test_datagen_writes_shifted_and_broken_batches(tmp_path, capsys):
     assert frame["monthly_charges"].mean() > 120
 
 
+def test_datagen_writes_the_other_examples_and_refuses_churn_only_options(tmp_path, capsys):
+    args = ["datagen", "--out", str(tmp_path), "--rows", "40"]
+    assert main([*args, "--dataset", "tickets"]) == 0
+    frame = pd.read_csv(capsys.readouterr().out.split()[0])
+    assert set(frame["priority"]) <= {"low", "normal", "urgent"}
+    assert frame["ticket_id"].is_unique
+    assert main([*args, "--dataset", "delivery", "--fault", "nulls"]) == 2
+    assert "churn dataset only" in capsys.readouterr().err
+
+
 def test_init_creates_both_databases_before_any_component_starts(tmp_path):
     """Components and tasks then find MLflow's tables made; creating them from several processes
     at once collides in MLflow's migrations (the demo failed so)."""

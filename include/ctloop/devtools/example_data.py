@@ -15,6 +15,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from ctloop.devtools.example_datasets import DATASETS
+
 Fault = Literal["missing_column", "extra_column", "nulls", "all_null", "wrong_type", "out_of_range", "empty"]
 FAULTS: tuple[str, ...] = (
     "missing_column",
@@ -180,6 +182,17 @@ def inject_fault(frame: pd.DataFrame, fault: Fault) -> pd.DataFrame:
     return broken
 
 
+def _batch(dataset: str, rows: int, seed: int, index: int, options: dict) -> tuple[pd.DataFrame, str, str]:
+    """A batch of the named example dataset (``churn``, or one of :mod:`example_datasets`), with
+    its id and target column names."""
+    if dataset == "churn":
+        return generate_batch(rows, seed=seed, batch_index=index, **options), ID_COLUMN, TARGET
+    found = DATASETS.get(dataset)
+    if found is None:
+        raise ValueError(f"unknown dataset {dataset!r}; choose churn or one of {', '.join(DATASETS)}")
+    return found.batch(rows, seed=seed, batch_index=index, **options), found.id_column, found.target
+
+
 def write_batches(
     directory: str | Path,
     indices: range,
@@ -188,27 +201,32 @@ def write_batches(
     seed: int = 7,
     fmt: str = "csv",
     with_target: bool = True,
+    dataset: str = "churn",
     **options,
 ) -> list[Path]:
     """Write one file per batch index into a local ``directory``; ``options`` go to
-    :func:`generate_batch`. A fault of ``empty`` writes a zero-byte file, as a broken feed does.
-    Production batches come ``with_target=False``: their labels arrive later (:func:`write_labels`)."""
+    :func:`generate_batch` (or the other ``dataset``'s generator). A fault of ``empty`` writes a
+    zero-byte file, as a broken feed does. Production batches come ``with_target=False``: their
+    labels arrive later (:func:`write_labels`)."""
     target = Path(directory)
     target.mkdir(parents=True, exist_ok=True)
     paths = []
     for index in indices:
-        frame = generate_batch(rows, seed=seed, batch_index=index, **options)
+        frame, _, target_column = _batch(dataset, rows, seed, index, options)
         path = target / f"batch-{index:04d}.{fmt}"
         if not with_target:
-            frame = frame.drop(columns=[TARGET], errors="ignore")
+            frame = frame.drop(columns=[target_column], errors="ignore")
         _write(frame, path, fmt, empty=options.get("fault") == "empty")
         paths.append(path)
     return paths
 
 
-def write_labels(directory: str | Path, index: int, *, rows: int, seed: int = 7, **options) -> Path:
+def write_labels(
+    directory: str | Path, index: int, *, rows: int, seed: int = 7, dataset: str = "churn", **options
+) -> Path:
     """The labels of batch ``index`` (its ids and target), as they would arrive later."""
-    frame = generate_batch(rows, seed=seed, batch_index=index, **options)[[ID_COLUMN, TARGET]]
+    frame, id_column, target_column = _batch(dataset, rows, seed, index, options)
+    frame = frame[[id_column, target_column]]
     target = Path(directory)
     target.mkdir(parents=True, exist_ok=True)
     path = target / f"labels-{index:04d}.csv"

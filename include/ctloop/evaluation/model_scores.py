@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from numpy.typing import NDArray
 
+    from ctloop.evaluation.weighted_metrics import Predictions
     from ctloop.spec.models import PipelineSpec
 
 
@@ -58,22 +59,38 @@ def evaluate_outputs(
     return _named(spec, _classification(y, predicted, scores, classes))
 
 
-def evaluate_logged(
-    spec: PipelineSpec, y: NDArray[Any], predicted: NDArray[Any], score: NDArray[Any]
-) -> dict[str, float]:
-    """Metrics from the prediction log's ``prediction`` and ``score`` columns.
+def logged_metrics(
+    spec: PipelineSpec, y: NDArray[Any], predictions: Predictions
+) -> tuple[dict[str, float], dict[str, str]]:
+    """Metrics of logged predictions once labels arrived: those defined on these rows, and why
+    each other one is not.
 
-    The log keeps one score per row (the positive class's probability for binary models), so
-    for multiclass models, or labels of one class only, ranking metrics are left out.
+    Label metrics are scikit-learn's, as on the holdout (binary around the positive class,
+    macro-averaged for multiclass models, 0 where a class's precision or recall divides by
+    zero); roc_auc and log_loss are :mod:`ctloop.evaluation.weighted_metrics`' (the champion watch's),
+    so they need both classes (binary), or every class's probability as the log keeps it for
+    multiclass models (``<score>__<class>`` columns: a log written before then has none).
     """
     import numpy as np
 
+    from ctloop.evaluation.weighted_metrics import metric_value, multiclass, positive_label
+
     if spec.task == "regression":
-        return _named(spec, _regression(y, predicted))
-    classes = sorted(set(np.unique(y)) | set(np.unique(predicted)))
-    if len(classes) == 2 and len(np.unique(y)) == 2:
-        return _named(spec, _classification(y, predicted, score, classes))
-    return _label_metrics(y, predicted, "binary" if len(classes) <= 2 else "macro")
+        return _named(spec, _regression(y, predictions.predicted)), {}
+    positive = positive_label(y, predictions)
+    values: dict[str, float] = {}
+    if positive is not None or multiclass(y, predictions):
+        values = _label_metrics(np.asarray(y), np.asarray(predictions.predicted), positive)
+    undefined: dict[str, str] = {}
+    for metric in metric_names(spec.task):
+        if metric in values:
+            continue
+        value, why = metric_value(spec.task, metric, y, predictions, positive)
+        if value is None:
+            undefined[metric] = str(why)
+        else:
+            values[metric] = value
+    return {m: values[m] for m in metric_names(spec.task) if m in values}, undefined
 
 
 def _named(spec: PipelineSpec, values: dict[str, float]) -> dict[str, float]:
@@ -91,28 +108,32 @@ def _regression(y: NDArray[Any], predicted: NDArray[Any]) -> dict[str, float]:
     }
 
 
-def _label_metrics(y: NDArray[Any], predicted: NDArray[Any], average: str) -> dict[str, float]:
+def _label_metrics(y: NDArray[Any], predicted: NDArray[Any], positive: Any | None) -> dict[str, float]:
+    """Accuracy, and f1, precision and recall of the ``positive`` class (binary) or macro-averaged
+    over the classes (``positive`` None)."""
     from sklearn import metrics as sk
 
+    average: dict[str, Any] = {"average": "macro"} if positive is None else {"pos_label": positive}
     return {
         "accuracy": float(sk.accuracy_score(y, predicted)),
-        "f1": float(sk.f1_score(y, predicted, average=average, zero_division=0)),
-        "precision": float(sk.precision_score(y, predicted, average=average, zero_division=0)),
-        "recall": float(sk.recall_score(y, predicted, average=average, zero_division=0)),
+        "f1": float(sk.f1_score(y, predicted, zero_division=0, **average)),
+        "precision": float(sk.precision_score(y, predicted, zero_division=0, **average)),
+        "recall": float(sk.recall_score(y, predicted, zero_division=0, **average)),
     }
 
 
 def _classification(
     y: NDArray[Any], predicted: NDArray[Any], scores: NDArray[Any], classes: list[Any]
 ) -> dict[str, float]:
-    """``scores`` is the positive class's probability when binary, else the probability matrix."""
+    """``scores`` is the positive class's probability when binary, else the probability matrix;
+    ``classes`` the model's, sorted: the positive class of a binary model is the second."""
     import numpy as np
     from sklearn import metrics as sk
 
     binary = len(classes) == 2
     probabilities = np.column_stack([1 - scores, scores]) if binary else scores
     return {
-        **_label_metrics(y, predicted, "binary" if binary else "macro"),
+        **_label_metrics(y, predicted, classes[1] if binary else None),
         "roc_auc": float(sk.roc_auc_score(y, scores, multi_class="raise" if binary else "ovr")),
         "log_loss": float(sk.log_loss(y, probabilities, labels=classes)),
     }

@@ -33,14 +33,15 @@ if TYPE_CHECKING:
 
 
 def _holdout_predictions(settings: Settings, predictions_key: str) -> tuple[Predictions, Predictions | None]:
-    """Both models' per-row scores on a holdout, as the evaluate step stored them."""
+    """Both models' per-row scores on a holdout (with every class's probability for a multiclass
+    model), as the evaluate step stored them."""
     from ctloop.evaluation.weighted_metrics import Predictions
 
     rows = _read(settings, predictions_key)
-    candidate = Predictions(rows["candidate_prediction"].to_numpy(), rows["candidate_score"].to_numpy())
+    candidate = Predictions.from_frame(rows, "candidate_prediction", "candidate_score")
     champion = None
     if "champion_prediction" in rows:
-        champion = Predictions(rows["champion_prediction"].to_numpy(), rows["champion_score"].to_numpy())
+        champion = Predictions.from_frame(rows, "champion_prediction", "champion_score")
     return candidate, champion
 
 
@@ -66,6 +67,7 @@ def rule_checks(
     from ctloop.gating.model_validity import check_validity
     from ctloop.gating.paired_bootstrap import paired_bootstrap
     from ctloop.gating.slices import slice_report
+    from ctloop.registry.model_trust import policy
     from ctloop.training.estimator import features
 
     gates = spec.gates
@@ -91,7 +93,7 @@ def rule_checks(
         slice_metric = gates.slice_rules.metric if gates.slice_rules else spec.primary_metric
     model_uri = f"models:/{spec.name}/{version}"
     sha256 = registry.client(settings).get_model_version(spec.name, version).tags.get(tags.MODEL_SHA256)
-    validity, model = check_validity(model_uri, spec.columns.features, settings, sha256)
+    validity, model = check_validity(model_uri, spec.columns.features, settings, sha256, policy(spec))
     verdicts += validity
     if gates.latency and model is not None:
         measured = measure_latency(model, features(holdout, spec), gates.latency)

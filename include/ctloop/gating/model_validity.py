@@ -8,6 +8,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ctloop.gating.decision import GateVerdict
+from ctloop.registry.model_trust import DEFAULT, TrustPolicy
 
 if TYPE_CHECKING:
     from mlflow.pyfunc import PyFuncModel
@@ -18,7 +19,11 @@ ERROR_CHARS = 300  # an error quoted in a note: one line, this long at most
 
 
 def check_validity(
-    model_uri: str, expected_features: list[str], settings: Settings, expected_sha256: str | None
+    model_uri: str,
+    expected_features: list[str],
+    settings: Settings,
+    expected_sha256: str | None,
+    trust: TrustPolicy = DEFAULT,
 ) -> tuple[list[GateVerdict], PyFuncModel | None]:
     """Three ``validity`` verdicts (``model_load``, ``signature``, ``input_example``) and the loaded
     pyfunc model, or None when it did not load (the other two verdicts are then skipped).
@@ -29,7 +34,7 @@ def check_validity(
     from ctloop.registry.mlflow_store import load_pyfunc
 
     try:
-        model = load_pyfunc(settings, model_uri, expected_sha256)
+        model = load_pyfunc(settings, model_uri, expected_sha256, trust)
     except Exception as exc:  # any load failure is the verdict, whatever raised it
         verdicts = [_verdict("model_load", "loads", False, f"{model_uri} did not load: {_one_line(exc)}")]
         skipped = "skipped: the model did not load"

@@ -14,7 +14,9 @@ arrive they are measured on the same rows, and the gate's paired bootstrap
   (challenger - champion) tells its reviewer whether it serves better, worse or the same. It
   decides nothing by itself.
 
-Both read ``monitoring.watch`` (min_labels, margin, confidence, resamples, seed).
+Both read ``monitoring.watch`` (min_labels, margin, confidence, resamples, seed) and compare on
+``monitoring.quality.metric``, any metric of the task (a multiclass model's roc_auc and log_loss
+read every class's probability from the log: ctloop.scoring.prediction_log).
 """
 
 from __future__ import annotations
@@ -135,10 +137,7 @@ def _paired(
         return PairedComparison.model_validate({**undecided, "why": why})
     dtype = rows[SERVED.prediction].dtype
     outputs = [
-        Predictions(
-            rows[side.columns.prediction].astype(dtype).to_numpy(),
-            rows[side.columns.score].to_numpy(dtype=float),
-        )
+        Predictions.from_frame(rows, side.columns.prediction, side.columns.score, dtype)
         for side in (judged, other)
     ]
     rule = BootstrapRule(

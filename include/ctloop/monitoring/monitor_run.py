@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from ctloop import clock, notifications
 from ctloop.data.snapshots import load_snapshot, snapshot_key
 from ctloop.errors import RollbackRefused
-from ctloop.evaluation.model_scores import evaluate_logged
+from ctloop.evaluation.model_scores import logged_metrics
+from ctloop.evaluation.weighted_metrics import Predictions
 from ctloop.io.readers import from_parquet_bytes, to_parquet_bytes
 from ctloop.io.storage import home_storage
 from ctloop.monitoring import retrain_requests
@@ -28,16 +29,17 @@ from ctloop.monitoring.champion_watch import PairedComparison, compare, compare_
 from ctloop.monitoring.drift_stats import column_drift, drift_share
 from ctloop.monitoring.retrain_policy import ATTACH, HOLD, RETRAIN, ROLLBACK, Evidence, decide
 from ctloop.registry import mlflow_store as registry
-from ctloop.registry import tags
+from ctloop.registry import model_trust, tags
 from ctloop.registry.rollback import rollback
 from ctloop.scoring.batches import predict
-from ctloop.scoring.prediction_log import LABELED, PREDICTIONS, batch_ids, read_partitions
+from ctloop.scoring.prediction_log import LABELED, PREDICTIONS, SERVED, batch_ids, read_partitions
 
 if TYPE_CHECKING:
     import pandas as pd
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
+    from ctloop.evaluation.metric_catalog import TaskKind
     from ctloop.io.storage import Storage
     from ctloop.settings import Settings
     from ctloop.spec.models import PipelineSpec
@@ -45,7 +47,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PREDICTION_NUMERIC, PREDICTION_CATEGORICAL = ["score"], ["prediction"]
 MONITOR_USER = "monitor"  # the ledger's user of a rollback the monitor makes
 
 
@@ -72,7 +73,7 @@ def reference_frame(spec: PipelineSpec, settings: Settings, champion: ModelVersi
     if storage.exists(key):
         return from_parquet_bytes(storage.read_bytes(key))
     snapshot = load_snapshot(snapshot_key(spec.name, champion.tags[tags.DATA_SHA256]), settings)
-    model = registry.load_version(settings, champion)
+    model = registry.load_version(settings, champion, model_trust.policy(spec))
     reference = snapshot[[*spec.columns.features, spec.columns.target]].copy()
     reference["prediction"], reference["score"] = predict(model, snapshot, spec)
     storage.write_bytes(key, to_parquet_bytes(reference))
@@ -109,11 +110,24 @@ def current_window(spec: PipelineSpec, settings: Settings, champion_version: str
 
 
 def quality(spec: PipelineSpec, labeled: pd.DataFrame) -> dict[str, float] | None:
-    """Model quality on the labeled rows, from the logged predictions."""
-    if labeled.empty:
-        return None
+    """Model quality on the labeled rows, from the logged predictions: the metrics defined there."""
+    return None if labeled.empty else _quality(spec, labeled)[0]
+
+
+def _quality(spec: PipelineSpec, labeled: pd.DataFrame) -> tuple[dict[str, float], dict[str, str]]:
+    """The champion's metrics on labeled rows it served, and why each one left out is undefined
+    (a multiclass model's ranking metrics read every class's logged probability)."""
     y = labeled[spec.columns.target].to_numpy()
-    return evaluate_logged(spec, y, labeled["prediction"].to_numpy(), labeled["score"].to_numpy())
+    return logged_metrics(spec, y, Predictions.from_frame(labeled, SERVED.prediction, SERVED.score))
+
+
+def prediction_columns(task: TaskKind) -> tuple[list[str], list[str]]:
+    """The model's output columns tested for drift, (numeric, categorical): a classifier's score
+    and predicted class (binary or multiclass, labels of any type); a regressor's predicted value,
+    as a number (its score is the same value)."""
+    if task == "regression":
+        return [SERVED.prediction], []
+    return [SERVED.score], [SERVED.prediction]
 
 
 def run_monitor(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> dict[str, Any]:
@@ -161,6 +175,7 @@ def run_monitor(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> dict
         labeled_rows=summary["quality"]["labeled_rows"],
         quality=summary["quality"]["value"],
         champion_quality=summary["quality"]["champion_value"],
+        quality_why=summary["quality"]["undefined"].get(summary["quality"]["metric"]),
         regression=comparison.why if comparison is not None and comparison.verdict == ROLLBACK else None,
     )
     decision = decide(spec, evidence, history, requests, clock.now())
@@ -234,9 +249,9 @@ def _measure(
 ) -> dict[str, Any]:
     current = window["current"]
     features = column_drift(reference, current, spec.columns.numeric, spec.columns.categorical)
-    predictions = column_drift(reference, current, PREDICTION_NUMERIC, PREDICTION_CATEGORICAL)
+    predictions = column_drift(reference, current, *prediction_columns(spec.task))
     metric = spec.monitoring.quality.metric
-    metrics = quality(spec, window["labeled"])
+    metrics, undefined = _quality(spec, window["labeled"]) if not window["labeled"].empty else (None, {})
     # a version registered without a run has no holdout value: quality is then left undecided
     champion_metrics = mlflow_client.get_run(champion.run_id).data.metrics if champion.run_id else {}
     return {
@@ -256,6 +271,7 @@ def _measure(
             if not window["labeled"].empty
             else [],
             "metrics": metrics,
+            "undefined": undefined,
         },
     }
 

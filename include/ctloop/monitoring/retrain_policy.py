@@ -37,6 +37,8 @@ class Evidence:
     champion_quality: float | None
     regression: str | None = None
     """Why the champion is significantly worse than the champion it replaced, on the same rows."""
+    quality_why: str | None = None
+    """Why the quality metric is undefined on the labeled rows, when it is."""
 
 
 def _quality_drop(spec: PipelineSpec, evidence: Evidence) -> float | None:
@@ -96,7 +98,8 @@ def triggers(spec: PipelineSpec, evidence: Evidence) -> tuple[list[str], list[st
         )
     elif drop is None:
         side = "the labeled rows" if evidence.quality is None else "the champion's holdout"
-        undecided.append(f"quality: {quality.metric} cannot be computed on {side}")
+        why = f": {evidence.quality_why}" if evidence.quality is None and evidence.quality_why else ""
+        undecided.append(f"quality: {quality.metric} cannot be computed on {side}{why}")
     elif drop > quality.max_drop:
         crossed.append(
             f"{quality.metric} {evidence.quality:.4f} is {drop:.4f} worse than the champion's holdout"

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ctloop.errors import EstimatorError, ModelIntegrityError
 from ctloop.registry import faults, tags
+from ctloop.registry.model_trust import DEFAULT, TrustPolicy
 from ctloop.registry.provenance import model_requirements
 
 if TYPE_CHECKING:
@@ -33,7 +34,6 @@ CHALLENGER = "challenger"  # a candidate that passed its gates and waits for app
 RUN_KEY_TAG = tags.RUN_KEY  # the names other packages have imported from here
 MODEL_SHA_TAG = tags.MODEL_SHA256
 MODEL_FILE = "model.skops"
-TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
 # Written by MLflow into every models:/ download (the name and version asked for); never read by ctloop.
 DOWNLOAD_META_FILE = "registered_model_meta"
 
@@ -101,27 +101,26 @@ def ensure_run(
     return str(run.info.run_id)
 
 
-def trusted_types(model: Any) -> list[str]:
-    """The non-default types skops must trust to load ``model``; only scientific-stack types pass.
+def trusted_types(model: Any, trust: TrustPolicy = DEFAULT) -> list[str]:
+    """The non-default types skops must trust to load ``model``; each must pass ``trust``
+    (:mod:`ctloop.registry.model_trust`), or the model is refused naming what to declare.
 
-    skops refuses tree models unless their types are trusted; trusting exactly what we saved,
-    and only from sklearn/numpy/scipy, keeps arbitrary code out of a loadable artifact.
+    Trusting exactly what we saved, and only what the policy allows, keeps arbitrary code out of a
+    loadable artifact.
     """
     import skops.io
 
     untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
-    foreign = _foreign(untrusted)
-    if foreign:
-        raise EstimatorError(f"estimator.class_path: the model holds types ctloop will not trust: {foreign}")
+    refused = trust.refused(untrusted)
+    if refused:
+        raise EstimatorError(
+            f"estimator.trusted_types: the model holds types ctloop does not trust: {refused}; if their"
+            " saved state is data (no code runs when they load), list them in estimator.trusted_types"
+        )
     return list(untrusted)
 
 
-def _foreign(types: list[str]) -> list[str]:
-    """The types outside the scientific stack: ctloop never trusts them, at logging or at loading."""
-    return [t for t in types if not t.startswith(TRUSTED_PREFIXES)]
-
-
-def log_model(model: Any, sample: pd.DataFrame, run_id: str) -> LoggedModel:
+def log_model(model: Any, sample: pd.DataFrame, run_id: str, trust: TrustPolicy = DEFAULT) -> LoggedModel:
     """Log ``model`` (skops format) to the run; returns its URI, id and the digest of the model
     directory as stored (MLmodel and every file), to record with the run and its version."""
     import mlflow
@@ -137,7 +136,7 @@ def log_model(model: Any, sample: pd.DataFrame, run_id: str) -> LoggedModel:
             input_example=example,
             pip_requirements=model_requirements(),
             serialization_format="skops",
-            skops_trusted_types=trusted_types(model),
+            skops_trusted_types=trusted_types(model, trust),
         )
     with tempfile.TemporaryDirectory(prefix="ctloop-model-") as tmp:
         local = Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=tmp))
@@ -163,24 +162,26 @@ def model_digest(directory: Path) -> str:
     return hashlib.sha256(manifest.encode()).hexdigest()
 
 
-def load_model(settings: Settings, model_uri: str, expected_sha256: str | None) -> Any:
+def load_model(
+    settings: Settings, model_uri: str, expected_sha256: str | None, trust: TrustPolicy = DEFAULT
+) -> Any:
     """Load a sklearn model ctloop logged, after checking every file against the digest recorded
     when it was logged (:func:`model_digest`); raises :class:`~ctloop.errors.ModelIntegrityError`
     for a changed model or one without a digest.
 
-    The model is read with skops, trusting only scientific-stack types found in the file itself;
+    The model is read with skops, trusting only the types of the file ``trust`` allows;
     MLflow's loaders are never used, since they deserialize whatever MLmodel names (a pickle too)
     once ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION`` allows it, and ctloop never sets that.
     """
     with _verified_copy(settings, model_uri, expected_sha256) as local:
-        return _load_skops(model_uri, local)
+        return _load_skops(model_uri, local, trust)
 
 
-def load_version(settings: Settings, version: ModelVersion) -> Any:
-    """Load a registered version's sklearn model, checked against the digest on the version."""
+def load_version(settings: Settings, version: ModelVersion, trust: TrustPolicy = DEFAULT) -> Any:
+    """Load a registered version's model, checked against the digest on the version."""
     if not version.source:
         raise ModelIntegrityError(f"{version.name} v{version.version}: the version records no model source")
-    return load_model(settings, version.source, recorded_digest(version))
+    return load_model(settings, version.source, recorded_digest(version), trust)
 
 
 def recorded_digest(version: ModelVersion) -> str:
@@ -228,10 +229,10 @@ def _verified_copy(settings: Settings, model_uri: str, expected_sha256: str | No
         yield local
 
 
-def _load_skops(model_uri: str, local: Path) -> Any:
-    """``model.skops`` of a verified directory, trusting only the scientific-stack types it holds.
+def _load_skops(model_uri: str, local: Path, trust: TrustPolicy) -> Any:
+    """``model.skops`` of a verified directory, trusting only the types ``trust`` allows.
 
-    The trusted types are taken from the file and checked against :data:`TRUSTED_PREFIXES`, never
+    The trusted types are taken from the file and checked against the policy, never
     read from MLmodel (whose list a crafted model could widen); a model MLmodel describes as
     anything but skops is refused rather than loaded another way.
     """
@@ -246,9 +247,12 @@ def _load_skops(model_uri: str, local: Path) -> Any:
             " no other kind"
         )
     untrusted = skops.io.get_untrusted_types(file=local / MODEL_FILE)
-    foreign = _foreign(untrusted)
-    if foreign:
-        raise ModelIntegrityError(f"{model_uri}: the model holds types ctloop will not trust: {foreign}")
+    refused = trust.refused(untrusted)
+    if refused:
+        raise ModelIntegrityError(
+            f"{model_uri}: the model holds types ctloop will not trust: {refused} (the pipeline's"
+            " estimator.trusted_types and its feature and training modules decide what loads)"
+        )
     return skops.io.load(local / MODEL_FILE, trusted=untrusted)
 
 
@@ -290,22 +294,23 @@ def register_version(
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
     existing = version_of_run(mlflow_client, name, run_key, run_id)
-    if existing:
-        version = mlflow_client.get_model_version(name, existing)
-    else:
+    if not existing:
         faults.point("register.before_version")
+        # every tag in the one call: a version exists with its evidence or not at all (and one
+        # write instead of one per tag, which is most of the write path's time on SQLite)
         version = mlflow_client.create_model_version(
             name,
             model.model_uri,
             run_id=run_id,
-            tags={tags.RUN_KEY: run_key, tags.MODEL_SHA256: model.sha256},
+            tags={**version_tags, tags.RUN_KEY: run_key, tags.MODEL_SHA256: model.sha256},
             model_id=model.model_id,  # a tracking server refuses a models:/ source without it
         )
-    faults.point("register.before_tags")
+        faults.point("register.after_version")
+        return version
+    # a retry finds the version its first try made, and brings its tags up to date
     for key, value in version_tags.items():
-        mlflow_client.set_model_version_tag(name, version.version, key, value)
-    faults.point("register.after_tags")
-    return mlflow_client.get_model_version(name, version.version)
+        mlflow_client.set_model_version_tag(name, existing, key, value)
+    return mlflow_client.get_model_version(name, existing)
 
 
 def version_of_run(
@@ -318,7 +323,9 @@ def version_of_run(
     return str(max(int(v.version) for v in mine)) if mine else None
 
 
-def load_pyfunc(settings: Settings, model_uri: str, expected_sha256: str | None) -> PyFuncModel:
+def load_pyfunc(
+    settings: Settings, model_uri: str, expected_sha256: str | None, trust: TrustPolicy = DEFAULT
+) -> PyFuncModel:
     """Load a model ctloop logged the way its users call it (an ``mlflow.pyfunc`` model: signature
     enforced, input example attached), after the same checks as :func:`load_model`.
 
@@ -330,7 +337,7 @@ def load_pyfunc(settings: Settings, model_uri: str, expected_sha256: str | None)
     from mlflow.pyfunc import PyFuncModel
 
     with _verified_copy(settings, model_uri, expected_sha256) as local:
-        estimator = _load_skops(model_uri, local)
+        estimator = _load_skops(model_uri, local, trust)
         meta = Model.load(str(local / "MLmodel"))
         model = PyFuncModel(
             model_meta=meta, model_impl=estimator, predict_fn="predict", model_id=meta.model_id

@@ -1,9 +1,11 @@
 """The model card: one readable HTML page per registered model version, logged beside the model.
 
 It answers a reviewer's questions without MLflow's UI: what data, which checks, how it compared
-with the champion overall and per slice, why the gate decided as it did, what started the run
-and who approved it. Values come from data and from people (reasons, slice labels, comments), so
-every one is escaped; the page has no script and loads nothing, and its CSP forbids both.
+with the champion overall, per class and per slice, which features it relies on against the
+champion, why the gate decided as it did, what code built it (and how it was tuned), what
+started the run and who approved it. Values come from data and from people (reasons, slice
+labels, feature names, comments), so every one is escaped; the page has no script and loads
+nothing, and its CSP forbids both.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
+from ctloop.evaluation.importance import Importances
 from ctloop.gating.approval import Approval
 from ctloop.gating.decision import GateVerdict, SliceResult
 from ctloop.rendering import render
@@ -72,6 +75,39 @@ class CardPromotion(_Part):
     previous: str | None
 
 
+class CardCode(_Part):
+    """The code the model was built with: the estimator class and the user's own feature and
+    training code, each with the sha256 of its module's source (None: not recorded)."""
+
+    estimator: str | None
+    features: str | None = None
+    features_sha256: str | None = None
+    train_function: str | None = None
+    train_function_sha256: str | None = None
+
+
+class CardTuning(BaseModel):
+    """The tuning search's summary, as the run's tag records it; fields the card does not show are
+    ignored, so a summary that grows keeps rendering."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    tuned_params: dict[str, Any]
+    metric: str
+    best_value: float | None
+    direction: str | None = None
+    best_trial: int | None = None
+    trials_completed: int | None = None
+    trials_failed: int | None = None
+    seconds: float | None = None
+    validation_rows: int | None = None
+    study: str | None = None  # the run's artifact with every trial
+
+
+PerClass = dict[str, dict[str, dict[str, float | int]]]
+"""Per-class metrics of a multiclass model: {"candidate"|"champion": {label: {metric: value}}}."""
+
+
 class ModelCard(_Part):
     """What a model card says about one version; a part the run never reached is None (or
     empty), and the page reads "not recorded" there."""
@@ -92,6 +128,10 @@ class ModelCard(_Part):
     lineage: CardLineage
     approval: Approval
     promotion: CardPromotion
+    code: CardCode | None = None
+    tuning: CardTuning | None = None
+    importance: Importances | None = None
+    per_class: PerClass | None = None
 
 
 def _status(card: dict[str, Any]) -> tuple[str, str]:
@@ -120,12 +160,31 @@ def _names(metrics: Iterable[Any]) -> list[str]:
     return names
 
 
+def _importance_rows(importance: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per feature in the candidate's order of importance (a feature only the champion
+    has comes last): both models' importance, their shares, and whether the share moved a lot."""
+    candidate, champion = importance.get("candidate") or {}, importance.get("champion") or {}
+    shares = {s.get("feature"): s for s in importance.get("shares") or [] if isinstance(s, dict)}
+    large = set(importance.get("large_shifts") or [])
+    return [
+        {
+            "feature": name,
+            "candidate": candidate.get(name) or {},
+            "champion": champion.get(name) or {},
+            "share": shares.get(name) or {},
+            "large": name in large,
+        }
+        for name in _names([candidate, champion])
+    ]
+
+
 def render_model_card(card: BaseModel | dict[str, Any]) -> str:
     """A self-contained HTML page for one model version; missing parts read "not recorded"."""
     content: dict[str, Any] = card.model_dump(mode="json") if isinstance(card, BaseModel) else card
     metrics = content.get("metrics") or {}
     recent = content.get("recent_metrics") or {}
     slices = [s for s in content.get("slices") or [] if isinstance(s, dict)]
+    per_class = content.get("per_class") or {}
     return render(
         "model_card.html",
         card=content,
@@ -133,6 +192,8 @@ def render_model_card(card: BaseModel | dict[str, Any]) -> str:
         metric_names=_names([metrics.get("candidate"), metrics.get("champion")]),
         recent_metric_names=_names([recent.get("candidate"), recent.get("champion")]),
         slice_metric_names=_names(m for s in slices for m in (s.get("candidate"), s.get("champion"))),
+        class_labels=_names([per_class.get("candidate"), per_class.get("champion")]),
+        importance_rows=_importance_rows(content.get("importance") or {}),
     )
 
 

@@ -29,6 +29,13 @@ GATE_MODE = "ctloop.gate_mode"
 SPEC_SHA256 = "ctloop.spec_sha256"  # the spec the run trained by: with the data, what makes an attempt
 ATTEMPT = "ctloop.attempt"  # which attempt of its Airflow run (1, 2...): a re-run on other data is another
 SUPERSEDED_BY = "ctloop.superseded_by"  # on an earlier attempt's run and version: which attempt replaced it
+# The user's own code a model was built with (``features.factory``, ``estimator.train_function``):
+# its import path and the sha256 of its module's source, so a change of that code changes lineage.
+FEATURES_CODE = "ctloop.features_code"
+FEATURES_SHA256 = "ctloop.features_sha256"
+TRAIN_FUNCTION = "ctloop.train_function"
+TRAIN_FUNCTION_SHA256 = "ctloop.train_function_sha256"
+TUNING = "ctloop.tuning"  # JSON: the search's best params and its summary, when the spec tunes
 
 # Evidence of the steps.
 VALIDATION = "ctloop.validation"
@@ -39,6 +46,7 @@ RECENT_HOLDOUT = "ctloop.recent_holdout"  # which labeled batches were set aside
 RECENT_HOLDOUT_DIGEST = "ctloop.recent_holdout_digest"
 RECENT_HOLDOUT_KEY = "ctloop.recent_holdout_key"
 MODEL_SHA256 = "ctloop.model_sha256"
+IMPORTANCE_SHIFT = "ctloop.importance_shift"  # set when feature importance moved a lot from the champion
 
 # The gate, the approval and the promotion.
 GATE = "ctloop.gate"  # pending, passed, rejected, or abandoned (never judged: see ABANDONED)

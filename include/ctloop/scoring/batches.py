@@ -38,11 +38,12 @@ from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 from ctloop import clock
 from ctloop.errors import BatchConflict, BatchQuarantined, CtloopError, NoChampion
 from ctloop.evaluation.model_scores import outputs
+from ctloop.evaluation.weighted_metrics import Predictions
 from ctloop.io.readers import SUFFIXES, parse_frame, read_options, to_parquet_bytes
 from ctloop.io.storage import home_storage, open_storage
 from ctloop.monitoring.champion_watch import watched_promotion
 from ctloop.registry import mlflow_store as registry
-from ctloop.registry import tags
+from ctloop.registry import model_trust, tags
 from ctloop.scoring import scored_batches
 from ctloop.scoring.input_files import input_name, move_aside
 from ctloop.scoring.prediction_log import (
@@ -53,6 +54,7 @@ from ctloop.scoring.prediction_log import (
     ModelColumns,
     partition_key,
 )
+from ctloop.training.estimator import changed_user_code
 from ctloop.validation.champion_suite import suite_dir
 from ctloop.validation.data_validation import validate_frame
 from ctloop.validation.schema import Failure, failure
@@ -165,17 +167,26 @@ def _checked_frame(
 def predict(model: FittedModel, frame: pd.DataFrame, spec: PipelineSpec) -> tuple[NDArray[Any], NDArray[Any]]:
     """The predicted label (or value) and the score the log keeps: the positive class's
     probability for binary models, the top probability for multiclass, the value for regression."""
-    return logged_outputs(spec, *outputs(model, frame, spec))
+    predictions = model_predictions(model, frame, spec)
+    return predictions.predicted, predictions.score
 
 
-def logged_outputs(
-    spec: PipelineSpec, predicted: NDArray[Any], probabilities: NDArray[Any]
-) -> tuple[NDArray[Any], NDArray[Any]]:
-    """What the log keeps of a model's :func:`~ctloop.evaluation.model_scores.outputs`."""
+def model_predictions(model: FittedModel, frame: pd.DataFrame, spec: PipelineSpec) -> Predictions:
+    """What the log keeps of the model's output on ``frame`` (:func:`logged_predictions`)."""
+    return logged_predictions(spec, model, *outputs(model, frame, spec))
+
+
+def logged_predictions(
+    spec: PipelineSpec, model: FittedModel, predicted: NDArray[Any], probabilities: NDArray[Any]
+) -> Predictions:
+    """What the log keeps of a model's :func:`~ctloop.evaluation.model_scores.outputs`: the
+    predicted label (or value) and :func:`predict`'s score; for a multiclass model also every
+    class's probability, which its roc_auc and log_loss need once labels arrive."""
     if spec.task == "regression":
-        return predicted, predicted.astype(float)
-    score = probabilities[:, 1] if probabilities.shape[1] == 2 else probabilities.max(axis=1)
-    return predicted, score
+        return Predictions(predicted, predicted.astype(float))
+    if probabilities.shape[1] == 2:
+        return Predictions(predicted, probabilities[:, 1])
+    return Predictions(predicted, probabilities.max(axis=1), probabilities, model.classes_)
 
 
 def score_batch(spec: PipelineSpec, settings: Settings, batch: Batch) -> dict[str, Any]:
@@ -190,7 +201,11 @@ def score_batch(spec: PipelineSpec, settings: Settings, batch: Batch) -> dict[st
     _refuse_collision(spec, settings, batch, data, sha256)
     _refuse_conflict(spec, settings, batch, data, sha256)
     frame = _checked_frame(spec, settings, batch, data, champion.tags.get(tags.SUITE_KEY))
-    model = registry.load_version(settings, champion)  # not the batch's fault if it fails: it stays
+    # not the batch's fault if loading fails: it stays
+    model = registry.load_version(settings, champion, model_trust.policy(spec))
+    code_changed = changed_user_code(spec, champion.tags)
+    for change in code_changed:  # the fitted state is the version's, the methods today's code
+        log.warning("%s v%s: scoring with changed code: %s", spec.name, champion.version, change)
     storage = home_storage(settings)
     key = partition_key(PREDICTIONS, spec.name, batch["batch_id"])
     source = {
@@ -219,6 +234,7 @@ def score_batch(spec: PipelineSpec, settings: Settings, batch: Batch) -> dict[st
         "partition": uri,
         "sha256": sha256,
         **shadows,
+        **({"user_code_changed": code_changed} if code_changed else {}),
     }
 
 
@@ -247,7 +263,7 @@ def _predictions(
     import pandas as pd
 
     logged = frame[logged_columns(spec)].copy()
-    logged[SERVED.prediction], logged[SERVED.score] = predict(model, frame, spec)
+    logged = logged.assign(**model_predictions(model, frame, spec).columns(SERVED.prediction, SERVED.score))
     logged[SERVED.version] = str(champion.version)
     logged["batch_id"] = batch["batch_id"]
     logged["scored_at"] = pd.Timestamp(clock.now())
@@ -286,8 +302,10 @@ def _shadow(
         return None
     try:
         mlflow_client = registry.client(settings)
-        model = registry.load_version(settings, mlflow_client.get_model_version(spec.name, version))
-        predicted, score = predict(model, frame, spec)
+        model = registry.load_version(
+            settings, mlflow_client.get_model_version(spec.name, version), model_trust.policy(spec)
+        )
+        predictions = model_predictions(model, frame, spec)
     except Exception as exc:  # a shadow is evidence, not service: the champion's rows are logged anyway
         error = f"{type(exc).__name__}: {exc}"
         log.warning(
@@ -298,7 +316,9 @@ def _shadow(
             error,
         )
         return {"version": version, "scored": False, "error": error}
-    logged[columns.prediction], logged[columns.score], logged[columns.version] = predicted, score, version
+    for column, values in predictions.columns(columns.prediction, columns.score).items():
+        logged[column] = values
+    logged[columns.version] = version
     return {"version": version, "scored": True}
 
 

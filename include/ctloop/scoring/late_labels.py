@@ -84,10 +84,11 @@ def known_classes(spec: PipelineSpec, settings: Settings) -> tuple[NDArray[Any],
     import numpy as np
 
     from ctloop.registry import mlflow_store as registry
+    from ctloop.registry import model_trust
 
     champion = registry.get_champion(registry.client(settings), spec.name)
     if champion is not None:
-        model = registry.load_version(settings, champion)
+        model = registry.load_version(settings, champion, model_trust.policy(spec))
         return np.asarray(model.classes_), f"champion v{champion.version}"
     try:
         frame, uris = read_source(spec, settings)

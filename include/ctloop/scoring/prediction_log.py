@@ -3,9 +3,14 @@
 ``predictions/<pipeline>/batch_id=<id>/part-0.parquet`` holds what the champion predicted, and
 what two other models predicted on the same rows without serving it: the previous champion while
 the new one is watched (``shadow_*``) and the candidate waiting for approval (``challenger_*``),
-null otherwise; ``labeled/<pipeline>/batch_id=<id>/part-0.parquet`` holds the rows of that batch
-whose labels have arrived. Batch ids sort in arrival order, so name incoming files by date or
-sequence.
+null otherwise. Each model's output is its predicted label (or value) and ``score`` (the positive
+class's probability, the top class's for a multiclass model, the value for regression); a
+multiclass model's rows also hold every class's probability, one ``<score column>__<class>`` column
+per class (``score__low``, ``shadow_score__low``...: ``Predictions.columns`` and
+``Predictions.from_frame`` in ctloop.evaluation.weighted_metrics write and read them); binary and
+regression rows have no such columns. ``labeled/<pipeline>/batch_id=<id>/part-0.parquet`` holds
+the rows of that batch whose labels have arrived. Batch ids sort in arrival order, so name
+incoming files by date or sequence.
 """
 
 from __future__ import annotations

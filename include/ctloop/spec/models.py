@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from ctloop.evaluation.metric_catalog import TaskKind, metric_names
 
@@ -68,20 +68,108 @@ class Columns(_Strict):
         return [*self.id, *extra, *self.numeric, *self.categorical, self.target]
 
 
+def _dotted_path(value: str) -> str:
+    if not CLASS_PATH_PATTERN.match(value):
+        raise ValueError(
+            f"{value!r} is not a dotted import path such as sklearn.linear_model.LogisticRegression"
+        )
+    return value
+
+
+DottedPath = Annotated[str, AfterValidator(_dotted_path)]
+
+
 class Estimator(_Strict):
-    """An importable scikit-learn estimator and the params from committed config."""
+    """An importable estimator with the scikit-learn API (scikit-learn, XGBoost, LightGBM, ...)
+    and the params from committed config; optionally the user's own training function."""
 
-    class_path: str
+    class_path: DottedPath
     params: dict[str, object] = {}
+    trusted_types: list[DottedPath] = Field(
+        [],
+        description="exact type names the saved model may hold besides the scientific stack (sklearn,"
+        " numpy, scipy), ctloop's reviewed XGBoost and LightGBM types and the types of the spec's own"
+        " feature and training modules; the model is saved and loaded with skops, never pickle, and a"
+        " type listed nowhere is refused, by name, when the model is logged",
+    )
+    train_function: DottedPath | None = Field(
+        None,
+        description="module.function called as f(features, target, params, context) instead of fit();"
+        " it returns the fitted model (predict, and predict_proba and classes_ for classification)",
+    )
 
-    @field_validator("class_path")
-    @classmethod
-    def _is_dotted_path(cls, value: str) -> str:
-        if not CLASS_PATH_PATTERN.match(value):
-            raise ValueError(
-                f"{value!r} is not a dotted import path such as sklearn.linear_model.LogisticRegression"
-            )
-        return value
+
+class Features(_Strict):
+    """The user's own feature code: ``factory`` (module.function) returns an unfitted scikit-learn
+    transformer that runs before ctloop's preprocessing, identically in training and scoring."""
+
+    factory: DottedPath = Field(description="module.function returning an unfitted scikit-learn transformer")
+    params: dict[str, object] = Field({}, description="keyword arguments of the factory")
+
+
+class TuningParam(_Strict):
+    """One dimension of the search space: an int or float range (bounds included, ``log`` samples
+    evenly on a log scale), or a list of choices."""
+
+    type: Literal["int", "float", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: list[bool | int | float | str | None] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _range_or_choices(self) -> TuningParam:
+        if self.type == "categorical":
+            if self.choices is None or self.low is not None or self.high is not None or self.log:
+                raise ValueError("a categorical parameter sets choices (and no low, high or log)")
+            if len({repr(c) for c in self.choices}) != len(self.choices):
+                raise ValueError("a categorical parameter lists each choice once")
+        elif self.low is None or self.high is None or self.choices is not None or self.low > self.high:
+            raise ValueError(f"an {self.type} parameter sets low <= high (and no choices)")
+        elif self.type == "int" and not (self.low.is_integer() and self.high.is_integer()):
+            raise ValueError("an int parameter has whole-number low and high")
+        elif self.log and self.low <= 0:
+            raise ValueError("a log-scaled parameter needs low > 0")
+        return self
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """``(low, high)`` of an int or float parameter."""
+        if self.low is None or self.high is None:
+            raise ValueError(f"a {self.type} parameter has no low and high")
+        return self.low, self.high
+
+
+class Tuning(_Strict):
+    """An Optuna search (seeded TPE) over ``space`` on a validation split cut from the training
+    data, never the holdouts; the best params, merged over ``estimator.params``, train the
+    candidate, which faces the same gates."""
+
+    space: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], TuningParam] = Field(
+        min_length=1,
+        description="estimator params (or the training function's) by name; a sampled value overrides"
+        " estimator.params. A name or value the estimator refuses fails its trial; when every trial"
+        " fails the run fails, naming tuning.space and the estimator's error",
+    )
+    trials: int = Field(20, ge=1, le=10_000, description="at most this many trials")
+    timeout_seconds: float = Field(
+        300.0, gt=0.0, description="no trial starts after this (the first always runs)"
+    )
+    validation_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="share of the training rows")
+    metric: str | None = Field(None, description="the metric optimised; default gates' primary metric")
+    seed: int = 0
+
+
+class Explanations(_Strict):
+    """Permutation importance of every input feature for the candidate and the champion, on a
+    seeded sample of the frozen holdout; a feature whose share of the total importance moved by
+    more than ``shift_threshold`` is reported as a large shift."""
+
+    enabled: bool = True
+    sample_rows: int = Field(2000, ge=50, description="holdout rows permuted (a seeded sample)")
+    repeats: int = Field(3, ge=1, le=50, description="permutations per feature")
+    shift_threshold: float = Field(0.15, gt=0.0, le=1.0, description="change in a feature's share")
+    seed: int = 0
 
 
 class Holdout(_Strict):
@@ -417,6 +505,9 @@ class PipelineSpec(_Strict):
     columns: Columns
     expectation_suite: Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+$")]
     estimator: Estimator
+    features: Features | None = None
+    tuning: Tuning | None = None
+    explanations: Explanations = Explanations()
     holdout: Holdout = Holdout()
     gates: Gates = Gates()
     schedule: Schedule = Schedule()
@@ -471,6 +562,10 @@ class PipelineSpec(_Strict):
             for index, s in enumerate(self.gates.slices)
             if s.bins is not None and s.column not in self.columns.numeric
         ]
+        if self.tuning is not None and self.tuning.metric not in (None, *metric_names(self.task)):
+            problems.append(
+                f"tuning.metric: {self.tuning.metric!r} is not a {self.task} metric; choose one of {known}"
+            )
         unknown = sorted(set(self.monitoring.drift.key_features) - set(self.columns.features))
         if unknown:
             problems.append(f"monitoring.drift.key_features: {', '.join(unknown)} are not feature columns")

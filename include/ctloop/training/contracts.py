@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ctloop.evaluation.importance import Importances
 from ctloop.gating.decision import GateDecision
 from ctloop.registry import tags
 from ctloop.registry.mlflow_store import LoggedModel
@@ -179,6 +180,13 @@ class Evaluation(_Contract):
     recent: HoldoutScores | None
     recent_note: str
     trigger: str
+    importance: Importances | None = None
+    """Both models' permutation importance on a sample of the frozen holdout and the large shifts
+    between them (None: ``explanations.enabled`` is false, or a result recorded before it existed)."""
+    per_class: dict[str, dict[str, dict[str, float]]] | None = None
+    """A multiclass model's metrics per class on the frozen holdout, for ``candidate`` and
+    ``champion`` (when there is one): class label as text -> ``precision``, ``recall``, ``f1``,
+    ``support`` (ctloop.evaluation.per_class); None for binary and regression models."""
 
 
 class Finished(BaseModel):

@@ -7,18 +7,23 @@ version gets its card, including rejected ones: a reviewer reads why a model did
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
 
 from ctloop import notifications
 from ctloop.gating import approval as approvals
 from ctloop.registry import tags
 from ctloop.registry.model_card import (
+    CardCode,
     CardData,
     CardGate,
     CardLineage,
     CardMetrics,
     CardPromotion,
+    CardTuning,
     CardValidation,
     ModelCard,
     log_model_card,
@@ -32,6 +37,8 @@ if TYPE_CHECKING:
     from ctloop.settings import Settings
     from ctloop.spec.models import PipelineSpec
     from ctloop.training.contracts import TrainResults
+
+log = logging.getLogger(__name__)
 
 
 def record_version(
@@ -130,4 +137,26 @@ def model_card(
             or "not promoted",
             previous=promotion.previous if promotion else None,
         ),
+        code=CardCode(
+            estimator=run.data.params.get(tags.ESTIMATOR),
+            features=run_tags.get(tags.FEATURES_CODE),
+            features_sha256=run_tags.get(tags.FEATURES_SHA256),
+            train_function=run_tags.get(tags.TRAIN_FUNCTION),
+            train_function_sha256=run_tags.get(tags.TRAIN_FUNCTION_SHA256),
+        ),
+        tuning=_tuning(run_tags.get(tags.TUNING)),
+        importance=evaluation.importance if evaluation else None,
+        per_class=evaluation.per_class if evaluation else None,
     )
+
+
+def _tuning(recorded: str | None) -> CardTuning | None:
+    """The tuning summary the run's tag holds; an unreadable one is left off the card, with a
+    warning, rather than failing the task that records the outcome."""
+    if not recorded:
+        return None
+    try:
+        return CardTuning.model_validate_json(recorded)
+    except ValidationError as exc:
+        log.warning("The run's %s tag is not a tuning summary, left off the model card: %s", tags.TUNING, exc)
+        return None

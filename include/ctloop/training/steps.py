@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -18,13 +19,16 @@ from typing import TYPE_CHECKING, Any
 from ctloop.data import holdout as holdouts
 from ctloop.data.snapshots import load_snapshot, take_snapshot
 from ctloop.data.training_window import read_training_data
+from ctloop.evaluation.importance import ARTIFACT_PATH as IMPORTANCE_ARTIFACT
+from ctloop.evaluation.importance import Importances, importances
 from ctloop.evaluation.model_scores import evaluate, evaluate_outputs, outputs
+from ctloop.evaluation.per_class import record_per_class
 from ctloop.gating.decision import GateDecision, RelativeComparison
 from ctloop.gating.rules import evaluate_gates, relative_comparison
 from ctloop.io.readers import from_parquet_bytes, to_parquet_bytes
 from ctloop.io.storage import home_storage
 from ctloop.monitoring import retrain_requests
-from ctloop.registry import challenger, faults, tags
+from ctloop.registry import challenger, faults, model_trust, tags
 from ctloop.registry import mlflow_store as registry
 from ctloop.registry.promotion import PromotionResult, primary_comparison, promote
 from ctloop.registry.provenance import code_version
@@ -43,7 +47,8 @@ from ctloop.training.contracts import (
     Validated,
     WindowChoice,
 )
-from ctloop.training.estimator import features, fit
+from ctloop.training.estimator import features, fit, user_code_tags
+from ctloop.training.tuning import record_tuning, recorded_tuning, tune
 from ctloop.training.window_selection import choose_window, load_change_point, refit, selects, window_label
 from ctloop.validation.champion_suite import store_suite
 from ctloop.validation.data_validation import raise_if_failed, render_html, summary, validate_frame
@@ -59,6 +64,14 @@ if TYPE_CHECKING:
     from ctloop.spec.models import PipelineSpec
 
 log = logging.getLogger(__name__)
+USER_CODE_TAGS = (
+    tags.FEATURES_CODE,
+    tags.FEATURES_SHA256,
+    tags.TRAIN_FUNCTION,
+    tags.TRAIN_FUNCTION_SHA256,
+    tags.TUNING,
+)
+# and, for a multiclass model, each class's probability: ``<score column>__<class>`` (Predictions.columns)
 PREDICTION_COLUMNS = ("candidate_prediction", "candidate_score", "champion_prediction", "champion_score")
 Payload = Mapping[str, Any]  # a step's result as XCom holds it: the model's JSON
 
@@ -222,7 +235,11 @@ def train(spec: PipelineSpec, settings: Settings, ctx: RunContext, started: Star
         mlflow_client.set_tag(run_id, tags.WINDOW_SELECTION, choice.model_dump_json())
     else:
         training, holdout = holdouts.split(frame, spec)
-        model = fit(spec, training)
+        model = fit(spec, training) if spec.tuning is None else None
+    if spec.tuning is not None:  # on the rows the candidate trains on (the chosen window's), never a holdout
+        tuned = recorded_tuning(mlflow_client, run_id) or tune(spec, training)
+        record_tuning(mlflow_client, run_id, tuned)
+        model = fit(spec, training, params=tuned.best_params)
     holdout_key, holdout_digest = holdouts.store(holdout, spec.name, settings)
     params: dict[str, object] = {
         f"{tags.ESTIMATOR_PARAM_PREFIX}{k}": v for k, v in spec.estimator.params.items()
@@ -240,7 +257,9 @@ def train(spec: PipelineSpec, settings: Settings, ctx: RunContext, started: Star
     }
     with mlflow.start_run(run_id=run_id):
         mlflow.log_params({k: str(v) for k, v in params.items()})
-    logged = registry.log_model(model, features(training.head(200), spec), run_id)
+    for key, value in user_code_tags(spec).items():
+        mlflow_client.set_tag(run_id, key, value)
+    logged = registry.log_model(model, features(training.head(200), spec), run_id, model_trust.policy(spec))
     mlflow_client.set_tag(run_id, tags.HOLDOUT_DIGEST, holdout_digest)
     mlflow_client.set_tag(run_id, tags.MODEL_SHA256, logged.sha256)
     return Trained(
@@ -257,10 +276,11 @@ def train(spec: PipelineSpec, settings: Settings, ctx: RunContext, started: Star
 def _score_both(
     spec: PipelineSpec, candidate: FittedModel, champion: FittedModel | None, holdout: pd.DataFrame
 ) -> tuple[dict[str, float], dict[str, float] | None, pd.DataFrame]:
-    """Both models' metrics on ``holdout`` and their per-row predictions, from one pass of each."""
+    """Both models' metrics on ``holdout`` and their per-row predictions (as the prediction log
+    keeps them: with every class's probability for a multiclass model), from one pass of each."""
     import pandas as pd
 
-    from ctloop.scoring.batches import logged_outputs
+    from ctloop.scoring.batches import logged_predictions
 
     metrics: list[dict[str, float]] = []
     rows: dict[str, Any] = {}
@@ -269,7 +289,7 @@ def _score_both(
             continue
         predicted, probabilities = outputs(model, holdout, spec)
         metrics.append(evaluate_outputs(model, holdout, spec, predicted, probabilities))
-        rows |= dict(zip(columns, logged_outputs(spec, predicted, probabilities), strict=True))
+        rows |= logged_predictions(spec, model, predicted, probabilities).columns(*columns)
     return metrics[0], metrics[1] if len(metrics) > 1 else None, pd.DataFrame(rows)
 
 
@@ -292,18 +312,21 @@ def evaluate_models(
     spec: PipelineSpec, settings: Settings, ctx: RunContext, trained: Trained | Payload
 ) -> Evaluation:
     """Score the candidate and the current champion on the same frozen holdout and on the recent
-    holdout, and keep both models' per-row predictions for the gate's bootstrap and slice rules."""
+    holdout, and keep both models' per-row predictions for the gate's bootstrap and slice rules;
+    explain both models by permutation importance on the frozen holdout."""
     trained = Trained.model_validate(trained)
     storage = home_storage(settings)
-    candidate_model = registry.load_model(settings, trained.model.model_uri, trained.model.sha256)
+    trust = model_trust.policy(spec)
+    candidate_model = registry.load_model(settings, trained.model.model_uri, trained.model.sha256, trust)
     mlflow_client = registry.client(settings)
     champion_version = registry.get_champion(mlflow_client, spec.name)
-    champion_model = registry.load_version(settings, champion_version) if champion_version else None
+    champion_model = registry.load_version(settings, champion_version, trust) if champion_version else None
     scores: dict[str, HoldoutScores] = {}
+    frames: dict[str, pd.DataFrame] = {}
     for name, ref in (("holdout", trained.holdout), ("recent", trained.recent_holdout.holdout)):
         if ref is None:
             continue
-        holdout = from_parquet_bytes(storage.read_bytes(ref.key))
+        holdout = frames[name] = from_parquet_bytes(storage.read_bytes(ref.key))
         candidate, champion, rows = _score_both(spec, candidate_model, champion_model, holdout)
         predictions_key = f"{ctx.storage_prefix}/{name}_predictions.parquet"
         storage.write_bytes(predictions_key, to_parquet_bytes(rows))
@@ -322,10 +345,39 @@ def evaluate_models(
         recent=scores.get("recent"),
         recent_note=trained.recent_holdout.note,
         trigger=ctx.trigger,
+        per_class=record_per_class(spec, settings, trained.mlflow_run_id, frozen),
+        importance=_explain(
+            spec, mlflow_client, trained.mlflow_run_id, frames["holdout"], candidate_model, champion_model
+        ),
     )
     for key, value in recorded_metrics(evaluation).items():
         mlflow_client.log_metric(trained.mlflow_run_id, key, value)
     return evaluation
+
+
+def _explain(
+    spec: PipelineSpec,
+    mlflow_client: MlflowClient,
+    run_id: str,
+    holdout: pd.DataFrame,
+    candidate: FittedModel,
+    champion: FittedModel | None,
+) -> Importances | None:
+    """Both models' permutation importance on the frozen holdout, logged on the run; a large
+    shift against the champion is tagged on the run and warned about, for a reviewer to look at
+    (it informs, it does not gate)."""
+    began = time.perf_counter()
+    found = importances(spec, holdout, candidate, champion)
+    if found is None:
+        return None
+    mlflow_client.log_dict(run_id, found.model_dump(mode="json"), IMPORTANCE_ARTIFACT)
+    seconds = time.perf_counter() - began
+    if found.large_shifts:
+        mlflow_client.set_tag(run_id, tags.IMPORTANCE_SHIFT, found.summary[: tags.TAG_VALUE_CHARS])
+        log.warning("Feature importance shifted against the champion (%.1f s): %s", seconds, found.summary)
+    else:
+        log.info("Feature importance (%.1f s): %s", seconds, found.summary)
+    return found
 
 
 def register(
@@ -366,6 +418,7 @@ def register(
         tags.CODE_VERSION: code_version(),
         tags.DAG_RUN_ID: ctx.run_id,
         tags.ATTEMPT: run_tags.get(tags.ATTEMPT, "1"),
+        **{key: run_tags[key] for key in USER_CODE_TAGS if key in run_tags},
         **started.provenance.as_tags(),
         tags.GATE: attempts.PENDING,
     }
@@ -459,7 +512,7 @@ def promote_candidate(
         def reevaluate(champion: ModelVersion | None) -> GateDecision:
             """The gate's rules against the new champion, the relative ones on the same holdout."""
             storage = home_storage(settings)
-            model = registry.load_version(settings, champion) if champion else None
+            model = registry.load_version(settings, champion, model_trust.policy(spec)) if champion else None
 
             def champion_on(key: str) -> dict[str, float] | None:
                 return evaluate(model, from_parquet_bytes(storage.read_bytes(key)), spec) if model else None

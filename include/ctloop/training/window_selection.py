@@ -31,7 +31,8 @@ from ctloop.data import holdout as holdouts
 from ctloop.data.training_window import batch_id_of
 from ctloop.errors import SpecError
 from ctloop.evaluation.metric_catalog import higher_is_better
-from ctloop.evaluation.model_scores import evaluate, evaluate_logged
+from ctloop.evaluation.model_scores import evaluate, logged_metrics
+from ctloop.evaluation.weighted_metrics import Predictions
 from ctloop.registry import mlflow_store as registry
 from ctloop.registry import tags
 from ctloop.scoring.prediction_log import LABELED, read_partitions
@@ -96,12 +97,8 @@ def find_change_point(
     for batch_id, rows in batches:
         if len(rows) < quality.min_labels:
             continue
-        values = evaluate_logged(
-            spec,
-            rows[spec.columns.target].to_numpy(),
-            rows["prediction"].to_numpy(),
-            rows["score"].to_numpy(),
-        )
+        predictions = Predictions.from_frame(rows, "prediction", "score")
+        values = logged_metrics(spec, rows[spec.columns.target].to_numpy(), predictions)[0]
         if metric in values:
             judged.append((str(batch_id), values[metric]))
     below = [round(sign * (threshold - value), 9) > 0 for _, value in judged]

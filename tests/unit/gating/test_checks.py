@@ -19,7 +19,14 @@ from ctloop.settings import load_settings
 from ctloop.spec.models import PipelineSpec
 from ctloop.training.contracts import Evaluation, HoldoutRef, HoldoutScores
 from ctloop.training.estimator import features, fit
+from ctloop.training.steps import _score_both
 from tests.helpers import example_spec
+from tests.unit.evaluation.task_kinds import (
+    multiclass_batch,
+    multiclass_spec,
+    regression_batch,
+    regression_spec,
+)
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +172,42 @@ def test_a_comparison_on_the_recent_holdout_needs_its_scores(candidate):
     rows = _pair(model, holdout, spec, champion_skilled=False)
     with pytest.raises(ValueError, match="recent holdout's scores"):
         rule_checks(spec, settings, _evaluation(settings, holdout_key, rows), version, _on("recent_holdout"))
+
+
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_every_rule_judges_a_multiclass_and_a_regression_candidate(task):
+    """The holdout predictions as the evaluate step stores them (a multiclass model's with every
+    class's probability) feed the bootstrap and the slices; validity and latency load the version."""
+    name = f"checks_{task}_{uuid.uuid4().hex[:8]}"
+    spec = multiclass_spec(name) if task == "multiclass" else regression_spec(name)
+    make = multiclass_batch if task == "multiclass" else regression_batch
+    settings = load_settings()
+    training, holdout = make(1000, seed=11), make(800, seed=12)
+    model, weak = fit(spec, training), fit(spec, training.head(120))
+    client = registry.client(settings)
+    experiment = registry.ensure_experiment(client, name, settings.mlflow_artifact_root)
+    run_id = registry.ensure_run(client, experiment, f"{name}/r1", {})
+    logged = registry.log_model(model, features(training.head(50), spec), run_id)
+    version = str(registry.register_version(client, name, logged, run_id, f"{name}/r1", {}).version)
+    holdout_key = f"holdouts/{name}/h.parquet"
+    home_storage(settings).write_bytes(holdout_key, to_parquet_bytes(holdout))
+    rows = _score_both(spec, model, weak, holdout)[2]
+    evaluation = _evaluation(settings, holdout_key, {c: rows[c].to_numpy() for c in rows.columns})
+
+    checks = rule_checks(spec, settings, evaluation, version, FROZEN)
+
+    by_rule: dict[str, list] = {}
+    for verdict in checks.verdicts:
+        by_rule.setdefault(verdict.rule, []).append(verdict)
+    assert set(by_rule) == {"bootstrap", "slice_regression", "slice_gap", "validity", "latency"}
+    (bootstrap,) = by_rule["bootstrap"]
+    assert bootstrap.metric == ("roc_auc" if task == "multiclass" else "rmse")
+    assert bootstrap.passed is True, bootstrap.note
+    assert bootstrap.degenerate == 0
+    assert by_rule["slice_regression"]
+    assert all(v.passed is not None for v in by_rule["slice_regression"])
+    assert all(v.passed for v in by_rule["validity"])
+    assert checks.slices is not None
+    judged = [s for s in checks.slices if s.judged]
+    assert judged
+    assert all(None not in s.candidate.values() for s in judged)

@@ -167,15 +167,57 @@ def test_a_metric_undefined_on_the_whole_holdout_fails_clearly():
     assert "one class only" in verdict.note
 
 
-def test_multiclass_supports_accuracy_and_refuses_binary_metrics_by_name():
+def test_multiclass_labels_alone_support_label_metrics_and_name_what_ranking_metrics_need():
     y = np.random.default_rng(0).integers(0, 3, 600)
     good = Predictions(np.where(np.random.default_rng(1).random(600) < 0.8, y, (y + 1) % 3), np.ones(600))
     poor = Predictions(np.where(np.random.default_rng(2).random(600) < 0.4, y, (y + 1) % 3), np.ones(600))
-    accuracy = paired_bootstrap(BootstrapRule(metric="accuracy"), "classification", y, good, poor)
-    assert accuracy.passed is True
+    for metric in ("accuracy", "f1", "precision", "recall"):
+        verdict = paired_bootstrap(BootstrapRule(metric=metric), "classification", y, good, poor)
+        assert verdict.passed is True, metric
     auc = paired_bootstrap(BootstrapRule(metric="roc_auc"), "classification", y, good, poor)
     assert auc.passed is False
-    assert "binary labels" in auc.note
+    assert "every class's probability" in auc.note
+
+
+def _multiclass(y: np.ndarray, skill: float, seed: int) -> Predictions:
+    """A three-class model's output on text labels: every class's probability, and the top one."""
+    classes = np.array(["high", "low", "mid"], dtype=object)
+    logits = skill * (y[:, None] == classes[None, :]) + np.random.default_rng(seed).normal(size=(len(y), 3))
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return Predictions(
+        classes[probabilities.argmax(axis=1)], probabilities.max(axis=1), probabilities, classes
+    )
+
+
+@pytest.mark.parametrize("metric", ["roc_auc", "log_loss", "f1", "precision", "recall", "accuracy"])
+def test_a_better_multiclass_candidate_passes_and_a_worse_one_fails(metric):
+    y = np.random.default_rng(0).choice(
+        np.array(["high", "low", "mid"], dtype=object), 3000, p=[0.2, 0.5, 0.3]
+    )
+    better, worse = _multiclass(y, 2.0, 1), _multiclass(y, 0.8, 2)
+    rule = BootstrapRule(metric=metric, resamples=300)
+    passed = paired_bootstrap(rule, "classification", y, better, worse)
+    failed = paired_bootstrap(rule, "classification", y, worse, better)
+    assert passed.passed is True, passed.note
+    assert passed.degenerate == 0
+    assert failed.passed is False
+    assert failed.interval[1] < 0
+    twin = Predictions(
+        better.predicted.copy(), better.score.copy(), better.probabilities.copy(), better.classes
+    )
+    assert paired_bootstrap(rule, "classification", y, twin, better).interval == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("metric", ["mae", "r2"])
+def test_a_better_regressor_passes_on_every_regression_metric(metric):
+    y = np.random.default_rng(1).normal(size=2000)
+    rule = BootstrapRule(metric=metric, resamples=300)
+    assert (
+        paired_bootstrap(rule, "regression", y, _regressor(y, 0.5, 1), _regressor(y, 1.0, 2)).passed is True
+    )
+    assert (
+        paired_bootstrap(rule, "regression", y, _regressor(y, 1.0, 2), _regressor(y, 0.5, 1)).passed is False
+    )
 
 
 def test_a_thousand_resamples_of_twenty_thousand_rows_take_well_under_seconds():

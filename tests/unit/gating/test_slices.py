@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn import metrics as sk
 
 from ctloop.errors import SpecError
 from ctloop.evaluation.weighted_metrics import Predictions
@@ -172,3 +173,67 @@ def test_a_slice_column_missing_from_the_holdout_is_named():
     slices = [_by_contract(), Slice(name="region", column="region")]
     with pytest.raises(SpecError, match=r"gates\.slices\.1\.column: 'region'"):
         slice_report(slices, None, "classification", frame, y, _scores(y, 0.4, 1), None)
+
+
+def _multiclass(y: np.ndarray, skill: np.ndarray | float, seed: int) -> Predictions:
+    """A three-class model's output on text labels, separating them by ``skill`` per row."""
+    classes = np.array(["high", "low", "mid"], dtype=object)
+    noise = np.random.default_rng(seed).normal(size=(len(y), 3))
+    logits = np.asarray(skill).reshape(-1, 1) * (y[:, None] == classes[None, :]) + noise
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return Predictions(
+        classes[probabilities.argmax(axis=1)], probabilities.max(axis=1), probabilities, classes
+    )
+
+
+@pytest.mark.parametrize("metric", ["roc_auc", "log_loss", "f1"])
+def test_a_multiclass_candidate_worse_on_one_slice_fails_there(metric):
+    frame, _ = _holdout()
+    y = np.random.default_rng(5).choice(np.array(["high", "low", "mid"], dtype=object), len(frame))
+    champion = _multiclass(y, 2.0, seed=1)
+    candidate = _multiclass(y, np.where(frame["contract"] == "two_year", 0.0, 2.0), seed=1)
+    rules = SliceRules(metric=metric, max_regression=0.05)
+    report = slice_report([_by_contract()], rules, "classification", frame, y, candidate, champion)
+    verdicts = {v.slice: v.passed for v in report.verdicts}
+    assert verdicts == {
+        "contract=two_year": False,
+        "contract=one_year": True,
+        "contract=month_to_month": True,
+    }
+    entry = next(e for e in report.slices if e.slice == "contract=one_year")
+    assert all(value is not None for value in entry.candidate.values())
+    rows = (frame["contract"] == "one_year").to_numpy()
+    expected = sk.roc_auc_score(
+        y[rows], candidate.probabilities[rows], multi_class="ovr", labels=candidate.classes
+    )
+    assert entry.candidate["roc_auc"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_multiclass_slice_missing_a_class_is_shown_without_roc_auc_and_not_judged_on_it():
+    frame, _ = _holdout(900)
+    y = np.random.default_rng(6).choice(np.array(["high", "low", "mid"], dtype=object), len(frame))
+    y[(frame["contract"] == "two_year").to_numpy()] = "low"
+    predictions = _multiclass(y, 2.0, seed=2)
+    rules = SliceRules(metric="roc_auc", max_gap=0.5)
+    report = slice_report([_by_contract()], rules, "classification", frame, y, predictions, None)
+    entry = next(e for e in report.slices if e.slice == "contract=two_year")
+    assert entry.candidate["roc_auc"] is None
+    assert entry.candidate["accuracy"] is not None
+    assert not entry.judged
+    assert "one-vs-rest" in entry.why_not_judged
+
+
+def test_a_regressor_worse_on_one_slice_fails_there_on_every_regression_metric():
+    frame, _ = _holdout()
+    y = np.random.default_rng(3).normal(size=len(frame))
+    good = y + 0.3 * np.random.default_rng(4).normal(size=len(frame))
+    bad = np.where(
+        frame["contract"] == "one_year", y + 1.5 * np.random.default_rng(5).normal(size=len(frame)), good
+    )
+    for metric in ("rmse", "mae", "r2"):
+        rules = SliceRules(metric=metric, max_regression=0.05)
+        report = slice_report(
+            [_by_contract()], rules, "regression", frame, y, Predictions(bad, bad), Predictions(good, good)
+        )
+        failed = [v.slice for v in report.verdicts if v.passed is False]
+        assert failed == ["contract=one_year"], metric

@@ -27,10 +27,11 @@ from ctloop.scoring.prediction_log import CHALLENGER, PREVIOUS, SERVED
 from ctloop.settings import Settings, load_settings
 from ctloop.spec.models import PipelineSpec
 from tests.helpers import example_spec
+from tests.unit.evaluation.task_kinds import regression_spec
 
 
-def _spec(**watch: Any) -> PipelineSpec:
-    monitoring = {"quality": {"metric": "roc_auc"}, "watch": {"min_labels": 500, **watch}}
+def _spec(monitoring_metric: str = "roc_auc", **watch: Any) -> PipelineSpec:
+    monitoring = {"quality": {"metric": monitoring_metric}, "watch": {"min_labels": 500, **watch}}
     return PipelineSpec.model_validate(example_spec("watched", "data", monitoring=monitoring))
 
 
@@ -123,6 +124,73 @@ def test_a_metric_undefined_on_the_rows_leaves_it_undecided() -> None:
 
     assert comparison.verdict == "undecided"
     assert "roc_auc needs both classes" in comparison.why
+
+
+TIERS = np.array(["high", "low", "mid"], dtype=object)
+
+
+def _tiers(rows: int, champion_skill: float, previous_skill: float) -> pd.DataFrame:
+    """Labeled log rows of a three-class model with text labels: v2 served, v1 shadow-scored, each
+    with every class's probability as scoring logs them."""
+    rng = np.random.default_rng(0)
+    y = TIERS[rng.integers(0, 3, size=rows)]
+    frame = pd.DataFrame({TARGET: y, "model_version": "2", "shadow_version": "1", "batch_id": "b0001"})
+    for columns, skill in ((SERVED, champion_skill), (PREVIOUS, previous_skill)):
+        logits = skill * (y[:, None] == TIERS[None, :]) + rng.normal(size=(rows, 3))
+        probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        frame[columns.prediction] = TIERS[probabilities.argmax(axis=1)]
+        frame[columns.score] = probabilities.max(axis=1)
+        for i, label in enumerate(TIERS):
+            frame[f"{columns.score}__{label}"] = probabilities[:, i]
+    return frame
+
+
+@pytest.mark.parametrize("metric", ["roc_auc", "log_loss", "f1", "accuracy"])
+def test_a_worse_multiclass_champion_is_rolled_back_on_any_classification_metric(metric: str) -> None:
+    spec = _spec(monitoring_metric=metric)
+
+    worse = compare(spec, _tiers(1500, champion_skill=0.3, previous_skill=2.0), "2", "1")
+    equal = compare(spec, _tiers(1500, champion_skill=1.5, previous_skill=1.5), "2", "1")
+
+    assert worse.verdict == "rollback", worse.why
+    assert worse.metric == metric
+    assert worse.interval is not None
+    assert worse.interval[1] < 0
+    assert equal.verdict == "hold", equal.why
+
+
+def test_a_multiclass_log_without_class_probabilities_leaves_ranking_metrics_undecided() -> None:
+    labeled = _tiers(1500, champion_skill=0.3, previous_skill=2.0).filter(regex=r"^(?!.*score__)")
+
+    comparison = compare(_spec(monitoring_metric="roc_auc"), labeled, "2", "1")
+
+    assert comparison.verdict == "undecided"
+    assert "every class's probability" in comparison.why
+    assert compare(_spec(monitoring_metric="f1"), labeled, "2", "1").verdict == "rollback"
+
+
+@pytest.mark.parametrize("metric", ["rmse", "mae", "r2"])
+def test_a_worse_regression_champion_is_rolled_back(metric: str) -> None:
+    rng = np.random.default_rng(0)
+    y = rng.normal(100, 20, 1500)
+    served, shadow = y + rng.normal(0, 15, len(y)), y + rng.normal(0, 5, len(y))
+    labeled = pd.DataFrame(
+        {
+            TARGET: y,
+            "prediction": served,
+            "score": served,
+            "model_version": "2",
+            "shadow_prediction": shadow,
+            "shadow_score": shadow,
+            "shadow_version": "1",
+        }
+    )
+    spec = regression_spec(
+        "watched_regression", quality_metric=metric, monitoring={"watch": {"min_labels": 500}}
+    )
+
+    assert compare(spec, labeled, "2", "1").verdict == "rollback"
+    assert compare(spec, labeled.assign(prediction=shadow, score=shadow), "2", "1").verdict == "hold"
 
 
 def test_only_rows_the_champion_served_and_the_previous_one_shadowed_are_paired() -> None:

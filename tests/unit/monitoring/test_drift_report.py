@@ -330,3 +330,28 @@ def test_the_stattest_is_the_one_evidently_picks(rows, kind, values):
     expected = get_stattest(reference.dropna(), current, column_type, None).name
 
     assert default_stattest(reference, current, kind) == expected
+
+
+def test_a_multiclass_models_text_predictions_are_tested_as_categories():
+    tiers = np.array(["high", "low", "mid"], dtype=object)
+    reference, current = _frame(1500, seed=1), _frame(1500, seed=2, labels=0.5)
+    reference["prediction"] = np.random.default_rng(3).choice(tiers, 1500, p=[0.5, 0.3, 0.2])
+    current["prediction"] = np.random.default_rng(4).choice(tiers, 1500, p=[0.2, 0.3, 0.5])
+    current["churned"] = np.where(current["churned"].isna(), None, current["prediction"])
+
+    _, summary = _build(reference, current)
+
+    prediction = summary["drift"]["columns"]["prediction"]
+    assert (prediction["kind"], prediction["method"], prediction["detected"]) == (
+        "categorical",
+        "jensenshannon",
+        True,
+    )
+    assert summary["drift"]["columns"]["score"]["kind"] == "numeric"
+    quality = summary["quality"]
+    assert (quality["mode"], quality["classes"], quality["class_count"]) == (
+        "labels",
+        ["high", "low", "mid"],
+        3,
+    )
+    assert quality["metrics"]["Accuracy"] == pytest.approx(1.0)

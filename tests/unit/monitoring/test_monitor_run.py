@@ -10,30 +10,39 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
+from sklearn import metrics as sk
 
 from ctloop import clock
 from ctloop.data.snapshots import load_snapshot, take_snapshot
-from ctloop.devtools.example_data import COVARIATE_SHIFT, generate_batch, write_batches
+from ctloop.devtools.example_data import COVARIATE_SHIFT, TARGET, generate_batch, write_batches
 from ctloop.errors import RollbackRefused
 from ctloop.evaluation.model_scores import evaluate
 from ctloop.io.readers import to_parquet_bytes
 from ctloop.io.storage import home_storage
 from ctloop.monitoring import monitor_run, retrain_requests
 from ctloop.monitoring.champion_watch import PairedComparison
+from ctloop.monitoring.drift_stats import column_drift
 from ctloop.monitoring.monitor_run import history_prefix, run_monitor
 from ctloop.monitoring.retrain_policy import HOLD, RETRAIN
 from ctloop.registry import mlflow_store as registry
 from ctloop.registry.mlflow_store import LoggedModel
 from ctloop.registry.rollback import RollbackOutcome
-from ctloop.scoring.batches import logged_columns, predict
+from ctloop.scoring.batches import logged_columns, model_predictions, predict
 from ctloop.scoring.prediction_log import LABELED, PREDICTIONS, partition_key
 from ctloop.settings import Settings, load_settings
 from ctloop.spec.models import PipelineSpec
 from ctloop.training.estimator import fit
 from ctloop.training.steps import RunContext
 from tests.helpers import example_spec
+from tests.unit.evaluation.task_kinds import (
+    multiclass_batch,
+    multiclass_spec,
+    regression_batch,
+    regression_spec,
+)
 
 TRAINING_ROWS, BATCH_ROWS = 1500, 700
 MIN_ROWS = 1000  # two batches of the window reach it, one does not
@@ -378,3 +387,226 @@ def test_a_refused_rollback_is_recorded_as_a_hold_without_a_retrain(
         result["why"]
         == f"{REGRESSED.why}; rollback refused: champion moved from v2 to v3 since the decision; refused"
     )
+
+
+# --- every task type: a multiclass model with text labels, a regression ----------------------------
+
+
+def _task_batch(task: str, rows: int, seed: int, batch_index: int = 0, **options: Any) -> pd.DataFrame:
+    make = multiclass_batch if task == "multiclass" else regression_batch
+    return make(rows, seed, batch_index, **options)
+
+
+def _task_spec(task: str, data: Path, metric: str) -> PipelineSpec:
+    """A pipeline of its own over the task's ``data``, judging quality by ``metric``."""
+    name = f"mt{uuid.uuid4().hex[:10]}"
+    monitoring = {
+        "window_batches": 2,
+        "min_rows": MIN_ROWS,
+        "report_sample_rows": 500,
+        "drift": {"share": 0.3, "key_features": ["tenure_months"]},
+        "quality": {"metric": metric, "max_drop": 0.05, "min_labels": 200},
+    }
+    if task == "multiclass":
+        return multiclass_spec(name, str(data), monitoring=monitoring)
+    return regression_spec(name, str(data), quality_metric=metric, monitoring=monitoring)
+
+
+@dataclass(frozen=True)
+class OtherTask:
+    """A multiclass or regression model fitted once, logged to one MLflow run with its holdout
+    metrics, over its own training data."""
+
+    task: str
+    data: Path
+    model: Any
+    logged: LoggedModel
+    run_id: str
+    holdout: dict[str, float]
+
+    def batch(self, rows: int, seed: int, batch_index: int = 0, **options: Any) -> pd.DataFrame:
+        return _task_batch(self.task, rows, seed, batch_index, **options)
+
+    def spec(self, metric: str) -> PipelineSpec:
+        return _task_spec(self.task, self.data, metric)
+
+
+def _other_task(task: str, directory: Path) -> OtherTask:
+    data = directory / "training"
+    data.mkdir()
+    _task_batch(task, TRAINING_ROWS, seed=7).to_csv(data / "batch-0000.csv", index=False)
+    settings, spec = load_settings(), _task_spec(task, data, "rmse" if task == "regression" else "roc_auc")
+    model = fit(spec, load_snapshot(take_snapshot(spec, settings)["key"], settings))
+    client = registry.client(settings)
+    experiment = registry.ensure_experiment(
+        client, f"{task}_{uuid.uuid4().hex[:8]}", settings.mlflow_artifact_root
+    )
+    run_id = registry.ensure_run(client, experiment, f"{task}/manual__1", {})
+    holdout = _task_batch(task, BATCH_ROWS, seed=99)
+    metrics = evaluate(model, holdout, spec)
+    for name, value in metrics.items():
+        client.log_metric(run_id, f"holdout_{name}", value)
+    logged = registry.log_model(model, holdout[spec.columns.features].head(50), run_id)
+    return OtherTask(task, data, model, logged, run_id, metrics)
+
+
+@pytest.fixture(scope="module")
+def multiclass(tmp_path_factory: pytest.TempPathFactory) -> OtherTask:
+    return _other_task("multiclass", tmp_path_factory.mktemp("multiclass"))
+
+
+@pytest.fixture(scope="module")
+def regression(tmp_path_factory: pytest.TempPathFactory) -> OtherTask:
+    return _other_task("regression", tmp_path_factory.mktemp("regression"))
+
+
+def _serve(
+    spec: PipelineSpec,
+    settings: Settings,
+    trained: OtherTask,
+    index: int,
+    *,
+    old_log: bool = False,
+    **options: Any,
+) -> None:
+    """Batch ``index`` scored by the champion into the prediction log, and labeled, as scoring and
+    the label join write them; ``old_log``: as a log written before class probabilities were kept."""
+    batch = trained.batch(BATCH_ROWS, seed=5, batch_index=index, **options)
+    columns = model_predictions(trained.model, batch, spec).columns("prediction", "score")
+    logged = batch[logged_columns(spec)].assign(**columns)
+    if old_log:
+        logged = logged.filter(regex=r"^(?!score__)")
+    logged = logged.assign(
+        model_version="1", batch_id=f"b{index:04d}", scored_at=pd.Timestamp("2026-02-01", tz="UTC")
+    )
+    storage = home_storage(settings)
+    storage.write_bytes(partition_key(PREDICTIONS, spec.name, f"b{index:04d}"), to_parquet_bytes(logged))
+    labeled = logged.assign(**{spec.columns.target: batch[spec.columns.target]})
+    storage.write_bytes(partition_key(LABELED, spec.name, f"b{index:04d}"), to_parquet_bytes(labeled))
+
+
+def _champion_of(spec: PipelineSpec, settings: Settings, trained: OtherTask) -> None:
+    snapshot = take_snapshot(spec, settings)
+    client = registry.client(settings)
+    tags = {"ctloop.data_sha256": snapshot["sha256"]}
+    version = registry.register_version(
+        client, spec.name, trained.logged, trained.run_id, f"{spec.name}/r1", tags
+    )
+    assert str(version.version) == "1"
+    client.set_registered_model_alias(spec.name, registry.CHAMPION, version.version)
+
+
+@pytest.mark.parametrize("metric", ["roc_auc", "log_loss"])
+def test_a_multiclass_champion_is_measured_on_late_labels_by_its_class_probabilities(
+    multiclass: OtherTask, settings: Settings, metric: str
+) -> None:
+    spec = multiclass.spec(metric)
+    _champion_of(spec, settings, multiclass)
+    for index in range(2):
+        _serve(spec, settings, multiclass, index)
+
+    summary = run_monitor(spec, settings, _context(spec))
+
+    quality = summary["quality"]
+    assert quality["undefined"] == {}
+    assert set(quality["metrics"]) == {"roc_auc", "accuracy", "f1", "precision", "recall", "log_loss"}
+    rows = pd.concat([multiclass.batch(BATCH_ROWS, seed=5, batch_index=i) for i in range(2)])
+    probabilities = multiclass.model.predict_proba(rows[spec.columns.features])
+    expected = {
+        "roc_auc": sk.roc_auc_score(
+            rows[TARGET], probabilities, multi_class="ovr", labels=multiclass.model.classes_
+        ),
+        "log_loss": sk.log_loss(rows[TARGET], probabilities, labels=multiclass.model.classes_),
+    }[metric]
+    assert quality["value"] == pytest.approx(expected, rel=1e-9)
+    assert quality["champion_value"] == pytest.approx(multiclass.holdout[metric])
+    assert not [u for u in summary["decision"]["undecided"] if u.startswith("quality")]
+    drift = {c["column"]: c for c in summary["prediction_drift"]}
+    assert (drift["prediction"]["kind"], drift["score"]["kind"]) == ("categorical", "numeric")
+    assert drift["prediction"]["drifted"] is False
+
+
+def test_an_old_multiclass_log_says_why_roc_auc_is_undecided(
+    multiclass: OtherTask, settings: Settings
+) -> None:
+    spec = multiclass.spec("roc_auc")
+    _champion_of(spec, settings, multiclass)
+    for index in range(2):
+        _serve(spec, settings, multiclass, index, old_log=True)
+
+    summary = run_monitor(spec, settings, _context(spec))
+
+    quality = summary["quality"]
+    assert quality["value"] is None
+    assert "every class's probability" in quality["undefined"]["roc_auc"]
+    assert quality["metrics"]["accuracy"] > 0.5
+    (undecided,) = [u for u in summary["decision"]["undecided"] if u.startswith("quality")]
+    assert undecided.startswith(
+        "quality: roc_auc cannot be computed on the labeled rows: roc_auc of a multiclass"
+    )
+
+
+def test_a_regression_champion_is_measured_and_its_predicted_values_tested_as_numbers(
+    regression: OtherTask, settings: Settings
+) -> None:
+    spec = regression.spec("rmse")
+    _champion_of(spec, settings, regression)
+    for index in range(2):
+        _serve(spec, settings, regression, index)
+
+    summary = run_monitor(spec, settings, _context(spec))
+
+    (drift,) = summary["prediction_drift"]
+    assert (drift["column"], drift["kind"], drift["drifted"]) == ("prediction", "numeric", False)
+    assert drift["stattest"] in ("wasserstein", "ks")
+    quality = summary["quality"]
+    assert set(quality["metrics"]) == {"rmse", "mae", "r2"}
+    rows = pd.concat([regression.batch(BATCH_ROWS, seed=5, batch_index=i) for i in range(2)])
+    predicted = regression.model.predict(rows[spec.columns.features])
+    assert quality["value"] == pytest.approx(
+        np.sqrt(sk.mean_squared_error(rows[TARGET], predicted)), rel=1e-9
+    )
+    assert quality["champion_value"] == pytest.approx(regression.holdout["rmse"])
+
+
+def test_a_regression_whose_predicted_values_moved_shows_prediction_drift(
+    regression: OtherTask, settings: Settings
+) -> None:
+    spec = regression.spec("mae")
+    _champion_of(spec, settings, regression)
+    for index in range(2):
+        _serve(spec, settings, regression, index, shift={"monthly_charges": 1.5, "tenure_months": 1.5})
+
+    summary = run_monitor(spec, settings, _context(spec))
+
+    (drift,) = summary["prediction_drift"]
+    assert (drift["column"], drift["kind"], drift["drifted"]) == ("prediction", "numeric", True)
+
+
+def test_prediction_drift_tests_a_class_mix_as_categories_and_predicted_values_as_numbers() -> None:
+    rng = np.random.default_rng(0)
+    tiers = np.array(["high", "low", "mid"], dtype=object)
+    reference = pd.DataFrame(
+        {"prediction": rng.choice(tiers, 3000, p=[0.5, 0.3, 0.2]), "score": rng.random(3000)}
+    )
+    same = pd.DataFrame({"prediction": rng.choice(tiers, 3000, p=[0.5, 0.3, 0.2]), "score": rng.random(3000)})
+    moved = same.assign(prediction=rng.choice(tiers, 3000, p=[0.2, 0.3, 0.5]))
+    kinds = monitor_run.prediction_columns("classification")
+    assert kinds == (["score"], ["prediction"])
+    assert [c.drifted for c in column_drift(reference, same, *kinds)] == [False, False]
+    assert {c.column: c.drifted for c in column_drift(reference, moved, *kinds)}["prediction"] is True
+
+    values = pd.DataFrame({"prediction": rng.normal(100, 20, 3000)})
+    values["score"] = values["prediction"]
+    later = pd.DataFrame({"prediction": rng.normal(100, 20, 3000)})
+    later["score"] = later["prediction"]
+    kinds = monitor_run.prediction_columns("regression")
+    (stable,) = column_drift(values, later, *kinds)
+    assert (stable.column, stable.kind, stable.stattest, stable.drifted) == (
+        "prediction",
+        "numeric",
+        "wasserstein",
+        False,
+    )
+    (as_categories,) = column_drift(values, later, [], ["prediction"])  # what the monitor once did
+    assert as_categories.drifted is True

@@ -213,6 +213,18 @@ def test_quality_that_cannot_be_computed_is_undecided(current, champion, side):
     assert f"quality: roc_auc cannot be computed on {side}" in undecided
 
 
+def test_quality_undefined_on_the_labeled_rows_says_why():
+    why = "roc_auc of a multiclass model needs every class's probability"
+    evidence = _evidence(labeled_rows=1000, quality=None, champion_quality=0.8, quality_why=why)
+    assert triggers(_spec(), evidence)[1] == [
+        f"quality: roc_auc cannot be computed on the labeled rows: {why}"
+    ]
+    holdout_side = _evidence(labeled_rows=1000, quality=0.7, champion_quality=None, quality_why=why)
+    assert triggers(_spec(), holdout_side)[1] == [
+        "quality: roc_auc cannot be computed on the champion's holdout"
+    ]
+
+
 # --- decide: new evidence and k-of-n ------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ import yaml
 from ctloop.devtools.example_data import generate_batch
 from ctloop.errors import ModelIntegrityError
 from ctloop.registry import mlflow_store as registry
-from ctloop.registry import tags
+from ctloop.registry import model_trust, tags
 from ctloop.settings import load_settings
 from ctloop.spec.models import PipelineSpec
 from ctloop.training.estimator import features, fit
@@ -147,7 +147,7 @@ def test_a_digest_of_model_skops_only_loads_through_skops_and_refuses_an_edited_
 
 def test_a_model_of_untrusted_types_is_refused(logged, tmp_path, monkeypatch):
     copy = _copy(logged, tmp_path)
-    monkeypatch.setattr(registry, "TRUSTED_PREFIXES", ("numpy.",))  # the tree predictor is sklearn's
+    monkeypatch.setattr(model_trust, "SCIENTIFIC_PREFIXES", ("numpy.",))  # the tree predictor is sklearn's
     with pytest.raises(ModelIntegrityError, match="types ctloop will not trust: .*TreePredictor"):
         registry.load_model(load_settings(), str(copy), registry.model_digest(copy))
 

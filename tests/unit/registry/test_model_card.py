@@ -13,7 +13,7 @@ from ctloop.registry.model_card import ARTIFACT_PATH, log_model_card, render_mod
 XSS = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
 SECTIONS = ["Data", "Validation", "Metrics on the shared holdout", "Slices", "Promotion gate", "Lineage"]
-SECTIONS += ["Approval", "Promotion"]
+SECTIONS += ["Approval", "Promotion", "Feature importance", "Model code", "Tuning"]
 
 FULL = {
     "pipeline": "churn",
@@ -105,6 +105,50 @@ FULL = {
         "comment": "slice regression accepted",
     },
     "promotion": {"action": "promoted", "previous": "6"},
+    "code": {
+        "estimator": "lightgbm.LGBMClassifier",
+        "features": "features.churn.make_features",
+        "features_sha256": "c" * 64,
+        "train_function": "features.churn.train",
+        "train_function_sha256": "d" * 64,
+    },
+    "tuning": {
+        "tuned_params": {"learning_rate": 0.0731, "num_leaves": 31},
+        "metric": "roc_auc",
+        "direction": "maximize",
+        "best_value": 0.8345,
+        "best_trial": 7,
+        "trials_completed": 19,
+        "trials_failed": 1,
+        "seconds": 12.34,
+        "validation_rows": 2400,
+        "study": "tuning/study.json",
+    },
+    "importance": {
+        "metric": "log_loss",
+        "rows": 2000,
+        "repeats": 3,
+        "seed": 0,
+        "shift_threshold": 0.15,
+        "candidate": {
+            "tenure_months": {"mean": 0.0912, "std": 0.0031},
+            "contract": {"mean": 0.0402, "std": 0.0022},
+            "region": {"mean": -0.0004, "std": 0.0002},
+        },
+        "champion": {
+            "contract": {"mean": 0.0811, "std": 0.0025},
+            "tenure_months": {"mean": 0.0203, "std": 0.0012},
+            "region": {"mean": 0.0001, "std": 0.0001},
+        },
+        "shares": [
+            {"feature": "tenure_months", "candidate": 0.694, "champion": 0.199, "change": 0.495},
+            {"feature": "contract", "candidate": 0.306, "champion": 0.8, "change": -0.494},
+            {"feature": "region", "candidate": 0.0, "champion": 0.001, "change": -0.001},
+        ],
+        "large_shifts": ["tenure_months", "contract"],
+        "summary": "2 feature(s) moved by more than 0.15 of the importance, champion -> candidate:"
+        " tenure_months 0.20 -> 0.69, contract 0.80 -> 0.31",
+    },
 }
 
 
@@ -331,3 +375,123 @@ def test_a_card_without_a_window_choice_names_no_alternatives():
     html = render_model_card(copy.deepcopy(FULL))
     assert "Trained on" not in html
     assert "on the recent holdout (" not in html
+
+
+def _section(page: str, title: str) -> str:
+    """The HTML of one section of the card."""
+    start = page.index(f"<h2>{title}</h2>")
+    return page[start : page.index("</section>", start)]
+
+
+def test_feature_importance_beside_the_champion_sorted_with_large_shifts_marked():
+    section = _section(render_model_card(FULL), "Feature importance")
+    rows = re.findall(r"<tr( class=\"warn\")?><td>([^<]+?)\s*(?:<span|</td>)", section)
+    assert rows == [(' class="warn"', "tenure_months"), (' class="warn"', "contract"), ("", "region")]
+    assert "<th>champion (version 6)</th>" in section
+    assert re.search(
+        r"<td>tenure_months <span class=\"badge warn\">large shift</span></td>"
+        r"<td class=\"num\">0\.0912 ± 0\.0031</td>"
+        r"<td class=\"num\">0\.694</td><td class=\"num\">0\.0203 ± 0\.0012</td><td class=\"num\">0\.199</td>"
+        r"<td class=\"num\">\+0\.495</td>",
+        section,
+    )
+    assert section.count("large shift</span>") == 3  # the summary's badge and two rows
+    assert "2,000 rows of the shared holdout (3 repeats, seed 0)" in section
+    assert "how much log_loss rises" in section
+    assert "tenure_months 0.20 -&gt; 0.69, contract 0.80 -&gt; 0.31" in section
+
+
+def test_feature_importance_without_a_champion_shows_the_candidate_alone():
+    card = copy.deepcopy(FULL)
+    importance = card["importance"]
+    importance.update(
+        champion=None, shares=[], large_shifts=[], summary="most important: tenure_months (69%)"
+    )
+    section = _section(render_model_card(card), "Feature importance")
+    assert "No champion to compare with." in section
+    assert "share</th>" not in section
+    assert "badge warn" not in section
+    assert '<td>tenure_months</td><td class="num">0.0912 ± 0.0031</td></tr>' in section
+
+
+def test_missing_code_parts_and_no_tuning_read_not_recorded():
+    card = copy.deepcopy(FULL)
+    card["code"] = {"estimator": "sklearn.ensemble.HistGradientBoostingClassifier"}
+    del card["tuning"], card["importance"]
+    page = render_model_card(card)
+    code = _section(page, "Model code")
+    assert "<code>sklearn.ensemble.HistGradientBoostingClassifier</code>" in code
+    assert code.count("not recorded") == 2  # feature code and training function
+    for title in ("Tuning", "Feature importance"):
+        assert '<p class="none">not recorded</p>' in _section(page, title)
+
+
+def test_tuning_shows_best_params_metric_value_and_trials():
+    tuning = _section(render_model_card(FULL), "Tuning")
+    text = _text(tuning)
+    for expected in (
+        "roc_auc (maximize)",
+        "2,400 rows",
+        "0.8345",
+        "trial 7",
+        "19 completed, 1 failed, in",
+        "12.3 s",
+        "tuning/study.json",
+    ):
+        assert expected in text
+    assert '<tr><td>learning_rate</td><td class="num">0.0731</td></tr>' in tuning
+    assert '<tr><td>num_leaves</td><td class="num">31</td></tr>' in tuning
+
+
+PER_CLASS = {
+    "candidate": {
+        "low": {"precision": 0.81, "recall": 0.7, "f1": 0.7511, "support": 1200},
+        "high": {"precision": 0.6, "recall": 0.5, "f1": 0.5455, "support": 30},
+    },
+    "champion": {
+        "low": {"precision": 0.7, "recall": 0.72, "f1": 0.7099, "support": 1200},
+        "high": {"precision": 0.65, "recall": 0.4, "f1": 0.4952, "support": 30},
+    },
+}
+
+
+def test_per_class_metrics_candidate_beside_champion():
+    card = copy.deepcopy(FULL)
+    card["per_class"] = PER_CLASS
+    section = _section(render_model_card(card), "Per-class metrics on the shared holdout")
+    assert re.search(
+        r"<tr><td>low</td><td class=\"num\">1,200</td>\s*<td class=\"num\">0\.8100<br><span class=\"muted\">"
+        r"0\.7000 · \+0\.1100</span></td>\s*<td class=\"num\">0\.7000<br><span class=\"muted\">"
+        r"0\.7200 · -0\.0200",
+        section,
+    )
+    assert '<td>high</td><td class="num">30</td>' in section
+    assert "0.4952 · +0.0503" in section
+
+
+def test_per_class_metrics_appear_only_when_recorded():
+    assert "Per-class metrics" not in render_model_card(FULL)
+    card = copy.deepcopy(FULL)
+    card["per_class"] = {"candidate": PER_CLASS["candidate"], "champion": None}
+    section = _section(render_model_card(card), "Per-class metrics on the shared holdout")
+    assert section.count("no champion") == 6
+
+
+def test_hostile_feature_names_class_labels_params_and_code_paths_are_escaped():
+    card = copy.deepcopy(FULL)
+    importance = card["importance"]
+    importance["candidate"][XSS] = importance["candidate"].pop("tenure_months")
+    importance["champion"][XSS] = importance["champion"].pop("tenure_months")
+    importance["shares"][0]["feature"] = XSS
+    importance["large_shifts"] = [XSS, "contract"]
+    importance["summary"] = f"1 feature(s) moved: {XSS}"
+    card["per_class"] = {"candidate": {XSS: PER_CLASS["candidate"]["low"]}, "champion": None}
+    card["tuning"]["tuned_params"] = {XSS: XSS}
+    card["code"]["features"] = XSS
+    card["code"]["estimator"] = XSS
+    page = render_model_card(card)
+    assert "<script" not in page.lower()
+    importance_section = _section(page, "Feature importance")
+    assert importance_section.count(ESCAPED) == 2  # the summary and the feature's row
+    assert f'<tr class="warn"><td>{ESCAPED} <span class="badge warn">large shift</span>' in importance_section
+    assert page.count(ESCAPED) >= 7

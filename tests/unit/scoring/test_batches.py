@@ -13,15 +13,18 @@ import pytest
 
 from ctloop.devtools.example_data import generate_batch
 from ctloop.errors import BatchConflict, BatchQuarantined, CtloopError
+from ctloop.evaluation.weighted_metrics import Predictions
 from ctloop.io.readers import from_parquet_bytes, to_parquet_bytes
 from ctloop.io.storage import LocalStorage, home_storage
+from ctloop.registry import tags
 from ctloop.scoring import batches, scored_batches
 from ctloop.scoring.batches import logged_columns, predict, set_aside
-from ctloop.scoring.prediction_log import CHALLENGER, PREDICTIONS, PREVIOUS, batch_ids, partition_key
+from ctloop.scoring.prediction_log import CHALLENGER, PREDICTIONS, PREVIOUS, SERVED, batch_ids, partition_key
 from ctloop.settings import load_settings
-from ctloop.spec.models import PipelineSpec
-from ctloop.training.estimator import fit
+from ctloop.spec.models import Features, PipelineSpec
+from ctloop.training.estimator import fit, user_code_tags
 from tests.helpers import example_spec
+from tests.unit.evaluation.task_kinds import multiclass_batch, multiclass_spec
 
 
 def _spec(incoming) -> PipelineSpec:
@@ -89,7 +92,7 @@ def _logged(spec: PipelineSpec, frame: pd.DataFrame) -> pd.DataFrame:
 
 def test_the_previous_champion_scores_the_same_rows_into_the_shadow_columns(fitted, monkeypatch):
     spec, model, frame = fitted
-    _watching(monkeypatch, lambda settings, version: model if version.version == "1" else None)
+    _watching(monkeypatch, lambda settings, version, trust=None: model if version.version == "1" else None)
     logged = _logged(spec, frame)
 
     shadows = batches._shadows(spec, load_settings(), "2", frame, logged)
@@ -108,7 +111,7 @@ def test_the_challenger_scores_the_same_rows_into_its_own_columns(fitted, monkey
     spec, model, frame = fitted
     other = fit(spec, generate_batch(1500, seed=11, concept_drift=True))
     models = {"1": model, "3": other}
-    _watching(monkeypatch, lambda settings, version: models[version.version], challenger="3")
+    _watching(monkeypatch, lambda settings, version, trust=None: models[version.version], challenger="3")
     logged = _logged(spec, frame)
 
     shadows = batches._shadows(spec, load_settings(), "2", frame, logged)
@@ -138,7 +141,7 @@ def test_a_challenger_already_promoted_to_champion_is_not_scored_twice(fitted, m
 def test_a_shadow_that_fails_never_fails_the_batch_and_is_recorded(fitted, monkeypatch, caplog):
     spec, _, frame = fitted
 
-    def broken(settings: Any, version: Any) -> Any:
+    def broken(settings: Any, version: Any, trust: Any = None) -> Any:
         raise OSError("artifact checksum mismatch")
 
     _watching(monkeypatch, broken, challenger="3")
@@ -180,6 +183,48 @@ def test_a_disabled_watch_does_not_even_read_the_ledger(fitted, monkeypatch):
     assert logged[PREVIOUS.version].isna().all()
 
 
+def test_a_multiclass_model_logs_every_class_probability_for_the_champion_and_its_shadows(monkeypatch):
+    spec = multiclass_spec("shadowed_tiers")
+    training, frame = multiclass_batch(800, seed=3), multiclass_batch(300, seed=4, batch_index=1)
+    models = {
+        "1": fit(spec, training.head(300)),
+        "2": fit(spec, training),
+        "3": fit(spec, training.tail(400)),
+    }
+    _watching(monkeypatch, lambda settings, version, trust=None: models[version.version], challenger="3")
+    batch = {"key": "b.csv", "batch_id": "b", "uri": "b.csv"}
+
+    logged = batches._predictions(spec, SimpleNamespace(version="2"), models["2"], frame, batch)
+    shadows = batches._shadows(spec, load_settings(), "2", frame, logged)
+    logged = from_parquet_bytes(to_parquet_bytes(logged))
+
+    assert shadows == {
+        "shadow": {"version": "1", "scored": True},
+        "challenger": {"version": "3", "scored": True},
+    }
+    for columns, version in ((SERVED, "2"), (PREVIOUS, "1"), (CHALLENGER, "3")):
+        model = models[version]
+        probabilities = model.predict_proba(frame[spec.columns.features])
+        for i, label in enumerate(("high", "low", "mid")):
+            assert logged[f"{columns.score}__{label}"].to_numpy() == pytest.approx(probabilities[:, i])
+        assert logged[columns.score].to_numpy() == pytest.approx(probabilities.max(axis=1))
+        assert logged[columns.prediction].tolist() == model.predict(frame[spec.columns.features]).tolist()
+        read = Predictions.from_frame(logged, columns.prediction, columns.score)
+        assert read.classes.tolist() == ["high", "low", "mid"]
+
+
+def test_a_binary_model_logs_exactly_its_prediction_and_score(fitted, monkeypatch):
+    spec, model, frame = fitted
+    _watching(monkeypatch, lambda settings, version, trust=None: model)
+    batch = {"key": "b.csv", "batch_id": "b", "uri": "b.csv"}
+
+    logged = batches._predictions(spec, SimpleNamespace(version="2"), model, frame, batch)
+    batches._shadows(spec, load_settings(), "2", frame, logged)
+
+    outputs = [*SERVED, "batch_id", "scored_at", *PREVIOUS, *CHALLENGER]
+    assert list(logged.columns) == [*logged_columns(spec), *outputs]
+
+
 # --- scoring a batch: any failure of the batch sets it aside; ids of files ------------------------
 
 
@@ -191,7 +236,7 @@ def served(fitted, monkeypatch, tmp_path) -> tuple[PipelineSpec, LocalStorage]:
     champion = SimpleNamespace(name=spec.name, version="1", tags={})
     monkeypatch.setattr(batches.registry, "client", lambda settings: None)
     monkeypatch.setattr(batches.registry, "get_champion", lambda mlflow_client, name: champion)
-    monkeypatch.setattr(batches.registry, "load_version", lambda settings, version: model)
+    monkeypatch.setattr(batches.registry, "load_version", lambda settings, version, trust=None: model)
     monkeypatch.setattr(batches, "watched_promotion", lambda settings, name, champion: None)
     _challenger(monkeypatch, None)
     return spec, LocalStorage(tmp_path / "incoming")
@@ -232,7 +277,9 @@ def test_a_batch_whose_prediction_fails_is_set_aside_once_and_never_counted_as_s
 ):
     spec, incoming = served
     data = _deliver(incoming, "batch-0001.csv", fitted[2].head(50))
-    monkeypatch.setattr(batches.registry, "load_version", lambda settings, version: _Unpredictable())
+    monkeypatch.setattr(
+        batches.registry, "load_version", lambda settings, version, trust=None: _Unpredictable()
+    )
 
     done = _score_all(spec)
 
@@ -289,7 +336,7 @@ def test_a_model_that_cannot_load_leaves_the_batch_in_place_for_the_next_run(ser
     spec, incoming = served
     _deliver(incoming, "batch-0001.csv", fitted[2].head(50))
 
-    def unavailable(settings: Any, version: Any) -> Any:
+    def unavailable(settings: Any, version: Any, trust: Any = None) -> Any:
         raise ConnectionError("registry unavailable")
 
     monkeypatch.setattr(batches.registry, "load_version", unavailable)
@@ -298,7 +345,7 @@ def test_a_model_that_cannot_load_leaves_the_batch_in_place_for_the_next_run(ser
 
     assert incoming.exists("batch-0001.csv")
     assert scored_batches.batch_record(home_storage(load_settings()), spec.name, "batch-0001") is None
-    monkeypatch.setattr(batches.registry, "load_version", lambda settings, version: fitted[1])
+    monkeypatch.setattr(batches.registry, "load_version", lambda settings, version, trust=None: fitted[1])
     assert _score_all(spec) == {"batch-0001": "scored"}
 
 
@@ -390,3 +437,26 @@ def test_a_file_colliding_with_a_scored_batch_never_displaces_it(served, fitted)
     assert not incoming.exists("2026-01-01/batch.csv")
     storage = home_storage(load_settings())
     assert storage.read_bytes(f"conflicts/{spec.name}/2026-01-01__batch/batch.csv") == later
+
+
+def test_scoring_with_feature_code_changed_since_the_champion_was_trained_says_so(
+    served, fitted, monkeypatch
+):
+    spec, incoming = served
+    spec = spec.model_copy(
+        update={"features": Features(factory="tests.unit.training.user_code.custom.ratio")}
+    )
+    current = user_code_tags(spec)
+    champion = SimpleNamespace(name=spec.name, version="1", tags=dict(current))
+    monkeypatch.setattr(batches.registry, "get_champion", lambda mlflow_client, name: champion)
+    _deliver(incoming, "batch-0001.csv", fitted[2].head(20))
+    (batch,) = batches.new_batches(spec, load_settings())
+    assert "user_code_changed" not in batches.score_batch(spec, load_settings(), batch)
+
+    champion.tags[tags.FEATURES_SHA256] = "0" * 64  # trained with other feature code than today's
+    _deliver(incoming, "batch-0002.csv", fitted[2].iloc[20:40])
+    (batch,) = batches.new_batches(spec, load_settings())
+    summary = batches.score_batch(spec, load_settings(), batch)
+    assert summary["action"] == "scored"  # scored all the same: the change is recorded, not refused
+    (changed,) = summary["user_code_changed"]
+    assert changed.startswith("tests.unit.training.user_code.custom.ratio: source sha256")

@@ -14,18 +14,23 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
+from sklearn import metrics as sk
 
 from ctloop import clock
 from ctloop.devtools.example_data import ID_COLUMN, TARGET, generate_batch, write_batches
 from ctloop.errors import LabelError
 from ctloop.io.readers import from_parquet_bytes, to_parquet_bytes
 from ctloop.io.storage import home_storage
+from ctloop.monitoring.monitor_run import quality
 from ctloop.scoring import late_labels
+from ctloop.scoring.batches import logged_columns, model_predictions
 from ctloop.scoring.late_labels import JOINS, QUARANTINE, SAMPLE, join_labels, read_labels
 from ctloop.scoring.prediction_log import LABELED, PREDICTIONS, batch_ids, partition_key
 from ctloop.settings import Settings, load_settings
 from ctloop.spec.models import PipelineSpec
+from ctloop.training.estimator import fit
 from tests.helpers import example_spec
+from tests.unit.evaluation.task_kinds import multiclass_batch, multiclass_spec
 
 ROWS = 20
 
@@ -277,7 +282,9 @@ def test_the_champion_classes_decide_before_the_training_data(
     monkeypatch.setattr(mlflow_store, "client", lambda settings: None)
     monkeypatch.setattr(mlflow_store, "get_champion", lambda mlflow_client, name: champion)
     monkeypatch.setattr(
-        mlflow_store, "load_version", lambda settings, version: SimpleNamespace(classes_=["no", "yes"])
+        mlflow_store,
+        "load_version",
+        lambda settings, version, trust=None: SimpleNamespace(classes_=["no", "yes"]),
     )
     batch = _batch(0)
     _score(spec, settings, "b0", batch)
@@ -410,3 +417,37 @@ def test_a_regression_label_must_be_a_finite_number(tmp_path: Path, settings: Se
 
     assert good.exists()
     assert _labeled(spec, settings, "b0")[TARGET].tolist() == [3.5, 100.0]
+
+
+def test_text_labels_of_a_multiclass_log_join_beside_every_class_probability(
+    tmp_path: Path, settings: Settings
+) -> None:
+    """Late labels of a multiclass model's log ("high", "low", "mid") join its rows with their class
+    probabilities, and measure every metric on them."""
+    (tmp_path / "training").mkdir()
+    training = multiclass_batch(600, seed=1)
+    training.to_csv(tmp_path / "training" / "batch-0000.csv", index=False)
+    scoring = {"incoming_uri": str(tmp_path / "incoming"), "labels_uri": str(tmp_path / "labels")}
+    spec = multiclass_spec(f"ll{uuid.uuid4().hex[:10]}", str(tmp_path / "training"), scoring=scoring)
+    model, batch = fit(spec, training), multiclass_batch(300, seed=2)
+    logged = batch[logged_columns(spec)].assign(
+        **model_predictions(model, batch, spec).columns("prediction", "score")
+    )
+    logged = logged.assign(model_version="1", batch_id="b0", scored_at=pd.Timestamp("2026-02-01", tz="UTC"))
+    home_storage(settings).write_bytes(partition_key(PREDICTIONS, spec.name, "b0"), to_parquet_bytes(logged))
+    _deliver(spec, "labels-0001.csv", batch[[ID_COLUMN, TARGET]])
+
+    summary = join_labels(spec, settings)
+
+    assert summary["labeled_rows"] == 300
+    assert summary["classes_from"].startswith("training data")
+    labeled = _labeled(spec, settings, "b0")
+    assert labeled[TARGET].tolist() == batch[TARGET].tolist()
+    assert {"score__high", "score__low", "score__mid"} <= set(labeled.columns)
+    measured = quality(spec, labeled)
+    probabilities = model.predict_proba(batch[spec.columns.features])
+    expected = sk.roc_auc_score(batch[TARGET], probabilities, multi_class="ovr", labels=model.classes_)
+    assert measured["roc_auc"] == pytest.approx(expected, rel=1e-9)
+    assert measured["log_loss"] == pytest.approx(
+        sk.log_loss(batch[TARGET], probabilities, labels=model.classes_)
+    )

@@ -90,6 +90,22 @@ EVALUATION = {
     },
     "recent_note": "the last 1 labeled batch(es) hold 1200 rows, set aside from training: b12",
     "trigger": "asset",
+    "importance": {
+        "metric": "log_loss",
+        "rows": 2000,
+        "repeats": 3,
+        "seed": 0,
+        "shift_threshold": 0.15,
+        "candidate": {"tenure_months": {"mean": 0.09, "std": 0.01}, "region": {"mean": 0.0, "std": 0.0}},
+        "champion": None,
+        "shares": [],
+        "large_shifts": [],
+        "summary": "most important: tenure_months (100%), region (0%); no champion to compare with",
+    },
+    "per_class": {
+        "candidate": {"low": {"precision": 0.8, "recall": 0.7, "f1": 0.75, "support": 120.0}},
+        "champion": {"low": {"precision": 0.7, "recall": 0.7, "f1": 0.7, "support": 120.0}},
+    },
 }
 VERDICT = {
     "rule": "bootstrap",

@@ -118,3 +118,78 @@ def test_an_approved_promotion_is_carded_and_not_notified_as_a_rejection(version
     assert client.get_model_version(spec.name, number).tags[tags.APPROVAL] == "approved"
     assert "promoted" in _card(client, run_id)
     assert emitted == []
+
+
+EVALUATION = {
+    "mlflow_run_id": "r",
+    "candidate": {"roc_auc": 0.8},
+    "champion": {"roc_auc": 0.79},
+    "champion_version": "1",
+    "holdout_digest": "d",
+    "holdout_key": "k",
+    "predictions_key": "p",
+    "recent": None,
+    "recent_note": "none",
+    "trigger": "manual",
+    "importance": {
+        "metric": "log_loss",
+        "rows": 500,
+        "repeats": 3,
+        "seed": 0,
+        "shift_threshold": 0.15,
+        "candidate": {"tenure_months": {"mean": 0.09, "std": 0.01}, "region": {"mean": 0.0, "std": 0.0}},
+        "champion": {"tenure_months": {"mean": 0.001, "std": 0.0}, "region": {"mean": 0.05, "std": 0.01}},
+        "shares": [
+            {"feature": "tenure_months", "candidate": 1.0, "champion": 0.02, "change": 0.98},
+            {"feature": "region", "candidate": 0.0, "champion": 0.98, "change": -0.98},
+        ],
+        "large_shifts": ["tenure_months", "region"],
+        "summary": "2 feature(s) moved by more than 0.15 of the importance",
+    },
+    "per_class": {
+        "candidate": {"gold": {"precision": 0.9, "recall": 0.8, "f1": 0.847, "support": 40.0}},
+        "champion": {"gold": {"precision": 0.7, "recall": 0.6, "f1": 0.6462, "support": 40.0}},
+    },
+}
+
+
+def test_the_card_shows_the_code_lineage_tuning_feature_importance_and_per_class_metrics(version, emitted):
+    spec, settings, client, number, run_id = version
+    client.log_param(run_id, tags.ESTIMATOR, "lightgbm.LGBMClassifier")
+    code = {
+        tags.FEATURES_CODE: "features.churn.make_features",
+        tags.FEATURES_SHA256: "e" * 64,
+        tags.TRAIN_FUNCTION: "features.churn.train",
+        tags.TRAIN_FUNCTION_SHA256: "f" * 64,
+        tags.TUNING: '{"tuned_params":{"num_leaves":63},"best_value":0.8411,"metric":"roc_auc",'
+        '"direction":"maximize","trials_completed":12,"trials_failed":0,"new_field":1}',
+    }
+    for key, value in code.items():
+        client.set_tag(run_id, key, value)
+    results = TrainResults.model_validate({"evaluate": EVALUATION, "register": number})
+    record_version(spec, settings, client, number, results)
+    card = _card(client, run_id)
+    for expected in [*code.values()][:4] + [
+        "lightgbm.LGBMClassifier",
+        "num_leaves",
+        "0.8411",
+        "12 completed",
+    ]:
+        assert expected in card
+    importance = card[card.index("<h2>Feature importance</h2>") :]
+    assert importance.index("tenure_months") < importance.index("region")
+    assert importance.count('<tr class="warn">') == 2
+    per_class = card[card.index("<h2>Per-class metrics on the shared holdout</h2>") :]
+    assert '<tr><td>gold</td><td class="num">40</td>' in per_class
+    assert "0.7000 · +0.2000" in per_class
+
+
+def test_an_unreadable_tuning_tag_leaves_tuning_off_the_card(version, emitted):
+    spec, settings, client, number, run_id = version
+    client.set_tag(run_id, tags.TUNING, '{"tuned_params": {"num_leaves": 6')  # cut short
+    record_version(spec, settings, client, number, TrainResults.model_validate({"register": number}))
+    card = _card(client, run_id)
+    tuning = card[card.index("<h2>Tuning</h2>") :]
+    assert tuning[: tuning.index("</section>")].count("not recorded") == 1
+    code = card[card.index("<h2>Model code</h2>") :]
+    assert code[: code.index("</section>")].count("not recorded") == 3  # no estimator param, no user code

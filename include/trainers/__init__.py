@@ -1,0 +1,1 @@
+"""Pipelines' own training functions, named by ``estimator.train_function`` in their spec."""

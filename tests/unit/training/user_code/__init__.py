@@ -1,0 +1,1 @@
+"""A user's own feature and training modules, as a spec names them (tests only)."""
