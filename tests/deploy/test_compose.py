@@ -431,6 +431,9 @@ def test_dags_plugins_specs_and_suites_are_mounted_where_the_image_looks(service
         assert mounts[f"{home}/plugins"] == "./plugins", name
         assert mounts[image_env["CTLOOP_PIPELINES_DIR"]] == "./include/pipelines", name
         assert mounts[image_env["CTLOOP_EXPECTATIONS_DIR"]] == "./include/expectations", name
+        # the pipelines' own feature and training modules, imported through the image's PYTHONPATH
+        for package in ("features", "trainers"):
+            assert mounts[f"{image_env['PYTHONPATH']}/{package}"] == f"./include/{package}", name
         assert mounts[image_env["CTLOOP_HOME"]] == "ctloop-home", name
         assert all(m.endswith(":ro") for m in services[name]["volumes"] if m.startswith("./")), name
 

@@ -83,6 +83,13 @@ def test_example_pipeline_trains_gates_scores_and_monitors(
         slices = decision["slices"]
         assert any(s.get("candidate") for s in slices), slices
 
+        artifacts = Path(run.info.artifact_uri.removeprefix("file://"))
+        importance = json.loads((artifacts / "explanations" / "importance.json").read_text())
+        assert set(importance["candidate"]) == set(spec.columns.features)
+        assert set(importance["champion"]) == set(spec.columns.features)
+        assert (artifacts / "evaluation" / "per_class.json").exists() == (spec.task == "classification")
+        assert "Feature importance" in (artifacts / "model_card.html").read_text()
+
         # the user's code and the model's own types are on the record
         source = spec.features.factory if spec.features else spec.estimator.train_function
         assert v2.tags[code_tag] == source_sha256(source, "test")
@@ -102,6 +109,12 @@ def test_example_pipeline_trains_gates_scores_and_monitors(
         logged = read_partitions(PREDICTIONS, spec.name, scored, settings)
         assert len(logged) == 2 * ROWS
         assert logged["prediction"].notna().all()
+        class_columns = sorted(c for c in logged.columns if c.startswith("score__"))
+        if spec.task == "classification":  # every class's probability, for the monitor's log loss
+            assert class_columns == ["score__low", "score__normal", "score__urgent"]
+            assert set(logged["prediction"]) <= {"low", "normal", "urgent"}
+        else:
+            assert class_columns == []
         assert run_dag(f"{spec.name}__score").state == "success"  # joins the labels that landed
         labeled = read_partitions(LABELED, spec.name, batch_ids(LABELED, spec.name, settings), settings)
         assert len(labeled) == 2 * ROWS
