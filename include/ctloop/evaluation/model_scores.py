@@ -131,9 +131,34 @@ def _classification(
     from sklearn import metrics as sk
 
     binary = len(classes) == 2
-    probabilities = np.column_stack([1 - scores, scores]) if binary else scores
+    if binary:
+        return {
+            **_label_metrics(y, predicted, classes[1]),
+            "roc_auc": float(sk.roc_auc_score(y, scores)),
+            "log_loss": float(sk.log_loss(y, np.column_stack([1 - scores, scores]), labels=classes)),
+        }
+    return {**_label_metrics(y, predicted, None), **_multiclass_probability_metrics(y, scores, classes)}
+
+
+def _multiclass_probability_metrics(
+    y: NDArray[Any], probabilities: NDArray[Any], classes: list[Any]
+) -> dict[str, float]:
+    """roc_auc (one-vs-rest, macro) and log_loss of a multiclass model on rows that may lack one of
+    its classes (a rare class, a small holdout) or hold a label it never saw.
+
+    With every class present this is scikit-learn's ``roc_auc_score(multi_class="ovr")``; a class
+    with no row (or only rows) of its own has no one-vs-rest AUC and is left out of the average,
+    where scikit-learn would raise. A label the model does not know gets probability 0, so it
+    costs log loss as a certain mistake does instead of stopping the evaluation."""
+    import numpy as np
+    from sklearn import metrics as sk
+
+    labels = np.asarray(y)
+    judged = [i for i, c in enumerate(classes) if 0 < int((labels == c).sum()) < len(labels)]
+    aucs = [sk.roc_auc_score(labels == classes[i], probabilities[:, i]) for i in judged]
+    unknown = sorted(set(labels.tolist()) - set(classes), key=str)
+    padded = np.hstack([probabilities, np.zeros((len(labels), len(unknown)))])
     return {
-        **_label_metrics(y, predicted, classes[1] if binary else None),
-        "roc_auc": float(sk.roc_auc_score(y, scores, multi_class="raise" if binary else "ovr")),
-        "log_loss": float(sk.log_loss(y, probabilities, labels=classes)),
+        "roc_auc": float(np.mean(aucs)) if aucs else float("nan"),
+        "log_loss": float(sk.log_loss(labels, padded, labels=[*classes, *unknown])),
     }

@@ -111,3 +111,35 @@ def test_a_regression_log_scores_as_the_holdout_does():
     assert undefined == {}
     assert values == pytest.approx(evaluate(model, holdout, spec), rel=1e-9)
     assert set(values) == {"rmse", "mae", "r2"}
+
+
+def test_a_multiclass_holdout_missing_a_class_or_holding_an_unknown_one_is_still_scored(multiclass):
+    spec, model, holdout = multiclass
+    classes = list(model.classes_)
+    whole = evaluate(model, holdout, spec)
+    probabilities = model.predict_proba(holdout[spec.columns.features])
+    # every class present: scikit-learn's own one-vs-rest macro roc_auc
+    assert whole["roc_auc"] == pytest.approx(
+        sk.roc_auc_score(holdout[TARGET], probabilities, multi_class="ovr")
+    )
+
+    rare = classes[-1]
+    without = holdout[holdout[TARGET] != rare]
+    values = evaluate(model, without, spec)  # scikit-learn's roc_auc_score raises on these rows
+    kept = without[spec.columns.features]
+    per_class = [
+        sk.roc_auc_score(without[TARGET] == c, model.predict_proba(kept)[:, i])
+        for i, c in enumerate(classes)
+        if c != rare
+    ]
+    assert values["roc_auc"] == pytest.approx(np.mean(per_class))
+    assert values["log_loss"] == pytest.approx(
+        sk.log_loss(without[TARGET], model.predict_proba(kept), labels=classes)
+    )
+
+    unknown = holdout.copy()
+    unknown.loc[unknown.index[:5], TARGET] = "never_seen"
+    values = evaluate(model, unknown, spec)
+    assert np.isfinite(values["log_loss"])
+    assert values["log_loss"] > whole["log_loss"]  # a label the model cannot give is a certain mistake
+    assert np.isfinite(values["roc_auc"])
