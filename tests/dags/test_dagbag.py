@@ -44,11 +44,31 @@ def test_train_dag_shape_and_params(repo_pipelines):
         "snapshot", "validate", "train", "evaluate", "register", "gate", "promote", "record_outcome",
     ]  # fmt: skip
     assert dag.max_active_runs == 1
-    assert set(dag.params) == {"reason", "note", "alert_id", "data_window", "data_last", "gate_mode"}
+    # no alert id: people never see it, the plugin's alert endpoint passes it in the run's conf
+    assert set(dag.params) == {"reason", "note", "data_window", "data_last", "gate_mode"}
     for name in dag.params:
         assert dag.params.get_param(name).description, name
     assert dag.params["data_window"] == "spec"
     assert dag.params["gate_mode"] == "spec"
+    assert dag.is_paused_upon_creation is False  # the plugin's Retrain must not wait for an unpause
+
+
+def _form_requires(schema: dict) -> bool:
+    """Airflow 3.3's trigger form (ui/dist: a field is required when its type excludes null, and
+    refused empty or null then); a field with ``const`` is hidden."""
+    kind = schema.get("type")
+    return bool(kind) and not (isinstance(kind, list) and "null" in kind)
+
+
+def test_the_trigger_form_requires_a_reason_and_leaves_the_note_optional(repo_pipelines):
+    dag = _bag().dags["churn__train"]
+    reason, note = dag.params.get_param("reason"), dag.params.get_param("note")
+    assert reason.value == ""  # empty: a person must type it
+    assert _form_requires(reason.schema)
+    assert "const" not in reason.schema
+    assert not _form_requires(note.schema)
+    assert note.value is None
+    assert dag.params.validate()["reason"] == ""  # scheduled and asset runs take the defaults
 
 
 def test_approval_required_puts_a_person_between_gate_and_promote(tmp_path, monkeypatch):
@@ -70,6 +90,7 @@ def test_rollback_dag_asks_for_target_reason_and_force(repo_pipelines):
     assert set(dag.params) == {"target", "reason", "force"}
     assert dag.params["target"] == "previous"
     assert [t.task_id for t in dag.tasks] == ["rollback"]
+    assert dag.is_paused_upon_creation is False  # a rollback from the plugin runs at once
 
 
 def test_assets_couple_score_monitor_and_train(repo_pipelines):

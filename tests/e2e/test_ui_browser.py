@@ -387,14 +387,21 @@ def test_the_plugin_refuses_a_browser_that_is_not_logged_in(
     assert back == world.pipeline
 
 
-def test_the_ledger_links_each_versions_model_card(world: World, monitored: dict) -> None:
+def test_the_ledger_links_each_versions_model_card(world: World, monitored: dict, artifacts: Path) -> None:
     page = world.page()
     page.goto(f"{world.url}/ctloop/pipelines/{world.pipeline}/ledger")
-    with page.expect_response("**/versions/2/model-card") as card:
+    with page.expect_response("**/versions/2/model-card") as card:  # the version's page frames its card
         page.get_by_role("link", name="model card v2").first.click()
     answer = card.value
     heading = page.get_by_role("heading", level=1).inner_text()
+    framed = page.frame_locator("iframe.report").get_by_role("heading", level=1).inner_text()
+    sandbox = page.locator("iframe.report").get_attribute("sandbox")
+    back = page.get_by_role("link", name="Back to the promotion ledger").get_attribute("href")
+    page.screenshot(path=artifacts / "model-card.png", full_page=True)
     page.close()
     assert answer.status == 200
     assert answer.headers["content-security-policy"].startswith("sandbox;")  # no script at all
-    assert heading == f"Model card: {world.pipeline} version 2"
+    assert heading == f"Model card · {world.pipeline} v2"  # inside the plugin's layout
+    assert framed == f"Model card: {world.pipeline} version 2"
+    assert sandbox == ""  # neither scripts nor this origin
+    assert back.endswith(f"/ctloop/pipelines/{world.pipeline}/ledger")

@@ -66,7 +66,7 @@ def demo(tmp_path_factory) -> DemoRun:
 def test_demo_runs_the_whole_loop_and_retrains_on_drift_by_itself(demo):
     out, home = demo.out, demo.home
 
-    first = _rows(out, "(started by unpausing the DAG)") or _rows(out, "first training ")
+    first = _rows(out, "(started when the DAG appeared)") or _rows(out, "first training ")
     assert len(first) == 1, out
     assert " v1 " in first[0], out
     assert "promoted: gate passed" in first[0], out

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from ctloop.registry import ledger
 from ctloop.registry import mlflow_store as registry
 from ctloop.settings import load_settings
 from tests.integration.conftest import Pipeline, champion_version, mlflow_run, run_dag, task_states, versions
@@ -41,6 +42,8 @@ def test_first_run_promotes_v1_with_its_evidence(champion_pipeline):
     assert version.tags["ctloop.reason"] == "first training"
     assert version.tags["ctloop.gate"] == "passed"
     assert version.tags["ctloop.previous_champion"] == "none"
+    (move,) = ledger.entries(load_settings(), pipeline.name)
+    assert (move.user, move.automatic, move.reason) == ("dag_test", False, "first training")  # its person
     assert run.data.params["estimator"] == "sklearn.ensemble.HistGradientBoostingClassifier"
     assert run.data.params["estimator.max_iter"] == "60"
     assert run.data.metrics["holdout_roc_auc"] > 0.7
@@ -119,6 +122,16 @@ def test_bad_batch_stops_the_run_and_v1_stays(champion_pipeline, capsys, fault, 
     assert champion_version(pipeline.name) == "1"
     assert len(versions(pipeline.name)) == before
     assert hashlib.sha256(snapshot.read_bytes()).hexdigest() == snapshot.stem
+
+
+def test_a_manual_run_without_a_reason_is_refused_at_snapshot_and_v1_stays(champion_pipeline, capsys):
+    pipeline, _ = champion_pipeline
+    before = len(versions(pipeline.name))
+    dag_run = run_dag(pipeline.dag_id)  # the trigger form requires it; the REST API does not
+    assert task_states(dag_run)["snapshot"] == "failed"
+    assert "Param 'reason' is required for a manual run" in capsys.readouterr().out
+    assert champion_version(pipeline.name) == "1"
+    assert len(versions(pipeline.name)) == before
 
 
 def test_unreadable_file_is_named_and_v1_stays(champion_pipeline, capsys):

@@ -80,6 +80,18 @@ def _write_monitor_run(pipeline: str) -> None:
         "quality": {"metric": "roc_auc", "value": 0.8, "champion_value": 0.82, "labeled_rows": 0},
         "decision": {"action": "retrain", "alert": True, "why": "confirmed alert: retraining"},
         "report_uri": report_uri,
+        "evidently": {
+            "sample": {
+                "seed": 0,
+                "sample_rows": 200,
+                "reference": {"rows": 1500, "sampled": 200},
+                "current": {"rows": 600, "sampled": 200},
+            },
+            "drift": {
+                "drifted_columns": {"count": 1, "share": 0.2, "threshold": 0.3, "dataset_drift": False},
+                "skipped": {},
+            },
+        },
     }
     summary_uri = storage.write_bytes(f"{prefix}/summary.json", json.dumps(summary).encode())
     entry = {**summary, "drift_share": 0.4, "quality": 0.8, "alert": True, "action": "retrain"}
@@ -114,6 +126,7 @@ def _routes(pipeline: str) -> list[tuple[str, str]]:
         ("GET", f"{base}/reports/{RUN_ID}"),
         ("GET", f"{base}/reports/{RUN_ID}/raw"),
         ("GET", f"{base}/ledger"),
+        ("GET", f"{base}/versions/1"),
         ("GET", f"{base}/versions/1/model-card"),
         ("GET", f"{base}/rollback?target=previous"),
         ("POST", f"{base}/rollback"),
@@ -167,6 +180,25 @@ def test_the_report_is_served_sandboxed_and_never_inline(served: Served) -> None
     assert "script-src" not in page.headers["content-security-policy"]  # the page itself runs no script
     assert "tenure_months" in page.text
     assert "confirmed alert: retraining" in page.text
+
+
+def test_the_report_page_leads_with_the_decision_and_says_why_the_sample_differs(served: Served) -> None:
+    page = served.get(f"/pipelines/{served.pipeline}/reports/{RUN_ID}", served.admin)
+
+    assert page.status_code == 200, page.text
+    text = page.text
+    decision, evidence = text.index('id="decision"'), text.index("Evidence: the Evidently report")
+    assert text.index("<h1>") < decision < evidence < text.index('<iframe class="report"')
+    headline = text[decision:evidence]
+    assert ">retrain</span>" in headline
+    assert ">alert</span>" in headline
+    assert "confirmed alert: retraining" in headline
+    assert "0.400 of the features" in headline
+    note = text.split('id="report-note">', 1)[1].split("</p>", 1)[0]
+    assert note == (
+        "Evidently&#39;s share 0.200 comes from a seeded sample of 200 of 1,500 reference and 200 of 600"
+        " current rows (monitoring.report_sample_rows 200); the decision&#39;s 0.400 from every row."
+    )
 
 
 @pytest.mark.parametrize(

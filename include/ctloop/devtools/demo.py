@@ -66,7 +66,7 @@ class Demo:
     def run(self) -> None:
         for dag_id in (SCORE, MONITOR):
             self.stack.wait_for_dag(dag_id)
-        self._unpause_training()
+        self._scheduled_first_training()
         if self._champion() is None:
             self._first_training()
         for _ in range(STABLE_BATCHES):
@@ -95,21 +95,17 @@ class Demo:
             metrics = served(self.spec, self.settings, batch_id)
             row.served = f"{metrics[SERVED_METRIC]:.3f}" if metrics else "-"
 
-    def _unpause_training(self) -> None:
-        """Unpause ``churn__train``; with catchup=False Airflow then runs its latest cron point at
-        once, so when that happens the demo lets it be the (first) training instead of adding one."""
-        self._training_data()
-        was_paused = self.stack.wait_for_dag(TRAIN, unpause=False)["is_paused"]
-        known = len(self.stack.runs(TRAIN))
+    def _scheduled_first_training(self) -> None:
+        """``churn__train`` starts unpaused (ctloop's default for the DAGs people start) and with
+        catchup=False, so the scheduler runs its latest cron point as soon as the DAG is parsed: on
+        a new home that run is the (first) training, on the data that landed before the stack
+        started, and the demo follows it instead of adding one."""
         self.stack.wait_for_dag(TRAIN)
-        run = self._new_run(TRAIN, known, timeout=30) if was_paused else None
-        if run is not None:
-            self._finish_training(run["dag_run_id"], "scheduled training (started by unpausing the DAG)")
-
-    def _training_data(self) -> None:
-        data = self.home / "data" / PIPELINE / "training"
-        if not sorted(data.glob("batch-*.csv")):
-            write_batches(data, range(FIRST_TRAINING_BATCHES), rows=self.rows)
+        if self._champion() is not None:
+            return
+        run = self._new_run(TRAIN, 0, timeout=30)
+        if run is not None and run["run_type"] == "scheduled" and len(self.stack.runs(TRAIN)) == 1:
+            self._finish_training(run["dag_run_id"], "scheduled training (started when the DAG appeared)")
 
     def _first_training(self) -> None:
         run = self.stack.trigger(TRAIN, {"reason": "demo: first training", "note": "ctloop demo"})
@@ -284,6 +280,13 @@ def describe_training(settings: Settings, run_id: str) -> str:
     )
 
 
+def _land_training_data(settings: Settings, rows: int) -> None:
+    """The first training's data, unless an earlier demo on this home already wrote it."""
+    data = settings.home / "data" / PIPELINE / "training"
+    if not sorted(data.glob("batch-*.csv")):
+        write_batches(data, range(FIRST_TRAINING_BATCHES), rows=rows)
+
+
 def run_demo(home: Path, rows_per_batch: int) -> int:
     """Run the story on a local stack and print the timeline; 0 when every run ended as expected."""
     from ctloop.devtools.local_deployment import LocalDeployment
@@ -291,6 +294,7 @@ def run_demo(home: Path, rows_per_batch: int) -> int:
 
     settings = load_settings()
     spec = load_spec(settings.pipelines_dir / f"{PIPELINE}.yaml")
+    _land_training_data(settings, rows_per_batch)  # before the scheduler's first training starts
     print(f"Starting Airflow (api-server, scheduler, dag-processor) on {home} ...", flush=True)
     with LocalDeployment(home, settings.pipelines_dir) as stack:
         demo = Demo(stack, settings, spec, rows_per_batch)

@@ -243,3 +243,25 @@ def open_storage(location: str, settings: Settings) -> Storage:
 def home_storage(settings: Settings) -> Storage:
     """ctloop's own storage: snapshots, validation results, holdouts."""
     return open_storage(settings.storage_root, settings)
+
+
+STORAGE_SCHEME = "storage://"
+"""How a page names an object of ctloop's own storage: by its key, not the server's path to it."""
+
+
+def storage_relative(settings: Settings, uri: str) -> str:
+    """``uri`` as people should read it: ``storage://<key>`` for an object of ctloop's storage,
+    the name alone for another local file (a server path tells a reader nothing and shows the
+    server's layout), any other URI (``s3://``, ``models:/``, ``http``) unchanged."""
+    root = settings.storage_root
+    if root.startswith("s3://"):
+        prefix = root.rstrip("/") + "/"
+        return STORAGE_SCHEME + uri.removeprefix(prefix) if uri.startswith(prefix) else uri
+    path = Path(uri.removeprefix("file://")) if uri.startswith(("/", "file:///")) else None
+    if path is None:
+        return uri
+    base = Path(root).expanduser()
+    base = base if base.is_absolute() else settings.home / base
+    if path.is_relative_to(base) and path != base:
+        return STORAGE_SCHEME + path.relative_to(base).as_posix()
+    return path.name

@@ -1,7 +1,6 @@
 """What an alert id may be: short and plain, for it ends up in run ids, tags, logs and pages.
 
-Kept apart from ctloop.monitoring.alerts so the train DAG's trigger form can use the same pattern
-without importing a database layer at every parse.
+Kept apart from ctloop.monitoring.alerts, so the pattern can be imported without its database layer.
 """
 
 from __future__ import annotations

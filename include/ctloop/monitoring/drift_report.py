@@ -14,10 +14,17 @@ Jensen-Shannon for categorical ones, both with threshold 0.1; at or below 1,000 
 numeric columns and chi-square (or a Z-test for two values) with p-value threshold 0.05. A small
 sample would therefore silently switch the report to different tests, with a different meaning
 of "score", from the ones Evidently (and ctloop) use on the full data. :func:`default_stattest`
-makes the choice on the full frames and the report forces it per column (``per_column_method``;
-the thresholds stay each test's default). One exception: Evidently applies chi-square or the Z-test
+makes the choice on the full frames and the report forces it per column (``per_column_method``),
+with ctloop's thresholds (``drift_stats.THRESHOLDS``, ``per_column_threshold``), which are the
+same tests ctloop decides with. One exception: Evidently applies chi-square or the Z-test
 to a small numeric column with at most 5 values but refuses them by name for a numeric column, so
 there its own choice on the sample stands; it is the same unless sampling hid some of the values.
+
+One verdict: Evidently's headline ("Dataset Drift is detected ... threshold X") is the pipeline's
+own rule, so it agrees with ctloop's decision on the same data. Its dataset-drift share counts the
+features only, as ctloop's does, against the pipeline's ``monitoring.drift.share``; ``score`` and
+``prediction`` are reported beside it (``ValueDrift``), outside the share. What can still differ is
+the sample: the report sees at most ``sample_rows`` rows a side, the decision all of them.
 
 Only the listed columns reach Evidently, with their kinds given explicitly (never inferred):
 Evidently crashes on empty frames, all-NaN numeric columns and unexpected extra columns, so
@@ -42,6 +49,7 @@ import numpy as np
 import pandas as pd
 
 from ctloop.errors import DriftInputError
+from ctloop.monitoring.drift_stats import DEFAULT_DRIFT_SHARE, THRESHOLDS
 from ctloop.rendering import render
 
 if TYPE_CHECKING:
@@ -90,6 +98,7 @@ def build_report(
     task: str,
     sample_rows: int = DEFAULT_SAMPLE_ROWS,
     seed: int = 0,
+    drift_share: float = DEFAULT_DRIFT_SHARE,
     title: str,
 ) -> tuple[str, dict[str, Any]]:
     """Build the Evidently HTML page and a small JSON-able dict of what Evidently computed.
@@ -97,13 +106,17 @@ def build_report(
     ``reference`` and ``current`` hold the features plus ``score`` and ``prediction`` (the
     reference scored by the champion); ``current`` may hold ``target`` where labels arrived. Drift
     is tested on the listed features, ``score`` (numeric) and ``prediction`` (categorical for
-    classification, numeric for regression), with the tests Evidently picks on the full frames.
+    classification, numeric for regression), with the tests Evidently picks on the full frames and
+    ctloop's thresholds; the dataset is drifted when the share of drifted features reaches
+    ``drift_share`` (the pipeline's ``monitoring.drift.share``).
     Model quality is computed on the labeled rows of ``current``, and skipped without labels.
     """
     if task not in ("classification", "regression"):
         raise ValueError(f"task must be 'classification' or 'regression', not {task!r}")
     if sample_rows < 1:
         raise ValueError(f"sample_rows must be positive, not {sample_rows}")
+    if not 0.0 < drift_share <= 1.0:
+        raise ValueError(f"drift_share must be in (0, 1], not {drift_share}")
     kinds = column_kinds(numeric, categorical, task)
     for name, frame in (("reference", reference), ("current", current)):
         check_frame(frame, name, kinds)
@@ -115,9 +128,9 @@ def build_report(
     current_sample = _prepare(_sample(current, sample_rows, seed, stream=1), kinds)
     skipped = _empty_in_sample(reference_sample, current_sample, kinds)
     tested = {column: kind for column, kind in kinds.items() if column not in skipped}
-    if not tested:
-        raise DriftInputError("no listed column has a value in both samples; raise sample_rows")
-    drift_snapshot = _run_drift(reference_sample, current_sample, tested, methods)
+    if not any(column not in (SCORE, PREDICTION) for column in tested):
+        raise DriftInputError("no listed feature has a value in both samples; raise sample_rows")
+    drift_snapshot = _run_drift(reference_sample, current_sample, tested, methods, drift_share)
 
     labeled = _labeled_rows(current, target, sample_rows, seed)
     quality_snapshot, quality = _run_quality(labeled, reference, current, target, task)
@@ -243,9 +256,15 @@ def _empty_in_sample(reference: pd.DataFrame, current: pd.DataFrame, kinds: dict
 
 
 def _run_drift(
-    reference: pd.DataFrame, current: pd.DataFrame, kinds: dict[str, str], methods: dict[str, str]
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    kinds: dict[str, str],
+    methods: dict[str, str],
+    drift_share: float,
 ) -> Snapshot:
+    """Dataset drift over the features (ctloop's share and threshold), score and prediction beside it."""
     from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset
 
     columns = list(kinds)
@@ -256,9 +275,21 @@ def _run_drift(
     forced = {
         c: methods[c] for c in columns if not (kinds[c] == "numeric" and methods[c] in _CATEGORICAL_ONLY)
     }
-    preset = DataDriftPreset(columns=columns, per_column_method=forced)
-    # include_tests: each column's test carries Evidently's own "drift detected" verdict.
-    return Report([preset], include_tests=True).run(
+    thresholds = {c: THRESHOLDS[methods[c]] for c in columns}
+    features = [c for c in columns if c not in (SCORE, PREDICTION)]
+    preset = DataDriftPreset(
+        columns=features,
+        drift_share=drift_share,
+        per_column_method={c: forced[c] for c in features if c in forced},
+        per_column_threshold={c: thresholds[c] for c in features},
+    )
+    outputs = [
+        ValueDrift(column=c, method=forced.get(c), threshold=thresholds[c])
+        for c in columns
+        if c not in features
+    ]
+    # include_tests: each column's test, and the dataset's, carries Evidently's own verdict.
+    return Report([preset, *outputs], include_tests=True).run(
         current_data=Dataset.from_pandas(current[columns], data_definition=definition),
         reference_data=Dataset.from_pandas(reference[columns], data_definition=definition),
     )
@@ -267,19 +298,21 @@ def _run_drift(
 def _drift_results(
     result: dict[str, Any], kinds: dict[str, str], numeric: list[str], categorical: list[str]
 ) -> dict[str, Any]:
-    """Per column: kind, role, test, threshold, score and Evidently's verdict, from ``Snapshot.dict()``."""
-    verdicts = {
-        test["metric_config"]["metric_id"]: test["status"]
-        for test in result["tests"]
-        if test["metric_config"]["params"].get("type", "").endswith(":ValueDrift")
-    }
+    """Per column: kind, role, test, threshold, score and Evidently's verdict; for the dataset: the
+    drifted features, their share, the threshold and Evidently's verdict, from ``Snapshot.dict()``."""
+    verdicts = {test["metric_config"]["metric_id"]: test["status"] for test in result["tests"]}
     columns: dict[str, dict[str, Any]] = {}
     drifted: dict[str, Any] = {}
     for metric in result["metrics"]:
         config = metric["config"]
         kind = config["type"].rsplit(":", 1)[-1]
         if kind == "DriftedColumnsCount":
-            drifted = {"count": int(metric["value"]["count"]), "share": metric["value"]["share"]}
+            drifted = {
+                "count": int(metric["value"]["count"]),
+                "share": metric["value"]["share"],
+                "threshold": config["drift_share"],
+                "dataset_drift": verdicts[metric["id"]] == "FAIL",
+            }
         elif kind == "ValueDrift":
             column, method = config["column"], _NAMES.get(config["method"], config["method"])
             columns[column] = {

@@ -28,8 +28,8 @@ from ctloop.monitoring import retrain_requests
 from ctloop.monitoring.champion_watch import PairedComparison, compare, compare_challenger, watched_promotion
 from ctloop.monitoring.drift_stats import column_drift, drift_share
 from ctloop.monitoring.retrain_policy import ATTACH, HOLD, RETRAIN, ROLLBACK, Evidence, decide
+from ctloop.registry import ledger, model_trust, tags
 from ctloop.registry import mlflow_store as registry
-from ctloop.registry import model_trust, tags
 from ctloop.registry.rollback import rollback
 from ctloop.scoring.batches import predict
 from ctloop.scoring.prediction_log import LABELED, PREDICTIONS, SERVED, batch_ids, read_partitions
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MONITOR_USER = "monitor"  # the ledger's user of a rollback the monitor makes
+MONITOR_USER = ledger.MONITOR  # the ledger's "by" of a rollback the monitor makes
 
 
 class Window(TypedDict):
@@ -289,6 +289,7 @@ def _write_report(
         target=spec.columns.target,
         task=spec.task,
         sample_rows=spec.monitoring.report_sample_rows,
+        drift_share=spec.monitoring.drift.share,
         title=f"{spec.name} drift report, {ctx.run_id}",
     )
     uri = home_storage(settings).write_bytes(f"{ctx.storage_prefix}/report.html", html.encode())

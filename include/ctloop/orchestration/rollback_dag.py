@@ -89,6 +89,7 @@ def build_rollback_dag(spec: PipelineSpec) -> DAG:
             description=f"Roll the champion of {spec.name} back to the previous or a named version.",
             params=rollback_params(),
             doc_md=__doc__,
+            is_paused_upon_creation=False,  # a rollback from the plugin must run at once
         ),
     )
     def rollback_pipeline() -> None:

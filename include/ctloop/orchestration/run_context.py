@@ -19,13 +19,18 @@ if TYPE_CHECKING:
 
 def run_context(context: Context) -> RunContext:
     """The run's identity and why it started: ``schedule``; an asset event's reason; an external
-    alert (the ``alert_id`` Param); or the ``reason`` Param of a manual trigger."""
+    alert (``alert_id`` in the run's conf, which the plugin's alert endpoint sets: it is no Param,
+    so the trigger form never shows it); or the ``reason`` Param of a manual trigger."""
+    from ctloop.monitoring.alerts import check_alert_id
     from ctloop.training.steps import RunContext
 
     dag_run = context["dag_run"]
     params = context["params"]
     run_type = getattr(dag_run.run_type, "value", dag_run.run_type)
-    alert_id = str(params.get("alert_id") or "")
+    alert_id = str((getattr(dag_run, "conf", None) or {}).get("alert_id") or "")
+    if alert_id:
+        with fail_without_retry():
+            check_alert_id(alert_id)
     reason, kind = str(params.get("reason") or "manual"), "alert" if alert_id else "manual"
     if run_type == "scheduled":
         reason, kind = "schedule", "schedule"
@@ -40,7 +45,21 @@ def run_context(context: Context) -> RunContext:
         note=str(params.get("note") or ""),
         trigger=kind,
         alert_id=alert_id,
+        user=str(getattr(dag_run, "triggering_user_name", None) or ""),
     )
+
+
+def require_reason(context: Context) -> None:
+    """Refuse a manual run that does not say why it runs (the trigger form requires the field;
+    the REST API does not): fail the task at once, naming the Param."""
+    dag_run = context["dag_run"]
+    if getattr(dag_run.run_type, "value", dag_run.run_type) != "manual":
+        return
+    if not str(context["params"].get("reason") or "").strip():
+        raise AirflowFailException(
+            "Param 'reason' is required for a manual run: say why this training runs"
+            ' (the trigger form\'s Reason, or conf {"reason": "..."} through the API)'
+        )
 
 
 @contextlib.contextmanager

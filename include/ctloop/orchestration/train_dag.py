@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from ctloop.monitoring.alert_ids import ALERT_ID_MAX_LENGTH, ALERT_ID_PATTERN
 from ctloop.orchestration.assets import retrain_asset
 from ctloop.orchestration.dag_defaults import dag_args
 from ctloop.orchestration.operators.promotion_gate import PromotionGateOperator
@@ -27,29 +26,28 @@ RESULT_TASKS = ("snapshot", "validate", "train", "evaluate", "register", "gate",
 
 
 def train_params() -> dict[str, Param]:
-    """The trigger form: why a person starts a retraining, and a note for the record."""
+    """The trigger form: why a person starts a retraining, and a note for the record.
+
+    Airflow's form requires a field whose type does not allow null and refuses it empty, so
+    ``reason`` is required there while its empty default keeps scheduled and asset-triggered runs
+    (which use the defaults, validated at parse) valid; a manual run that still arrives without one
+    (the REST API) fails at snapshot (:func:`ctloop.orchestration.run_context.require_reason`).
+    An external alert's id is no Param, so people never see it: the plugin's alert endpoint passes
+    it in the run's conf (see ``run_context``).
+    """
     return {
         "reason": Param(
-            "manual",
+            "",
             type="string",
-            minLength=1,
             title="Reason",
-            description="Why this training runs; recorded on the MLflow run and the model version.",
+            description="Required: why this training runs; recorded on the MLflow run, the model"
+            " version and the ledger.",
         ),
         "note": Param(
             None,
             type=["null", "string"],  # optional: a "" default makes Airflow's trigger form require it
             title="Note",
-            description="Free text for reviewers, e.g. a ticket or what changed in the data.",
-        ),
-        "alert_id": Param(
-            None,
-            type=["null", "string"],
-            maxLength=ALERT_ID_MAX_LENGTH,
-            pattern=ALERT_ID_PATTERN,
-            title="Alert id",
-            description="Set by an external monitoring system; recorded with the run. One training per"
-            " alert id: a second run with the same id fails at snapshot.",
+            description="Optional free text for reviewers, e.g. a ticket or what changed in the data.",
         ),
         "data_window": Param(
             "spec",
@@ -123,8 +121,10 @@ def build_train_dag(spec: PipelineSpec) -> DAG:
     @ctloop_task(spec)
     def snapshot(run: TaskRun) -> Started:
         from ctloop.monitoring import alerts
+        from ctloop.orchestration.run_context import require_reason
         from ctloop.training import steps
 
+        require_reason(run.context)
         if run.ctx.alert_id:  # one training per alert id, whatever the run id it came with
             alerts.claim(run.settings, run.spec.name, run.ctx.alert_id, run.ctx.run_key)
         return steps.start(run.spec, run.settings, run.ctx)
@@ -203,6 +203,8 @@ def build_train_dag(spec: PipelineSpec) -> DAG:
             description=f"Train, validate, gate and promote {spec.name}. {spec.description}".strip(),
             params=train_params(),
             doc_md=__doc__,
+            # The plugin's Retrain starts this DAG: a paused one would leave that run queued.
+            is_paused_upon_creation=False,
         ),
     )
     def train_pipeline() -> None:

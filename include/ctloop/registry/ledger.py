@@ -49,6 +49,30 @@ DONE: State = "done"
 ABANDONED: State = "abandoned"
 _created: set[str] = set()
 log = logging.getLogger(__name__)
+# Who made a move when no person did: the ledger's "by" names the automatic actor, its reason
+# column says why (the monitor's alert, the champion watch's regression, the schedule).
+SCHEDULE = "schedule"
+MONITOR = "monitor"  # a retrain the monitor asked for, or its champion watch's rollback
+ALERT = "alert:"  # an external alert, followed by its id
+MANUAL = "manual"  # a manual run whose person Airflow did not record (e.g. ``dag.test()``)
+
+
+def actor(trigger: str, user: str | None = None, alert_id: str = "") -> str:
+    """The ledger's "by" of a move decided by a run that ``trigger`` started (a RunContext's
+    ``trigger``: ``manual``, ``schedule``, ``asset``, ``alert``): the person who started a manual
+    run, else the automatic actor. An alert names its id, as the person who posted it is a system."""
+    if trigger == "schedule":
+        return SCHEDULE
+    if trigger == "asset":
+        return MONITOR
+    if trigger == "alert":
+        return f"{ALERT}{alert_id}"
+    return user or MANUAL
+
+
+def is_automatic(by: str | None) -> bool:
+    """Whether a ledger "by" names an automatic actor rather than a person (or the CLI's user)."""
+    return by in (SCHEDULE, MONITOR) or (by or "").startswith(ALERT)
 
 
 class LedgerEntry(BaseModel):
@@ -75,6 +99,11 @@ class LedgerEntry(BaseModel):
     evidence: dict[str, str]
     state: State = DONE
     reevaluated: bool = False
+
+    @property
+    def automatic(self) -> bool:
+        """Whether an automatic actor made this move (see :func:`actor`)."""
+        return is_automatic(self.user)
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump()

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from ctloop import notifications
 from ctloop.gating import approval as approvals
+from ctloop.io.storage import storage_relative
 from ctloop.registry import tags
 from ctloop.registry.model_card import (
     CardCode,
@@ -53,7 +54,7 @@ def record_version(
         version_tags[tags.APPROVAL_COMMENT] = (approval.comment or "")[: tags.TAG_VALUE_CHARS]
         for key, value in version_tags.items():
             mlflow_client.set_model_version_tag(spec.name, version, key, value)
-    card = model_card(spec, mlflow_client, version, results, approval)
+    card = model_card(spec, settings, mlflow_client, version, results, approval)
     log_model_card(mlflow_client, card.lineage.mlflow_run_id, render_model_card(card))
     decision, promotion = results.gate, results.promote
     gate_refused = decision is not None and not decision.passed
@@ -68,9 +69,19 @@ def record_version(
 
 
 def model_card(
-    spec: PipelineSpec, mlflow_client: MlflowClient, version: str, results: TrainResults, approval: Approval
+    spec: PipelineSpec,
+    settings: Settings,
+    mlflow_client: MlflowClient,
+    version: str,
+    results: TrainResults,
+    approval: Approval,
 ) -> ModelCard:
-    """The model card's facts, from the run's task results and the registry."""
+    """The model card's facts, from the run's task results and the registry; a location in
+    ctloop's storage reads relative to it (``storage://...``), never as the server's path."""
+
+    def shown(uri: str | None) -> str | None:
+        return storage_relative(settings, uri) if uri else uri
+
     registered = mlflow_client.get_model_version(spec.name, version)
     run = mlflow_client.get_run(str(registered.run_id))
     run_tags = run.data.tags
@@ -84,7 +95,7 @@ def model_card(
         model_uri=f"models:/{spec.name}/{version}",
         model_sha256=registered.tags.get(tags.MODEL_SHA256),
         data=CardData(
-            uri=snapshot.uri if snapshot else None,
+            uri=shown(snapshot.uri) if snapshot else None,
             sha256=snapshot.sha256 if snapshot else None,
             rows=snapshot.rows if snapshot else None,
             window=results.train.data_window if results.train else None,
@@ -98,7 +109,7 @@ def model_card(
             failed=len(validation.schema_failures) + len(validation.expectation_failures)
             if validation
             else 0,
-            result_uri=validation.result_uri if validation else None,
+            result_uri=shown(validation.result_uri) if validation else None,
         ),
         metrics=CardMetrics(
             candidate=evaluation.candidate if evaluation else None,
@@ -125,7 +136,9 @@ def model_card(
             reason=run_tags.get(tags.REASON),
             alert_id=run_tags.get(tags.ALERT_ID),
             request_id=run_tags.get(tags.REQUEST_ID),
-            reports=(run_tags.get(tags.TRIGGER_REPORTS) or "").split(),
+            reports=[
+                storage_relative(settings, r) for r in (run_tags.get(tags.TRIGGER_REPORTS) or "").split()
+            ],
             dag_run_id=run_tags.get(tags.DAG_RUN_ID),
             mlflow_run_id=run.info.run_id,
             code_version=run_tags.get(tags.CODE_VERSION),

@@ -30,6 +30,7 @@ from ctloop.io.storage import home_storage
 from ctloop.monitoring import retrain_requests
 from ctloop.registry import challenger, faults, model_trust, tags
 from ctloop.registry import mlflow_store as registry
+from ctloop.registry.ledger import actor
 from ctloop.registry.promotion import PromotionResult, primary_comparison, promote
 from ctloop.registry.provenance import code_version
 from ctloop.training import attempts
@@ -86,6 +87,7 @@ class RunContext:
     note: str = ""
     trigger: str = "manual"
     alert_id: str = ""
+    user: str = ""  # the person who started a manual run, when Airflow recorded one
 
     @property
     def run_key(self) -> str:
@@ -546,6 +548,7 @@ def promote_candidate(
             reason=started.provenance.reason,
             run_key=ctx.run_key,
             mlflow_run_id=run_id,
+            user=actor(ctx.trigger, ctx.user, ctx.alert_id),
             approver=approval.by,
             evidence=_evidence(evaluation, started),
         )

@@ -25,7 +25,7 @@ from ctloop.registry import ledger
 from ctloop.settings import Settings, load_settings
 from ctloop.spec.loading import load_specs
 from ctloop.spec.models import NAME_PATTERN, PipelineSpec
-from ctloop.ui import pages, reports, runs, state
+from ctloop.ui import card_diff, pages, reports, runs, state
 from ctloop.ui.auth import UserDep, check_csrf, csrf_token, may, require
 from ctloop.ui.links import Urls, mlflow_ui_url
 from ctloop.ui.render import page
@@ -205,6 +205,41 @@ def model_card(user: UserDep, pipeline: str, version: str) -> HTMLResponse:
     except (MlflowException, OSError) as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no model card for {pipeline} v{version}") from exc
     return reports.untrusted_html(body, reports.CARD_CSP)
+
+
+@router.get("/pipelines/{pipeline}/versions/{version}", response_class=HTMLResponse)
+def version_page(request: Request, user: UserDep, pipeline: str, version: str) -> HTMLResponse:
+    """A version's model card inside the plugin (framed from :func:`model_card`), under what
+    changed against the champion now, from the two versions' MLflow runs."""
+    from functools import partial
+
+    from mlflow.exceptions import MlflowException
+
+    from ctloop.io.storage import storage_relative
+    from ctloop.registry import mlflow_store as registry
+
+    settings = load_settings()
+    spec = _spec(settings, pipeline)
+    if not VERSION.match(version):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "not a model version")
+    require(user, f"{pipeline}__train", "GET")
+    client = registry.client(settings)
+    try:
+        facts = card_diff.run_facts(client, pipeline, version)
+    except MlflowException as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no version {version} of {pipeline}") from exc
+    serving = state.champion(ledger.entries(settings, pipeline))
+    champion = serving.to_version if serving else None
+    diff = None
+    if champion is not None and champion != version:
+        try:
+            against = card_diff.run_facts(client, pipeline, champion)
+        except MlflowException:
+            against = None  # the page says the champion's run could not be read
+        if against is not None:
+            diff = card_diff.card_diff(facts, against, partial(storage_relative, settings))
+    body = pages.version(_urls(request), spec, version, champion, diff)
+    return _page(request, user, f"{pipeline} v{version} model card", body)
 
 
 @router.get("/pipelines/{pipeline}/rollback", response_class=HTMLResponse)

@@ -98,8 +98,13 @@ class Urls:
     def raw_report(self, pipeline: str, run_id: str) -> str:
         return f"{self.report(pipeline, run_id)}/raw"
 
+    def version(self, pipeline: str, version: str) -> str:
+        """The version's page: its card inside the plugin, and how it differs from the champion."""
+        return f"{self.pipeline(pipeline)}/versions/{quote(version, safe='')}"
+
     def model_card(self, pipeline: str, version: str) -> str:
-        return f"{self.pipeline(pipeline)}/versions/{quote(version, safe='')}/model-card"
+        """The card alone, sandboxed: the frame of :meth:`version`'s page."""
+        return f"{self.version(pipeline, version)}/model-card"
 
     def dag(self, dag_id: str) -> str:
         return f"{self.airflow}/dags/{quote(dag_id, safe='')}"

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ctloop.rendering import fragment
 from ctloop.ui.chart import Marker, Point, history_chart
+from ctloop.ui.reports import evidence_note
 from ctloop.ui.state import run_id_of
 
 if TYPE_CHECKING:
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
 
     from ctloop.registry.ledger import LedgerEntry
     from ctloop.spec.models import PipelineSpec
+    from ctloop.ui.card_diff import DiffSection
     from ctloop.ui.links import Urls
     from ctloop.ui.runs import Run
     from ctloop.ui.state import PolicyState
@@ -96,8 +98,10 @@ def watch_rule(spec: PipelineSpec) -> str:
 
 
 def report(urls: Urls, spec: PipelineSpec, run_id: str, summary: dict | None) -> Markup:
-    """The summary the monitor decided on, and the Evidently report in a sandboxed frame."""
-    return _render("report", urls, spec=spec, run_id=run_id, summary=summary)
+    """ctloop's decision as the headline, and the Evidently report as the evidence under it, in a
+    sandboxed frame, with a line on why its numbers may differ from the decision's."""
+    note = evidence_note(summary) if summary else None
+    return _render("report", urls, spec=spec, run_id=run_id, summary=summary, note=note)
 
 
 def ledger(
@@ -133,3 +137,11 @@ def rollback_form(
 def error(urls: Urls, status_code: int, detail: Any, login: str | None) -> Markup:
     """An error; ``login`` is where a request without a session logs in and comes back."""
     return _render("error", urls, status_code=status_code, detail=detail, login=login)
+
+
+def version(
+    urls: Urls, spec: PipelineSpec, version: str, champion: str | None, diff: list[DiffSection] | None
+) -> Markup:
+    """A version's card in a sandboxed frame, under its differences from the champion now (None:
+    no diff, because there is no other champion or its run could not be read)."""
+    return _render("version", urls, spec=spec, version=version, champion=champion, diff=diff)

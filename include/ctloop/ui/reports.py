@@ -73,3 +73,32 @@ def untrusted_html(body: bytes, csp: str) -> HTMLResponse:
             "Cache-Control": "private, no-store",
         },
     )
+
+
+def evidence_note(summary: dict) -> str | None:
+    """Why the Evidently report under the decision may show other numbers, in one line; None when
+    it tested the same rows with the same rules, so its headline is the decision's.
+
+    The report runs on a seeded sample (``monitoring.report_sample_rows``) and the decision on
+    every row; reports written before Evidently got the pipeline's rules used its defaults."""
+    evidently = summary.get("evidently")
+    if not evidently:
+        return None
+    dataset = evidently["drift"]["drifted_columns"]
+    if "threshold" not in dataset:
+        return (
+            "This report predates ctloop's rules in Evidently: its headline uses Evidently's default"
+            " threshold 0.5 and counts score and prediction as features; the decision above is ctloop's."
+        )
+    sample = evidently["sample"]
+    sides = [(side, sample[side]) for side in ("reference", "current")]
+    skipped = evidently["drift"].get("skipped", {})
+    if all(counts["sampled"] == counts["rows"] for _, counts in sides) and not skipped:
+        return None
+    rows = " and ".join(f"{c['sampled']:,} of {c['rows']:,} {side}" for side, c in sides)
+    untested = f"; {', '.join(skipped)} had no value in it and went untested" if skipped else ""
+    return (
+        f"Evidently's share {dataset['share']:.3f} comes from a seeded sample of {rows} rows"
+        f" (monitoring.report_sample_rows {sample['sample_rows']:,}){untested}; the decision's"
+        f" {summary['drift']['share']:.3f} from every row."
+    )

@@ -150,3 +150,30 @@ def test_an_unreadable_local_object_names_its_path(tmp_path):
         StorageError, match=f"{re.escape(str(tmp_path / 'dir'))}: could not read: IsADirectoryError"
     ):
         LocalStorage(tmp_path).read_bytes("dir")
+
+
+@pytest.mark.parametrize(
+    ("root", "uri", "shown"),
+    [
+        (
+            "{home}/storage",
+            "{home}/storage/snapshots/churn/ab.parquet",
+            "storage://snapshots/churn/ab.parquet",
+        ),
+        ("storage", "{home}/storage/validation/r/result.json", "storage://validation/r/result.json"),
+        ("{home}/storage", "file://{home}/storage/x/y.html", "storage://x/y.html"),
+        ("{home}/storage", "/srv/elsewhere/batch.csv", "batch.csv"),
+        ("{home}/storage", "{home}/storage-old/a.csv", "a.csv"),  # a sibling, not below the root
+        ("s3://bucket/ctloop", "s3://bucket/ctloop/snapshots/a.parquet", "storage://snapshots/a.parquet"),
+        ("s3://bucket/ctloop", "s3://bucket/other/a.parquet", "s3://bucket/other/a.parquet"),
+        ("{home}/storage", "models:/churn/3", "models:/churn/3"),
+        ("{home}/storage", "https://example.com/r.html", "https://example.com/r.html"),
+    ],
+)
+def test_a_storage_uri_is_shown_relative_to_ctloops_storage_never_as_a_server_path(root, uri, shown):
+    from ctloop.io.storage import storage_relative
+
+    settings = load_settings()
+    home = str(settings.home)
+    settings = settings.model_copy(update={"storage_root": root.format(home=home)})
+    assert storage_relative(settings, uri.format(home=home)) == shown

@@ -11,6 +11,7 @@ import pytest
 
 from ctloop.errors import DriftInputError
 from ctloop.monitoring.drift_report import build_report, default_stattest
+from ctloop.monitoring.drift_stats import column_drift, dataset_drifted, drift_share
 
 NUMERIC = ["age", "income"]
 CATEGORICAL = ["city"]
@@ -87,7 +88,13 @@ def test_a_shifted_column_is_detected_and_the_others_are_not(shifted):
         "score": 0,
         "detected": False,
     }
-    assert summary["drift"]["drifted_columns"] == {"count": 1, "share": pytest.approx(1 / 5)}
+    # the share counts the features only, as ctloop's decision does
+    assert summary["drift"]["drifted_columns"] == {
+        "count": 1,
+        "share": pytest.approx(1 / 3),
+        "threshold": 0.5,
+        "dataset_drift": False,
+    }
     assert summary["drift"]["skipped"] == {}
 
 
@@ -104,6 +111,7 @@ def test_the_page_is_an_evidently_page_with_the_banner_right_after_body(shifted)
     assert "summary.json" in banner
     assert "computed on the full data" in banner
     assert "Evidently flags drift on this sample in: income" in banner
+    assert "at least 0.5 of the features drifted (score and prediction are shown, not counted)" in banner
 
 
 def test_the_summary_is_plain_json(shifted):
@@ -241,6 +249,16 @@ def test_a_column_without_values_in_the_sample_is_left_out_and_said_so():
     assert "Not tested: age: no value in the current sample" in _banner(page)
 
 
+def test_a_sample_without_any_feature_value_is_refused():
+    """Score and prediction alone make no dataset to judge drift on."""
+    reference, current = _frame(3000, seed=1), _frame(3000, seed=2)
+    current["age"] = np.nan
+    current.loc[0, "age"] = 40.0
+
+    with pytest.raises(DriftInputError, match="no listed feature has a value in both samples"):
+        _build(reference, current, numeric=["age"], categorical=[], sample_rows=100, seed=3)
+
+
 def test_a_category_value_in_the_banner_is_escaped():
     reference, current = _frame(300, seed=1), _frame(300, seed=2, labels=1.0)
     for frame in (reference, current):
@@ -355,3 +373,58 @@ def test_a_multiclass_models_text_predictions_are_tested_as_categories():
         3,
     )
     assert quality["metrics"]["Accuracy"] == pytest.approx(1.0)
+
+
+FEATURES = ["f0", "f1", "f2", "f3", "f4"]
+
+
+def _features(rows: int, *, seed: int, shifted: int, outputs_shift: float = 0.0) -> pd.DataFrame:
+    """Five numeric features and a categorical one, the first ``shifted`` numeric ones moved by two
+    standard deviations; score and prediction moved by ``outputs_shift``."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({f: rng.normal(2.0 * (i < shifted), 1.0, rows) for i, f in enumerate(FEATURES)})
+    frame["region"] = rng.choice(["north", "south", "east"], rows)
+    score = np.clip(rng.normal(0.3 + outputs_shift, 0.1, rows), 0, 1)
+    frame["score"], frame["prediction"] = score, np.where(score > 0.5, "yes", "no")
+    return frame
+
+
+@pytest.mark.parametrize(
+    ("rows", "shifted", "drifted"),
+    [(1200, 2, True), (1200, 1, False), (400, 2, True), (400, 1, False)],
+    ids=["distances, 2 of 6 drifted", "distances, 1 of 6", "p-values, 2 of 6 drifted", "p-values, 1 of 6"],
+)
+def test_evidentlys_headline_is_ctloops_decision_with_the_pipelines_threshold(rows, shifted, drifted):
+    """2 of 6 features (0.33) cross a 0.3 threshold, 1 of 6 does not; under Evidently's default 0.5
+    neither would. The model's outputs drift hard in both cases: they are not features, so they
+    count for neither share. Above 1,000 reference rows the tests are distances, below p-values."""
+    reference = _features(rows, seed=1, shifted=0)
+    current = _features(rows, seed=2, shifted=shifted, outputs_shift=0.4)
+    ours = column_drift(reference, current, FEATURES, ["region"])
+
+    page, summary = _build(
+        reference, current, numeric=FEATURES, categorical=["region"], drift_share=0.3, sample_rows=5000
+    )
+
+    assert dataset_drifted(ours, share=0.3) is drifted
+    evidently = summary["drift"]
+    assert evidently["drifted_columns"] == {
+        "count": shifted,
+        "share": pytest.approx(drift_share(ours)),
+        "threshold": 0.3,
+        "dataset_drift": drifted,
+    }
+    assert evidently["detected"] == [*FEATURES[:shifted], "score", "prediction"]
+    for result in ours:
+        column = evidently["columns"][result.column]
+        assert (column["method"], column["threshold"]) == (result.stattest, result.threshold)
+        assert column["score"] == pytest.approx(result.score)
+        assert column["detected"] is result.drifted
+    headline = "Dataset Drift is detected." if drifted else "Dataset Drift is NOT detected."
+    assert f"{headline} Dataset drift detection threshold is 0.3" in page
+    assert page.count("Dataset drift detection threshold is") == 1
+
+
+def test_a_drift_share_outside_zero_to_one_is_refused():
+    with pytest.raises(ValueError, match="drift_share"):
+        _build(_frame(50, seed=1), _frame(50, seed=2), drift_share=0.0)

@@ -215,6 +215,8 @@ def test_a_shifted_window_asks_for_a_retrain_and_says_why(trained: Trained, sett
     drifted = [c["column"] for c in summary["drift"]["drifted_columns"]]
     assert set(COVARIATE_SHIFT) <= set(drifted)
     assert summary["drift"]["share"] >= 0.3
+    # the report's headline judges by the pipeline's threshold, not Evidently's default 0.5
+    assert summary["evidently"]["drift"]["drifted_columns"]["threshold"] == spec.monitoring.drift.share == 0.3
     assert decision["request"] == "opened"
     (request,) = retrain_requests.all_requests(home_storage(settings), spec.name)
     assert request["id"] == decision["request_id"]

@@ -14,14 +14,16 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow.utils.types import DagRunType
 
 from ctloop.errors import DataValidationFailed, SpecError
-from ctloop.orchestration.run_context import fail_without_retry, run_context, spec_for_run
+from ctloop.orchestration.run_context import fail_without_retry, require_reason, run_context, spec_for_run
 from ctloop.spec.loading import load_spec
 from ctloop.spec.models import PipelineSpec
 from tests.helpers import REPO, example_spec
 
 
-def _context(run_type, params=None, events=None) -> dict:
-    dag_run = SimpleNamespace(dag_id="churn__train", run_id="run-1", run_type=run_type)
+def _context(run_type, params=None, events=None, conf=None, user=None) -> dict:
+    dag_run = SimpleNamespace(
+        dag_id="churn__train", run_id="run-1", run_type=run_type, conf=conf or {}, triggering_user_name=user
+    )
     return {"dag_run": dag_run, "params": params or {}, "triggering_asset_events": events or {}}
 
 
@@ -57,10 +59,12 @@ def test_an_asset_event_without_a_reason_is_still_named():
     assert (ctx.trigger, ctx.reason) == ("asset", "asset event")
 
 
-def test_a_manual_run_keeps_the_reason_and_note_of_the_trigger_form():
-    ctx = run_context(_context(DagRunType.MANUAL, {"reason": "new features", "note": "JIRA-12"}))
-    assert (ctx.trigger, ctx.reason, ctx.note) == ("manual", "new features", "JIRA-12")
+def test_a_manual_run_keeps_the_reason_and_note_of_the_trigger_form_and_its_person():
+    params = {"reason": "new features", "note": "JIRA-12"}
+    ctx = run_context(_context(DagRunType.MANUAL, params, user="alice"))
+    assert (ctx.trigger, ctx.reason, ctx.note, ctx.user) == ("manual", "new features", "JIRA-12", "alice")
     assert ctx.alert_id == ""
+    assert run_context(_context(DagRunType.SCHEDULED, params)).user == ""
 
 
 def test_a_manual_run_without_a_reason_or_note_says_manual():
@@ -68,9 +72,27 @@ def test_a_manual_run_without_a_reason_or_note_says_manual():
     assert (ctx.trigger, ctx.reason, ctx.note) == ("manual", "manual", "")
 
 
-def test_an_external_alert_is_recorded_by_its_id():
-    ctx = run_context(_context("manual", {"reason": "p95 latency alert", "alert_id": "PD-42"}))
+def test_an_external_alert_is_recorded_by_its_id_from_the_run_conf():
+    conf = {"reason": "p95 latency alert", "alert_id": "PD-42"}
+    ctx = run_context(_context("manual", {"reason": "p95 latency alert"}, conf=conf))
     assert (ctx.trigger, ctx.alert_id, ctx.reason) == ("alert", "PD-42", "p95 latency alert")
+
+
+def test_a_malformed_alert_id_fails_the_task_without_retry():
+    with pytest.raises(AirflowFailException, match="^AlertRefused: alert_id refused"):
+        run_context(_context("manual", {"reason": "x"}, conf={"alert_id": "../etc/passwd"}))
+
+
+@pytest.mark.parametrize("reason", [None, "", "   "])
+def test_a_manual_run_without_a_reason_is_refused_naming_the_param(reason):
+    with pytest.raises(AirflowFailException, match="Param 'reason' is required for a manual run"):
+        require_reason(_context(DagRunType.MANUAL, {"reason": reason}))
+
+
+def test_runs_that_are_not_manual_or_say_why_pass_the_reason_check():
+    require_reason(_context(DagRunType.MANUAL, {"reason": "new features"}))
+    require_reason(_context(DagRunType.SCHEDULED, {"reason": ""}))
+    require_reason(_context("asset_triggered", {"reason": ""}))
 
 
 def test_a_ctloop_error_fails_the_task_without_retry_keeping_the_message():

@@ -393,3 +393,32 @@ def test_ctloop_ledger_settles_and_shows_every_state(settings, client, versions,
     assert f"v{v1} -> v{v3}" in lines[2]
     assert main(["ledger", name, "--json"]) == 0
     assert [row["state"] for row in json.loads(capsys.readouterr().out)] == ["done", "abandoned", "done"]
+
+
+@pytest.mark.parametrize(
+    ("trigger", "user", "alert_id", "by", "automatic"),
+    [
+        ("manual", "alice", "", "alice", False),
+        ("manual", None, "", "manual", False),  # Airflow recorded no person (dag.test)
+        ("schedule", "alice", "", "schedule", True),
+        ("asset", None, "", "monitor", True),  # the monitor's retrain request
+        ("alert", "pagerduty-bot", "PD-42", "alert:PD-42", True),
+    ],
+)
+def test_a_move_names_the_person_or_the_automatic_actor(trigger, user, alert_id, by, automatic):
+    assert ledger.actor(trigger, user, alert_id) == by
+    assert ledger.is_automatic(by) is automatic
+
+
+def test_a_recorded_actor_is_read_back_with_whether_it_was_automatic(settings, client, versions):
+    name, (v1, v2, _) = versions
+    _move(settings, client, name, v1, None, user=ledger.actor("schedule"))
+    _move(settings, client, name, v2, v1, reason="drift: 3 of 5 features", user=ledger.actor("asset"))
+    _move(settings, client, name, v1, v2, action="rollback", reason="v2 regressed", user="cli:alice")
+    rows = ledger.entries(settings, name)
+    assert [(r.user, r.automatic) for r in rows] == [
+        ("schedule", True),
+        ("monitor", True),
+        ("cli:alice", False),
+    ]
+    assert "automatic" not in rows[0].to_dict()  # a derived view, not a column

@@ -193,3 +193,34 @@ def test_an_unreadable_tuning_tag_leaves_tuning_off_the_card(version, emitted):
     assert tuning[: tuning.index("</section>")].count("not recorded") == 1
     code = card[card.index("<h2>Model code</h2>") :]
     assert code[: code.index("</section>")].count("not recorded") == 3  # no estimator param, no user code
+
+
+def test_the_card_names_storage_locations_relative_to_ctloops_storage_not_by_server_path(version, emitted):
+    spec, settings, client, number, run_id = version
+    root = Path(settings.storage_root)
+    snapshot_key, result_key = f"snapshots/{spec.name}/{'a' * 64}.parquet", "validation/r1/result.json"
+    report = str(root / "monitor" / spec.name / "run1" / "report.html")
+    client.set_tag(run_id, tags.TRIGGER_REPORTS, f"{report} s3://elsewhere/r.html")
+    snapshot = {"key": snapshot_key, "uri": str(root / snapshot_key), "sha256": "a" * 64, "rows": 900}
+    snapshot |= {"sources": ["b1"], "source_rows": [900], "labeled_sources": 0, "created": True}
+    provenance = {tags.REASON: "r", tags.TRIGGER: "manual", tags.ALERT_ID: "", tags.REQUEST_ID: ""}
+    started = {
+        "mlflow_run_id": run_id,
+        "snapshot": snapshot,
+        "provenance": provenance | {tags.TRIGGER_REPORTS: ""},
+    }
+    started["recent_holdout"] = {"holdout": None, "sources": [], "note": "none"}
+    validated = {"suite": "s", "suite_path": "s.json", "rows": 900, "schema_failures": []}
+    validated |= {"expectation_failures": [], "statistics": {}, "success": True, "suite_key": "k"}
+    validated |= {"result_uri": str(root / result_key), "html_uri": str(root / "validation/r1/result.html")}
+    results = TrainResults.model_validate({"snapshot": started, "validate": validated, "register": number})
+    record_version(spec, settings, client, number, results)
+    card = _card(client, run_id)
+    for shown in (
+        f"storage://{snapshot_key}",
+        f"storage://{result_key}",
+        f"storage://monitor/{spec.name}/run1/",
+    ):
+        assert shown in card
+    assert "s3://elsewhere/r.html" in card
+    assert str(settings.home) not in card

@@ -3,6 +3,7 @@ the rollback form only to who may use it."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from ctloop.registry.ledger import LedgerEntry
@@ -20,7 +21,12 @@ URLS = Urls.of("/ctloop", mlflow="http://127.0.0.1:5000")
 
 
 def _move(
-    seq: int, to: str, frm: str | None, action: str = "promotion", reason: str = "better"
+    seq: int,
+    to: str,
+    frm: str | None,
+    action: str = "promotion",
+    reason: str = "better",
+    user: str | None = None,
 ) -> LedgerEntry:
     return LedgerEntry(
         seq=seq,
@@ -32,7 +38,7 @@ def _move(
         at=datetime(2026, 1, seq, tzinfo=UTC).isoformat(),
         run_key=f"churn__train/manual__2026-01-0{seq}T00:00:00+00:00",
         mlflow_run_id=f"run{seq}",
-        user=None,
+        user=user,
         reason=reason,
         gate_decision="gate passed",
         approver=None,
@@ -49,10 +55,37 @@ def test_the_ledger_escapes_what_people_wrote_and_links_the_evidence() -> None:
     assert "&lt;script&gt;" in html
     assert 'href="/dags/churn__train/runs/manual__2026-01-02T00%3A00%3A00%2B00%3A00"' in html
     assert 'href="http://127.0.0.1:5000/#/runs/run2"' in html
-    assert 'href="/ctloop/pipelines/churn/versions/2/model-card"' in html
+    assert 'href="/ctloop/pipelines/churn/versions/2"' in html  # the version's page, its card inside
     assert 'href="/ctloop/pipelines/churn/rollback?target=1"' in html  # the earlier champion
     assert "rollback?target=2" not in html  # not to the current one
     assert "trigger_reports" not in html  # empty evidence is left out
+
+
+def _by_cells(html: str) -> list[str]:
+    """The "by" cell of each row, newest first (the fifth column)."""
+    rows = html.split("<tbody>", 1)[1].split("</tr>")[:-1]
+    return [re.findall(r"<td[^>]*>(.*?)</td>", row)[4] for row in rows]
+
+
+def test_the_ledger_names_the_person_or_the_automatic_actor_of_each_move() -> None:
+    moves = [
+        _move(1, "1", None, user="schedule"),
+        _move(2, "2", "1", user="monitor", reason="drift: 3 of 5 features"),
+        _move(3, "1", "2", action="rollback", user="alice"),
+        _move(4, "3", "1", user="alert:PD-42"),
+        _move(5, "4", "3", user=HOSTILE),
+        _move(6, "5", "4"),  # a row written before the ledger named its actors
+    ]
+    cells = _by_cells(pages.ledger(URLS, SPEC, moves, can_rollback=False, triggered=None))
+    automatic = ' <span class="muted small">(automatic)</span>'
+    assert cells == [
+        '<span class="muted small">not recorded</span>',
+        "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;",
+        "alert:PD-42" + automatic,
+        "alice",
+        "monitor" + automatic,
+        "schedule" + automatic,
+    ]
 
 
 def test_the_ledger_offers_no_rollback_to_who_may_not_trigger_it() -> None:
