@@ -17,6 +17,10 @@ from ctloop.monitoring.monitor_run import history_prefix
 from ctloop.settings import load_settings
 from tests.integration.conftest import Pipeline, champion_version, mlflow_run, run_dag, task_states
 
+# dag.test() starts a manual run where the scheduler would start one on the retrain asset event;
+# a manual run needs a reason (the trigger form's rule), which joins the monitor's in the record
+ASSET_RUN = "the scheduler's run on the retrain request"
+
 
 def _spec(**retrain) -> dict:
     return {
@@ -109,7 +113,7 @@ def test_stable_data_never_retrains_and_covariate_shift_retrains_exactly_once(mo
     report = home_storage(load_settings()).read_bytes(second["report_uri"].split("/storage/", 1)[1]).decode()
     assert "evidently" in report.lower()
 
-    train_run = run_dag(monitored.dag_id)  # what the scheduler starts on the asset event
+    train_run = run_dag(monitored.dag_id, reason=ASSET_RUN)  # what the scheduler starts on the asset event
     run = mlflow_run(monitored.name, train_run)
     assert "drift share" in run.data.tags["ctloop.reason"]
     assert second["report_uri"] in run.data.tags["ctloop.trigger_reports"]
@@ -132,7 +136,7 @@ def test_five_alerts_in_a_row_start_one_retrain(monitored):
     (request,) = requests(monitored)
     assert len(request["reasons"]) == 5
     assert request["state"] == "open"
-    train_run = run_dag(monitored.dag_id)
+    train_run = run_dag(monitored.dag_id, reason=ASSET_RUN)
     tags = mlflow_run(monitored.name, train_run).data.tags
     assert len(tags["ctloop.trigger_reports"].split()) == 5
     assert tags["ctloop.request_id"] == request["id"]
@@ -188,7 +192,7 @@ def test_concept_drift_retrains_through_the_quality_rule_and_the_new_champion_re
     assert event["quality"]["value"] == before["value"]
     assert event["quality"]["labeled_rows"] == 3600
 
-    train_run = run_dag(concept.dag_id)  # what the scheduler starts on the asset event
+    train_run = run_dag(concept.dag_id, reason=ASSET_RUN)  # what the scheduler starts on the asset event
     assert train_run.state == "success"
     assert champion_version(concept.name) == "2"
     run = mlflow_run(concept.name, train_run)
@@ -227,7 +231,7 @@ def test_circuit_breaker_stops_retraining_after_repeated_rejections(monitored):
         assert entry["action"] == "retrain", entry
         assert task_states(monitor_run)["circuit_breaker"] == "skipped"
         assert len(retrain_events(monitored)) == rejections
-        train_run = run_dag(monitored.dag_id)  # what the scheduler starts on the asset event
+        train_run = run_dag(monitored.dag_id, reason=ASSET_RUN)
         states = task_states(train_run)
         assert (states["promote"], states["record_outcome"]) == ("skipped", "success")
         gate = mlflow_run(monitored.name, train_run).data.tags["ctloop.gate_summary"]
