@@ -9,6 +9,8 @@ rate 0.08, 31 leaves, one thread like the other examples), and the churn example
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,3 +87,17 @@ BYOM = (
     Case("churn_lightgbm", "churn", "lightgbm.LGBMClassifier"),
 )
 EXAMPLE = Case("churn_sklearn", "churn")  # the example model, scikit-learn's own
+
+
+def fresh_store() -> tuple[Any, Any, str]:
+    """A new CTLOOP_HOME with its own SQLite MLflow store: its settings, client and the experiment
+    the benchmark writes to (set before ctloop reads its settings)."""
+    home = Path(tempfile.mkdtemp(prefix="ctloop-bench-"))
+    os.environ.update(CTLOOP_HOME=str(home), MLFLOW_TRACKING_URI=f"sqlite:///{home / 'mlflow.db'}")
+    os.environ.pop("CTLOOP_MLFLOW_ARTIFACT_ROOT", None)
+    from ctloop.registry import mlflow_store as registry
+    from ctloop.settings import load_settings
+
+    settings = load_settings()
+    client = registry.client(settings)
+    return settings, client, registry.ensure_experiment(client, "bench", settings.mlflow_artifact_root)

@@ -27,14 +27,12 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 
-from bench.byom_cases import BYOM, EXAMPLE
+from bench.byom_cases import BYOM, EXAMPLE, fresh_store
 from bench.common import report
 
 REPEATS = 9
@@ -55,9 +53,7 @@ def interleaved_best(repeats: int, calls: dict[str, Callable[[], object]]) -> di
 
 
 def main(rows: int = 40_000, batch_rows: int = 20_000) -> list[dict]:
-    home = Path(tempfile.mkdtemp(prefix="ctloop-bench-"))
-    os.environ.update(CTLOOP_HOME=str(home), MLFLOW_TRACKING_URI=f"sqlite:///{home / 'mlflow.db'}")
-    os.environ.pop("CTLOOP_MLFLOW_ARTIFACT_ROOT", None)
+    settings, client, experiment = fresh_store()
 
     import numpy as np
     from threadpoolctl import threadpool_limits
@@ -66,12 +62,7 @@ def main(rows: int = 40_000, batch_rows: int = 20_000) -> list[dict]:
     from ctloop.registry import mlflow_store as registry
     from ctloop.registry.model_trust import policy
     from ctloop.scoring.batches import predict
-    from ctloop.settings import load_settings
     from ctloop.training.estimator import features, fit
-
-    settings = load_settings()
-    client = registry.client(settings)
-    experiment = registry.ensure_experiment(client, "bench", settings.mlflow_artifact_root)
 
     results = []
     for case in (*BYOM, EXAMPLE):

@@ -17,16 +17,14 @@ import functools
 import importlib
 import os
 import sys
-import tempfile
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-from bench.byom_cases import BYOM
+from bench.byom_cases import BYOM, fresh_store
 from bench.common import report
 
 # (module, function, what it is in the write path); indented: inside the phase above it.
@@ -74,19 +72,12 @@ def timed_phases() -> Iterator[dict[str, float]]:
 
 
 def main(rows: int = 40_000) -> list[dict]:
-    home = Path(tempfile.mkdtemp(prefix="ctloop-bench-"))
-    os.environ.update(CTLOOP_HOME=str(home), MLFLOW_TRACKING_URI=f"sqlite:///{home / 'mlflow.db'}")
-    os.environ.pop("CTLOOP_MLFLOW_ARTIFACT_ROOT", None)
+    settings, client, experiment = fresh_store()
 
     from ctloop.data import holdout
     from ctloop.registry import mlflow_store as registry
     from ctloop.registry.model_trust import policy
-    from ctloop.settings import load_settings
     from ctloop.training.estimator import features, fit
-
-    settings = load_settings()
-    client = registry.client(settings)
-    experiment = registry.ensure_experiment(client, "bench", settings.mlflow_artifact_root)
 
     def write(spec: Any, model: Any, sample: Any) -> tuple[float, float]:
         """log_model + register_version, as the train task's steps call them: wall and CPU seconds
