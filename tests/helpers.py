@@ -34,3 +34,16 @@ def served_pipeline(home: Path, *, batches: int, rows: int, **overrides) -> tupl
     pipelines.mkdir(exist_ok=True)
     (pipelines / f"{name}.yaml").write_text(yaml.safe_dump(spec))
     return name, data, pipelines
+
+
+def started_payload(run_id: str, root: Path, snapshot_key: str, sha256: str) -> dict:
+    """What a training run's ``snapshot`` task returns (ctloop.training.contracts.Started), for
+    tests that record a version without running the DAG: a manual run by alice, no recent holdout."""
+    from ctloop.registry import tags
+
+    snapshot = {"key": snapshot_key, "uri": str(root / snapshot_key), "sha256": sha256, "rows": 900}
+    snapshot |= {"sources": ["b1"], "source_rows": [900], "labeled_sources": 0, "created": True}
+    provenance = {tags.REASON: "r", tags.TRIGGER: "manual", tags.STARTED_BY: "alice", tags.ALERT_ID: ""}
+    provenance |= {tags.REQUEST_ID: "", tags.TRIGGER_REPORTS: ""}
+    recent = {"holdout": None, "sources": [], "note": "none"}
+    return {"mlflow_run_id": run_id, "snapshot": snapshot, "provenance": provenance, "recent_holdout": recent}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,7 +32,8 @@ def browser() -> Iterator:
 
 @pytest.fixture(scope="session")
 def artifacts() -> Path:
-    """Screenshots of the main pages, kept after the run (test-artifacts/ is gitignored)."""
-    shutil.rmtree(ARTIFACTS, ignore_errors=True)
-    ARTIFACTS.mkdir(parents=True)
+    """Screenshots of the main pages, kept after the run (test-artifacts/ is gitignored). Never
+    emptied here: each xdist worker runs this fixture, and one must not delete another's shots;
+    every test overwrites its own files by name."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS

@@ -27,6 +27,7 @@ from ctloop.devtools.example_data import COVARIATE_SHIFT, write_batches, write_l
 from ctloop.devtools.local_deployment import LocalDeployment
 from ctloop.registry import ledger
 from ctloop.settings import load_settings
+from tests.e2e.chart_checks import MEASURE, label_problems
 from tests.helpers import REPO, example_spec
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("ui_browser")]
@@ -46,6 +47,7 @@ class World:
     pipeline: str
     home: Path
     session: object  # playwright BrowserContext, logged in as admin
+    paused_at_creation: dict[str, bool]  # of the DAGs a person's action starts, as Airflow created them
 
     @property
     def url(self) -> str:
@@ -124,12 +126,15 @@ def world(tmp_path_factory: pytest.TempPathFactory, browser) -> Iterator[World]:
     suite = _suite(home / "expectations")
     (pipelines / f"{name}.yaml").write_text(yaml.safe_dump(_spec(name, home, suite)))
     with LocalDeployment(home, pipelines, CTLOOP_EXPECTATIONS_DIR=str(home / "expectations")) as stack:
-        for kind in ("train", "score", "monitor", "rollback"):
+        for kind in ("score", "monitor"):
             stack.wait_for_dag(f"{name}__{kind}")
+        acted_on = {
+            kind: stack.wait_for_dag(f"{name}__{kind}", unpause=False) for kind in ("train", "rollback")
+        }
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
         context.set_default_timeout(30_000)
         login(context, stack.base_url, stack.admin_password())
-        yield World(stack, name, home, context)
+        yield World(stack, name, home, context, {k: dag["is_paused"] for k, dag in acted_on.items()})
         context.close()
 
 
@@ -217,6 +222,59 @@ def rolled_back(world: World, monitored: dict, artifacts: Path) -> dict:
     }
 
 
+RETRAIN_REASON = "labels of the last batch show a drop (e2e)"
+CHOSEN_ROLLBACK_REASON = "v3 was trained on the wrong window (e2e)"
+
+
+def _act_on_the_pipeline_page(world: World, form_id: str, fields: dict[str, str], artifacts: Path, shot: str):
+    """Fill one of the pipeline page's two forms as a person and submit it; first without a reason,
+    which the browser refuses. Returns the run it started, finished, and what the page said."""
+    page = world.page()
+    page.goto(f"{world.url}/ctloop/pipelines/{world.pipeline}")
+    form = page.locator(f"form#{form_id}")
+    form.get_by_role("button").click()  # no reason yet: the form does not submit
+    refused_without_reason = page.url == f"{world.url}/ctloop/pipelines/{world.pipeline}"
+    for label, value in fields.items():
+        if label == "To":
+            form.get_by_label(label).select_option(value)
+        else:
+            form.get_by_label(label).fill(value)
+    page.screenshot(path=artifacts / f"{shot}-form.png", full_page=True)
+    form.get_by_role("button").click()
+    page.wait_for_url("**?started=*")
+    kind, _, run_id = unquote(page.url.split("started=", 1)[1]).partition(":")
+    notice = page.locator("#started").inner_text()
+    run = world.stack.wait_for_run(world.dag(kind), run_id)
+    page.reload()
+    page.screenshot(path=artifacts / f"{shot}-done.png", full_page=True)
+    champion = page.locator("#serving tr.champion td").nth(1).inner_text()
+    newest_training = page.locator("#decisions table").first.locator("tbody tr").first.inner_text()
+    decisions = page.locator("#decisions").inner_text()
+    page.close()
+    return {
+        "run": run,
+        "refused_without_reason": refused_without_reason,
+        "notice": notice,
+        "champion": champion,
+        "newest_training": newest_training,
+        "decisions": decisions,
+    }
+
+
+@pytest.fixture(scope="module")
+def retrained_from_the_page(world: World, rolled_back: dict, artifacts: Path) -> dict:
+    """After the rollback to v1, a person retrains from the pipeline page: v3."""
+    fields = {"Reason": RETRAIN_REASON, "Note (optional)": "INC-7"}
+    return _act_on_the_pipeline_page(world, "retrain", fields, artifacts, "pipeline-retrain")
+
+
+@pytest.fixture(scope="module")
+def rolled_back_from_the_page(world: World, retrained_from_the_page: dict, artifacts: Path) -> dict:
+    """The person then rolls back from the pipeline page to a chosen version, v2."""
+    fields = {"To": "2", "Reason": CHOSEN_ROLLBACK_REASON}
+    return _act_on_the_pipeline_page(world, "rollback", fields, artifacts, "pipeline-rollback")
+
+
 def test_a_person_starts_a_training_from_the_trigger_form_with_a_reason(
     world: World, first_training: dict
 ) -> None:
@@ -249,15 +307,18 @@ def test_the_overview_shows_champion_runs_drift_and_the_retrain_policy(
     page.wait_for_load_state()
     page.screenshot(path=artifacts / "overview.png", full_page=True)
     landed = page.url
-    row = page.locator("tr", has=page.get_by_role("link", name=world.pipeline, exact=True)).inner_text()
+    found = page.locator("tr", has=page.get_by_role("link", name=world.pipeline, exact=True))
+    row = found.inner_text()
+    run_ids = found.locator("a.run").evaluate_all("links => links.map(link => link.title)")
     page.close()
     airflow.close()
     assert landed == f"{world.url}/ctloop/"
     assert "v2" in row
     assert "promotion" in row
     assert row.count("success") == 3  # the last training, scoring and monitoring run
-    assert monitored["shifted"]["dag_run_id"] in row
-    assert monitored["retrain"]["dag_run_id"] in row
+    assert monitored["shifted"]["dag_run_id"] in run_ids  # named in the link's title, not its text
+    assert monitored["retrain"]["dag_run_id"] in run_ids
+    assert monitored["shifted"]["dag_run_id"] not in row
     assert "alert" in row
     assert "retrain" in row
     assert "confirmed alert" in row
@@ -265,7 +326,7 @@ def test_the_overview_shows_champion_runs_drift_and_the_retrain_policy(
     assert "circuit breaker closed" in row
 
 
-def test_the_history_charts_drift_and_quality_with_retrain_and_promotion_markers(
+def test_the_pipeline_page_charts_drift_and_quality_with_markers_readably(
     world: World, monitored: dict, artifacts: Path
 ) -> None:
     page = world.page()
@@ -273,19 +334,25 @@ def test_the_history_charts_drift_and_quality_with_retrain_and_promotion_markers
     page.get_by_role("link", name=world.pipeline, exact=True).click()
     chart = page.locator("svg.history")
     chart.scroll_into_view_if_needed()
-    page.screenshot(path=artifacts / "history.png", full_page=True)
+    page.screenshot(path=artifacts / "pipeline.png", full_page=True)
     counts = {
         "drift points": chart.locator("circle.drift").count(),
         "quality points": chart.locator("circle.quality").count(),
         "retrain markers": chart.locator("g.marker.retrain").count(),
         "promotion markers": chart.locator("g.marker.promotion").count(),
     }
-    report_links = page.get_by_role("link", name="report", exact=True).count()
+    report_links = (
+        page.locator("h2:has-text('Monitor runs') + table").get_by_role("link", name="report").count()
+    )
+    svgs = page.evaluate(MEASURE)
     page.close()
     # two monitor runs; quality only on the second (labels of the stable batch had arrived)
     expected = {"drift points": 2, "quality points": 1, "retrain markers": 1, "promotion markers": 2}
     assert counts == expected
     assert report_links == 2
+    assert [svg["cls"] for svg in svgs] == ["history", "feature-drift"]  # no comparison had labels yet
+    assert {svg["cls"]: label_problems(svg) for svg in svgs} == {"history": [], "feature-drift": []}
+    assert all(svg["width"] == pytest.approx(svg["container"], abs=1) for svg in svgs)  # full width
 
 
 def test_a_drift_report_renders_in_its_sandbox(world: World, monitored: dict, artifacts: Path) -> None:
@@ -387,7 +454,9 @@ def test_the_plugin_refuses_a_browser_that_is_not_logged_in(
     assert back == world.pipeline
 
 
-def test_the_ledger_links_each_versions_model_card(world: World, monitored: dict, artifacts: Path) -> None:
+def test_the_ledger_links_each_versions_model_card_and_its_diff(
+    world: World, rolled_back: dict, artifacts: Path
+) -> None:
     page = world.page()
     page.goto(f"{world.url}/ctloop/pipelines/{world.pipeline}/ledger")
     with page.expect_response("**/versions/2/model-card") as card:  # the version's page frames its card
@@ -397,6 +466,8 @@ def test_the_ledger_links_each_versions_model_card(world: World, monitored: dict
     framed = page.frame_locator("iframe.report").get_by_role("heading", level=1).inner_text()
     sandbox = page.locator("iframe.report").get_attribute("sandbox")
     back = page.get_by_role("link", name="Back to the promotion ledger").get_attribute("href")
+    summary = page.get_by_text("v2 against the champion v1:").inner_text()
+    data_changes = page.locator("h3:has-text('Data') + table").inner_text()
     page.screenshot(path=artifacts / "model-card.png", full_page=True)
     page.close()
     assert answer.status == 200
@@ -405,3 +476,89 @@ def test_the_ledger_links_each_versions_model_card(world: World, monitored: dict
     assert framed == f"Model card: {world.pipeline} version 2"
     assert sandbox == ""  # neither scripts nor this origin
     assert back.endswith(f"/ctloop/pipelines/{world.pipeline}/ledger")
+    assert "difference" in summary  # v2 was trained on more data than the champion v1 (rolled back to)
+    assert "snapshot sha256" in data_changes, data_changes
+
+
+def test_a_person_retrains_from_the_pipeline_page_and_finds_it_in_mlflow_and_the_ledger(
+    world: World, retrained_from_the_page: dict
+) -> None:
+    from ctloop.registry import mlflow_store as registry
+    from ctloop.registry import tags
+
+    done = retrained_from_the_page
+    run = done["run"]
+    assert done["refused_without_reason"]
+    assert done["notice"].startswith("Retrain started")
+    assert run["state"] == "success", world.stack.diagnose(world.dag("train"), run["dag_run_id"])
+    assert run["conf"] == {"reason": RETRAIN_REASON, "note": "INC-7"}
+    assert run["triggering_user_name"] == "admin"
+    last = world.moves()[-1]
+    assert (last.action, last.from_version, last.to_version) == ("promotion", "1", "3")
+    assert (last.user, last.reason) == ("admin", RETRAIN_REASON)
+    recorded = registry.client(load_settings(world.stack.env)).get_run(last.mlflow_run_id).data.tags
+    assert recorded[tags.REASON] == RETRAIN_REASON
+    assert recorded[tags.NOTE] == "INC-7"
+    assert recorded[tags.STARTED_BY] == "admin"
+    assert recorded[tags.MLFLOW_USER] == "admin"  # MLflow's own User column
+    newest = done["newest_training"]
+    assert newest.split("\t")[1] == "admin"  # asked by
+    assert RETRAIN_REASON in newest
+    assert "promoted" in newest
+    assert done["champion"] == "v3"
+
+
+def test_a_person_rolls_back_to_a_chosen_version_without_unpausing_anything(
+    world: World, rolled_back_from_the_page: dict
+) -> None:
+    done = rolled_back_from_the_page
+    run = done["run"]
+    assert world.paused_at_creation == {"train": False, "rollback": False}  # and nobody unpaused them
+    assert done["refused_without_reason"]
+    assert done["notice"].startswith("Rollback started")
+    assert run["state"] == "success", world.stack.diagnose(world.dag("rollback"), run["dag_run_id"])
+    assert run["conf"] == {"target": "2", "reason": CHOSEN_ROLLBACK_REASON, "force": False}
+    last = world.moves()[-1]
+    assert (last.action, last.from_version, last.to_version) == ("rollback", "3", "2")
+    assert (last.user, last.reason) == ("admin", CHOSEN_ROLLBACK_REASON)
+    assert done["champion"] == "v2"
+    assert CHOSEN_ROLLBACK_REASON in done["decisions"]
+
+
+@pytest.fixture(scope="module")
+def drifted_again(world: World, rolled_back_from_the_page: dict) -> dict:
+    """A shifted batch without the hostile value: a report Evidently can render. The monitor
+    alerts; the cooldown of the earlier alert-driven retrain holds the retrain back."""
+    _deliver(world, SHIFTED + 1, shift=COVARIATE_SHIFT)
+    return _score_and_monitor(world)
+
+
+def _report_page(world: World, run_id: str, artifacts: Path, shot: str) -> tuple[str, str]:
+    """The report page's headline (ctloop's decision) and Evidently's own dataset-drift headline."""
+    page = world.page()
+    page.goto(f"{world.url}/ctloop/pipelines/{world.pipeline}/reports/{quote(run_id, safe='')}")
+    headline = page.locator("#decision").inner_text()
+    frame = page.frame_locator("iframe.report")
+    frame.get_by_text("Dataset Drift").first.wait_for()
+    evidently = frame.get_by_text("Dataset Drift is", exact=False).first.inner_text()
+    page.screenshot(path=artifacts / f"report-{shot}.png", full_page=True)
+    page.close()
+    return headline, evidently
+
+
+def test_a_report_without_drift_says_so_in_the_headline_and_the_evidence(
+    world: World, monitored: dict, artifacts: Path
+) -> None:
+    headline, evidently = _report_page(world, monitored["stable"]["dag_run_id"], artifacts, "stable")
+    assert headline.startswith("Decision: hold"), headline
+    assert "Dataset Drift is NOT detected." in evidently
+
+
+def test_a_report_with_drift_leads_with_the_alert_and_the_evidence_agrees(
+    world: World, drifted_again: dict, artifacts: Path
+) -> None:
+    assert drifted_again["state"] == "success"
+    headline, evidently = _report_page(world, drifted_again["dag_run_id"], artifacts, "drifted")
+    assert headline.startswith("Decision: alert · "), headline
+    assert "Dataset Drift is detected." in evidently
+    assert "threshold is 0.3" in evidently  # the pipeline's monitoring.drift.share, not Evidently's 0.5

@@ -18,6 +18,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from urllib.parse import quote
 
 import pytest
 
@@ -135,6 +136,13 @@ def _champion(approvals: Approvals) -> str | None:
     return str(champion.version) if champion else None
 
 
+def _pipeline_page(approvals: Approvals) -> str:
+    """The plugin's pipeline page, as the deployment's API server serves it to the admin."""
+    status, html = approvals.server.client.get(f"/ctloop/pipelines/{approvals.pipeline}")
+    assert status == 200, html
+    return html
+
+
 def _version_tags(approvals: Approvals, version: str) -> dict:
     return registry.client(approvals.settings()).get_model_version(approvals.pipeline, version).tags
 
@@ -214,9 +222,22 @@ def test_a_waiting_candidate_is_the_challenger_until_it_is_answered(approvals: A
     assert summary["challenger_vs_champion"]["verdict"] == compared["verdict"]
     assert "of v3 (challenger)" in summary["challenger_vs_champion"]["why"]
 
+    waiting = _pipeline_page(approvals)
+    attention = waiting.split('<section id="attention">', 1)[1].split("</section>", 1)[0]
+    assert (
+        f"/dags/{approvals.dag_id}/runs/{quote(run_id, safe='')}/tasks/approve/required_actions" in attention
+    )
+    challenger = waiting.split('<tr class="challenger">', 1)[1].split("</tr>", 1)[0]
+    assert ">v3</a>" in challenger
+    assert f"{compared['values']['challenger']:.4f}" in challenger  # its production value, on the same rows
+    assert f"on {PRODUCTION_ROWS:,} rows" in challenger
+
     status, _ = approvals.answer(run_id, "Reject", "the challenger is no better")
     assert status == 200
     approvals.finish(run_id)
+    answered = _pipeline_page(approvals)
+    assert "required_actions" not in answered
+    assert '<tr class="challenger">' not in answered
     assert _champion(approvals) == "1"
     assert _version_tags(approvals, "3")["ctloop.approval"] == "rejected"
     assert _challenger(approvals) is None

@@ -46,13 +46,19 @@ class Served:
         return self.client.get(f"/ctloop{path}", headers=headers, follow_redirects=False, **kwargs)
 
     def post_rollback(self, form: dict, *, cookie: str | None = None, token: str | None = None, **headers):
+        return self.post("rollback", form, cookie=cookie, token=token, **headers)
+
+    def post(
+        self, action: str, form: dict, *, cookie: str | None = None, token: str | None = None, **headers
+    ):
+        """Submit the ``action`` form (``rollback``, ``retrain``) with a session cookie or a token."""
         self.client.cookies.clear()
         if cookie:
             self.client.cookies.set("_token", cookie)
         if token:
             headers["Authorization"] = f"Bearer {token}"
         return self.client.post(
-            f"/ctloop/pipelines/{self.pipeline}/rollback", data=form, headers=headers, follow_redirects=False
+            f"/ctloop/pipelines/{self.pipeline}/{action}", data=form, headers=headers, follow_redirects=False
         )
 
     def csrf(self, cookie: str) -> str:
@@ -130,6 +136,7 @@ def _routes(pipeline: str) -> list[tuple[str, str]]:
         ("GET", f"{base}/versions/1/model-card"),
         ("GET", f"{base}/rollback?target=previous"),
         ("POST", f"{base}/rollback"),
+        ("POST", f"{base}/retrain"),
         ("GET", "/ctloop/pipelines/no_such_pipeline"),
     ]
 
@@ -190,8 +197,7 @@ def test_the_report_page_leads_with_the_decision_and_says_why_the_sample_differs
     decision, evidence = text.index('id="decision"'), text.index("Evidence: the Evidently report")
     assert text.index("<h1>") < decision < evidence < text.index('<iframe class="report"')
     headline = text[decision:evidence]
-    assert ">retrain</span>" in headline
-    assert ">alert</span>" in headline
+    assert '<span class="badge bad">alert · retrain</span>' in headline
     assert "confirmed alert: retraining" in headline
     assert "0.400 of the features" in headline
     note = text.split('id="report-note">', 1)[1].split("</p>", 1)[0]
@@ -295,8 +301,65 @@ def test_the_overview_and_history_show_the_pipeline(served: Served) -> None:
     history = served.get(f"/pipelines/{served.pipeline}", served.admin)
     assert history.status_code == 200
     assert '<svg class="history"' in history.text
-    assert 'class="marker retrain"' in history.text
+    assert 'class="marker retrain ' in history.text
     assert (
         f"/ctloop/pipelines/{served.pipeline}/reports/manual__2026-01-02T03%3A04%3A05%2B00%3A00"
         in history.text
     )
+
+
+def test_retrain_needs_permission_to_trigger_the_training_dag(served: Served) -> None:
+    session = SimpleNamespace(cookies={"_token": served.viewer})
+    form = {"reason": "labels show a drop", "csrf": csrf_token(session, f"retrain:{served.pipeline}")}
+    refused = served.post("retrain", form, cookie=served.viewer, Origin="http://testserver")
+    assert refused.status_code == 403
+    assert f"may not trigger runs of {served.pipeline}__train" in refused.text
+    page = served.get(f"/pipelines/{served.pipeline}", served.viewer)
+    actions = page.text.split('id="actions"', 1)[1].split("</section>", 1)[0]
+    assert f"You may not trigger {served.pipeline}__train" in actions
+    assert 'name="csrf"' not in actions
+
+
+def test_retrain_from_a_browser_session_needs_this_origin_and_its_own_form_token(served: Served) -> None:
+    served.client.cookies.clear()
+    served.client.cookies.set("_token", served.admin)
+    page = served.client.get(f"/ctloop/pipelines/{served.pipeline}")
+    served.client.cookies.clear()
+    token = page.text.split('id="retrain"', 1)[1].split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    rollback_token = csrf_token(
+        SimpleNamespace(cookies={"_token": served.admin}), f"rollback:{served.pipeline}"
+    )
+    form = {"reason": "labels show a drop", "csrf": token}
+    foreign = served.post("retrain", form, cookie=served.admin, Origin="https://evil.example")
+    other_action = served.post(
+        "retrain", {**form, "csrf": rollback_token}, cookie=served.admin, Origin="http://testserver"
+    )
+    assert [foreign.status_code, other_action.status_code] == [403, 403]
+    # past every guard, Airflow's own trigger handler answers: it does not know the DAG here
+    passed = served.post("retrain", form, cookie=served.admin, Origin="http://testserver")
+    assert passed.status_code == 404
+    assert f"{served.pipeline}__train" in passed.text
+
+
+@pytest.mark.parametrize(
+    ("form", "field"),
+    [
+        ({"reason": ""}, "reason"),
+        ({"reason": "  \n "}, "reason"),
+        ({"reason": "x", "note": "n" * 2001}, "note"),
+    ],
+)
+def test_retrain_needs_a_reason_and_a_short_note(served: Served, form: dict, field: str) -> None:
+    answer = served.post("retrain", form, token=served.admin)
+    assert answer.status_code == 400, answer.text
+    assert answer.text.count(f"{field}: ") == 1
+
+
+def test_the_pipeline_page_offers_both_actions_to_who_may_take_them(served: Served) -> None:
+    page = served.get(f"/pipelines/{served.pipeline}?started=train:no_such_run", served.admin)
+    assert page.status_code == 200, page.text
+    assert 'id="started"' not in page.text  # a run Airflow does not know is not announced
+    assert f'action="/ctloop/pipelines/{served.pipeline}/retrain"' in page.text
+    # no champion yet, so nothing to roll back; the DAGs are unknown to this Airflow (not parsed)
+    assert "No champion yet: nothing to roll back." in page.text
+    assert f"Airflow does not know {served.pipeline}__train" in page.text

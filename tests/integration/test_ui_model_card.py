@@ -24,7 +24,7 @@ from ctloop.training.contracts import TrainResults
 from ctloop.training.record import record_version
 from ctloop.ui.render import PAGE_CSP
 from ctloop.ui.reports import CARD_CSP
-from tests.helpers import example_spec
+from tests.helpers import example_spec, started_payload
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("ui_model_card")]
 
@@ -72,15 +72,7 @@ def _version(spec: PipelineSpec, n: int, auc: float, c: str, leaves: int) -> str
     }
     client.log_dict(run_id, importance, IMPORTANCE)
     version = str(client.create_model_version(spec.name, source="/nowhere", run_id=run_id).version)
-    snapshot = {"key": snapshot_key, "uri": str(root / snapshot_key), "sha256": sha, "rows": 900}
-    snapshot |= {"sources": ["b1"], "source_rows": [900], "labeled_sources": 0, "created": True}
-    provenance = {tags.REASON: "r", tags.TRIGGER: "manual", tags.ALERT_ID: "", tags.REQUEST_ID: ""}
-    started = {
-        "mlflow_run_id": run_id,
-        "snapshot": snapshot,
-        "provenance": provenance | {tags.TRIGGER_REPORTS: ""},
-    }
-    started["recent_holdout"] = {"holdout": None, "sources": [], "note": "none"}
+    started = started_payload(run_id, root, snapshot_key, sha)
     record_version(spec, settings, client, version, TrainResults.model_validate({"snapshot": started}))
     return version
 
@@ -120,7 +112,7 @@ def test_the_card_page_has_the_plugins_layout_and_the_way_back(served: Served) -
     assert '<header><a class="brand" href="/ctloop/">ctloop</a>' in html
     assert f"<h1>Model card · {served.pipeline} v2</h1>" in html
     assert f'href="/ctloop/pipelines/{served.pipeline}/ledger">Back to the promotion ledger</a>' in html
-    assert f'href="/ctloop/pipelines/{served.pipeline}">Monitoring history</a>' in html
+    assert f'href="/ctloop/pipelines/{served.pipeline}">Pipeline</a>' in html
     frame = '<iframe class="report" sandbox referrerpolicy="no-referrer" src="/ctloop/pipelines/'
     assert f'{frame}{served.pipeline}/versions/2/model-card"' in html
     assert "<script" not in html

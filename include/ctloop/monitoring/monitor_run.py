@@ -329,6 +329,10 @@ def _record(storage: Storage, pipeline: str, summary: dict[str, Any]) -> None:
         "why": decision["why"],
         "drift_share": summary["drift"]["share"],
         "quality": summary["quality"]["value"],
+        "feature_drift": [
+            {k: c[k] for k in ("column", "stattest", "score", "threshold", "drifted")}
+            for c in summary["drift"]["columns"]
+        ],
         "batches": summary["window"]["batches"],
         "report_uri": summary["report_uri"],
         "summary_uri": summary["summary_uri"],
@@ -343,10 +347,11 @@ def _record(storage: Storage, pipeline: str, summary: dict[str, Any]) -> None:
 
 
 def _compact(comparison: dict[str, Any] | None) -> dict[str, Any] | None:
-    """What a history row shows of a paired comparison."""
+    """What a history row and the served-quality chart show of a paired comparison."""
     if comparison is None:
         return None
-    return {k: comparison[k] for k in ("versions", "rows", "metric", "difference", "interval", "verdict")}
+    kept = ("versions", "rows", "metric", "values", "difference", "interval", "verdict")
+    return {k: comparison[k] for k in kept}
 
 
 def _reason(summary: dict[str, Any], decision: dict[str, Any]) -> dict[str, Any]:

@@ -61,6 +61,7 @@ class CardGate(_Part):
 
 class CardLineage(_Part):
     trigger: str | None
+    started_by: str | None
     reason: str | None
     alert_id: str | None
     request_id: str | None

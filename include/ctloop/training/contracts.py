@@ -38,6 +38,7 @@ class Provenance(BaseModel):
 
     reason: str = Field(alias=tags.REASON)
     trigger: str = Field(alias=tags.TRIGGER)
+    started_by: str = Field(alias=tags.STARTED_BY)
     alert_id: str = Field(alias=tags.ALERT_ID)
     request_id: str = Field(alias=tags.REQUEST_ID)
     trigger_reports: str = Field(alias=tags.TRIGGER_REPORTS)

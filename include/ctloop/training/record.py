@@ -133,6 +133,7 @@ def model_card(
         else None,
         lineage=CardLineage(
             trigger=run_tags.get(tags.TRIGGER),
+            started_by=run_tags.get(tags.STARTED_BY),
             reason=run_tags.get(tags.REASON),
             alert_id=run_tags.get(tags.ALERT_ID),
             request_id=run_tags.get(tags.REQUEST_ID),

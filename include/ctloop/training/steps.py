@@ -102,17 +102,25 @@ def start(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> Started:
     """Claim the retrain request this run serves, snapshot the data (the recent holdout set aside
     from it and stored) and open (or find) the run's MLflow run with its provenance, including
     every reason and report that asked for it."""
+    started_by = actor(ctx.trigger, ctx.user, ctx.alert_id)
     request = retrain_requests.claim(
         settings,
         spec.name,
         ctx.run_key,
-        {"kind": ctx.trigger, "text": ctx.reason, "by": ctx.run_key, "alert_id": ctx.alert_id},
+        {
+            "kind": ctx.trigger,
+            "text": ctx.reason,
+            "by": ctx.run_key,
+            "alert_id": ctx.alert_id,
+            "user": started_by,
+        },
     )
     reasons = [r for r in request["reasons"] if r["kind"] != "asset" or len(request["reasons"]) == 1]
     provenance = Provenance.model_validate(
         {
             tags.REASON: "; ".join(r["text"] for r in reasons)[: tags.TAG_VALUE_CHARS],
             tags.TRIGGER: ctx.trigger,
+            tags.STARTED_BY: started_by,
             tags.ALERT_ID: ctx.alert_id,
             tags.REQUEST_ID: request["id"],
             tags.TRIGGER_REPORTS: " ".join(r["report_uri"] for r in reasons if r.get("report_uri"))[
@@ -140,6 +148,7 @@ def start(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> Started:
             tags.DAG_RUN_ID: ctx.run_id,
             **provenance.as_tags(),
             tags.NOTE: ctx.note,
+            **({tags.MLFLOW_USER: ctx.user} if ctx.user else {}),
             tags.CODE_VERSION: code_version(),
             tags.DATA_SHA256: snap["sha256"],
             tags.SPEC_SHA256: attempts.spec_sha256(spec),

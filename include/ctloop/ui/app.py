@@ -25,7 +25,7 @@ from ctloop.registry import ledger
 from ctloop.settings import Settings, load_settings
 from ctloop.spec.loading import load_specs
 from ctloop.spec.models import NAME_PATTERN, PipelineSpec
-from ctloop.ui import card_diff, pages, reports, runs, state
+from ctloop.ui import card_diff, pages, reports, runs, serving, state
 from ctloop.ui.auth import UserDep, check_csrf, csrf_token, may, require
 from ctloop.ui.links import Urls, mlflow_ui_url
 from ctloop.ui.render import page
@@ -114,18 +114,54 @@ def overview(request: Request, user: UserDep) -> HTMLResponse:
 
 
 @router.get("/pipelines/{pipeline}", response_class=HTMLResponse)
-def pipeline_history(request: Request, user: UserDep, pipeline: str) -> HTMLResponse:
+def pipeline_page(
+    request: Request, user: UserDep, pipeline: str, started: Annotated[str | None, Query()] = None
+) -> HTMLResponse:
+    """The place to decide: what serves and waits, what happened and why, and the two actions."""
+    from ctloop.io.storage import home_storage
+    from ctloop.monitoring.retrain_requests import all_requests
+    from ctloop.registry import mlflow_store as registry
+
     settings = load_settings()
     spec = _spec(settings, pipeline)
     require(user, f"{pipeline}__monitor", "GET")
-    body = pages.history(
+    train, rollback = f"{pipeline}__train", f"{pipeline}__rollback"
+    decisions = state.history(settings, pipeline)
+    moves = ledger.entries(settings, pipeline)
+    may_read_models = may(user, train, "GET")
+    client = registry.client(settings)
+    requests = all_requests(home_storage(settings), pipeline)
+    body = pages.pipeline(
         _urls(request),
         spec,
-        state.history(settings, pipeline),
-        ledger.entries(settings, pipeline),
-        state.policy_state(spec, settings, clock.now()),
+        pages.PipelineView(
+            decisions=decisions,
+            moves=moves,
+            policy=state.policy_state(spec, settings, clock.now()),
+            serving=serving.serving(client, spec, state.champion(moves), decisions)
+            if may_read_models
+            else None,
+            trainings=serving.trainings(client, pipeline, requests) if may_read_models else [],
+            approvals=runs.waiting_approvals(train) if may_read_models else [],
+            actions=pages.Actions(
+                retrain_csrf=csrf_token(request, f"retrain:{pipeline}") if may(user, train, "POST") else None,
+                rollback_csrf=csrf_token(request, f"rollback:{pipeline}")
+                if may(user, rollback, "POST")
+                else None,
+                paused={dag_id: runs.is_paused(dag_id) for dag_id in (train, rollback)},
+            ),
+            started=_started(pipeline, started),
+        ),
     )
-    return _page(request, user, f"{pipeline} monitoring", body)
+    return _page(request, user, pipeline, body)
+
+
+def _started(pipeline: str, started: str | None) -> runs.Run | None:
+    """The run an action of this page just started (``train:<run id>`` or ``rollback:<run id>``)."""
+    kind, _, run_id = (started or "").partition(":")
+    if kind not in ("train", "rollback") or not run_id:
+        return None
+    return runs.find_run(f"{pipeline}__{kind}", run_id)
 
 
 @router.get("/pipelines/{pipeline}/reports/{run_id}", response_class=HTMLResponse)
@@ -273,8 +309,10 @@ def rollback(
     reason: Annotated[str, Form()] = "",
     force: Annotated[bool, Form()] = False,
     csrf: Annotated[str, Form()] = "",
+    back: Annotated[str, Form()] = "ledger",
 ) -> RedirectResponse:
-    """Trigger ``<pipeline>__rollback`` with the form's target, reason and force, as the user."""
+    """Trigger ``<pipeline>__rollback`` with the form's target, reason and force, as the user; back
+    to the ledger, or to the pipeline page when the form was there (``back=pipeline``)."""
     settings = load_settings()
     _spec(settings, pipeline)
     dag_id = f"{pipeline}__rollback"
@@ -282,9 +320,7 @@ def rollback(
     check_csrf(request, csrf, f"rollback:{pipeline}")
     if not TARGET.match(target):
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "target: 'previous' or a version number")
-    reason = reason.strip()
-    if not reason or len(reason) > MAX_REASON:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"reason: required, at most {MAX_REASON} characters")
+    reason = _text("reason", reason, required=True)
     run_id = runs.trigger(
         request.app.state.dag_bag,
         request,
@@ -293,7 +329,52 @@ def rollback(
         conf={"target": target, "reason": reason, "force": force},
         note=f"Rollback from the ctloop UI: {reason}",
     )
+    if back == "pipeline":
+        return _back_to_pipeline(request, pipeline, f"rollback:{run_id}")
     location = f"{_urls(request).ledger(pipeline)}?{urlencode({'triggered': run_id})}"
+    return RedirectResponse(location, status_code=status.HTTP_303_SEE_OTHER)
+
+
+@router.post("/pipelines/{pipeline}/retrain")
+def retrain(
+    request: Request,
+    user: UserDep,
+    pipeline: str,
+    reason: Annotated[str, Form()] = "",
+    note: Annotated[str, Form()] = "",
+    csrf: Annotated[str, Form()] = "",
+) -> RedirectResponse:
+    """Trigger ``<pipeline>__train`` as the user, with the reason (required) and note: the same
+    permission, Params and record as Airflow's trigger form."""
+    settings = load_settings()
+    _spec(settings, pipeline)
+    dag_id = f"{pipeline}__train"
+    require(user, dag_id, "POST")
+    check_csrf(request, csrf, f"retrain:{pipeline}")
+    reason = _text("reason", reason, required=True)
+    conf = {"reason": reason, "note": _text("note", note, required=False) or None}
+    run_id = runs.trigger(
+        request.app.state.dag_bag,
+        request,
+        user,
+        dag_id,
+        conf=conf,
+        note=f"Retrain from the ctloop UI: {reason}",
+    )
+    return _back_to_pipeline(request, pipeline, f"train:{run_id}")
+
+
+def _text(field: str, value: str, *, required: bool) -> str:
+    """A form's free text, stripped; 400 naming the field when it is missing or too long."""
+    value = value.strip()
+    if (required and not value) or len(value) > MAX_REASON:
+        need = "required, " if required else ""
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"{field}: {need}at most {MAX_REASON} characters")
+    return value
+
+
+def _back_to_pipeline(request: Request, pipeline: str, started: str) -> RedirectResponse:
+    location = f"{_urls(request).pipeline(pipeline)}?{urlencode({'started': started})}"
     return RedirectResponse(location, status_code=status.HTTP_303_SEE_OTHER)
 
 

@@ -112,6 +112,13 @@ class Urls:
     def dag_run(self, dag_id: str, run_id: str) -> str:
         return f"{self.dag(dag_id)}/runs/{quote(run_id, safe='')}"
 
+    def required_action(self, dag_id: str, run_id: str, task_id: str) -> str:
+        """Airflow's page where a person answers a task's human-in-the-loop request."""
+        return f"{self.dag_run(dag_id, run_id)}/tasks/{quote(task_id, safe='')}/required_actions"
+
+    def retrain(self, pipeline: str) -> str:
+        return f"{self.pipeline(pipeline)}/retrain"
+
     def mlflow_run(self, run_id: str) -> str | None:
         return f"{self.mlflow}/#/runs/{quote(run_id, safe='')}" if self.mlflow else None
 

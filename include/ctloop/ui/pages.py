@@ -4,11 +4,10 @@ hold the markup, this module what they need beyond the data; no I/O."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ctloop.rendering import fragment
-from ctloop.ui.chart import Marker, Point, history_chart
+from ctloop.ui.chart import pipeline_charts
 from ctloop.ui.reports import evidence_note
 from ctloop.ui.state import run_id_of
 
@@ -19,7 +18,8 @@ if TYPE_CHECKING:
     from ctloop.spec.models import PipelineSpec
     from ctloop.ui.card_diff import DiffSection
     from ctloop.ui.links import Urls
-    from ctloop.ui.runs import Run
+    from ctloop.ui.runs import Run, WaitingApproval
+    from ctloop.ui.serving import Serving, Training
     from ctloop.ui.state import PolicyState
 
 KINDS = ("train", "score", "monitor")
@@ -36,6 +36,38 @@ class PipelineRow:
     policy: PolicyState
 
 
+@dataclass(frozen=True)
+class Actions:
+    """What the page's two forms need: a form token where the user may trigger the DAG (None: the
+    form says they may not), and whether Airflow has each DAG paused (None: not parsed yet)."""
+
+    retrain_csrf: str | None
+    rollback_csrf: str | None
+    paused: dict[str, bool | None]
+
+
+@dataclass(frozen=True)
+class PipelineView:
+    """Everything the pipeline page shows; ``serving`` is None when the user may not read the
+    training DAG (models, retrainings and approvals are then left out)."""
+
+    decisions: list[dict]
+    moves: list[LedgerEntry]
+    policy: PolicyState
+    serving: list[Serving] | None
+    trainings: list[Training]
+    approvals: list[WaitingApproval]
+    actions: Actions
+    started: Run | None
+
+    @property
+    def rollback_targets(self) -> list[str]:
+        """Every version the ledger ever named but the champion, newest first."""
+        named = {v for move in self.moves for v in (move.from_version, move.to_version) if v}
+        current = self.moves[-1].to_version if self.moves else None
+        return sorted(named - {current}, key=int, reverse=True)
+
+
 def _render(name: str, urls: Urls, **context: Any) -> Markup:
     """Every page template gets the links, the DAG kinds and how to read a run key."""
     return fragment(f"ui/{name}.html", urls=urls, kinds=KINDS, run_id_of=run_id_of, **context)
@@ -49,18 +81,8 @@ def history(
     urls: Urls, spec: PipelineSpec, decisions: list[dict], moves: list[LedgerEntry], policy: PolicyState
 ) -> Markup:
     """The chart and the table of monitor runs, newest first."""
-    points = [
-        Point(datetime.fromisoformat(d["at"]), d.get("drift_share"), d.get("quality"), d["action"])
-        for d in decisions
-    ]
-    markers = [
-        Marker(datetime.fromisoformat(d["at"]), "retrain", "retrain")
-        for d in decisions
-        if d["action"] == "retrain"
-    ]
-    markers += [Marker(datetime.fromisoformat(m.at), m.action, f"v{m.to_version}") for m in moves]
-    chart = history_chart(
-        points, markers, threshold=spec.monitoring.drift.share, metric=spec.monitoring.quality.metric
+    chart = pipeline_charts(
+        decisions, moves, threshold=spec.monitoring.drift.share, metric=spec.monitoring.quality.metric
     )
     return _render(
         "history",
@@ -73,6 +95,12 @@ def history(
         triggers=triggers(spec),
         watch=watch_rule(spec),
     )
+
+
+def pipeline(urls: Urls, spec: PipelineSpec, view: PipelineView) -> Markup:
+    """The place to decide, with the monitoring (:func:`history`) as its lower half."""
+    monitoring = history(urls, spec, view.decisions, view.moves, view.policy)
+    return _render("pipeline", urls, spec=spec, view=view, monitoring=monitoring)
 
 
 def triggers(spec: PipelineSpec) -> str:

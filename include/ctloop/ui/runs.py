@@ -64,6 +64,40 @@ def _run(row) -> Run:
     )
 
 
+@dataclass(frozen=True)
+class WaitingApproval:
+    """A task of ``dag_id`` that asks a person and waits (Airflow's human-in-the-loop request)."""
+
+    dag_id: str
+    run_id: str
+    task_id: str
+    subject: str
+    asked_at: datetime
+
+
+def waiting_approvals(dag_id: str) -> list[WaitingApproval]:
+    """The approvals ``dag_id``'s runs wait for now, oldest first: unanswered, the task parked for
+    input (Airflow 3.3's ``awaiting_input``; deferred in releases that parked HITL tasks that way)."""
+    from airflow.models.hitl import HITLDetail
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
+    from sqlalchemy import select
+
+    query = (
+        select(TaskInstance.run_id, TaskInstance.task_id, HITLDetail.subject, HITLDetail.created_at)
+        .join(TaskInstance, HITLDetail.ti_id == TaskInstance.id)
+        .where(
+            TaskInstance.dag_id == dag_id,
+            TaskInstance.state.in_([TaskInstanceState.AWAITING_INPUT, TaskInstanceState.DEFERRED]),
+            HITLDetail.responded_at.is_(None),
+        )
+        .order_by(HITLDetail.created_at)
+    )
+    with create_session() as session:
+        return [WaitingApproval(dag_id, *row) for row in session.execute(query).all()]
+
+
 def is_paused(dag_id: str) -> bool | None:
     """Whether the DAG is paused; None if Airflow does not know it (not parsed yet)."""
     from airflow.models.dag import DagModel

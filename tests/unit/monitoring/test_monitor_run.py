@@ -190,6 +190,12 @@ def test_a_stable_window_holds_and_the_run_is_recorded(trained: Trained, setting
     assert entry["action"] == HOLD
     assert entry["champion_version"] == version
     assert entry["summary_uri"] == summary["summary_uri"]
+    # each feature's own test, in the spec's order, for the per-feature drift chart
+    assert [c["column"] for c in entry["feature_drift"]] == [c["column"] for c in summary["drift"]["columns"]]
+    assert {tuple(sorted(c)) for c in entry["feature_drift"]} == {
+        ("column", "drifted", "score", "stattest", "threshold")
+    }
+    assert not any(c["drifted"] for c in entry["feature_drift"] if c["column"] == "tenure_months")
     assert summary["summary_uri"] == storage.uri(f"{ctx.storage_prefix}/summary.json")
     assert json.loads(storage.read_bytes(f"{ctx.storage_prefix}/summary.json")) == json.loads(
         json.dumps(summary, default=str)
@@ -226,6 +232,11 @@ def test_a_shifted_window_asks_for_a_retrain_and_says_why(trained: Trained, sett
     (entry,) = _history(spec, settings)
     assert entry["action"] == RETRAIN
     assert entry["alert"] is True
+    assert {c["column"] for c in entry["feature_drift"] if c["drifted"]} == set(drifted)
+    (tenure,) = [c for c in entry["feature_drift"] if c["column"] == "tenure_months"]
+    assert (tenure["score"], tenure["threshold"]) == next(
+        (c["score"], c["threshold"]) for c in summary["drift"]["columns"] if c["column"] == "tenure_months"
+    )
 
 
 def test_the_monitor_records_and_decides_on_the_simulated_clock(trained: Trained, settings: Settings) -> None:
@@ -370,6 +381,17 @@ def test_the_monitor_rolls_back_to_the_previous_champion_as_its_own_user_and_not
     assert (result["rollback"]["from"], result["rollback"]["to"]) == ("2", "1")
     ((event, pipeline, _, fields),) = sent
     assert (event, pipeline, fields["version"], fields["to"]) == ("rollback", spec.name, "2", "1")
+
+
+def test_a_history_entry_keeps_each_models_value_of_a_comparison() -> None:
+    """The served-quality chart plots both models' values; the why stays in the summary."""
+    compact = monitor_run._compact(REGRESSED.model_dump())
+
+    assert compact is not None
+    assert compact["values"] == {"champion": 0.61, "previous": 0.87}
+    assert compact["versions"] == {"champion": "2", "previous": "1"}
+    assert "why" not in compact
+    assert monitor_run._compact(None) is None
 
 
 def test_a_refused_rollback_is_recorded_as_a_hold_without_a_retrain(

@@ -89,6 +89,7 @@ FULL = {
     },
     "lineage": {
         "trigger": "drift",
+        "started_by": "monitor",
         "reason": "share of drifted features 0.62 >= 0.5",
         "alert_id": "alert-42",
         "request_id": "req-9",
@@ -163,6 +164,7 @@ def test_full_card_renders_every_section_with_its_values():
     for title in SECTIONS:
         assert f"<h2>{title}</h2>" in page
     assert "not recorded" not in page
+    assert "<dt>Started by</dt><dd>monitor</dd>" in page
     expected = [
         "Model card: churn version 7",
         "promoted",

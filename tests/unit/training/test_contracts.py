@@ -32,6 +32,7 @@ STARTED = {
     "provenance": {
         "ctloop.reason": "drift in tenure_months",
         "ctloop.trigger": "asset",
+        "ctloop.started_by": "monitor",
         "ctloop.alert_id": "",
         "ctloop.request_id": "20260101T000000Z-ab12cd34",
         "ctloop.trigger_reports": "s3://b/report.html",

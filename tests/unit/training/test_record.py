@@ -15,7 +15,7 @@ from ctloop.settings import load_settings
 from ctloop.spec.models import PipelineSpec
 from ctloop.training.contracts import TrainResults
 from ctloop.training.record import record_version
-from tests.helpers import example_spec
+from tests.helpers import example_spec, started_payload
 
 ADMIN = {"id": "1", "name": "admin"}
 REJECTED_GATE = {
@@ -201,15 +201,7 @@ def test_the_card_names_storage_locations_relative_to_ctloops_storage_not_by_ser
     snapshot_key, result_key = f"snapshots/{spec.name}/{'a' * 64}.parquet", "validation/r1/result.json"
     report = str(root / "monitor" / spec.name / "run1" / "report.html")
     client.set_tag(run_id, tags.TRIGGER_REPORTS, f"{report} s3://elsewhere/r.html")
-    snapshot = {"key": snapshot_key, "uri": str(root / snapshot_key), "sha256": "a" * 64, "rows": 900}
-    snapshot |= {"sources": ["b1"], "source_rows": [900], "labeled_sources": 0, "created": True}
-    provenance = {tags.REASON: "r", tags.TRIGGER: "manual", tags.ALERT_ID: "", tags.REQUEST_ID: ""}
-    started = {
-        "mlflow_run_id": run_id,
-        "snapshot": snapshot,
-        "provenance": provenance | {tags.TRIGGER_REPORTS: ""},
-    }
-    started["recent_holdout"] = {"holdout": None, "sources": [], "note": "none"}
+    started = started_payload(run_id, root, snapshot_key, "a" * 64)
     validated = {"suite": "s", "suite_path": "s.json", "rows": 900, "schema_failures": []}
     validated |= {"expectation_failures": [], "statistics": {}, "success": True, "suite_key": "k"}
     validated |= {"result_uri": str(root / result_key), "html_uri": str(root / "validation/r1/result.html")}
