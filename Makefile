@@ -10,7 +10,7 @@ PYTEST_WORKERS ?= 2
 LINTED := include dags plugins tests bench
 # The core packages are type-checked strictly; the Airflow wiring, the UI and devtools less so
 # (Airflow's and FastAPI's decorators return untyped callables).
-CORE := $(addprefix -p ctloop.,spec io data validation training evaluation gating registry scoring monitoring replay) \
+CORE := $(addprefix -p ctloop.,spec io data validation training evaluation gating registry scoring monitoring replay housekeeping) \
 	-m ctloop.errors -m ctloop.settings -m ctloop.notifications -m ctloop.rendering -m ctloop.clock -m ctloop.timeline
 EDGE := -p ctloop.orchestration -p ctloop.ui -p ctloop.devtools -m ctloop.cli
 export CTLOOP_HOME

@@ -43,6 +43,7 @@ def started_payload(run_id: str, root: Path, snapshot_key: str, sha256: str) -> 
 
     snapshot = {"key": snapshot_key, "uri": str(root / snapshot_key), "sha256": sha256, "rows": 900}
     snapshot |= {"sources": ["b1"], "source_rows": [900], "labeled_sources": 0, "created": True}
+    snapshot |= {"sample": None}
     provenance = {tags.REASON: "r", tags.TRIGGER: "manual", tags.STARTED_BY: "alice", tags.ALERT_ID: ""}
     provenance |= {tags.REQUEST_ID: "", tags.TRIGGER_REPORTS: ""}
     recent = {"holdout": None, "sources": [], "note": "none"}

@@ -30,7 +30,8 @@ def _bag():
 def test_no_import_errors_and_house_rules(repo_pipelines):
     bag = _bag()
     assert bag.import_errors == {}
-    assert {"churn__train", "churn__score", "churn__monitor", "churn__rollback"} <= set(bag.dag_ids)
+    kinds = ("train", "score", "monitor", "rollback", "housekeeping")
+    assert {f"churn__{kind}" for kind in kinds} <= set(bag.dag_ids)
     for dag_id, dag in bag.dags.items():
         assert dag.tags, f"{dag_id} has no tags"
         assert dag.catchup is False, f"{dag_id} catches up"
@@ -104,6 +105,22 @@ def test_assets_couple_score_monitor_and_train(repo_pipelines):
     assert predictions.uri in str(monitor_schedule.asset_condition)
     assert retrain.uri in str(train_schedule.asset_condition)
     assert train_schedule.timetable.expression == "0 3 * * 1"
+
+
+def test_housekeeping_dag_runs_daily_from_the_spec_and_offers_a_dry_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("CTLOOP_PIPELINES_DIR", str(REPO / "include" / "pipelines"))
+    dag = _bag().dags["churn__housekeeping"]
+    assert dag.timetable.expression == "30 3 * * *"
+    assert [t.task_id for t in dag.tasks] == ["apply_retention"]
+    assert set(dag.params) == {"dry_run"}
+    assert dag.params["dry_run"] is False
+    assert dag.params.get_param("dry_run").description
+    spec = (REPO / "include" / "pipelines" / "churn.yaml").read_text()
+    (tmp_path / "churn.yaml").write_text(f"{spec}\nretention:\n  schedule: null\n  dry_run: true\n")
+    monkeypatch.setenv("CTLOOP_PIPELINES_DIR", str(tmp_path))
+    manual = _bag().dags["churn__housekeeping"]
+    assert type(manual.timetable).__name__ == "NullTimetable"
+    assert manual.params["dry_run"] is True
 
 
 def test_an_invalid_spec_is_reported_and_breaks_no_other_pipeline(tmp_path, monkeypatch):

@@ -13,14 +13,15 @@ from ctloop.io.storage import home_storage
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ctloop.data.sampling import DataSample
     from ctloop.settings import Settings
     from ctloop.spec.models import PipelineSpec
 
 
 class Snapshot(TypedDict):
     """Where a snapshot lives, what it holds (its rows come from ``sources`` in order, ``source_rows``
-    from each; the last ``labeled_sources`` are labeled production batches) and whether this call
-    wrote it."""
+    from each; the last ``labeled_sources`` are labeled production batches), whether this call
+    wrote it and, with ``data.max_rows``, what the sample did (the snapshot is the sample)."""
 
     key: str
     uri: str
@@ -31,6 +32,7 @@ class Snapshot(TypedDict):
     source_rows: list[int]
     labeled_sources: int
     created: bool
+    sample: DataSample | None
 
 
 def snapshot_key(pipeline: str, sha256: str) -> str:
@@ -39,7 +41,8 @@ def snapshot_key(pipeline: str, sha256: str) -> str:
 
 def take_snapshot(spec: PipelineSpec, settings: Settings, training: TrainingData | None = None) -> Snapshot:
     """Freeze the pipeline's current training data (``training``, when the caller has read it); an
-    existing snapshot of the same content is kept as is."""
+    existing snapshot of the same content is kept as is. With ``data.max_rows`` the frozen data
+    is the sample, so the sha256 is the sample's digest."""
     if training is None:
         training = read_training_data(spec, settings)
     frame, sources = training.frame, training.sources
@@ -63,6 +66,7 @@ def take_snapshot(spec: PipelineSpec, settings: Settings, training: TrainingData
         "source_rows": training.source_rows,
         "labeled_sources": training.labeled_sources,
         "created": created,
+        "sample": training.sample,
     }
 
 

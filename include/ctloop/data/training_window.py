@@ -10,18 +10,24 @@ on the present (``gates.recent_holdout``).
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from datetime import timedelta
+from itertools import chain
 from typing import TYPE_CHECKING
 
+from ctloop.data.sampling import sample_batches
 from ctloop.errors import DataReadError
-from ctloop.io.readers import read_source_batches
+from ctloop.io.readers import iter_source_batches
 from ctloop.io.storage import home_storage
 from ctloop.scoring.prediction_log import LABELED, batch_ids, partition_key, read_partitions
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     import pandas as pd
 
+    from ctloop.data.sampling import DataSample
     from ctloop.settings import Settings
     from ctloop.spec.models import PipelineSpec
 
@@ -34,7 +40,8 @@ class TrainingData:
     """The frame to snapshot and the URIs it came from, with how many of its rows each gave, in
     order (the last ``labeled_sources`` are labeled production batches: a window can be cut from
     the snapshot later); the recent holdout set aside from it (None when not used) with the
-    labeled partitions it holds, and a line saying what it is or why there is none."""
+    labeled partitions it holds, and a line saying what it is or why there is none; what the
+    ``data.max_rows`` sample did, when the spec sets it."""
 
     frame: pd.DataFrame
     sources: list[str]
@@ -43,6 +50,7 @@ class TrainingData:
     recent: pd.DataFrame | None
     recent_sources: list[str]
     recent_note: str
+    sample: DataSample | None
 
 
 def labeled_batches(spec: PipelineSpec, settings: Settings, columns: list[str]) -> Batches:
@@ -113,36 +121,55 @@ def _why_not(spec: PipelineSpec, batches: Batches) -> str:
 def read_training_data(spec: PipelineSpec, settings: Settings) -> TrainingData:
     """The frame to snapshot, its sources and the recent holdout set aside from it.
 
-    The recent holdout is taken first, whatever ``retrain.data`` says; the window then applies to
-    the rest, so a window of the last N batches still trains on N batches.
+    The recent holdout is taken first, whatever ``retrain.data`` says, and is never sampled; the
+    window then applies to the rest, so a window of the last N batches still trains on N batches;
+    ``data.max_rows`` samples what the window keeps (:mod:`ctloop.data.sampling`), so the frozen
+    holdout is later drawn from the sample. Memory: the source files are read one at a time, and
+    with the window "all" and ``data.max_rows`` each is sampled and let go before the next is read;
+    a window of the last N batches holds those N, one of days holds every batch while it finds
+    the newest time. Labeled production batches are read whole (their recent share is set aside).
     """
-    import numpy as np
-    import pandas as pd
-
-    batches = read_source_batches(spec, settings)
-    labeled = labeled_batches(spec, settings, list(batches[0][1].columns))
+    files = iter_source_batches(spec, settings)
+    head = next(files)  # list_source found at least one file
+    labeled = labeled_batches(spec, settings, list(head[1].columns))
     recent, trained_on, note = set_aside_recent(spec, labeled)
-    batches += trained_on
+    stream: Iterable[tuple[str, pd.DataFrame]] = chain([head], files, trained_on)
+    del head
     window = spec.retrain.data  # its validator requires ``last`` exactly for "batches" and "days"
     if window.window == "batches" and window.last is not None:
-        batches = batches[-window.last :]
-    frame = _concat(batches)
-    source_rows = [len(f) for _, f in batches]
-    if window.window == "days" and window.last is not None:
-        times = pd.to_datetime(frame[spec.columns.timestamp], errors="coerce", utc=True)
-        kept = (times >= times.max() - timedelta(days=window.last)).to_numpy()
-        owner = np.repeat(np.arange(len(batches)), source_rows)
-        source_rows = np.bincount(owner[kept], minlength=len(batches)).tolist()
-        frame = frame[kept].reset_index(drop=True)
+        stream = deque(stream, maxlen=window.last)
+    elif window.window == "days" and window.last is not None:
+        stream = _last_days(spec, list(stream), window.last)
+    sample = None
+    if spec.data.max_rows is not None:
+        batches, sample = sample_batches(stream, spec)
+    else:
+        batches = list(stream)
     return TrainingData(
-        frame=frame,
+        frame=_concat(batches),
         sources=[uri for uri, _ in batches],
-        source_rows=source_rows,
+        source_rows=[len(f) for _, f in batches],
         labeled_sources=min(len(trained_on), len(batches)),
         recent=_concat(recent) if recent else None,
         recent_sources=[uri for uri, _ in recent],
         recent_note=note,
+        sample=sample,
     )
+
+
+def _last_days(spec: PipelineSpec, batches: Batches, days: int) -> Batches:
+    """Each batch's rows within ``days`` of the newest timestamp of all of them (a batch may keep none)."""
+    import numpy as np
+    import pandas as pd
+
+    frame = _concat(batches)
+    times = pd.to_datetime(frame[spec.columns.timestamp], errors="coerce", utc=True)
+    kept = (times >= times.max() - timedelta(days=days)).to_numpy()
+    owner = np.repeat(np.arange(len(batches)), [len(f) for _, f in batches])
+    frame = frame[kept].reset_index(drop=True)
+    counts = np.bincount(owner[kept], minlength=len(batches)).tolist()
+    ends = np.cumsum(counts).tolist()
+    return [(uri, frame.iloc[end - n : end]) for (uri, _), n, end in zip(batches, counts, ends, strict=True)]
 
 
 def _concat(batches: Batches) -> pd.DataFrame:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
@@ -13,10 +14,12 @@ from ctloop.errors import CtloopError, DataReadError
 from ctloop.io.storage import Storage, open_storage
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
     from ctloop.settings import Settings
     from ctloop.spec.models import Columns, PipelineSpec
+
+log = logging.getLogger(__name__)
 
 SUFFIXES = {"csv": (".csv",), "parquet": (".parquet", ".pq")}
 
@@ -61,8 +64,10 @@ def parse_frame(
     *,
     numeric_columns: Sequence[str] = (),
     na_values: Sequence[str] = ("",),
+    columns: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Parse one file's bytes; ``string_columns`` are read as text so ids and codes keep their form.
+    Only ``columns`` (every column when None) are parsed: the others' values are never converted.
 
     Only ``na_values`` read as null (pandas' own list would turn a category "NA" or "null" into a
     missing value), in a Parquet file's text columns too. A repeated column name, or an infinite
@@ -78,21 +83,36 @@ def parse_frame(
                 dtype={c: "str" for c in string_columns},
                 keep_default_na=False,
                 na_values=list(na_values),
+                usecols=None if columns is None else list(columns),
             )
         else:
             _check_unique(pq.read_schema(io.BytesIO(data)).names, name)
-            frame = pd.read_parquet(io.BytesIO(data))
+            frame = pd.read_parquet(io.BytesIO(data), columns=None if columns is None else list(columns))
     except CtloopError:
         raise
     except Exception as exc:  # noqa: BLE001 - any parser failure means the file is unreadable
         raise DataReadError(f"{name}: cannot read as {fmt}: {type(exc).__name__}: {exc}") from exc
     if fmt == "parquet":  # typed already; text columns get the CSV's rules: text form and NA tokens
-        for column in [c for c in string_columns if c in frame.columns]:
-            text = _as_text(frame[column], name, column)
-            frame[column] = text.where(~text.isin(list(na_values)), np.nan)
-    for column in [c for c in numeric_columns if c in frame.columns]:
-        _check_finite(frame[column], name, column)
+        text_columns(frame, name, string_columns, na_values)
+    check_finite(frame, name, numeric_columns)
     return frame
+
+
+def text_columns(
+    frame: pd.DataFrame, name: str, string_columns: Sequence[str], na_values: Sequence[str]
+) -> None:
+    """Give a typed (Parquet) frame's ``string_columns`` a CSV's rules, in place: their text form, and
+    ``na_values`` as null."""
+    for column in [c for c in string_columns if c in frame.columns]:
+        text = _as_text(frame[column], name, column)
+        frame[column] = text.where(~text.isin(list(na_values)), np.nan)
+
+
+def check_finite(frame: pd.DataFrame, name: str, numeric_columns: Sequence[str], first_row: int = 1) -> None:
+    """Refuse an infinite value in ``numeric_columns``, naming the file, the column and the data row
+    (``first_row``: the number of the frame's first row in the file, for a chunk of it)."""
+    for column in [c for c in numeric_columns if c in frame.columns]:
+        _check_finite(frame[column], name, column, first_row)
 
 
 def _csv_header(data: bytes) -> list[str]:
@@ -122,30 +142,48 @@ def _as_text(values: pd.Series, name: str, column: str) -> pd.Series:
     )
 
 
-def _check_finite(values: pd.Series, name: str, column: str) -> None:
+def _check_finite(values: pd.Series, name: str, column: str, first_row: int) -> None:
     if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
         return  # a column that is not numeric fails its schema check, which names an example value
     infinite = np.isinf(values.to_numpy(dtype="float64", na_value=np.nan))
     if infinite.any():
-        row = int(np.flatnonzero(infinite)[0]) + 1
+        row = int(np.flatnonzero(infinite)[0]) + first_row
         count = int(infinite.sum())
         raise DataReadError(
             f"{name}: numeric column {column!r} has {count} infinite values (first in data row {row})"
         )
 
 
-def read_source_batches(spec: PipelineSpec, settings: Settings) -> list[tuple[str, pd.DataFrame]]:
-    """Each of the pipeline's training data files as ``(uri, frame)``, in order, schemas checked."""
+def iter_source_batches(spec: PipelineSpec, settings: Settings) -> Iterator[tuple[str, pd.DataFrame]]:
+    """Each of the pipeline's training data files as ``(uri, frame)``, in order, one at a time.
+
+    Only the columns the spec declares are parsed (the suite, slices and training use no other),
+    so a wide file costs its bytes while it is read, not its unused columns as a frame. Every file
+    must have the first file's header and column kinds: a file that does not names the column.
+    """
     storage, keys = list_source(spec.data.uri, spec.data.format, settings)
     options = read_options(spec.columns)
-    batches: list[tuple[str, pd.DataFrame]] = []
+    declared = set(spec.columns.all_names())
+    first: tuple[str, list[str], pd.DataFrame] | None = None  # its URI, header and typed columns
     for key in keys:
         uri = storage.uri(key)
-        frame = parse_frame(storage.read_bytes(key), spec.data.format, uri, **options)
-        if batches:
-            _check_same_schema(frame, uri, batches[0][1], batches[0][0])
-        batches.append((uri, frame))
-    return batches
+        data = storage.read_bytes(key)
+        header = _file_columns(data, spec.data.format, uri)
+        wanted = [c for c in header if c in declared]
+        frame = parse_frame(data, spec.data.format, uri, **options, columns=wanted)
+        del data  # before the next file's bytes are read
+        if first is None:
+            first = (uri, header, frame.iloc[:0])
+            if len(wanted) < len(header):
+                log.info("%s: columns not in the spec, not read: %s", uri, sorted(set(header) - declared))
+        else:
+            _check_same_schema(frame, header, uri, first)
+        yield uri, frame
+
+
+def read_source_batches(spec: PipelineSpec, settings: Settings) -> list[tuple[str, pd.DataFrame]]:
+    """Each of the pipeline's training data files as ``(uri, frame)``, in order, schemas checked."""
+    return list(iter_source_batches(spec, settings))
 
 
 def read_source(spec: PipelineSpec, settings: Settings) -> tuple[pd.DataFrame, list[str]]:
@@ -156,18 +194,33 @@ def read_source(spec: PipelineSpec, settings: Settings) -> tuple[pd.DataFrame, l
     return combined, [uri for uri, _ in batches]
 
 
-def _check_same_schema(frame: pd.DataFrame, uri: str, first: pd.DataFrame, first_uri: str) -> None:
-    """Batches of one source share columns and column kinds; name the file and column that do not."""
-    if list(frame.columns) != list(first.columns):
-        missing = sorted(set(first.columns) - set(frame.columns))
-        extra = sorted(set(frame.columns) - set(first.columns))
+def _file_columns(data: bytes, fmt: str, name: str) -> list[str]:
+    """A file's column names from its header (CSV) or schema (Parquet) alone; none for an empty
+    file, which :func:`parse_frame` then names."""
+    if not data:
+        return []
+    try:
+        return _csv_header(data) if fmt == "csv" else list(pq.read_schema(io.BytesIO(data)).names)
+    except Exception as exc:  # noqa: BLE001 - any parser failure means the file is unreadable
+        raise DataReadError(f"{name}: cannot read as {fmt}: {type(exc).__name__}: {exc}") from exc
+
+
+def _check_same_schema(
+    frame: pd.DataFrame, header: list[str], uri: str, first: tuple[str, list[str], pd.DataFrame]
+) -> None:
+    """Batches of one source share columns (all of them, read or not) and column kinds; name the
+    file and column that do not."""
+    first_uri, first_header, first_frame = first
+    if header != first_header:
+        missing = sorted(set(first_header) - set(header))
+        extra = sorted(set(header) - set(first_header))
         raise DataReadError(
             f"{uri}: columns differ from {first_uri}: missing {missing or 'none'}, extra {extra or 'none'}"
         )
     for column in frame.columns:
         numeric_here = pd.api.types.is_numeric_dtype(frame[column])
-        if numeric_here != pd.api.types.is_numeric_dtype(first[column]):
-            kinds = f"is {frame[column].dtype} here but {first[column].dtype} in {first_uri}"
+        if numeric_here != pd.api.types.is_numeric_dtype(first_frame[column]):
+            kinds = f"is {frame[column].dtype} here but {first_frame[column].dtype} in {first_uri}"
             raise DataReadError(f"{uri}: column {column!r} {kinds}")
 
 

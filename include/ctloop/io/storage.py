@@ -1,20 +1,25 @@
 """One small interface over a local directory and S3, so every stack reads and writes alike.
 
 Keys are ``/``-separated relative paths. Writes are atomic: a reader sees the whole object or
-nothing (local files are renamed into place; an S3 PUT is atomic by itself). Every failure is a
-:class:`~ctloop.errors.StorageError` naming the path or ``s3://`` URI at fault, and an S3 call waits
-at most ``max_attempts`` x (``connect_timeout_s`` + ``read_timeout_s``) plus botocore's backoff:
-botocore's own defaults (60 s per read, retried) held a task for minutes on a silent endpoint.
+nothing (local files are renamed into place; an S3 PUT is atomic by itself, and so is a managed
+upload, whose object exists only once it completes). Objects of any size are read and written
+through local files (:meth:`Storage.local_file`, :meth:`Storage.publish_file`), never whole in
+memory. Every failure is a :class:`~ctloop.errors.StorageError` naming the path or ``s3://`` URI
+at fault, and an S3 call waits at most ``max_attempts`` x (``connect_timeout_s`` +
+``read_timeout_s``) plus botocore's backoff: botocore's own defaults (60 s per read, retried)
+held a task for minutes on a silent endpoint.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlparse
 
@@ -35,6 +40,34 @@ class Storage(Protocol):
     def list_keys(self, prefix: str = "") -> list[str]: ...
     def delete(self, key: str) -> None: ...
     def fingerprint(self, key: str) -> str: ...
+    def local_file(self, key: str) -> AbstractContextManager[Path]:
+        """A seekable local file holding the object, for as long as the context lasts."""
+        ...
+
+    def sha256(self, key: str) -> str:
+        """The object's sha256, read in blocks."""
+        ...
+
+    def publish_file(self, key: str, path: Path) -> str:
+        """Write the local file ``path`` under ``key`` atomically; returns the object's URI."""
+        ...
+
+    def copy_to(self, key: str, target: Storage, target_key: str) -> str:
+        """Copy the object to ``target_key`` of ``target`` through a local file; returns its URI there."""
+        ...
+
+
+HASH_BLOCK_BYTES = 1 << 20
+
+
+def _file_sha256(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _copy_via_file(source: Storage, key: str, target: Storage, target_key: str) -> str:
+    with source.local_file(key) as path:
+        return target.publish_file(target_key, path)
 
 
 def _check_key(key: str) -> str:
@@ -104,6 +137,41 @@ class LocalStorage:
         with _naming(str(path), "stat"):
             stat = path.stat()
         return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+    @contextmanager
+    def local_file(self, key: str) -> Iterator[Path]:
+        """The object's own file: nothing is copied."""
+        path = self._path(key)
+        with _naming(str(path), "read"):
+            if not path.is_file():
+                raise StorageError(f"{path}: no such object")
+        yield path
+
+    def sha256(self, key: str) -> str:
+        path = self._path(key)
+        with _naming(str(path), "read"):
+            try:
+                return _file_sha256(path)
+            except FileNotFoundError as exc:
+                raise StorageError(f"{path}: no such object") from exc
+
+    def publish_file(self, key: str, path: Path) -> str:
+        """Copied to a temporary file beside the target, then renamed into place."""
+        target = self._path(key)
+        with _naming(str(target), "write"):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+            os.close(fd)
+            try:
+                shutil.copyfile(path, tmp)
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        return str(target)
+
+    def copy_to(self, key: str, target: Storage, target_key: str) -> str:
+        return _copy_via_file(self, key, target, target_key)
 
     def list_keys(self, prefix: str = "") -> list[str]:
         base = self.root / prefix if prefix else self.root
@@ -202,6 +270,37 @@ class S3Storage:
             self.uri(key), "stat", lambda c: c.head_object(Bucket=self.bucket, Key=self._key(key))
         )
         return f"{head['ContentLength']}:{head['ETag']}"
+
+    @contextmanager
+    def local_file(self, key: str) -> Iterator[Path]:
+        """The object downloaded (boto3's managed transfer, in parts) to a temporary file,
+        deleted when the context ends."""
+        name = PurePosixPath(key).name
+        with tempfile.TemporaryDirectory(prefix="ctloop-s3-") as directory:
+            path = Path(directory) / name
+            self._call(
+                self.uri(key), "read", lambda c: c.download_file(self.bucket, self._key(key), str(path))
+            )
+            yield path
+
+    def sha256(self, key: str) -> str:
+        def digest(client: Any) -> str:  # the body streams after the call: its errors count too
+            body = client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+            hasher = hashlib.sha256()
+            for block in body.iter_chunks(HASH_BLOCK_BYTES):
+                hasher.update(block)
+            return hasher.hexdigest()
+
+        found: str = self._call(self.uri(key), "read", digest)
+        return found
+
+    def publish_file(self, key: str, path: Path) -> str:
+        """A managed upload (multipart when large): the object appears only once it completes."""
+        self._call(self.uri(key), "write", lambda c: c.upload_file(str(path), self.bucket, self._key(key)))
+        return self.uri(key)
+
+    def copy_to(self, key: str, target: Storage, target_key: str) -> str:
+        return _copy_via_file(self, key, target, target_key)
 
     def list_keys(self, prefix: str = "") -> list[str]:
         full_prefix = self._key(prefix) if prefix else (self.prefix.rstrip("/") + "/" if self.prefix else "")

@@ -5,7 +5,10 @@ ctloop's drift *decisions* are made elsewhere, on the full data, by a fast engin
 1M rows x 25 columns: it computes each column several times and builds plots inside ``run``), so
 this module runs it on a uniform random sample of at most ``sample_rows`` rows of each frame,
 seeded so that a retried task writes the same report, and says so in a banner at the top of the
-page.
+page. The sample is a set of row positions (:func:`sample_positions`), so a reader of Parquet
+partitions takes it a row group at a time and never holds a whole frame
+(:func:`build_sampled_report`, which the monitor uses); :func:`build_report` does the same from
+frames in memory.
 
 Evidently picks its drift test by sample size (``_get_default_stattest`` in
 ``evidently/legacy/calculations/stattests/registry.py``): above 1,000 reference rows, normalised
@@ -43,6 +46,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -120,20 +124,78 @@ def build_report(
     kinds = column_kinds(numeric, categorical, task)
     for name, frame in (("reference", reference), ("current", current)):
         check_frame(frame, name, kinds)
-    methods = {
-        column: default_stattest(reference[column], current[column], kind) for column, kind in kinds.items()
-    }
+    labeled = _labeled(current, target)
+    sampled = ReportData(
+        reference=sample_frame(reference, sample_rows, seed, stream=0),
+        current=sample_frame(current, sample_rows, seed, stream=1),
+        labeled=None if labeled is None else sample_frame(labeled, sample_rows, seed, stream=2),
+        reference_rows=len(reference),
+        current_rows=len(current),
+        labeled_rows=0 if labeled is None else len(labeled),
+        methods={
+            column: default_stattest(reference[column], current[column], kind)
+            for column, kind in kinds.items()
+        },
+        classes=distinct_labels(
+            current[PREDICTION],
+            reference[PREDICTION],
+            *([reference[target]] if target in reference.columns else []),
+        ),
+    )
+    return build_sampled_report(
+        sampled,
+        numeric=numeric,
+        categorical=categorical,
+        target=target,
+        task=task,
+        sample_rows=sample_rows,
+        seed=seed,
+        drift_share=drift_share,
+        title=title,
+    )
 
-    reference_sample = _prepare(_sample(reference, sample_rows, seed, stream=0), kinds)
-    current_sample = _prepare(_sample(current, sample_rows, seed, stream=1), kinds)
-    skipped = _empty_in_sample(reference_sample, current_sample, kinds)
+
+@dataclass(frozen=True)
+class ReportData:
+    """What the report reads: seeded samples of at most ``sample_rows`` rows of each side (see
+    :func:`sample_positions`), and what it needs of all the rows, the only figures that grow
+    with the data: row counts, the drift test of each column (:func:`default_stattest`, which is
+    ctloop's ``ColumnDrift.stattest``), and the known classes (:func:`distinct_labels` of the
+    predictions of both sides and of the reference's labels)."""
+
+    reference: pd.DataFrame
+    current: pd.DataFrame
+    labeled: pd.DataFrame | None  # the current rows with a label and a prediction (target, prediction, score)
+    reference_rows: int
+    current_rows: int
+    labeled_rows: int
+    methods: dict[str, str]
+    classes: list[Any]
+
+
+def build_sampled_report(
+    data: ReportData,
+    *,
+    numeric: list[str],
+    categorical: list[str],
+    target: str,
+    task: str,
+    sample_rows: int,
+    seed: int,
+    drift_share: float,
+    title: str,
+) -> tuple[str, dict[str, Any]]:
+    """:func:`build_report` from samples drawn by the caller (a reader of partitions that never
+    holds a whole window); the samples must have been drawn with ``sample_rows`` and ``seed``."""
+    kinds = column_kinds(numeric, categorical, task)
+    reference_sample = _prepare(data.reference, kinds)
+    current_sample = _prepare(data.current, kinds)
+    skipped = _empty_insample_frame(reference_sample, current_sample, kinds)
     tested = {column: kind for column, kind in kinds.items() if column not in skipped}
     if not any(column not in (SCORE, PREDICTION) for column in tested):
         raise DriftInputError("no listed feature has a value in both samples; raise sample_rows")
-    drift_snapshot = _run_drift(reference_sample, current_sample, tested, methods, drift_share)
-
-    labeled = _labeled_rows(current, target, sample_rows, seed)
-    quality_snapshot, quality = _run_quality(labeled, reference, current, target, task)
+    drift_snapshot = _run_drift(reference_sample, current_sample, tested, data.methods, drift_share)
+    quality_snapshot, quality = _run_quality(data, target, task)
 
     summary = {
         "title": title,
@@ -141,8 +203,8 @@ def build_report(
         "sample": {
             "seed": seed,
             "sample_rows": sample_rows,
-            "reference": {"rows": len(reference), "sampled": len(reference_sample)},
-            "current": {"rows": len(current), "sampled": len(current_sample)},
+            "reference": {"rows": data.reference_rows, "sampled": len(reference_sample)},
+            "current": {"rows": data.current_rows, "sampled": len(current_sample)},
         },
         "drift": {**_drift_results(drift_snapshot.dict(), tested, numeric, categorical), "skipped": skipped},
         "quality": quality,
@@ -222,13 +284,22 @@ def _more_distinct_than(limit: int, reference: pd.Series, current: pd.Series, ki
     return False
 
 
-def _sample(frame: pd.DataFrame, rows: int, seed: int, *, stream: int) -> pd.DataFrame:
-    """A uniform random sample of at most ``rows`` rows, in the frame's order; the same for the
-    same seed. Each frame draws from its own stream, so one frame's size does not move the other's."""
-    if len(frame) <= rows:
-        return frame
+def sample_positions(rows: int, sample_rows: int, seed: int, *, stream: int) -> np.ndarray | None:
+    """The sorted positions of a uniform random sample of at most ``sample_rows`` of ``rows``
+    rows, None for all of them; the same for the same seed. Each side draws from its own stream
+    (0 reference, 1 current, 2 labeled current), so one side's size does not move another's.
+    A reader of partitions takes these positions from each partition in turn, so it holds the
+    sample and never the whole frame."""
+    if rows <= sample_rows:
+        return None
     rng = np.random.default_rng([seed, stream])
-    return frame.iloc[np.sort(rng.choice(len(frame), size=rows, replace=False))]
+    return np.sort(rng.choice(rows, size=sample_rows, replace=False))
+
+
+def sample_frame(frame: pd.DataFrame, rows: int, seed: int, *, stream: int) -> pd.DataFrame:
+    """The rows of ``frame`` at :func:`sample_positions`, in the frame's order."""
+    positions = sample_positions(len(frame), rows, seed, stream=stream)
+    return frame if positions is None else frame.iloc[positions]
 
 
 def _prepare(frame: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
@@ -244,7 +315,9 @@ def _prepare(frame: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
     return out
 
 
-def _empty_in_sample(reference: pd.DataFrame, current: pd.DataFrame, kinds: dict[str, str]) -> dict[str, str]:
+def _empty_insample_frame(
+    reference: pd.DataFrame, current: pd.DataFrame, kinds: dict[str, str]
+) -> dict[str, str]:
     """Columns sparse enough to have no value in a sample: Evidently would crash on them."""
     skipped = {}
     for column, kind in kinds.items():
@@ -333,32 +406,28 @@ def _drift_results(
     }
 
 
-def _labeled_rows(current: pd.DataFrame, target: str, rows: int, seed: int) -> pd.DataFrame | None:
-    """The current rows whose label arrived (and that have a prediction), sampled like the rest."""
+def _labeled(current: pd.DataFrame, target: str) -> pd.DataFrame | None:
+    """The current rows whose label arrived and that have a prediction; None when there are none."""
     if target not in current.columns:
         return None
     labeled = current[current[target].notna() & current[PREDICTION].notna()]
-    if labeled.empty:
-        return None
-    return _sample(labeled, rows, seed, stream=2)
+    return None if labeled.empty else labeled
 
 
-def _run_quality(
-    labeled: pd.DataFrame | None, reference: pd.DataFrame, current: pd.DataFrame, target: str, task: str
-) -> tuple[Snapshot | None, dict[str, Any]]:
-    if labeled is None:
+def _run_quality(data: ReportData, target: str, task: str) -> tuple[Snapshot | None, dict[str, Any]]:
+    labeled = data.labeled
+    if labeled is None or labeled.empty:
         return None, {"computed": False, "reason": f"no labeled rows in current (column {target!r})"}
-    labeled_total = int((current[target].notna() & current[PREDICTION].notna()).sum())
     info: dict[str, Any] = {
         "computed": True,
         "task": task,
-        "labeled_rows": labeled_total,
+        "labeled_rows": data.labeled_rows,
         "sampled": len(labeled),
     }
     if task == "regression":
         frame, definition, preset = _regression_setup(labeled, target, info)
     else:
-        frame, definition, preset = _classification_setup(labeled, reference, current, target, info)
+        frame, definition, preset = _classification_setup(labeled, data.classes, target, info)
 
     if frame.empty:
         return None, {**info, "computed": False, "reason": f"no labeled row has a numeric {target!r}"}
@@ -398,7 +467,7 @@ def _regression_setup(
 
 
 def _classification_setup(
-    labeled: pd.DataFrame, reference: pd.DataFrame, current: pd.DataFrame, target: str, info: dict[str, Any]
+    labeled: pd.DataFrame, known: list[Any], target: str, info: dict[str, Any]
 ) -> tuple[pd.DataFrame, Any, Any]:
     """Binary with ``score`` as the probability of the positive class when exactly two classes are
     known and both occur among the labels; otherwise labels only (``score`` is then the top class's
@@ -418,7 +487,7 @@ def _classification_setup(
             SCORE: pd.to_numeric(labeled[SCORE], errors="coerce").astype("float64").to_numpy(),
         }
     )
-    classes = _known_classes(frame, reference, current, target)
+    classes = _sorted({*distinct_labels(frame[target], frame[PREDICTION]), *known})
     info["classes"], info["class_count"] = classes[:MAX_CLASSES_SHOWN], len(classes)
     labels_seen = frame[target].unique().tolist()
     if len(classes) == 2 and len(labels_seen) == 2 and frame[SCORE].notna().all():
@@ -449,16 +518,13 @@ def _as_labels(series: pd.Series) -> pd.Series:
     return series
 
 
-def _known_classes(
-    frame: pd.DataFrame, reference: pd.DataFrame, current: pd.DataFrame, target: str
-) -> list[Any]:
-    parts = [frame[target], frame[PREDICTION], current[PREDICTION], reference[PREDICTION]]
-    if target in reference.columns:
-        parts.append(reference[target])
+def distinct_labels(*columns: pd.Series) -> list[Any]:
+    """The distinct class labels of ``columns``, as the report reads labels (:func:`_as_labels`):
+    a reader of partitions passes one column at a time and keeps only these values."""
     known: set[Any] = set()
-    for part in parts:
-        known.update(_as_labels(part.dropna()).unique().tolist())
-    return _sorted(known)
+    for column in columns:
+        known.update(_as_labels(column.dropna()).unique().tolist())
+    return list(known)
 
 
 def _sorted(values: Any) -> list[Any]:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,14 +76,31 @@ def column_drift(
     Columns not listed are ignored. Results come in the order numeric, then categorical.
     """
     _check_inputs(reference, current, numeric, categorical)
+    return stream_column_drift(reference.__getitem__, current.__getitem__, numeric, categorical)
+
+
+def stream_column_drift(
+    reference: Callable[[str], pd.Series],
+    current: Callable[[str], pd.Series],
+    numeric: list[str],
+    categorical: list[str],
+) -> list[ColumnDrift]:
+    """:func:`column_drift`, asking ``reference`` and ``current`` for one column at a time (a
+    Parquet column projection, say) and dropping it once tested: the memory held is one column of
+    each side, however many columns the frames have. The same values give the same results.
+    """
+    _check_columns(numeric, categorical)
     results = []
     for column in numeric:
-        ref = _numeric_values(reference, column, "reference")
-        cur = _numeric_values(current, column, "current")
+        ref = _numeric_values(_column(reference, column, "reference"), column, "reference")
+        cur = _numeric_values(_column(current, column, "current"), column, "current")
         results.append(_numeric_drift(column, ref, cur))
+        del ref, cur
     for column in categorical:
-        ref_counts, ref_values = _categorical_counts(reference, column, "reference")
-        cur_counts, cur_values = _categorical_counts(current, column, "current")
+        ref_counts, ref_values = _categorical_counts(
+            _column(reference, column, "reference"), column, "reference"
+        )
+        cur_counts, cur_values = _categorical_counts(_column(current, column, "current"), column, "current")
         results.append(_categorical_drift(column, ref_counts, ref_values, cur_counts, cur_values))
     return results
 
@@ -99,15 +117,19 @@ def dataset_drifted(results: list[ColumnDrift], share: float = DEFAULT_DRIFT_SHA
     return drift_share(results) >= share
 
 
-def _check_inputs(
-    reference: pd.DataFrame, current: pd.DataFrame, numeric: list[str], categorical: list[str]
-) -> None:
-    columns = [*numeric, *categorical]
-    if not columns:
+def _check_columns(numeric: list[str], categorical: list[str]) -> None:
+    if not [*numeric, *categorical]:
         raise DriftInputError("no columns to compare for drift")
     both = sorted(set(numeric) & set(categorical))
     if both:
         raise DriftInputError(f"columns {both} are listed as both numeric and categorical")
+
+
+def _check_inputs(
+    reference: pd.DataFrame, current: pd.DataFrame, numeric: list[str], categorical: list[str]
+) -> None:
+    _check_columns(numeric, categorical)
+    columns = [*numeric, *categorical]
     for name, frame in (("reference", reference), ("current", current)):
         if len(frame) == 0:
             raise DriftInputError(f"the {name} frame is empty (columns {columns})")
@@ -116,9 +138,16 @@ def _check_inputs(
             raise DriftInputError(f"column(s) {missing} missing from the {name} frame")
 
 
-def _numeric_values(frame: pd.DataFrame, column: str, which: str) -> np.ndarray:
+def _column(read: Callable[[str], pd.Series], column: str, which: str) -> pd.Series:
+    """One column from a reader; an empty one is an error, as an empty frame is."""
+    series = read(column)
+    if len(series) == 0:
+        raise DriftInputError(f"the {which} frame is empty (column {column!r})")
+    return series
+
+
+def _numeric_values(series: pd.Series, column: str, which: str) -> np.ndarray:
     """The column's finite values as float64; a view of the frame's data when nothing is dropped."""
-    series = frame[column]
     if not pd.api.types.is_numeric_dtype(series.dtype):
         raise DriftInputError(f"numeric column {column!r} has dtype {series.dtype} in the {which} frame")
     values: np.ndarray = series.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -130,9 +159,9 @@ def _numeric_values(frame: pd.DataFrame, column: str, which: str) -> np.ndarray:
     return values
 
 
-def _categorical_counts(frame: pd.DataFrame, column: str, which: str) -> tuple[np.ndarray, np.ndarray]:
+def _categorical_counts(series: pd.Series, column: str, which: str) -> tuple[np.ndarray, np.ndarray]:
     """Counts per distinct non-null value and those values (object array), via one hash pass."""
-    codes, uniques = pd.factorize(frame[column], use_na_sentinel=True)
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
     values = np.asarray(uniques, dtype=object)
     counts = np.bincount(codes + 1, minlength=len(values) + 1)[1:]
     # Evidently turns +-inf into NaN before dropping NaNs, for any kind of column.

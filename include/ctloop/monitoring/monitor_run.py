@@ -8,6 +8,12 @@ version promoted most recently, its served quality is compared with the previous
 the same rows (ctloop.monitoring.champion_watch); a significant regression rolls it back through
 the ledger, with the monitor as the user, and asks for a retrain. A challenger waiting for
 approval is compared with the champion the same way, for its reviewer; that decides nothing.
+
+Memory does not grow with the window's width: each drift test reads its one column of the
+window's partitions and of the reference (Parquet column projection) and drops it; quality reads
+only the labeled columns it needs (ids, label, each model's outputs), a row group at a time; the
+report's samples are taken a row group at a time at seeded positions. The whole window is never
+one frame.
 """
 
 from __future__ import annotations
@@ -15,26 +21,42 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from ctloop import clock, notifications
 from ctloop.data.snapshots import load_snapshot, snapshot_key
 from ctloop.errors import RollbackRefused
 from ctloop.evaluation.model_scores import logged_metrics
-from ctloop.evaluation.weighted_metrics import Predictions
-from ctloop.io.readers import from_parquet_bytes, to_parquet_bytes
+from ctloop.evaluation.weighted_metrics import CLASS_SEPARATOR, Predictions
+from ctloop.io.readers import to_parquet_bytes
 from ctloop.io.storage import home_storage
 from ctloop.monitoring import retrain_requests
 from ctloop.monitoring.champion_watch import PairedComparison, compare, compare_challenger, watched_promotion
-from ctloop.monitoring.drift_stats import column_drift, drift_share
+from ctloop.monitoring.drift_stats import drift_share, stream_column_drift
 from ctloop.monitoring.retrain_policy import ATTACH, HOLD, RETRAIN, ROLLBACK, Evidence, decide
 from ctloop.registry import ledger, model_trust, tags
 from ctloop.registry import mlflow_store as registry
 from ctloop.registry.rollback import rollback
 from ctloop.scoring.batches import predict
-from ctloop.scoring.prediction_log import LABELED, PREDICTIONS, SERVED, batch_ids, read_partitions
+from ctloop.scoring.prediction_log import (
+    CHALLENGER,
+    LABELED,
+    PREDICTIONS,
+    PREVIOUS,
+    SERVED,
+    batch_ids,
+    file_columns,
+    file_rows,
+    iter_row_groups,
+    local_partitions,
+    read_files,
+    read_positions,
+)
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pandas as pd
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
@@ -48,65 +70,98 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MONITOR_USER = ledger.MONITOR  # the ledger's "by" of a rollback the monitor makes
+REPORT_SEED = 0  # the report's samples: a retried run draws the same rows
+BATCH_ID = "batch_id"  # the log's column naming each row's batch
 
 
 class Window(TypedDict):
-    """The monitored window: its batch ids, their logged rows (with labels where they arrived),
-    the champion's labeled rows in it, every labeled row the champion served (its watch compares
-    on all of them), and a key that changes when the window's rows or labels do."""
+    """The monitored window: its batch ids, the champion's labeled rows in it, every labeled row
+    the champion served (its watch compares on all of them), and a key that changes when the
+    window's rows or labels do. Labeled rows hold only the columns quality reads
+    (:func:`quality_columns`); the window's logged rows stay in their partitions, read a column or
+    a row group at a time (:class:`Sides`)."""
 
     batches: list[str]
-    current: pd.DataFrame
     labeled: pd.DataFrame
     served: pd.DataFrame
     window_key: str
+
+
+@dataclass(frozen=True)
+class Sides:
+    """The two sides a run compares, as local Parquet files: the reference (the champion's training
+    snapshot with its predictions) and the window's partitions. Each test reads the one column it
+    tests, so a run holds about one column of the window plus the reference's, whatever its width."""
+
+    reference: Path
+    current: list[Path]
+
+    def reference_column(self, column: str) -> pd.Series:
+        return read_files([self.reference], [column])[column]
+
+    def current_column(self, column: str) -> pd.Series:
+        return read_files(self.current, [column])[column]
 
 
 def history_prefix(pipeline: str) -> str:
     return f"monitor/{pipeline}/history"
 
 
-def reference_frame(spec: PipelineSpec, settings: Settings, champion: ModelVersion) -> pd.DataFrame:
-    """The champion's training snapshot with the champion's predictions on it, cached per version."""
+def reference_key(spec: PipelineSpec, settings: Settings, champion: ModelVersion) -> str:
+    """The key of the champion's training snapshot with its predictions on it, written once per version."""
     storage = home_storage(settings)
     key = f"monitor/{spec.name}/reference/v{champion.version}.parquet"
     if storage.exists(key):
-        return from_parquet_bytes(storage.read_bytes(key))
+        return key
     snapshot = load_snapshot(snapshot_key(spec.name, champion.tags[tags.DATA_SHA256]), settings)
     model = registry.load_version(settings, champion, model_trust.policy(spec))
     reference = snapshot[[*spec.columns.features, spec.columns.target]].copy()
     reference["prediction"], reference["score"] = predict(model, snapshot, spec)
     storage.write_bytes(key, to_parquet_bytes(reference))
-    return reference
+    return key
+
+
+def quality_columns(spec: PipelineSpec, columns: list[str]) -> list[str]:
+    """The columns of a labeled partition that quality and the paired comparisons read, in its
+    order: ids, batch id, label, and each model's prediction, score, version and class
+    probabilities (``<score>__<class>``)."""
+    models = (SERVED, PREVIOUS, CHALLENGER)
+    wanted = {*spec.columns.id, BATCH_ID, spec.columns.target, *(c for m in models for c in m)}
+    classes = tuple(f"{m.score}{CLASS_SEPARATOR}" for m in models)
+    return [c for c in columns if c in wanted or c.startswith(classes)]
 
 
 def current_window(spec: PipelineSpec, settings: Settings, champion_version: str) -> Window:
     """The last ``window_batches`` scored batches, and the latest labeled rows the champion scored."""
     n = spec.monitoring.window_batches
     window = batch_ids(PREDICTIONS, spec.name, settings)[-n:]
-    current = read_partitions(PREDICTIONS, spec.name, window, settings)
-    labeled_ids = batch_ids(LABELED, spec.name, settings)
-    served = read_partitions(LABELED, spec.name, labeled_ids, settings)
+    served = _served(spec, settings, champion_version)
     labeled = served
     if not served.empty:
-        served = served[served["model_version"].astype(str) == champion_version]
-        recent = sorted(served["batch_id"].unique())[-n:]
-        labeled = served[served["batch_id"].isin(recent)]
-    target = spec.columns.target
-    if not labeled.empty and not current.empty:
-        current = current.merge(labeled[[*spec.columns.id, target]], on=spec.columns.id, how="left")
+        recent = sorted(served[BATCH_ID].unique())[-n:]
+        labeled = served[served[BATCH_ID].isin(recent)]
     key_parts = {
         "batches": window,
-        "labeled": labeled.groupby("batch_id").size().to_dict() if not labeled.empty else {},
+        "labeled": labeled.groupby(BATCH_ID).size().to_dict() if not labeled.empty else {},
     }
     window_key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()[:16]
-    return {
-        "batches": window,
-        "current": current,
-        "labeled": labeled,
-        "served": served,
-        "window_key": window_key,
-    }
+    return {"batches": window, "labeled": labeled, "served": served, "window_key": window_key}
+
+
+def _served(spec: PipelineSpec, settings: Settings, champion_version: str) -> pd.DataFrame:
+    """Every labeled row the champion served, its :func:`quality_columns` only, read one partition
+    and row group at a time and filtered as it goes."""
+    import pandas as pd
+
+    parts = []
+    for batch_id in batch_ids(LABELED, spec.name, settings):
+        with local_partitions(LABELED, spec.name, [batch_id], settings) as files:
+            columns = quality_columns(spec, file_columns(files[0]))
+            parts += [
+                chunk[chunk[SERVED.version].astype(str) == champion_version]
+                for chunk in iter_row_groups(files, columns)
+            ]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
 def quality(spec: PipelineSpec, labeled: pd.DataFrame) -> dict[str, float] | None:
@@ -149,14 +204,16 @@ def run_monitor(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> dict
         "run_key": ctx.run_key,
         "at": clock.now().isoformat(timespec="seconds"),
         "champion_version": version,
-        "window": {"batches": window["batches"], "rows": len(window["current"])},
     }
-    if window["current"].empty:
-        summary["decision"] = {"action": HOLD, "alert": False, "why": "no batch has been scored yet"}
-        return summary
-    reference = reference_frame(spec, settings, champion)
-    summary |= _measure(spec, reference, window, mlflow_client, champion)
-    summary |= _write_report(spec, settings, ctx, reference, window)
+    with local_partitions(PREDICTIONS, spec.name, window["batches"], settings) as current:
+        summary["window"] = {"batches": window["batches"], "rows": sum(file_rows(current))}
+        if summary["window"]["rows"] == 0:
+            summary["decision"] = {"action": HOLD, "alert": False, "why": "no batch has been scored yet"}
+            return summary
+        with storage.local_file(reference_key(spec, settings, champion)) as reference:
+            sides = Sides(reference, current)
+            summary |= _measure(spec, sides, window, mlflow_client, champion)
+            summary |= _write_report(spec, settings, ctx, sides, window, summary)
     comparison = _watch(spec, settings, version, window)
     if comparison is not None:
         summary["champion_vs_previous"] = comparison.model_dump()
@@ -169,7 +226,7 @@ def run_monitor(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> dict
     requests = retrain_requests.all_requests(storage, spec.name)
     evidence = Evidence(
         window_key=window["window_key"],
-        current_rows=len(window["current"]),
+        current_rows=summary["window"]["rows"],
         drift_share=summary["drift"]["share"],
         drifted_features=[c["column"] for c in summary["drift"]["drifted_columns"]],
         labeled_rows=summary["quality"]["labeled_rows"],
@@ -242,20 +299,23 @@ def _roll_back(
 
 def _measure(
     spec: PipelineSpec,
-    reference: pd.DataFrame,
+    sides: Sides,
     window: Window,
     mlflow_client: MlflowClient,
     champion: ModelVersion,
 ) -> dict[str, Any]:
-    current = window["current"]
-    features = column_drift(reference, current, spec.columns.numeric, spec.columns.categorical)
-    predictions = column_drift(reference, current, *prediction_columns(spec.task))
+    read = (sides.reference_column, sides.current_column)
+    features = stream_column_drift(*read, spec.columns.numeric, spec.columns.categorical)
+    predictions = stream_column_drift(*read, *prediction_columns(spec.task))
     metric = spec.monitoring.quality.metric
     metrics, undefined = _quality(spec, window["labeled"]) if not window["labeled"].empty else (None, {})
     # a version registered without a run has no holdout value: quality is then left undecided
     champion_metrics = mlflow_client.get_run(champion.run_id).data.metrics if champion.run_id else {}
     return {
-        "reference": {"snapshot_sha256": champion.tags.get(tags.DATA_SHA256), "rows": len(reference)},
+        "reference": {
+            "snapshot_sha256": champion.tags.get(tags.DATA_SHA256),
+            "rows": file_rows([sides.reference])[0],
+        },
         "drift": {
             "share": drift_share(features),
             "drifted_columns": [c.as_dict() for c in features if c.drifted],
@@ -267,7 +327,7 @@ def _measure(
             "value": (metrics or {}).get(metric),
             "champion_value": champion_metrics.get(f"holdout_{metric}"),
             "labeled_rows": len(window["labeled"]),
-            "labeled_batches": sorted(window["labeled"]["batch_id"].unique().tolist())
+            "labeled_batches": sorted(window["labeled"][BATCH_ID].unique().tolist())
             if not window["labeled"].empty
             else [],
             "metrics": metrics,
@@ -277,23 +337,94 @@ def _measure(
 
 
 def _write_report(
-    spec: PipelineSpec, settings: Settings, ctx: RunContext, reference: pd.DataFrame, window: Window
+    spec: PipelineSpec,
+    settings: Settings,
+    ctx: RunContext,
+    sides: Sides,
+    window: Window,
+    measured: dict[str, Any],
 ) -> dict[str, Any]:
-    from ctloop.monitoring.drift_report import build_report
+    """The Evidently report on seeded samples read from the partitions, with the tests the
+    decision used (``measured``): the samples are all it holds of the rows."""
+    from ctloop.monitoring.drift_report import (
+        ReportData,
+        build_sampled_report,
+        column_kinds,
+        distinct_labels,
+        sample_frame,
+        sample_positions,
+    )
 
-    html, evidently_summary = build_report(
-        reference,
-        window["current"],
+    target, rows, seed = spec.columns.target, spec.monitoring.report_sample_rows, REPORT_SEED
+    kinds = column_kinds(spec.columns.numeric, spec.columns.categorical, spec.task)
+    columns = list(kinds)
+    reference_rows, current_rows = measured["reference"]["rows"], measured["window"]["rows"]
+    labeled = _labeled_current(spec, sides.current, window["labeled"])
+    classes: list[Any] = []  # the known classes: every predicted class, and the reference's labels
+    if spec.task == "classification":
+        classes += distinct_labels(sides.current_column(SERVED.prediction))
+        classes += distinct_labels(sides.reference_column(SERVED.prediction))
+        if target in file_columns(sides.reference):
+            classes += distinct_labels(sides.reference_column(target))
+    data = ReportData(
+        reference=read_positions(
+            [sides.reference], columns, sample_positions(reference_rows, rows, seed, stream=0)
+        ),
+        current=read_positions(sides.current, columns, sample_positions(current_rows, rows, seed, stream=1)),
+        labeled=None if labeled is None else sample_frame(labeled, rows, seed, stream=2),
+        reference_rows=reference_rows,
+        current_rows=current_rows,
+        labeled_rows=0 if labeled is None else len(labeled),
+        methods=_report_tests(sides, kinds, measured),
+        classes=classes,
+    )
+    html, evidently_summary = build_sampled_report(
+        data,
         numeric=spec.columns.numeric,
         categorical=spec.columns.categorical,
-        target=spec.columns.target,
+        target=target,
         task=spec.task,
-        sample_rows=spec.monitoring.report_sample_rows,
+        sample_rows=rows,
+        seed=seed,
         drift_share=spec.monitoring.drift.share,
         title=f"{spec.name} drift report, {ctx.run_id}",
     )
     uri = home_storage(settings).write_bytes(f"{ctx.storage_prefix}/report.html", html.encode())
     return {"report_uri": uri, "evidently": evidently_summary}
+
+
+def _report_tests(sides: Sides, kinds: dict[str, str], measured: dict[str, Any]) -> dict[str, str]:
+    """Each reported column's drift test: the one the decision ran, which is Evidently's choice on
+    all the rows; a column the decision does not test (a regressor's score, its prediction again)
+    is chosen as Evidently would, reading that column alone."""
+    from ctloop.monitoring.drift_report import default_stattest
+
+    tests = {
+        c["column"]: c["stattest"] for c in [*measured["drift"]["columns"], *measured["prediction_drift"]]
+    }
+    return {
+        column: tests.get(column)
+        or default_stattest(sides.reference_column(column), sides.current_column(column), kind)
+        for column, kind in kinds.items()
+    }
+
+
+def _labeled_current(spec: PipelineSpec, current: list[Path], labeled: pd.DataFrame) -> pd.DataFrame | None:
+    """The window's rows whose label arrived and that have a prediction (label, prediction, score):
+    the window joined with the champion's labels by id a row group at a time, so what is held is
+    those rows, never the window. None when there are none."""
+    import pandas as pd
+
+    if labeled.empty:
+        return None
+    ids, target = list(spec.columns.id), spec.columns.target
+    labels, parts = labeled[[*ids, target]], []
+    for chunk in iter_row_groups(current, [*ids, SERVED.prediction, SERVED.score]):
+        joined = chunk.merge(labels, on=ids, how="inner")
+        kept = joined[target].notna() & joined[SERVED.prediction].notna()
+        parts.append(joined.loc[kept, [target, SERVED.prediction, SERVED.score]])
+    found = pd.concat(parts, ignore_index=True) if parts else None
+    return None if found is None or found.empty else found
 
 
 def _entries(storage: Storage, pipeline: str) -> list[dict[str, Any]]:

@@ -16,8 +16,9 @@ DEFAULT_ARGS = {"retries": 2, "retry_delay": timedelta(seconds=30), "retry_expon
 
 
 def dag_args(spec: PipelineSpec, family: str, *, description: str, **extra: Any) -> dict[str, Any]:
-    """The ``@dag`` arguments of ``<pipeline>__<family>`` (train, score, monitor, rollback) but its
-    ``schedule``, which each DAG passes itself; ``extra`` (``params``, ``doc_md``) adds to them."""
+    """The ``@dag`` arguments of ``<pipeline>__<family>`` (train, score, monitor, rollback,
+    housekeeping) but its ``schedule``, which each DAG passes itself; ``extra`` (``params``,
+    ``doc_md``) adds to them."""
     return {
         "dag_id": f"{spec.name}__{family}",
         "description": description,

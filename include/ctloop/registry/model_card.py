@@ -36,6 +36,7 @@ class CardData(_Part):
     rows: int | None
     window: str | None = None  # what the candidate trained on: all, batches:2, ...
     window_selection: dict[str, Any] | None = None  # the choice among windows, when one was made
+    sample: str | None = None  # what the data.max_rows sample did, when the spec sets one
 
 
 class CardValidation(_Part):

@@ -26,6 +26,7 @@ CODE_VERSION = "ctloop.code_version"
 DATA_SHA256 = "ctloop.data_sha256"
 DATA_URI = "ctloop.data_uri"
 DATA_WINDOW = "ctloop.data_window"  # the window trained on: all, batches:N, days:N
+DATA_SAMPLE = "ctloop.data_sample"  # data.max_rows: rows before and after, seed and classes (or "all N rows")
 WINDOW_SELECTION = "ctloop.window_selection"  # JSON: how an alert run chose it, every alternative scored
 GATE_MODE = "ctloop.gate_mode"
 SPEC_SHA256 = "ctloop.spec_sha256"  # the spec the run trained by: with the data, what makes an attempt

@@ -25,29 +25,49 @@ the previous champion while the champion is watched, into the ``shadow_*`` colum
 ``challenger`` (a candidate waiting for approval) into the ``challenger_*`` columns. A shadow that
 cannot load or predict leaves its columns null and says so in the task's result: it never costs
 the batch its predictions.
+
+A batch of any size is scored in bounded memory: read in chunks of ``scoring.chunk_rows`` rows
+(ctloop.io.chunks), each checked (ctloop.scoring.batch_checks: a failing chunk sets the whole
+batch aside, naming its rows; checks that need the whole batch run on it column by column),
+predicted and appended as a row group to a local Parquet file, published as the partition only
+once every chunk passed. The steps are functions a task can run on a part of a batch:
+:func:`claim_batch` (hash, refuse, reserve), :func:`score_part` for each part (chunks ``i``,
+``i + n``, ...; staged under ``staging/``), then :func:`publish` (verdict, assembly, commit);
+:func:`score_batch` is the three with one part.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, NotRequired, TypedDict
 
 from ctloop import clock
-from ctloop.errors import BatchConflict, BatchQuarantined, CtloopError, NoChampion
+from ctloop.errors import (
+    BatchConflict,
+    BatchQuarantined,
+    CtloopError,
+    DataReadError,
+    NoChampion,
+    StorageError,
+)
 from ctloop.evaluation.model_scores import outputs
 from ctloop.evaluation.weighted_metrics import Predictions
-from ctloop.io.readers import SUFFIXES, parse_frame, read_options, to_parquet_bytes
+from ctloop.io.chunks import Chunk, NotNumeric, iter_chunks
+from ctloop.io.readers import SUFFIXES, read_options
 from ctloop.io.storage import home_storage, open_storage
 from ctloop.monitoring.champion_watch import watched_promotion
 from ctloop.registry import mlflow_store as registry
 from ctloop.registry import model_trust, tags
 from ctloop.scoring import scored_batches
-from ctloop.scoring.input_files import input_name, move_aside
+from ctloop.scoring.batch_checks import check_chunk, duplicates, never_valued, run_suite, split_suite
+from ctloop.scoring.input_files import input_name, move_file_aside
 from ctloop.scoring.prediction_log import (
     CHALLENGER,
+    PART,
     PREDICTIONS,
     PREVIOUS,
     SERVED,
@@ -56,12 +76,13 @@ from ctloop.scoring.prediction_log import (
 )
 from ctloop.training.estimator import changed_user_code
 from ctloop.validation.champion_suite import suite_dir
-from ctloop.validation.data_validation import validate_frame
+from ctloop.validation.data_validation import suite_path
 from ctloop.validation.schema import Failure, failure
 
 if TYPE_CHECKING:
     import pandas as pd
-    from mlflow.entities.model_registry import ModelVersion
+    import pyarrow as pa
+    import pyarrow.parquet as pq
     from numpy.typing import NDArray
 
     from ctloop.evaluation.model_scores import FittedModel
@@ -134,34 +155,14 @@ def _owner(storage: Storage, pipeline: str, batch_id: str, files: list[str]) -> 
 
 
 def set_aside(
-    spec: PipelineSpec, settings: Settings, batch: Batch, data: bytes, area: str, reason: dict[str, Any]
+    spec: PipelineSpec, settings: Settings, batch: Batch, sha256: str, area: str, reason: dict[str, Any]
 ) -> str:
-    """Move the batch file to ``<area>/<pipeline>/<batch id>/`` with ``reason.json`` beside it
-    (``<batch id>~<sha256 prefix>/`` when an earlier, different file of that id is already there);
-    see :func:`ctloop.scoring.input_files.move_aside`."""
+    """Move the batch file (whose content has ``sha256``) to ``<area>/<pipeline>/<batch id>/`` with
+    ``reason.json`` beside it (``<batch id>~<sha256 prefix>/`` when an earlier, different file of
+    that id is already there); see :func:`ctloop.scoring.input_files.move_file_aside`."""
     incoming = open_storage(spec.incoming_uri, settings)
     prefix = f"{area}/{spec.name}/{batch['batch_id']}"
-    return move_aside(settings, incoming, batch["key"], data, prefix, {"batch": batch, **reason})
-
-
-def _checked_frame(
-    spec: PipelineSpec, settings: Settings, batch: Batch, data: bytes, suite_key: str | None
-) -> pd.DataFrame:
-    """The batch as a frame, checked with the champion's own expectation suite."""
-    failures: list[Failure]
-    try:
-        frame = parse_frame(data, spec.scoring.format, batch["uri"], **read_options(spec.columns))
-    except CtloopError as exc:
-        failures = [failure("readable", None, str(exc))]
-    else:
-        expectations = suite_dir(spec, settings, suite_key)
-        report = validate_frame(frame, spec, expectations, require_target=False)
-        failures = report["schema_failures"] + report["expectation_failures"]
-    if failures:
-        where = set_aside(spec, settings, batch, data, "quarantine", {"failures": failures})
-        listed = "; ".join(f"{f['check']}[{f['column'] or 'table'}]: {f['detail']}" for f in failures)
-        raise BatchQuarantined(f"{batch['uri']}: moved to {where}: {listed}")
-    return frame
+    return move_file_aside(settings, incoming, batch["key"], sha256, prefix, {"batch": batch, **reason})
 
 
 def predict(model: FittedModel, frame: pd.DataFrame, spec: PipelineSpec) -> tuple[NDArray[Any], NDArray[Any]]:
@@ -189,140 +190,494 @@ def logged_predictions(
     return Predictions(predicted, probabilities.max(axis=1), probabilities, model.classes_)
 
 
+class Part(TypedDict):
+    """Part ``index`` of ``count`` of a batch: its chunks ``index``, ``index + count``, ... (chunk
+    ``k`` holds rows ``k * scoring.chunk_rows`` onwards), so parts are even without a first pass
+    counting rows. A batch scored in one task is part 0 of 1."""
+
+    index: int
+    count: int
+
+
+ONE_PART: Part = {"index": 0, "count": 1}
+
+
+class Claim(TypedDict):
+    """A batch claimed for scoring (:func:`claim_batch`): its content (``source``: batch id, key,
+    sha256, size, fingerprint) reserved under its id, the champion version that scores it, the
+    champion's suite, and one scoring time for all its rows. Small JSON, for XCom."""
+
+    batch: Batch
+    source: dict[str, Any]
+    champion: str
+    suite_key: str | None
+    scored_at: str
+    user_code_changed: list[str]
+
+
+class PartResult(TypedDict):
+    """What :func:`score_part` did with one part: the rows and chunks it scored into ``staging``
+    (a key of home storage; None when it scored nothing), the checks that failed (a failing chunk
+    stops the part), the input columns that had a value, and what each shadow model did."""
+
+    part: Part
+    chunks: int
+    rows: int
+    staging: str | None
+    failures: list[Failure]
+    with_values: list[str]
+    shadow: dict[str, Any] | None
+    challenger: dict[str, Any] | None
+
+
 def score_batch(spec: PipelineSpec, settings: Settings, batch: Batch) -> dict[str, Any]:
-    """Check, predict and log one batch; returns a summary for XCom."""
+    """Check, predict and log one batch in one task, chunk by chunk; returns a summary for XCom."""
+    claim, model, done = _claim(spec, settings, batch)
+    if done is not None:
+        return done
+    return publish(spec, settings, claim, [score_part(spec, settings, claim, ONE_PART, model=model)])
+
+
+def claim_batch(spec: PipelineSpec, settings: Settings, batch: Batch) -> tuple[Claim, dict[str, Any] | None]:
+    """Hash the batch (streaming), refuse a colliding or conflicting file, make sure the champion
+    loads, and reserve the content under the batch id. Returns the claim and, when nothing is left
+    to score (a duplicate, set aside), the task's result."""
+    claim, _, done = _claim(spec, settings, batch)
+    return claim, done
+
+
+def _claim(
+    spec: PipelineSpec, settings: Settings, batch: Batch
+) -> tuple[Claim, FittedModel, dict[str, Any] | None]:
     champion = registry.get_champion(registry.client(settings), spec.name)
     if champion is None:
         raise NoChampion(f"{spec.name}: no model is champion yet; run {spec.name}__train first")
     incoming = open_storage(spec.incoming_uri, settings)
     fingerprint = incoming.fingerprint(batch["key"])  # before the read: a rewrite after it changes it
-    data = incoming.read_bytes(batch["key"])
-    sha256 = hashlib.sha256(data).hexdigest()
-    _refuse_collision(spec, settings, batch, data, sha256)
-    _refuse_conflict(spec, settings, batch, data, sha256)
-    frame = _checked_frame(spec, settings, batch, data, champion.tags.get(tags.SUITE_KEY))
-    # not the batch's fault if loading fails: it stays
+    sha256 = incoming.sha256(batch["key"])
+    _refuse_collision(spec, settings, batch, sha256)
+    _refuse_conflict(spec, settings, batch, sha256)
+    # not the batch's fault if loading fails: it stays, unreserved
     model = registry.load_version(settings, champion, model_trust.policy(spec))
     code_changed = changed_user_code(spec, champion.tags)
     for change in code_changed:  # the fitted state is the version's, the methods today's code
         log.warning("%s v%s: scoring with changed code: %s", spec.name, champion.version, change)
-    storage = home_storage(settings)
-    key = partition_key(PREDICTIONS, spec.name, batch["batch_id"])
     source = {
         "batch_id": batch["batch_id"],
         "key": batch["key"],
         "sha256": sha256,
-        "size": len(data),
+        "size": int(fingerprint.split(":", 1)[0]),
         "fingerprint": fingerprint,
     }
+    claim: Claim = {
+        "batch": batch,
+        "source": source,
+        "champion": str(champion.version),
+        "suite_key": champion.tags.get(tags.SUITE_KEY),
+        "scored_at": clock.now().isoformat(),
+        "user_code_changed": code_changed,
+    }
     first = scored_batches.reserve(settings, spec.name, source)
-    if first is not None:
-        why = {"duplicate_of": first, "sha256": sha256}
-        where = set_aside(spec, settings, batch, data, "duplicates", why)
-        return {**batch, "action": "duplicate", **why, "moved_to": where}
-    with _set_aside_on_failure(spec, settings, batch, data, source, "prediction"):
-        logged = _predictions(spec, champion, model, frame, batch)
-    shadows = _shadows(spec, settings, str(champion.version), frame, logged)
-    with _set_aside_on_failure(spec, settings, batch, data, source, "write"):
-        uri = storage.write_bytes(key, to_parquet_bytes(logged))
+    if first is None:
+        return claim, model, None
+    why = {"duplicate_of": first, "sha256": sha256}
+    where = set_aside(spec, settings, batch, sha256, "duplicates", why)
+    return claim, model, {**batch, "action": "duplicate", **why, "moved_to": where}
+
+
+def staging_key(spec: PipelineSpec, claim: Claim, part: Part) -> str:
+    """Where a part's predictions wait for :func:`publish`: one key per content and part, so a
+    retried part rewrites its own file and a new content of the batch id never mixes with it."""
+    source = claim["source"]
+    return (
+        f"staging/{spec.name}/{source['batch_id']}/{source['sha256'][:16]}"
+        f"/part-{part['index']:05d}-of-{part['count']:05d}.parquet"
+    )
+
+
+def score_part(
+    spec: PipelineSpec, settings: Settings, claim: Claim, part: Part, *, model: FittedModel | None = None
+) -> PartResult:
+    """Read, check and predict the part's chunks of a claimed batch, one chunk in memory at a time,
+    as row groups of a local Parquet file published to :func:`staging_key`. The batch's failures
+    (unreadable, a check, a prediction, the write) are returned, not raised: only
+    :func:`publish` sets the batch aside, once every part has run. A failure that is not the batch's
+    (the model or the registry unavailable) raises, and the part can be retried as it is."""
+
+    batch = claim["batch"]
+    incoming = open_storage(spec.incoming_uri, settings)
+    if incoming.fingerprint(batch["key"]) != claim["source"]["fingerprint"]:
+        raise CtloopError(
+            f"{batch['uri']}: rewritten since it was claimed; it is scored again on the next run"
+        )
+    if model is None:
+        version = registry.client(settings).get_model_version(spec.name, claim["champion"])
+        model = registry.load_version(settings, version, model_trust.policy(spec))
+    shadows = _shadow_models(spec, settings, claim["champion"])
+    result: PartResult = {
+        "part": part,
+        "chunks": 0,
+        "rows": 0,
+        "staging": None,
+        "failures": [],
+        "with_values": [],
+        "shadow": shadows[0].outcome,
+        "challenger": shadows[1].outcome,
+    }
+    with_values: set[str] = set()
+    with (
+        tempfile.TemporaryDirectory(prefix="ctloop-score-") as work,
+        incoming.local_file(batch["key"]) as path,
+    ):
+        suite = split_suite(
+            suite_path(spec, suite_dir(spec, settings, claim["suite_key"])), Path(work)
+        ).chunk_suite
+        output = Path(work) / "part.parquet"
+        writer: pq.ParquetWriter | None = None
+        try:
+            for chunk in _chunks(spec, path, batch["uri"], keep=lambda k: k % part["count"] == part["index"]):
+                verdict = check_chunk(chunk.frame, chunk.rows, spec, suite)
+                with_values |= verdict.with_values
+                if verdict.failures:
+                    result["failures"] = verdict.failures
+                    break
+                try:
+                    logged = _predictions(spec, claim, model, chunk.frame)
+                except Exception as exc:  # the batch's rows make the model fail: it is set aside
+                    result["failures"] = [failure("prediction", None, f"{_error(exc)} (in {chunk.rows})")]
+                    break
+                for shadow in shadows:
+                    shadow.score(spec, chunk.frame, logged)
+                writer = _append(writer, output, _arrow_table(spec, logged))
+                result["chunks"] += 1
+                result["rows"] += len(logged)
+        except DataReadError as exc:
+            result["failures"] = [_read_failure(exc)]
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is not None and not result["failures"]:
+            key = staging_key(spec, claim, part)
+            try:
+                home_storage(settings).publish_file(key, output)
+            except StorageError as exc:
+                result["failures"] = [failure("write", None, _error(exc))]
+            else:
+                result["staging"] = key
+    result["with_values"] = sorted(with_values)
+    result["shadow"], result["challenger"] = shadows[0].outcome, shadows[1].outcome
+    return result
+
+
+def publish(spec: PipelineSpec, settings: Settings, claim: Claim, parts: list[PartResult]) -> dict[str, Any]:
+    """Once every part has run: set the batch aside if any part failed or a whole-batch check fails;
+    else assemble the parts' row groups in chunk order into the batch's partition (one row group at
+    a time), publish it atomically, commit the claim and drop the staged parts. Retried once it has
+    committed and dropped them, it only returns the result."""
+    import pyarrow.parquet as pq
+
+    batch, source = claim["batch"], claim["source"]
+    count = {p["part"]["count"] for p in parts}
+    if count != {len(parts)} or sorted(p["part"]["index"] for p in parts) != list(range(len(parts))):
+        raise CtloopError(
+            f"{batch['uri']}: publish needs every part's result, got {[p['part'] for p in parts]}"
+        )
+    parts = sorted(parts, key=lambda p: p["part"]["index"])
+    storage = home_storage(settings)
+    rows = sum(p["rows"] for p in parts)
+    staged = [p["staging"] for p in parts if p["staging"] is not None]
+    key = partition_key(PREDICTIONS, spec.name, batch["batch_id"])
+    gone = any(not storage.exists(k) for k in staged)  # dropped by this publish, before a retry
+    if gone and scored_batches.scored_from(storage, spec.name, batch["batch_id"], source["sha256"]):
+        return _scored(claim, parts, storage.uri(key))
+    with tempfile.TemporaryDirectory(prefix="ctloop-publish-") as work, contextlib.ExitStack() as files:
+        failures = [f for p in parts for f in p["failures"]]
+        if not failures:
+            failures = never_valued(spec, {c for p in parts for c in p["with_values"]}, rows)
+        if not failures:
+            local = [files.enter_context(storage.local_file(key)) for key in staged]
+            failures = _whole_batch_failures(spec, settings, claim, local, rows, Path(work))
+        if failures:
+            _drop(storage, staged)
+            _quarantine(spec, settings, claim, failures)
+        output = Path(work) / PART
+        with _set_aside_on_failure(spec, settings, claim, "write"):
+            if len(local) > 1:
+                _assemble([pq.ParquetFile(path) for path in local], output)
+            uri = storage.publish_file(key, output if len(local) > 1 else local[0])
     scored_batches.commit(settings, spec.name, source, uri)
+    _drop(storage, staged)
+    return _scored(claim, parts, uri)
+
+
+def _scored(claim: Claim, parts: list[PartResult], uri: str) -> dict[str, Any]:
+    """The task's result for a scored batch."""
+    code_changed = claim["user_code_changed"]
     return {
-        **batch,
+        **claim["batch"],
         "action": "scored",
-        "rows": len(logged),
-        "model_version": str(champion.version),
+        "rows": sum(p["rows"] for p in parts),
+        "model_version": claim["champion"],
         "partition": uri,
-        "sha256": sha256,
-        **shadows,
+        "sha256": claim["source"]["sha256"],
+        "shadow": _outcome([p["shadow"] for p in parts]),
+        "challenger": _outcome([p["challenger"] for p in parts]),
         **({"user_code_changed": code_changed} if code_changed else {}),
     }
 
 
+def _chunks(
+    spec: PipelineSpec,
+    path: Path,
+    uri: str,
+    *,
+    columns: list[str] | None = None,
+    keep: Callable[[int], bool] | None = None,
+) -> Iterator[Chunk]:
+    return iter_chunks(
+        path,
+        spec.scoring.format,
+        uri,
+        spec.scoring.chunk_rows,
+        read_options(spec.columns),
+        block_bytes=spec.scoring.csv_block_mib << 20,
+        columns=columns,
+        inferred=[spec.columns.target],
+        keep=keep,
+    )
+
+
+def _read_failure(exc: DataReadError) -> Failure:
+    """A value that is not a number is the schema's ``numeric_dtype`` failure; anything else makes
+    the file unreadable."""
+    if isinstance(exc, NotNumeric):
+        detail = f"numeric column {exc.column!r} has a value that is not a number (e.g. value {exc.value!r})"
+        return failure("numeric_dtype", exc.column, detail)
+    return failure("readable", None, str(exc))
+
+
+def _whole_batch_failures(
+    spec: PipelineSpec, settings: Settings, claim: Claim, staged: list[Path], rows: int, work: Path
+) -> list[Failure]:
+    """The suite's whole-batch expectations, each group on the columns it names read alone: from
+    the staged predictions when they hold them (Parquet column projection), else from the batch."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    suite = split_suite(suite_path(spec, suite_dir(spec, settings, claim["suite_key"])), work)
+    logged = set(logged_columns(spec))
+    failures: list[Failure] = []
+    for column in suite.unique:
+
+        def read(column: str = column) -> Iterator[pd.Series]:
+            if column in logged:
+                for path in staged:
+                    parquet = pq.ParquetFile(path)
+                    for group in range(parquet.num_row_groups):
+                        yield parquet.read_row_group(group, columns=[column]).to_pandas()[column]
+            else:
+                yield from (frame[column] for frame in _source_columns(spec, settings, claim, [column]))
+
+        failures += duplicates(column, read)
+    for columns, group in suite.whole.items():
+        if not columns:  # table-level (a row count): the batch's rows, without their values
+            failures += run_suite(pd.DataFrame(index=pd.RangeIndex(rows)), spec, group)
+            continue
+        if set(columns) <= logged:
+            frames = [pq.read_table(path, columns=list(columns)).to_pandas() for path in staged]
+        elif spec.columns.target in columns and not _has_column(spec, settings, claim, spec.columns.target):
+            continue  # expectations on the label, and the batch has none yet
+        else:
+            frames = _source_columns(spec, settings, claim, list(columns))
+        frame = pd.concat(frames, ignore_index=True)
+        del frames
+        failures += run_suite(frame, spec, group)
+    return failures
+
+
+def _source_columns(
+    spec: PipelineSpec, settings: Settings, claim: Claim, columns: list[str]
+) -> list[pd.DataFrame]:
+    batch = claim["batch"]
+    with open_storage(spec.incoming_uri, settings).local_file(batch["key"]) as path:
+        return [c.frame for c in _chunks(spec, path, batch["uri"], columns=columns)]
+
+
+def _has_column(spec: PipelineSpec, settings: Settings, claim: Claim, column: str) -> bool:
+    batch = claim["batch"]
+    with open_storage(spec.incoming_uri, settings).local_file(batch["key"]) as path:
+        first = next(iter(_chunks(spec, path, batch["uri"], keep=lambda k: k == 0)))
+    return column in first.frame.columns
+
+
+def _assemble(parts: list[Any], output: Path) -> None:
+    """The parts' row groups in chunk order (chunk ``k`` is row group ``k // n`` of part ``k % n``)
+    into one Parquet file, one row group in memory at a time."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.unify_schemas([p.schema_arrow for p in parts], promote_options="permissive")
+    total = sum(p.num_row_groups for p in parts)
+    with pq.ParquetWriter(output, schema) as writer:
+        for k in range(total):
+            table = parts[k % len(parts)].read_row_group(k // len(parts))
+            writer.write_table(_conform(table, schema), row_group_size=max(table.num_rows, 1))
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with ``schema``'s columns and types; a column it lacks (a shadow that stopped
+    scoring) is null."""
+    import pyarrow as pa
+
+    columns = [
+        table.column(f.name) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema.remove_metadata()).cast(schema)
+
+
+def _append(writer: pq.ParquetWriter | None, output: Path, table: pa.Table) -> pq.ParquetWriter:
+    """Write ``table`` as one row group of ``output``, opening the writer on the first chunk."""
+    import pyarrow.parquet as pq
+
+    if writer is None:
+        writer = pq.ParquetWriter(output, table.schema)
+    writer.write_table(_conform(table, writer.schema), row_group_size=max(table.num_rows, 1))
+    return writer
+
+
+def _arrow_table(spec: PipelineSpec, logged: pd.DataFrame) -> pa.Table:
+    """A chunk's log rows as Arrow, with a type for every column even where a chunk holds only
+    nulls (a model's predictions take the champion's type, text columns string, others float)."""
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(logged, preserve_index=False)
+    served = table.schema.field(SERVED.prediction).type
+    text = {*spec.columns.id, *spec.columns.categorical, spec.columns.timestamp, "batch_id"}
+    text |= {c.version for c in (SERVED, PREVIOUS, CHALLENGER)}
+    for position, field in enumerate(table.schema):
+        if pa.types.is_null(field.type):
+            kind = (
+                served
+                if field.name.endswith("prediction")
+                else pa.string()
+                if field.name in text
+                else pa.float64()
+            )
+            table = table.set_column(position, field.name, table.column(position).cast(kind))
+    return table
+
+
+def _drop(storage: Storage, keys: list[str]) -> None:
+    for key in keys:
+        storage.delete(key)
+
+
+def _quarantine(spec: PipelineSpec, settings: Settings, claim: Claim, failures: list[Failure]) -> NoReturn:
+    """Release the claim and set the batch aside with ``failures`` as its reason."""
+    batch = claim["batch"]
+    scored_batches.release(settings, spec.name, claim["source"])
+    where = set_aside(spec, settings, batch, claim["source"]["sha256"], "quarantine", {"failures": failures})
+    listed = "; ".join(f"{f['check']}[{f['column'] or 'table'}]: {f['detail']}" for f in failures)
+    raise BatchQuarantined(f"{batch['uri']}: moved to {where}: {listed}")
+
+
 @contextlib.contextmanager
-def _set_aside_on_failure(
-    spec: PipelineSpec, settings: Settings, batch: Batch, data: bytes, source: dict[str, Any], stage: str
-) -> Iterator[None]:
+def _set_aside_on_failure(spec: PipelineSpec, settings: Settings, claim: Claim, stage: str) -> Iterator[None]:
     """Quarantine the batch, naming ``stage`` and the error, when the block fails on it: a batch
     left in place would fail the same way on every run. Its reservation is released first, so
     the batch is not scored and a corrected copy under another id is not taken for a duplicate."""
     try:
         yield
     except Exception as exc:
-        scored_batches.release(settings, spec.name, source)
-        detail = f"{type(exc).__name__}: {exc}"
-        where = set_aside(
-            spec, settings, batch, data, "quarantine", {"failures": [failure(stage, None, detail)]}
-        )
-        raise BatchQuarantined(f"{batch['uri']}: moved to {where}: {stage}[table]: {detail}") from exc
+        _quarantine(spec, settings, claim, [failure(stage, None, _error(exc))])
 
 
-def _predictions(
-    spec: PipelineSpec, champion: ModelVersion, model: FittedModel, frame: pd.DataFrame, batch: Batch
-) -> pd.DataFrame:
-    """The batch's rows of the prediction log: its inputs, the champion's outputs, version and time."""
+def _error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _predictions(spec: PipelineSpec, claim: Claim, model: FittedModel, frame: pd.DataFrame) -> pd.DataFrame:
+    """A chunk's rows of the prediction log: its inputs, the champion's outputs, version and time."""
     import pandas as pd
 
     logged = frame[logged_columns(spec)].copy()
     logged = logged.assign(**model_predictions(model, frame, spec).columns(SERVED.prediction, SERVED.score))
-    logged[SERVED.version] = str(champion.version)
-    logged["batch_id"] = batch["batch_id"]
-    logged["scored_at"] = pd.Timestamp(clock.now())
+    logged[SERVED.version] = claim["champion"]
+    logged["batch_id"] = claim["batch"]["batch_id"]
+    logged["scored_at"] = pd.Timestamp(claim["scored_at"])
     return logged
 
 
-def _shadows(
-    spec: PipelineSpec, settings: Settings, champion: str, frame: pd.DataFrame, logged: pd.DataFrame
-) -> dict[str, dict[str, Any] | None]:
-    """Shadow-score the batch with the previous champion, while the champion is watched, and with
-    the challenger; what happened to each (None: no such model now), as the task's result says."""
+class _Shadow:
+    """A model that scores the batch's rows without serving them, into ``columns``: loaded once,
+    then each chunk; the first failure (loading or predicting) leaves its columns null from there
+    on and is recorded in :attr:`outcome` (None when there is no such version)."""
+
+    def __init__(
+        self, spec: PipelineSpec, settings: Settings, version: str | None, columns: ModelColumns
+    ) -> None:
+        self.version, self.columns = version, columns
+        self.model: FittedModel | None = None
+        self.outcome: dict[str, Any] | None = None
+        if version is None:
+            return
+        try:
+            mlflow_client = registry.client(settings)
+            self.model = registry.load_version(
+                settings, mlflow_client.get_model_version(spec.name, version), model_trust.policy(spec)
+            )
+        except Exception as exc:  # a shadow is evidence, not service: the champion's rows are logged anyway
+            self._failed(spec, exc)
+        else:
+            self.outcome = {"version": version, "scored": True}
+
+    def score(self, spec: PipelineSpec, frame: pd.DataFrame, logged: pd.DataFrame) -> None:
+        """Fill this model's columns of ``logged`` with its outputs on ``frame`` (null if it cannot)."""
+        columns = self.columns
+        logged[columns.prediction], logged[columns.score], logged[columns.version] = None, float("nan"), None
+        if self.model is None:
+            return
+        try:
+            predictions = model_predictions(self.model, frame, spec)
+        except Exception as exc:  # a shadow is evidence, not service
+            self._failed(spec, exc)
+            return
+        for column, values in predictions.columns(columns.prediction, columns.score).items():
+            logged[column] = values
+        logged[columns.version] = self.version
+
+    def _failed(self, spec: PipelineSpec, exc: Exception) -> None:
+        error = _error(exc)
+        log.warning(
+            "%s: shadow v%s did not score this batch; its %s columns stay null: %s",
+            spec.name,
+            self.version,
+            self.columns.version.removesuffix("_version"),
+            error,
+        )
+        self.model, self.outcome = None, {"version": self.version, "scored": False, "error": error}
+
+
+def _shadow_models(spec: PipelineSpec, settings: Settings, champion: str) -> tuple[_Shadow, _Shadow]:
+    """The previous champion, while the champion is watched, and the challenger, as shadows."""
     promotion = watched_promotion(settings, spec.name, champion) if spec.monitoring.watch.enabled else None
     previous = promotion.from_version if promotion is not None else None
     challenger = registry.get_alias(registry.client(settings), spec.name, registry.CHALLENGER)
     waiting = str(challenger.version) if challenger is not None else None
-    return {
-        "shadow": _shadow(spec, settings, previous, PREVIOUS, frame, logged),
-        "challenger": _shadow(
-            spec, settings, waiting if waiting != champion else None, CHALLENGER, frame, logged
-        ),
-    }
+    return (
+        _Shadow(spec, settings, previous, PREVIOUS),
+        _Shadow(spec, settings, waiting if waiting != champion else None, CHALLENGER),
+    )
 
 
-def _shadow(
-    spec: PipelineSpec,
-    settings: Settings,
-    version: str | None,
-    columns: ModelColumns,
-    frame: pd.DataFrame,
-    logged: pd.DataFrame,
-) -> dict[str, Any] | None:
-    """Fill ``columns`` of ``logged`` with ``version``'s outputs (null when there is no such
-    version or it fails); returns what happened, None when there is no version."""
-    logged[columns.prediction], logged[columns.score], logged[columns.version] = None, float("nan"), None
-    if version is None:
-        return None
-    try:
-        mlflow_client = registry.client(settings)
-        model = registry.load_version(
-            settings, mlflow_client.get_model_version(spec.name, version), model_trust.policy(spec)
-        )
-        predictions = model_predictions(model, frame, spec)
-    except Exception as exc:  # a shadow is evidence, not service: the champion's rows are logged anyway
-        error = f"{type(exc).__name__}: {exc}"
-        log.warning(
-            "%s: shadow v%s did not score this batch; its %s columns stay null: %s",
-            spec.name,
-            version,
-            columns.version.removesuffix("_version"),
-            error,
-        )
-        return {"version": version, "scored": False, "error": error}
-    for column, values in predictions.columns(columns.prediction, columns.score).items():
-        logged[column] = values
-    logged[columns.version] = version
-    return {"version": version, "scored": True}
+def _outcome(outcomes: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """A shadow's outcome over the batch: its first failure in any part, else how it scored."""
+    failed = [o for o in outcomes if o is not None and not o["scored"]]
+    return failed[0] if failed else outcomes[0]
 
 
-def _refuse_collision(spec: PipelineSpec, settings: Settings, batch: Batch, data: bytes, sha256: str) -> None:
+def _refuse_collision(spec: PipelineSpec, settings: Settings, batch: Batch, sha256: str) -> None:
     """Set the file aside and fail when an earlier incoming file has the same batch id: scoring
     both would write one partition twice, dropping it would lose a file."""
     if "collides_with" not in batch:
@@ -332,11 +687,11 @@ def _refuse_collision(spec: PipelineSpec, settings: Settings, batch: Batch, data
         f"this file was not scored. Deliver it under a name whose batch id is new."
     )
     why = {"collides_with": batch["collides_with"], "sha256": sha256, "detail": detail}
-    where = set_aside(spec, settings, batch, data, "conflicts", why)
+    where = set_aside(spec, settings, batch, sha256, "conflicts", why)
     raise BatchConflict(f"{batch['uri']}: moved to {where}: {detail}")
 
 
-def _refuse_conflict(spec: PipelineSpec, settings: Settings, batch: Batch, data: bytes, sha256: str) -> None:
+def _refuse_conflict(spec: PipelineSpec, settings: Settings, batch: Batch, sha256: str) -> None:
     """Set the file aside and fail when its batch id was already scored from other content:
     scoring it would mix two versions of one batch, dropping it would lose the new version."""
     storage = home_storage(settings)
@@ -360,5 +715,5 @@ def _refuse_conflict(spec: PipelineSpec, settings: Settings, batch: Batch, data:
         "sha256": sha256,
         "detail": detail,
     }
-    where = set_aside(spec, settings, batch, data, "conflicts", why)
+    where = set_aside(spec, settings, batch, sha256, "conflicts", why)
     raise BatchConflict(f"{batch['uri']}: moved to {where}: {detail}")

@@ -40,8 +40,16 @@ def input_name(key: str, fmt: str) -> str | None:
 def move_aside(
     settings: Settings, source: Storage, key: str, data: bytes, prefix: str, record: dict[str, Any]
 ) -> str:
-    """Move ``key`` of ``source`` (whose bytes are ``data``) to ``prefix/`` in home storage with
-    ``record`` and the time as ``reason.json``; returns the folder's URI.
+    """:func:`move_file_aside` for a file already read (whose bytes are ``data``)."""
+    return move_file_aside(settings, source, key, hashlib.sha256(data).hexdigest(), prefix, record)
+
+
+def move_file_aside(
+    settings: Settings, source: Storage, key: str, sha256: str, prefix: str, record: dict[str, Any]
+) -> str:
+    """Move ``key`` of ``source`` (whose content has ``sha256``) to ``prefix/`` in home storage with
+    ``record`` and the time as ``reason.json``; returns the folder's URI. The file is copied through
+    a local file, never held in memory.
 
     An earlier, different file already set aside under ``prefix`` stays: this one goes to
     ``<prefix>~<sha256 prefix>/``. The copy and its reason are written before the source file is
@@ -49,9 +57,9 @@ def move_aside(
     """
     storage = home_storage(settings)
     name = PurePosixPath(key).name
-    if storage.exists(f"{prefix}/{name}") and storage.read_bytes(f"{prefix}/{name}") != data:
-        prefix += f"~{hashlib.sha256(data).hexdigest()[:12]}"
-    storage.write_bytes(f"{prefix}/{name}", data)
+    if storage.exists(f"{prefix}/{name}") and storage.sha256(f"{prefix}/{name}") != sha256:
+        prefix += f"~{sha256[:12]}"
+    source.copy_to(key, storage, f"{prefix}/{name}")
     reason = {**record, "at": clock.now().isoformat()}
     storage.write_bytes(f"{prefix}/reason.json", json.dumps(reason, indent=2, default=str).encode())
     source.delete(key)

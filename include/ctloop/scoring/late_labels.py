@@ -30,6 +30,11 @@ One label per scored row, under one rule:
   batch is scored.
 
 Each join writes its summary to ``label-joins/<pipeline>/<time>.json``.
+
+A batch of any size is joined a row group at a time (:func:`join_partition`): only the id columns
+of the prediction partition are decoded to match labels, the rows are copied in their stored
+types, and the labeled partition is written to a local temporary file, then published under its
+key in one atomic step when its content changed: a reader sees the old partition or the new one.
 """
 
 from __future__ import annotations
@@ -37,14 +42,24 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ctloop import clock
 from ctloop.errors import CtloopError, LabelError
-from ctloop.io.readers import parse_frame, read_source, to_parquet_bytes
+from ctloop.io.readers import parse_frame, read_source
 from ctloop.io.storage import home_storage, open_storage
 from ctloop.scoring.input_files import input_name, move_aside
-from ctloop.scoring.prediction_log import LABELED, PREDICTIONS, batch_ids, partition_key, read_partitions
+from ctloop.scoring.prediction_log import (
+    LABELED,
+    PART,
+    PREDICTIONS,
+    batch_ids,
+    local_partitions,
+    partition_key,
+    read_partitions,
+)
 from ctloop.validation.schema import Failure, failure
 
 if TYPE_CHECKING:
@@ -280,13 +295,13 @@ def join_labels(spec: PipelineSpec, settings: Settings) -> dict[str, Any]:
             if storage.exists(key):
                 storage.delete(key)
             continue
-        predictions = read_partitions(PREDICTIONS, spec.name, [batch_id], settings)
-        joined = predictions.merge(mine[[*ids, target]], on=ids, how="inner", validate="many_to_one")
-        labeled_rows += len(joined)
-        data = to_parquet_bytes(joined)
-        if not storage.exists(key) or _sha(storage.read_bytes(key)) != _sha(data):
-            storage.write_bytes(key, data)
-            updated.append(batch_id)
+        with tempfile.TemporaryDirectory(prefix="ctloop-labels-") as directory:
+            joined = Path(directory) / PART
+            with local_partitions(PREDICTIONS, spec.name, [batch_id], settings) as (scored,):
+                labeled_rows += join_partition(scored, mine, ids, target, joined)
+            if not storage.exists(key) or storage.sha256(key) != _sha(joined):
+                storage.publish_file(key, joined)
+                updated.append(batch_id)
     waiting = waiting.drop_duplicates(subset=ids, keep="last")
     summary = {
         **seen,
@@ -318,5 +333,37 @@ def _why(set_aside: dict[str, Any]) -> str:
     return f"{set_aside['file']}: {failures} (moved to {set_aside['moved_to']})"
 
 
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def join_partition(scored: Path, labels: pd.DataFrame, ids: list[str], target: str, out: Path) -> int:
+    """Write the rows of the partition file ``scored`` whose ids have a label (``target``) in
+    ``labels`` (one per id), in their order, with the label as a last column, to ``out``; returns
+    their count.
+
+    Read and written a row group at a time, each row group's columns kept in their stored types,
+    so a partition of any size costs one row group and its labeled rows: the result is the inner
+    join of the whole partition with the labels."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    labels = labels[[*ids, target]]
+    label_type = pa.Array.from_pandas(labels[target]).type
+    written = 0
+    with pq.ParquetFile(scored) as partition:
+        schema = partition.schema_arrow.append(pa.field(target, label_type))
+        with pq.ParquetWriter(out, schema) as writer:
+            for group in range(partition.num_row_groups):
+                table = partition.read_row_group(group)
+                keys = table.select(ids).to_pandas().reset_index(names="_position")
+                matched = keys.merge(labels, on=ids, how="inner", validate="many_to_one").sort_values(
+                    "_position", kind="stable"
+                )
+                label = pa.Array.from_pandas(matched[target], type=label_type)
+                writer.write_table(
+                    table.take(matched["_position"].to_numpy()).append_column(schema.field(-1), label)
+                )
+                written += len(matched)
+    return written
+
+
+def _sha(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()

@@ -32,6 +32,19 @@ class DataSource(_Strict):
         ge=2,
         description="training data with fewer rows fails validation, naming the data, before any training",
     )
+    max_rows: int | None = Field(
+        None,
+        ge=2,
+        description="more training rows than this: a seeded sample of this many is snapshotted and trained"
+        " on (stratified by class for classification; a class never loses all its rows)",
+    )
+    sample_seed: int = Field(0, description="seed of the max_rows sample: the same data, the same rows")
+
+    @model_validator(mode="after")
+    def _sample_holds_min_rows(self) -> DataSource:
+        if self.max_rows is not None and self.max_rows < self.min_rows:
+            raise ValueError(f"max_rows {self.max_rows} is below min_rows {self.min_rows}")
+        return self
 
 
 class Columns(_Strict):
@@ -372,6 +385,15 @@ class Scoring(_Strict):
     incoming_uri: str | None = None
     labels_uri: str | None = None
     format: Literal["csv", "parquet"] = "csv"
+    chunk_rows: int = Field(
+        250_000,
+        ge=1,
+        description="rows read, checked, predicted and written at a time: a scoring task holds about one"
+        " chunk of the batch (its frame and predictions), whatever the batch's size",
+    )
+    csv_block_mib: int = Field(
+        16, ge=1, description="bytes the CSV reader parses at a time, in MiB; must exceed the longest row"
+    )
 
 
 class DriftTrigger(_Strict):
@@ -494,6 +516,58 @@ class Retrain(_Strict):
         return "data" in self.model_fields_set
 
 
+class RetentionRule(_Strict):
+    """How long one area's items are kept: unset, forever. With both limits an item goes only when it
+    is older than ``max_age_days`` AND not among the newest ``keep_last``: either one keeps it."""
+
+    max_age_days: float | None = Field(None, gt=0.0, description="items older than this many days may go")
+    keep_last: int | None = Field(None, ge=1, description="the newest this many items always stay")
+
+    @property
+    def active(self) -> bool:
+        return self.max_age_days is not None or self.keep_last is not None
+
+
+class Retention(_Strict):
+    """What the housekeeping DAG deletes, per area (ctloop.housekeeping.retention). Every area keeps
+    everything by default. Whatever a rule says, nothing a registered model version, its run, the
+    promotion ledger or an open retrain request references is deleted, nor what the monitor's window,
+    the recent holdout and the champion watch read."""
+
+    schedule: str | None = Field(
+        "30 3 * * *", description="cron of <pipeline>__housekeeping; null: manual only"
+    )
+    dry_run: bool = Field(False, description="list what the rules would delete, delete nothing")
+    snapshots: RetentionRule = RetentionRule()
+    holdouts: RetentionRule = RetentionRule()
+    predictions: RetentionRule = Field(
+        RetentionRule(), description="prediction log partitions, one item per batch"
+    )
+    labeled: RetentionRule = Field(
+        RetentionRule(), description="labeled partitions, one item per batch: training data of later runs"
+    )
+    reports: RetentionRule = Field(
+        RetentionRule(), description="each run's folder of the pipeline's DAGs (runs/<dag>/<run>/)"
+    )
+    history: RetentionRule = Field(
+        RetentionRule(), description="monitor history entries and label-join records"
+    )
+    set_aside: RetentionRule = Field(
+        RetentionRule(), description="quarantined, conflicting and duplicate batches, quarantined labels"
+    )
+    retrain_requests: RetentionRule = Field(RetentionRule(), description="closed retrain requests")
+    model_versions: RetentionRule = Field(
+        RetentionRule(),
+        description="registered versions that never served (never champion, never in the ledger)",
+    )
+    label_wait_days: float = Field(
+        30.0,
+        ge=0.0,
+        description="a batch's prediction partition stays at least this long while none of its labels"
+        " has arrived",
+    )
+
+
 class PipelineSpec(_Strict):
     """A whole pipeline; its ``name`` names the DAGs, the MLflow experiment and registered model."""
 
@@ -515,6 +589,7 @@ class PipelineSpec(_Strict):
     monitoring: Monitoring = Monitoring()
     retrain: Retrain = Retrain()
     notifications: Notifications = Notifications()
+    retention: Retention = Retention()
     tags: list[str] = []
 
     @property

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ctloop.data.sampling import DataSample
 from ctloop.evaluation.importance import Importances
 from ctloop.gating.decision import GateDecision
 from ctloop.registry import tags
@@ -50,7 +51,8 @@ class Provenance(BaseModel):
 class SnapshotRef(_Contract):
     """The frozen data of the run (its column list stays in storage, with the data): its rows come
     from ``sources`` in order, ``source_rows`` from each, the last ``labeled_sources`` of them
-    labeled production batches, so a training window can be cut from it."""
+    labeled production batches, so a training window can be cut from it. With ``data.max_rows``
+    it is the sample, and ``sample`` says what it did."""
 
     key: str
     uri: str
@@ -60,6 +62,7 @@ class SnapshotRef(_Contract):
     source_rows: list[int]
     labeled_sources: int
     created: bool
+    sample: DataSample | None
 
 
 class HoldoutRef(_Contract):

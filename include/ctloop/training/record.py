@@ -99,6 +99,7 @@ def model_card(
             sha256=snapshot.sha256 if snapshot else None,
             rows=snapshot.rows if snapshot else None,
             window=results.train.data_window if results.train else None,
+            sample=snapshot.sample.note() if snapshot and snapshot.sample else None,
             window_selection=results.train.window_selection.model_dump(mode="json")
             if results.train and results.train.window_selection
             else None,

@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from mlflow.entities import Run
     from mlflow.entities.model_registry import ModelVersion
 
+    from ctloop.data.sampling import DataSample
     from ctloop.evaluation.model_scores import FittedModel
     from ctloop.settings import Settings
     from ctloop.spec.models import PipelineSpec
@@ -154,6 +155,7 @@ def start(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> Started:
             tags.SPEC_SHA256: attempts.spec_sha256(spec),
             tags.DATA_URI: snap["uri"],
             tags.DATA_WINDOW: window_label(spec.retrain.data),
+            **_sample_tags(snap["sample"]),
             tags.GATE_MODE: spec.gates.mode,
             **_recent_tags(recent),
         },
@@ -174,6 +176,11 @@ def start(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> Started:
     return Started(
         mlflow_run_id=attempt.run_id, snapshot=snapshot, recent_holdout=recent, provenance=provenance
     )
+
+
+def _sample_tags(sample: DataSample | None) -> dict[str, str]:
+    """The ``data.max_rows`` sample as the run and the version record it (nothing without one)."""
+    return {tags.DATA_SAMPLE: sample.note()[: tags.TAG_VALUE_CHARS]} if sample else {}
 
 
 def _recent_tags(recent: RecentHoldoutRef) -> dict[str, str]:
@@ -420,6 +427,7 @@ def register(
         tags.HOLDOUT_KEY: trained.holdout.key,
         **_recent_tags(trained.recent_holdout),
         tags.DATA_WINDOW: trained.data_window,
+        **_sample_tags(started.snapshot.sample),
         **(
             {tags.WINDOW_SELECTION: trained.window_selection.model_dump_json()}
             if trained.window_selection

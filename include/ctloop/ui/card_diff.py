@@ -26,6 +26,7 @@ DATA_TAGS = {
     "snapshot": tags.DATA_URI,
     "window trained on": tags.DATA_WINDOW,
     "holdout digest": tags.HOLDOUT_DIGEST,
+    "data sample": tags.DATA_SAMPLE,
 }
 DATA_PARAMS = (tags.TRAIN_ROWS, tags.HOLDOUT_ROWS, tags.RECENT_HOLDOUT_ROWS)
 CODE_TAGS = {

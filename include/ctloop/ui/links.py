@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 PREFIX = "/ctloop"
 """Where the API server mounts the plugin's app, below Airflow's own base path."""
-DAG_KINDS = ("train", "score", "monitor", "rollback")
+DAG_KINDS = ("train", "score", "monitor", "rollback", "housekeeping")
 MONITOR_TASK = "monitor"
 _DAG_ID = re.compile(rf"^(?P<pipeline>[a-z][a-z0-9_]{{0,62}})__(?P<kind>{'|'.join(DAG_KINDS)})$")
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from pathlib import Path
 
 import pytest
 
@@ -177,3 +178,63 @@ def test_a_storage_uri_is_shown_relative_to_ctloops_storage_never_as_a_server_pa
     home = str(settings.home)
     settings = settings.model_copy(update={"storage_root": root.format(home=home)})
     assert storage_relative(settings, uri.format(home=home)) == shown
+
+
+# --- objects of any size: through local files, never whole in memory ----------------------------
+
+
+def test_an_object_is_read_through_a_local_file_and_hashed_in_blocks(storage):
+    payload = bytes(range(256)) * 9000  # larger than one hash block
+    storage.write_bytes("big/batch.bin", payload)
+
+    with storage.local_file("big/batch.bin") as path, path.open("rb") as handle:
+        handle.seek(1000)
+        assert handle.read(3) == payload[1000:1003]
+    assert storage.sha256("big/batch.bin") == hashlib.sha256(payload).hexdigest()
+
+
+def test_a_published_file_appears_whole_under_its_key(storage, tmp_path):
+    source = tmp_path / "out.parquet"
+    source.write_bytes(b"x" * 100_000)
+
+    uri = storage.publish_file("predictions/p/part-0.parquet", source)
+
+    assert uri == storage.uri("predictions/p/part-0.parquet")
+    assert storage.read_bytes("predictions/p/part-0.parquet") == source.read_bytes()
+    assert storage.list_keys() == ["predictions/p/part-0.parquet"]  # no partial file left beside it
+    assert source.exists()
+
+
+def test_an_object_is_copied_to_another_storage(storage, tmp_path):
+    other = LocalStorage(tmp_path / "other")
+    storage.write_bytes("in/batch.csv", b"a,b\n1,2\n")
+
+    assert storage.copy_to("in/batch.csv", other, "quarantine/batch.csv") == other.uri("quarantine/batch.csv")
+    assert other.read_bytes("quarantine/batch.csv") == b"a,b\n1,2\n"
+    other.copy_to("quarantine/batch.csv", storage, "back/batch.csv")
+    assert storage.read_bytes("back/batch.csv") == b"a,b\n1,2\n"
+
+
+def test_streaming_a_missing_object_names_its_uri(storage, tmp_path):
+    uri = re.escape(storage.uri("none.csv"))
+    with pytest.raises(StorageError, match=uri):
+        storage.sha256("none.csv")
+    with pytest.raises(StorageError, match=uri), storage.local_file("none.csv"):
+        pass
+    with pytest.raises(StorageError, match=re.escape(storage.uri("x/y.bin"))):
+        storage.publish_file("x/y.bin", tmp_path / "absent.bin")
+
+
+def test_a_local_publish_that_fails_leaves_no_partial_file(tmp_path, monkeypatch):
+    storage = LocalStorage(tmp_path / "store")
+
+    def full(source, target):
+        Path(target).write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("ctloop.io.storage.shutil.copyfile", full)
+    source = tmp_path / "out.parquet"
+    source.write_bytes(b"payload")
+    with pytest.raises(StorageError, match=r"part-0\.parquet: could not write: OSError"):
+        storage.publish_file("p/part-0.parquet", source)
+    assert list((tmp_path / "store" / "p").iterdir()) == []

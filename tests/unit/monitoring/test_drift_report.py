@@ -167,7 +167,7 @@ def test_regression_quality_and_numeric_prediction():
 def test_a_quality_section_evidently_cannot_compute_leaves_the_drift_report(monkeypatch):
     import ctloop.monitoring.drift_report as drift_report
 
-    def broken(labeled, reference, current, target, info):
+    def broken(labeled, known, target, info):
         from evidently import BinaryClassification, DataDefinition
         from evidently.presets import ClassificationPreset
 

@@ -11,7 +11,14 @@ import pandas as pd
 import pytest
 
 from ctloop.errors import DriftInputError
-from ctloop.monitoring.drift_stats import ColumnDrift, column_drift, dataset_drifted, drift_share
+from ctloop.monitoring.drift_stats import (
+    ColumnDrift,
+    column_drift,
+    dataset_drifted,
+    drift_share,
+    stream_column_drift,
+)
+from ctloop.scoring.prediction_log import read_files
 
 
 def _evidently(reference: pd.DataFrame, current: pd.DataFrame, numeric: list[str], categorical: list[str]):
@@ -218,3 +225,114 @@ def test_wrong_kind_is_refused():
         column_drift(_small(), _small(), ["plan"], [])
     with pytest.raises(DriftInputError, match="both numeric and categorical"):
         column_drift(_small(), _small(), ["amount"], ["amount"])
+
+
+def _mixed(rows: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
+    """Numeric columns (continuous, few-valued, ints with NaN and inf) and categorical ones
+    (text with nulls, two values, integer codes)."""
+    rng = np.random.default_rng(seed)
+    amount = rng.normal(50 + shift, 10, rows)
+    amount[rng.random(rows) < 0.1] = np.nan
+    amount[:2] = np.inf
+    plan = rng.choice(np.array(["basic", "plus", "pro", None], dtype=object), rows, p=[0.4, 0.3, 0.2, 0.1])
+    return pd.DataFrame(
+        {
+            "amount": amount,
+            "tickets": rng.integers(0, 4 + int(shift > 0), rows),
+            "tenure": rng.integers(0, 72, rows).astype("float64"),
+            "plan": plan,
+            "paperless": rng.choice(["yes", "no"], rows),
+            "region": rng.integers(1, 9, rows),
+        }
+    )
+
+
+def _write_parts(frame: pd.DataFrame, directory, parts: int, row_group_size: int) -> list:
+    """``frame`` split into ``parts`` Parquet files of several row groups, as the log stores a window."""
+    paths = []
+    for i, part in enumerate(np.array_split(np.arange(len(frame)), parts)):
+        path = directory / f"part-{i}.parquet"
+        frame.iloc[part].to_parquet(path, index=False, row_group_size=row_group_size)
+        paths.append(path)
+    return paths
+
+
+NUMERIC, CATEGORICAL = ["amount", "tickets", "tenure"], ["plan", "paperless", "region"]
+
+
+@pytest.mark.parametrize(
+    ("reference_rows", "current_rows", "shift"),
+    [(600, 900, 0.0), (600, 900, 8.0), (5000, 7000, 0.0), (5000, 7000, 8.0), (400, 9000, 3.0)],
+)
+def test_testing_columns_one_at_a_time_from_partitions_gives_the_frames_results(
+    tmp_path, reference_rows: int, current_rows: int, shift: float
+) -> None:
+    """Small references (p-value tests) and large ones (distances), drifted or not, with NaN,
+    infinities and nulls: the per-column path over Parquet partitions equals the frame path."""
+    reference, current = _mixed(reference_rows, seed=1), _mixed(current_rows, seed=2, shift=shift)
+    (tmp_path / "ref").mkdir(), (tmp_path / "cur").mkdir()
+    ref_files = _write_parts(reference, tmp_path / "ref", parts=1, row_group_size=250)
+    cur_files = _write_parts(current, tmp_path / "cur", parts=3, row_group_size=300)
+    read: list[str] = []
+
+    def current_column(column: str) -> pd.Series:
+        read.append(column)
+        return read_files(cur_files, [column])[column]
+
+    streamed = stream_column_drift(
+        lambda c: read_files(ref_files, [c])[c], current_column, NUMERIC, CATEGORICAL
+    )
+
+    expected = column_drift(read_files(ref_files), read_files(cur_files), NUMERIC, CATEGORICAL)
+    assert streamed == expected
+    assert expected == column_drift(reference, current, NUMERIC, CATEGORICAL)
+    assert read == [*NUMERIC, *CATEGORICAL]  # each column read once, alone
+    assert {r.stattest for r in streamed} >= (
+        {"ks", "z", "chisquare"} if reference_rows <= 1000 else {"wasserstein", "jensenshannon"}
+    )
+
+
+def test_a_column_read_empty_or_all_null_is_refused_by_name() -> None:
+    frame = _mixed(300, seed=1)
+    with pytest.raises(DriftInputError, match="the current frame is empty \\(column 'amount'\\)"):
+        stream_column_drift(frame.__getitem__, lambda c: frame[c].iloc[:0], ["amount"], [])
+    with pytest.raises(DriftInputError, match="column 'plan' is all-null in the reference frame"):
+        stream_column_drift(lambda c: frame[c].map(lambda v: None), frame.__getitem__, [], ["plan"])
+    with pytest.raises(DriftInputError, match="both numeric and categorical"):
+        stream_column_drift(frame.__getitem__, frame.__getitem__, ["plan"], ["plan"])
+
+
+def test_the_drift_step_holds_about_one_column_of_a_wide_window(tmp_path) -> None:
+    """40 columns over 4 partitions: testing them one at a time peaks at a few columns' worth (one
+    column, its sorted copy, the test's work arrays), whatever the width; far below the window
+    that reading it whole costs."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    columns = [f"x{i}" for i in range(40)]
+    window = pd.DataFrame(rng.normal(size=(60_000, 40)), columns=columns)
+    reference = pd.DataFrame(rng.normal(size=(5_000, 40)), columns=columns)
+    (tmp_path / "ref").mkdir(), (tmp_path / "cur").mkdir()
+    ref_files = _write_parts(reference, tmp_path / "ref", parts=1, row_group_size=5_000)
+    cur_files = _write_parts(window, tmp_path / "cur", parts=4, row_group_size=5_000)
+    window_bytes, column_bytes = window.memory_usage().sum(), window["x0"].nbytes
+    del window, reference
+
+    def peak(step) -> int:
+        tracemalloc.start()
+        try:
+            step()
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    streamed = peak(
+        lambda: stream_column_drift(
+            lambda c: read_files(ref_files, [c])[c], lambda c: read_files(cur_files, [c])[c], columns, []
+        )
+    )
+    whole = peak(lambda: column_drift(read_files(ref_files), read_files(cur_files), columns, []))
+
+    assert whole > window_bytes  # the frame path holds the window
+    # one column of each side, its sorted copy and the Wasserstein walk's work arrays
+    assert streamed < 10 * column_bytes < window_bytes / 4

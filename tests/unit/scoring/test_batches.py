@@ -3,6 +3,7 @@ shadow columns (the previous champion's, the challenger's) never cost a batch it
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from types import SimpleNamespace
@@ -32,13 +33,17 @@ def _spec(incoming) -> PipelineSpec:
     return PipelineSpec.model_validate(raw)
 
 
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def test_a_batch_set_aside_twice_keeps_both_files_with_their_reasons(tmp_path):
     spec, settings, incoming = _spec(tmp_path), load_settings(), LocalStorage(tmp_path)
     batch = {"key": "batch-0001.csv", "batch_id": "batch-0001", "uri": incoming.uri("batch-0001.csv")}
     incoming.write_bytes("batch-0001.csv", b"first delivery")
-    first = set_aside(spec, settings, batch, b"first delivery", "quarantine", {"failures": ["a"]})
+    first = set_aside(spec, settings, batch, _sha(b"first delivery"), "quarantine", {"failures": ["a"]})
     incoming.write_bytes("batch-0001.csv", b"second delivery")
-    second = set_aside(spec, settings, batch, b"second delivery", "quarantine", {"failures": ["b"]})
+    second = set_aside(spec, settings, batch, _sha(b"second delivery"), "quarantine", {"failures": ["b"]})
 
     assert first != second
     assert not incoming.exists("batch-0001.csv")
@@ -51,7 +56,8 @@ def test_a_batch_set_aside_twice_keeps_both_files_with_their_reasons(tmp_path):
     assert sorted(r["failures"][0] for r in reasons) == ["a", "b"]
 
     incoming.write_bytes("batch-0001.csv", b"first delivery")  # the same file a third time
-    assert set_aside(spec, settings, batch, b"first delivery", "quarantine", {"failures": ["a"]}) == first
+    again = set_aside(spec, settings, batch, _sha(b"first delivery"), "quarantine", {"failures": ["a"]})
+    assert again == first
 
 
 # --- the previous champion's shadow columns ---------------------------------------------------
@@ -90,12 +96,24 @@ def _logged(spec: PipelineSpec, frame: pd.DataFrame) -> pd.DataFrame:
     return frame[logged_columns(spec)].copy()
 
 
+def _shadows(spec: PipelineSpec, champion: str, frame: pd.DataFrame, logged: pd.DataFrame) -> dict[str, Any]:
+    """Shadow-score ``frame`` into ``logged`` as a part of a batch does; what each shadow did."""
+    shadows = batches._shadow_models(spec, load_settings(), champion)
+    for shadow in shadows:
+        shadow.score(spec, frame, logged)
+    return {"shadow": shadows[0].outcome, "challenger": shadows[1].outcome}
+
+
+def _claim(batch: dict[str, str], champion: str) -> dict[str, Any]:
+    return {"batch": batch, "champion": champion, "scored_at": "2026-01-02T03:04:05+00:00"}
+
+
 def test_the_previous_champion_scores_the_same_rows_into_the_shadow_columns(fitted, monkeypatch):
     spec, model, frame = fitted
     _watching(monkeypatch, lambda settings, version, trust=None: model if version.version == "1" else None)
     logged = _logged(spec, frame)
 
-    shadows = batches._shadows(spec, load_settings(), "2", frame, logged)
+    shadows = _shadows(spec, "2", frame, logged)
 
     assert shadows == {"shadow": {"version": "1", "scored": True}, "challenger": None}
     predicted, score = predict(model, frame, spec)
@@ -114,7 +132,7 @@ def test_the_challenger_scores_the_same_rows_into_its_own_columns(fitted, monkey
     _watching(monkeypatch, lambda settings, version, trust=None: models[version.version], challenger="3")
     logged = _logged(spec, frame)
 
-    shadows = batches._shadows(spec, load_settings(), "2", frame, logged)
+    shadows = _shadows(spec, "2", frame, logged)
 
     assert shadows == {
         "shadow": {"version": "1", "scored": True},
@@ -134,7 +152,7 @@ def test_a_challenger_already_promoted_to_champion_is_not_scored_twice(fitted, m
     _challenger(monkeypatch, "2")
     logged = _logged(spec, frame)
 
-    assert batches._shadows(spec, load_settings(), "2", frame, logged) == {"shadow": None, "challenger": None}
+    assert _shadows(spec, "2", frame, logged) == {"shadow": None, "challenger": None}
     assert logged[[*PREVIOUS, *CHALLENGER]].isna().all().all()
 
 
@@ -147,7 +165,7 @@ def test_a_shadow_that_fails_never_fails_the_batch_and_is_recorded(fitted, monke
     _watching(monkeypatch, broken, challenger="3")
     logged = _logged(spec, frame)
 
-    shadows = batches._shadows(spec, load_settings(), "2", frame, logged)
+    shadows = _shadows(spec, "2", frame, logged)
 
     failed = "OSError: artifact checksum mismatch"
     assert shadows["shadow"] == {"version": "1", "scored": False, "error": failed}
@@ -164,7 +182,7 @@ def test_without_a_watched_promotion_or_a_challenger_the_shadow_columns_are_null
     _challenger(monkeypatch, None)
     logged = _logged(spec, frame)
 
-    assert batches._shadows(spec, load_settings(), "1", frame, logged) == {"shadow": None, "challenger": None}
+    assert _shadows(spec, "1", frame, logged) == {"shadow": None, "challenger": None}
     assert logged[[*PREVIOUS, *CHALLENGER]].isna().all().all()
 
 
@@ -179,7 +197,7 @@ def test_a_disabled_watch_does_not_even_read_the_ledger(fitted, monkeypatch):
     monkeypatch.setattr(batches, "watched_promotion", unexpected)
     _challenger(monkeypatch, None)
     logged = _logged(unwatched, frame)
-    assert batches._shadows(unwatched, load_settings(), "2", frame, logged)["shadow"] is None
+    assert _shadows(unwatched, "2", frame, logged)["shadow"] is None
     assert logged[PREVIOUS.version].isna().all()
 
 
@@ -194,8 +212,8 @@ def test_a_multiclass_model_logs_every_class_probability_for_the_champion_and_it
     _watching(monkeypatch, lambda settings, version, trust=None: models[version.version], challenger="3")
     batch = {"key": "b.csv", "batch_id": "b", "uri": "b.csv"}
 
-    logged = batches._predictions(spec, SimpleNamespace(version="2"), models["2"], frame, batch)
-    shadows = batches._shadows(spec, load_settings(), "2", frame, logged)
+    logged = batches._predictions(spec, _claim(batch, "2"), models["2"], frame)
+    shadows = _shadows(spec, "2", frame, logged)
     logged = from_parquet_bytes(to_parquet_bytes(logged))
 
     assert shadows == {
@@ -218,8 +236,8 @@ def test_a_binary_model_logs_exactly_its_prediction_and_score(fitted, monkeypatc
     _watching(monkeypatch, lambda settings, version, trust=None: model)
     batch = {"key": "b.csv", "batch_id": "b", "uri": "b.csv"}
 
-    logged = batches._predictions(spec, SimpleNamespace(version="2"), model, frame, batch)
-    batches._shadows(spec, load_settings(), "2", frame, logged)
+    logged = batches._predictions(spec, _claim(batch, "2"), model, frame)
+    _shadows(spec, "2", frame, logged)
 
     outputs = [*SERVED, "batch_id", "scored_at", *PREVIOUS, *CHALLENGER]
     assert list(logged.columns) == [*logged_columns(spec), *outputs]
@@ -320,10 +338,14 @@ def test_a_partition_write_that_fails_sets_the_batch_aside_unscored(served, fitt
     spec, incoming = served
     _deliver(incoming, "batch-0001.csv", fitted[2].head(50))
 
-    def full(frame: pd.DataFrame) -> bytes:
-        raise OSError(28, "No space left on device")
+    publish_file = LocalStorage.publish_file
 
-    monkeypatch.setattr(batches, "to_parquet_bytes", full)
+    def full(storage: LocalStorage, key: str, path: Any) -> str:
+        if key.startswith(PREDICTIONS):
+            raise OSError(28, "No space left on device")
+        return publish_file(storage, key, path)
+
+    monkeypatch.setattr(LocalStorage, "publish_file", full)
     (outcome,) = _score_all(spec).values()
 
     assert isinstance(outcome, BatchQuarantined)
@@ -356,7 +378,7 @@ def test_a_crash_between_reserving_and_writing_scores_the_batch_again(served, fi
     def killed(*args: Any) -> None:
         raise KeyboardInterrupt  # as a process killed after the reservation
 
-    monkeypatch.setattr(batches, "_shadows", killed)
+    monkeypatch.setattr(batches, "_shadow_models", killed)
     with pytest.raises(KeyboardInterrupt):
         _score_all(spec)
     monkeypatch.undo()
@@ -460,3 +482,218 @@ def test_scoring_with_feature_code_changed_since_the_champion_was_trained_says_s
     assert summary["action"] == "scored"  # scored all the same: the change is recorded, not refused
     (changed,) = summary["user_code_changed"]
     assert changed.startswith("tests.unit.training.user_code.custom.ratio: source sha256")
+
+
+# --- streaming: chunk by chunk, one verdict per batch, parts assembled into one partition ---------
+
+
+def _in_chunks(spec: PipelineSpec, rows: int) -> PipelineSpec:
+    return spec.model_copy(update={"scoring": spec.scoring.model_copy(update={"chunk_rows": rows})})
+
+
+def _partition(spec: PipelineSpec, batch_id: str) -> pd.DataFrame:
+    return from_parquet_bytes(
+        home_storage(load_settings()).read_bytes(partition_key(PREDICTIONS, spec.name, batch_id))
+    )
+
+
+def test_a_batch_scored_in_chunks_logs_every_row_in_order_as_one_row_group_per_chunk(served, fitted):
+    import pyarrow.parquet as pq
+
+    spec, incoming = served
+    spec, model, frame = _in_chunks(spec, 7), fitted[1], fitted[2].head(50)
+    _deliver(incoming, "batch-0001.csv", frame)
+
+    assert _score_all(spec) == {"batch-0001": "scored"}
+
+    logged = _partition(spec, "batch-0001")
+    predicted, score = predict(model, frame, spec)
+    assert logged["customer_id"].tolist() == frame["customer_id"].tolist()
+    assert logged[SERVED.prediction].tolist() == predicted.tolist()
+    assert logged[SERVED.score].to_numpy() == pytest.approx(score)
+    assert logged["scored_at"].nunique() == 1
+    key = partition_key(PREDICTIONS, spec.name, "batch-0001")
+    parquet = pq.ParquetFile(home_storage(load_settings()).uri(key))
+    assert [parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)] == [7] * 7 + [1]
+
+
+def test_a_failing_chunk_sets_the_whole_batch_aside_naming_its_rows(served, fitted):
+    spec, incoming = served
+    spec, frame = _in_chunks(spec, 20), fitted[2].head(50).copy()
+    frame.loc[25, "contract"] = "weekly"
+    data = _deliver(incoming, "batch-0001.csv", frame)
+
+    (outcome,) = _score_all(spec).values()
+
+    assert isinstance(outcome, BatchQuarantined)
+    (named,) = _reason(spec, "quarantine", "batch-0001")["failures"]
+    assert (named["check"], named["column"]) == ("expect_column_values_to_be_in_set", "contract")
+    assert "'weekly'" in named["detail"]
+    assert named["detail"].endswith("(in rows 20-39)")
+    assert batch_ids(PREDICTIONS, spec.name, load_settings()) == []
+    storage = home_storage(load_settings())
+    assert storage.read_bytes(f"quarantine/{spec.name}/batch-0001/batch-0001.csv") == data
+    assert scored_batches.batch_record(storage, spec.name, "batch-0001") is None
+    assert storage.list_keys(f"staging/{spec.name}") == []
+
+
+def test_a_value_repeated_across_chunks_fails_uniqueness_over_the_whole_batch(served, fitted):
+    spec, incoming = served
+    spec, frame = _in_chunks(spec, 20), fitted[2].head(50).copy()
+    frame.loc[45, "customer_id"] = frame.loc[5, "customer_id"]  # chunks 0 and 2: each unique alone
+    _deliver(incoming, "batch-0001.csv", frame)
+
+    (outcome,) = _score_all(spec).values()
+
+    assert isinstance(outcome, BatchQuarantined)
+    (named,) = _reason(spec, "quarantine", "batch-0001")["failures"]
+    assert (named["check"], named["column"]) == ("expect_column_values_to_be_unique", "customer_id")
+    assert "2 unexpected values" in named["detail"]
+
+
+def test_a_column_empty_in_some_chunks_only_has_values_and_one_empty_in_all_does_not(served, fitted):
+    spec, incoming = served
+    spec = _in_chunks(spec, 20)
+    partly, empty = fitted[2].head(50).copy(), fitted[2].tail(50).copy()
+    partly.loc[partly.index[:40], "credit_score"] = float("nan")
+    empty["credit_score"] = float("nan")
+    _deliver(incoming, "batch-0001.csv", partly)
+    _deliver(incoming, "batch-0002.csv", empty)
+
+    done = _score_all(spec)
+
+    assert done["batch-0001"] == "scored"
+    assert isinstance(done["batch-0002"], BatchQuarantined)
+    (named,) = _reason(spec, "quarantine", "batch-0002")["failures"]
+    assert (named["check"], named["column"]) == ("not_all_null", "credit_score")
+    assert "no value in any of its 50 rows" in named["detail"]
+
+
+def test_parts_scored_in_any_order_and_retried_publish_the_batch_once(served, fitted, monkeypatch):
+    spec, incoming = served
+    monkeypatch.setattr(batches.registry, "client", lambda settings: SimpleNamespace(get_model_version=_mv))
+    spec, model, frame = _in_chunks(spec, 7), fitted[1], fitted[2].head(50)
+    _deliver(incoming, "batch-0001.csv", frame)
+    settings = load_settings()
+    (batch,) = batches.new_batches(spec, settings)
+
+    claim, done = batches.claim_batch(spec, settings, batch)
+    assert done is None
+    parts = {i: batches.score_part(spec, settings, claim, {"index": i, "count": 3}) for i in (2, 0, 1)}
+    retried = batches.score_part(spec, settings, claim, {"index": 1, "count": 3})  # a worker lost mid-part
+    assert retried == parts[1]
+    assert [parts[i]["chunks"] for i in range(3)] == [3, 3, 2]  # chunks 0,3,6 / 1,4,7 / 2,5
+    storage = home_storage(settings)
+    assert len(storage.list_keys(f"staging/{spec.name}")) == 3
+    with pytest.raises(CtloopError, match="every part"):
+        batches.publish(spec, settings, claim, [parts[0], parts[2]])
+
+    summary = batches.publish(spec, settings, claim, [parts[1], parts[0], parts[2]])
+
+    assert (summary["action"], summary["rows"], summary["model_version"]) == ("scored", 50, "1")
+    logged = _partition(spec, "batch-0001")
+    assert logged["customer_id"].tolist() == frame["customer_id"].tolist()
+    assert logged[SERVED.prediction].tolist() == predict(model, frame, spec)[0].tolist()
+    assert storage.list_keys(f"staging/{spec.name}") == []
+    assert scored_batches.scored_from(storage, spec.name, "batch-0001", claim["source"]["sha256"])
+    assert batches.publish(spec, settings, claim, [parts[0], parts[1], parts[2]]) == summary  # retried
+    assert _partition(spec, "batch-0001")["customer_id"].tolist() == frame["customer_id"].tolist()
+    assert _score_all(spec) == {}
+
+
+def test_a_part_that_fails_sets_the_batch_aside_only_when_it_is_published(served, fitted, monkeypatch):
+    spec, incoming = served
+    monkeypatch.setattr(batches.registry, "client", lambda settings: SimpleNamespace(get_model_version=_mv))
+    spec, frame = _in_chunks(spec, 10), fitted[2].head(50).copy()
+    frame.loc[33, "tenure_months"] = -5  # chunk 3: part 1 of 2
+    _deliver(incoming, "batch-0001.csv", frame)
+    settings = load_settings()
+    (batch,) = batches.new_batches(spec, settings)
+    claim, _ = batches.claim_batch(spec, settings, batch)
+
+    parts = [batches.score_part(spec, settings, claim, {"index": i, "count": 2}) for i in range(2)]
+
+    assert parts[0]["failures"] == []
+    assert [f["detail"].endswith("(in rows 30-39)") for f in parts[1]["failures"]] == [True]
+    assert incoming.exists("batch-0001.csv")  # the other parts may still be reading it
+    with pytest.raises(BatchQuarantined, match=r"expect_column_values_to_be_between\[tenure_months\]"):
+        batches.publish(spec, settings, claim, parts)
+    assert not incoming.exists("batch-0001.csv")
+    assert home_storage(settings).list_keys(f"staging/{spec.name}") == []
+    assert scored_batches.batch_record(home_storage(settings), spec.name, "batch-0001") is None
+
+
+def test_a_parquet_batch_on_s3_is_scored_and_a_bad_one_moved_aside_whole(
+    fitted, monkeypatch, s3_bucket, s3_endpoint
+):
+    from ctloop.io.storage import S3Storage
+
+    _, model, frame = fitted
+    monkeypatch.setenv("CTLOOP_S3_ENDPOINT_URL", s3_endpoint)
+    raw = example_spec(
+        f"p{uuid.uuid4().hex[:8]}",
+        "data",
+        scoring={"incoming_uri": f"s3://{s3_bucket}/incoming", "format": "parquet", "chunk_rows": 15},
+    )
+    spec = PipelineSpec.model_validate(raw)
+    champion = SimpleNamespace(name=spec.name, version="1", tags={})
+    monkeypatch.setattr(batches.registry, "client", lambda settings: None)
+    monkeypatch.setattr(batches.registry, "get_champion", lambda mlflow_client, name: champion)
+    monkeypatch.setattr(batches.registry, "load_version", lambda settings, version, trust=None: model)
+    monkeypatch.setattr(batches, "watched_promotion", lambda settings, name, champion: None)
+    _challenger(monkeypatch, None)
+    incoming = S3Storage(s3_bucket, "incoming", s3_endpoint)
+    bad = frame.tail(40).copy()
+    bad.loc[bad.index[-1], "contract"] = "weekly"
+    incoming.write_bytes("batch-0001.parquet", to_parquet_bytes(frame.head(40).drop(columns=["churned"])))
+    bad_data = to_parquet_bytes(bad.drop(columns=["churned"]))
+    incoming.write_bytes("batch-0002.parquet", bad_data)
+
+    done = _score_all(spec)
+
+    assert done["batch-0001"] == "scored"
+    assert isinstance(done["batch-0002"], BatchQuarantined)
+    assert "(in rows 30-39)" in str(done["batch-0002"])
+    assert _partition(spec, "batch-0001")["customer_id"].tolist() == frame.head(40)["customer_id"].tolist()
+    kept = home_storage(load_settings()).read_bytes(f"quarantine/{spec.name}/batch-0002/batch-0002.parquet")
+    assert kept == bad_data
+    assert incoming.list_keys() == ["batch-0001.parquet"]
+
+
+class _Counting:
+    """The champion, recording the most rows it was asked to predict at once."""
+
+    def __init__(self, model: Any) -> None:
+        self.model, self.most = model, 0
+        self.classes_ = model.classes_
+
+    def predict_proba(self, frame: pd.DataFrame) -> Any:
+        self.most = max(self.most, len(frame))
+        return self.model.predict_proba(frame)
+
+
+def test_a_large_batch_is_never_held_whole(served, fitted, monkeypatch, tmp_path):
+    import tracemalloc
+
+    spec, incoming = served
+    spec = _in_chunks(spec, 8_000)
+    frame = generate_batch(160_000, seed=5, batch_index=2)
+    whole = int(frame.memory_usage(deep=True).sum())
+    incoming.root.mkdir(parents=True)
+    frame.drop(columns=["churned"]).to_csv(incoming.root / "batch-0001.csv", index=False)
+    del frame
+    model = _Counting(fitted[1])
+    monkeypatch.setattr(batches.registry, "load_version", lambda settings, version, trust=None: model)
+    _deliver(incoming, "batch-0000.csv", fitted[2].head(50))
+    batches.score_batch(spec, load_settings(), batches.new_batches(spec, load_settings())[0])  # imports GX
+
+    tracemalloc.start()
+    try:
+        assert _score_all(spec) == {"batch-0001": "scored"}
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert model.most == 8_000
+    assert peak < whole / 4, (peak, whole)  # a few chunks' worth: 1/20 of the batch each
+    assert len(_partition(spec, "batch-0001")) == 160_000

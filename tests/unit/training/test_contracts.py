@@ -23,6 +23,14 @@ STARTED = {
         "source_rows": [800, 400],
         "labeled_sources": 1,
         "created": True,
+        "sample": {
+            "rows_before": 2000,
+            "rows_after": 1200,
+            "max_rows": 1200,
+            "seed": 0,
+            "stratified_by": "churned",
+            "strata": {"0": [1500, 900], "1": [500, 300]},
+        },
     },
     "recent_holdout": {
         "holdout": {"key": "holdouts/p/r.parquet", "digest": "r", "rows": 1200},

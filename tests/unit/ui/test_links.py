@@ -16,6 +16,7 @@ QUOTED = "asset_triggered__2026-01-02T03%3A04%3A05.123%2B00%3A00_AbCd"
     [
         ("churn__monitor", ("churn", "monitor")),
         ("churn_eu__rollback", ("churn_eu", "rollback")),
+        ("churn__housekeeping", ("churn", "housekeeping")),
         ("churn__monitoring", None),
         ("Churn__train", None),
         ("example_bash_operator", None),
