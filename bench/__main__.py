@@ -15,6 +15,7 @@ BENCHMARKS = {
     "effectiveness": "bench.effectiveness",
     "byom_write": "bench.byom_write",
     "byom_score": "bench.byom_score",
+    "scale": "bench.scale",
 }
 
 if __name__ == "__main__":

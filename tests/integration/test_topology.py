@@ -7,11 +7,13 @@ separate databases) and ``redis-server`` (Celery broker), moto's S3 server stand
 (ctloop's storage and MLflow's artifacts), ``mlflow server`` on Postgres with S3 artifacts, and
 Airflow on Postgres with the CeleryExecutor. Only configuration differs from the embedded
 default: the same DAGs and YAML run the loop, then a Celery worker is killed in the middle of a
-training task and the task is retried to success with one model version and one champion move.
+training task and the task is retried to success with one model version and one champion move,
+and a batch fanned out across both workers is scored once although one of them is killed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import subprocess
 import time
@@ -20,12 +22,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from ctloop.devtools.example_data import COVARIATE_SHIFT, write_batches, write_labels
 from ctloop.devtools.local_deployment import BIN, LocalDeployment, free_port
+from ctloop.io.readers import from_parquet_bytes
+from ctloop.io.storage import home_storage
 from ctloop.registry import ledger
 from ctloop.registry import mlflow_store as registry
+from ctloop.scoring import scored_batches
+from ctloop.scoring.prediction_log import PREDICTIONS, batch_ids, partition_key
 from ctloop.settings import load_settings
 from tests.helpers import served_pipeline
 
@@ -33,13 +40,27 @@ pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("topology")]
 
 BUCKET = "ctloop"
 ROWS = 700
+LARGE_ROWS = 60_000  # the fanned-out batch: 6 chunks of 10,000 rows in 3 parts
+SCORING = {"chunk_rows": 10_000, "fan_out_rows": 20_000}
+WORKERS = ("worker-1", "worker-2")
+HOSTNAME = "airflow_local_settings.worker_hostname"  # a worker's tasks record its name (_quick_retries)
 CELERY_COMPONENTS = {
     "api-server": [BIN / "airflow", "api-server"],
     "scheduler": [BIN / "airflow", "scheduler"],
     "dag-processor": [BIN / "airflow", "dag-processor"],
     "triggerer": [BIN / "airflow", "triggerer"],
-    "worker": [BIN / "airflow", "celery", "worker", "--concurrency", "2"],
 }
+
+
+def _workers(home: Path) -> dict[str, list]:
+    """Two Celery workers of one task slot each, as two hosts: each its own Celery node name, pid
+    file and task hostname (``worker_hostname`` below), no log server (they would share its port)."""
+    return {
+        name: ["env", f"TOPOLOGY_WORKER={name}", f"AIRFLOW__CORE__HOSTNAME_CALLABLE={HOSTNAME}",
+               BIN / "airflow", "celery", "worker", "--concurrency", "1", "--celery-hostname", f"{name}@%h",
+               "--pid", str(home / f"{name}.pid"), "--skip-serve-logs"]
+        for name in WORKERS
+    }  # fmt: skip
 
 
 def _wait_for_port(port: int, process: subprocess.Popen, what: str, timeout: float = 60) -> None:
@@ -127,6 +148,11 @@ class Topology:
         )
         write_labels(self.data / "labels", index, rows=ROWS, shift=shift)
 
+    def kill_worker(self, name: str) -> None:
+        """SIGKILL a worker and start it again, as its container would restart."""
+        self.stack.kill_component(name)
+        self.stack.start_component(name)
+
     def champion(self) -> str | None:
         found = registry.get_champion(registry.client(self.settings), self.pipeline)
         return str(found.version) if found else None
@@ -134,14 +160,18 @@ class Topology:
 
 def _quick_retries(airflow_home: Path) -> None:
     """A cluster policy (Airflow's ``airflow_local_settings``, read from ``AIRFLOW_HOME/config``)
-    that retries a failed task after 2 s instead of the DAGs' 30 s: the drill below waits for one
-    retry, and only how long it waits differs."""
+    that retries a failed task after 2 s instead of the DAGs' 30 s: the drills below wait for
+    retries, and only how long they wait differs. Beside it, the hostname a worker's tasks record
+    (``[core] hostname_callable``): its component name, as two hosts would differ."""
     config = airflow_home / "config"
     config.mkdir(parents=True, exist_ok=True)
     (config / "airflow_local_settings.py").write_text(
+        "import os\n"
         "from datetime import timedelta\n\n\n"
         "def task_policy(task):\n"
-        "    task.retry_delay = timedelta(seconds=2)\n"
+        "    task.retry_delay = timedelta(seconds=2)\n\n\n"
+        "def worker_hostname():\n"
+        "    return os.environ['TOPOLOGY_WORKER']\n"
     )
 
 
@@ -157,7 +187,7 @@ def topology(tmp_path_factory, postgres_server, redis_url, s3_endpoint, mlflow_s
         monitoring={"window_batches": 1, "min_rows": 500, "report_sample_rows": 2000,
                     "drift": {"share": 0.3}, "quality": {"min_labels": 400}},
         retrain={"k_of_n": {"k": 1, "n": 1}, "cooldown_minutes": 0},
-        scoring={},  # the defaults: data/<name>/incoming and labels under CTLOOP_HOME, where deliver() writes
+        scoring=SCORING,  # data/<name>/incoming and labels under CTLOOP_HOME, where deliver() writes
     )  # fmt: skip
     airflow_db = postgres_server.create_database(f"airflow_{uuid.uuid4().hex[:6]}")
     env = {
@@ -178,7 +208,8 @@ def topology(tmp_path_factory, postgres_server, redis_url, s3_endpoint, mlflow_s
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
-    deployment = LocalDeployment(home, pipelines, components=CELERY_COMPONENTS, startup_timeout=300, **env)
+    components = {**CELERY_COMPONENTS, **_workers(home)}
+    deployment = LocalDeployment(home, pipelines, components=components, startup_timeout=300, **env)
     _quick_retries(deployment.airflow_home)
     with deployment as stack:
         for kind in ("train", "score", "monitor"):
@@ -239,8 +270,7 @@ def test_a_killed_celery_worker_mid_training_is_retried_to_one_version_and_one_m
         lambda: topology.stack.client.get(task_path)[1].get("state") == "running", "train to run", 600
     )
     time.sleep(2)  # inside the fit
-    topology.stack.kill_component("worker")
-    topology.stack.start_component("worker")  # the worker comes back, as its container would restart
+    topology.kill_worker(topology.stack.client.get(task_path)[1]["hostname"])
     finished = topology.stack.wait_for_run(topology.dag("train"), run_id, timeout=900)
     assert finished["state"] == "success", topology.stack.diagnose(topology.dag("train"), run_id)
     _, task = topology.stack.client.get(task_path)
@@ -255,3 +285,45 @@ def test_a_killed_celery_worker_mid_training_is_retried_to_one_version_and_one_m
     moves = [m for m in ledger.entries(topology.settings, topology.pipeline) if m.run_key == run_key]
     assert len(moves) == 1
     assert topology.champion() == str(mine[0].version)
+
+
+def test_a_batch_fanned_out_across_both_workers_is_scored_once_though_one_is_killed(
+    topology: Topology, loop: dict
+) -> None:
+    (path,) = write_batches(topology.data / "incoming", range(30, 31), rows=LARGE_ROWS, with_target=False)
+    stack, dag = topology.stack, topology.dag("score")
+    run_id = stack.trigger(dag)["dag_run_id"]
+    parts_path = f"/api/v2/dags/{dag}/dagRuns/{run_id}/taskInstances/score_part"
+
+    def running() -> list[dict]:
+        listed = stack.client.get(f"{parts_path}/listMapped")[1].get("task_instances", [])
+        return [p for p in listed if p["state"] == "running" and p["hostname"] in WORKERS]
+
+    (victim, *_) = stack.until(running, "a part to run on a worker", 600)
+    time.sleep(2)  # inside the part
+    topology.kill_worker(victim["hostname"])
+    finished = stack.wait_for_run(dag, run_id, timeout=600)
+
+    assert finished["state"] == "success", stack.diagnose(dag, run_id)
+    parts = stack.client.get(f"{parts_path}/listMapped")[1]["task_instances"]
+    assert len(parts) == 3
+    tries = [
+        t
+        for p in parts
+        for t in stack.client.get(f"{parts_path}/{p['map_index']}/tries")[1]["task_instances"]
+    ]
+    assert {t["hostname"] for t in tries} == set(WORKERS)  # the parts ran on both workers
+    assert max(p["try_number"] for p in parts if p["map_index"] == victim["map_index"]) >= 2
+    settings, pipeline = topology.settings, topology.pipeline
+    storage = home_storage(settings)
+    logged = from_parquet_bytes(storage.read_bytes(partition_key(PREDICTIONS, pipeline, "batch-0030")))
+    delivered = pd.read_csv(path, dtype={"customer_id": str}, usecols=["customer_id"])
+    assert logged["customer_id"].tolist() == delivered["customer_id"].tolist()  # every row once, in order
+    assert batch_ids(PREDICTIONS, pipeline, settings).count("batch-0030") == 1
+    assert storage.list_keys(f"staging/{pipeline}") == []
+    record = scored_batches.batch_record(storage, pipeline, "batch-0030")
+    assert record.get("state") != scored_batches.RESERVED
+    assert record["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert record["partition"].endswith(partition_key(PREDICTIONS, pipeline, "batch-0030"))
+    published = stack.client.get(f"/api/v2/dags/{dag}/dagRuns/{run_id}/taskInstances/score_batch/0")[1]
+    assert (published["state"], published["try_number"]) == ("success", 1)  # committed by one attempt

@@ -81,6 +81,25 @@ def iter_chunks(
     only those (all when None); ``inferred``: CSV columns typed per chunk as parse_frame would (the
     label); ``keep``: only the chunks whose index it accepts become frames (the others are still
     parsed, to count rows)."""
+    for index, first_row, table in iter_tables(
+        path, fmt, name, chunk_rows, options, block_bytes=block_bytes, columns=columns
+    ):
+        if keep is None or keep(index):
+            yield table_chunk(table, fmt, name, index, first_row, options, inferred)
+
+
+def iter_tables(
+    path: Path,
+    fmt: str,
+    name: str,
+    chunk_rows: int,
+    options: ReadOptions,
+    *,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+    columns: Sequence[str] | None = None,
+) -> Iterator[tuple[int, int, pa.Table]]:
+    """``(index, first row, table)`` of :func:`iter_chunks`'s chunks before they become frames: a
+    copy of these tables (a planning pass) reads back as the same chunks through :func:`table_chunk`."""
     if path.stat().st_size == 0:
         raise DataReadError(f"{name}: file is empty (0 bytes)")
     schema, batches = (
@@ -88,9 +107,20 @@ def iter_chunks(
         if fmt == "csv"
         else _parquet_batches(path, name, chunk_rows, columns)
     )
-    for index, first_row, table in _rechunk(schema, batches, chunk_rows):
-        if keep is None or keep(index):
-            yield Chunk(index, first_row, _frame(table, fmt, name, first_row, options, inferred))
+    yield from _rechunk(schema, batches, chunk_rows)
+
+
+def table_chunk(
+    table: pa.Table,
+    fmt: str,
+    name: str,
+    number: int,
+    first_row: int,
+    options: ReadOptions,
+    inferred: Sequence[str] = (),
+) -> Chunk:
+    """Chunk ``number`` (from ``first_row``) of a file of format ``fmt``, typed from its table."""
+    return Chunk(number, first_row, _frame(table, fmt, name, first_row, options, inferred))
 
 
 def _csv_batches(

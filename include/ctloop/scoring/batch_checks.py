@@ -173,14 +173,13 @@ def duplicates(column: str, read: Callable[[], Iterator[pd.Series]]) -> list[Fai
     import numpy as np
     import pandas as pd
 
-    hashes = np.concatenate(
-        [pd.util.hash_pandas_object(values.dropna(), index=False).to_numpy() for values in read()]
-        or [np.empty(0, dtype=np.uint64)]
-    )
+    pieces = [pd.util.hash_pandas_object(values.dropna(), index=False).to_numpy() for values in read()]
+    hashes = np.concatenate(pieces or [np.empty(0, dtype=np.uint64)])
+    del pieces  # at most 16 bytes a row while both exist, 8 after
     counted = len(hashes)
-    found, counts = np.unique(hashes, return_counts=True)
+    hashes.sort()  # in place: no copy, unlike np.unique's counts
+    repeated = np.unique(hashes[1:][hashes[1:] == hashes[:-1]])  # a 1-byte mask a row, then few values
     del hashes
-    repeated = found[counts > 1]
     if not len(repeated):
         return []
     candidates = pd.concat(

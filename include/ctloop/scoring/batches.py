@@ -31,17 +31,19 @@ A batch of any size is scored in bounded memory: read in chunks of ``scoring.chu
 batch aside, naming its rows; checks that need the whole batch run on it column by column),
 predicted and appended as a row group to a local Parquet file, published as the partition only
 once every chunk passed. The steps are functions a task can run on a part of a batch:
-:func:`claim_batch` (hash, refuse, reserve), :func:`score_part` for each part (chunks ``i``,
-``i + n``, ...; staged under ``staging/``), then :func:`publish` (verdict, assembly, commit);
-:func:`score_batch` is the three with one part.
+:func:`claim_batch` (hash, refuse, reserve, and plan the :func:`parts` of a batch above
+``scoring.fan_out_rows``, so that each reads only its chunks), :func:`score_part` for each part
+(chunks ``i``, ``i + n``, ...; staged under ``staging/``), then :func:`publish` (verdict,
+assembly, commit); :func:`score_batch` is the three with one part, reading the file as it streams.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, NotRequired, TypedDict
 
@@ -56,7 +58,7 @@ from ctloop.errors import (
 )
 from ctloop.evaluation.model_scores import outputs
 from ctloop.evaluation.weighted_metrics import Predictions
-from ctloop.io.chunks import Chunk, NotNumeric, iter_chunks
+from ctloop.io.chunks import Chunk, NotNumeric, iter_chunks, iter_tables, table_chunk
 from ctloop.io.readers import SUFFIXES, read_options
 from ctloop.io.storage import home_storage, open_storage
 from ctloop.monitoring.champion_watch import watched_promotion
@@ -202,6 +204,17 @@ class Part(TypedDict):
 ONE_PART: Part = {"index": 0, "count": 1}
 
 
+class Plan(TypedDict):
+    """How the parts of a batch above ``scoring.fan_out_rows`` read it, each only its share: chunk
+    ``k`` (``chunk_rows[k]`` rows) is row group ``k`` of the batch file itself (a Parquet file with
+    reasonable row groups; ``copies`` empty) or the one row group of ``copies[k]``, a Parquet copy
+    in home storage that the claim's planning pass wrote (a CSV file, or other Parquet files)."""
+
+    parts: int
+    chunk_rows: list[int]
+    copies: list[str]
+
+
 class Claim(TypedDict):
     """A batch claimed for scoring (:func:`claim_batch`): its content (``source``: batch id, key,
     sha256, size, fingerprint) reserved under its id, the champion version that scores it, the
@@ -213,6 +226,7 @@ class Claim(TypedDict):
     suite_key: str | None
     scored_at: str
     user_code_changed: list[str]
+    plan: NotRequired[Plan | None]
 
 
 class PartResult(TypedDict):
@@ -240,10 +254,154 @@ def score_batch(spec: PipelineSpec, settings: Settings, batch: Batch) -> dict[st
 
 def claim_batch(spec: PipelineSpec, settings: Settings, batch: Batch) -> tuple[Claim, dict[str, Any] | None]:
     """Hash the batch (streaming), refuse a colliding or conflicting file, make sure the champion
-    loads, and reserve the content under the batch id. Returns the claim and, when nothing is left
-    to score (a duplicate, set aside), the task's result."""
+    loads, reserve the content under the batch id and plan its parts (:func:`parts`). Returns the
+    claim and, when nothing is left to score (a duplicate, set aside), the task's result."""
     claim, _, done = _claim(spec, settings, batch)
+    if done is None:
+        claim["plan"] = _plan(spec, settings, claim)
     return claim, done
+
+
+def parts(claim: Claim) -> list[Part]:
+    """The parts :func:`score_part` scores a claimed batch in: one unless its plan fans it out."""
+    plan = claim.get("plan")
+    count = plan["parts"] if plan is not None else 1
+    return [{"index": index, "count": count} for index in range(count)]
+
+
+def _plan(spec: PipelineSpec, settings: Settings, claim: Claim) -> Plan | None:
+    """Split a batch of more than ``scoring.fan_out_rows`` rows into parts of about that many rows
+    (at most ``scoring.max_parts``, whole chunks each), so that each part reads only its chunks.
+
+    The rows are counted cheaply first (a Parquet footer; a CSV's line breaks, at least its rows),
+    so a smaller batch is left to one part reading the file as it streams (None). A larger one is
+    read once here: a Parquet file whose row groups are chunks already (at most ``chunk_rows``
+    rows, not many more groups than chunks) is read by row groups as it is; otherwise its chunks
+    are copied, each to one Parquet file in staging. A file that cannot be read is left to one
+    part too, which finds the fault and names it as for any batch."""
+    scoring, batch = spec.scoring, claim["batch"]
+    if scoring.max_parts == 1:
+        return None
+    with open_storage(spec.incoming_uri, settings).local_file(batch["key"]) as path:
+        try:
+            if _rows_at_most(spec, path) <= scoring.fan_out_rows:
+                return None
+            if spec.scoring.format == "parquet" and (groups := _chunk_groups(spec, path)):
+                return _planned(spec, groups, [])
+            counts, copies = _copy_chunks(spec, settings, claim, path)
+        except DataReadError:
+            return None
+    plan = _planned(spec, counts, copies)
+    if plan is None:
+        _drop(home_storage(settings), copies)
+    return plan
+
+
+def _planned(spec: PipelineSpec, chunk_rows: list[int], copies: list[str]) -> Plan | None:
+    count = min(spec.scoring.max_parts, -(-sum(chunk_rows) // spec.scoring.fan_out_rows), len(chunk_rows))
+    return {"parts": count, "chunk_rows": chunk_rows, "copies": copies} if count > 1 else None
+
+
+def _rows_at_most(spec: PipelineSpec, path: Path) -> int:
+    """At least the file's data rows, without parsing it: a Parquet footer's count, a CSV's line
+    breaks (a value's quoted line break counts too)."""
+    if spec.scoring.format == "parquet":
+        return int(_parquet_file(path).metadata.num_rows)
+    breaks = 0
+    with path.open("rb") as file:
+        while block := file.read(spec.scoring.csv_block_mib << 20):
+            breaks += block.count(b"\n")
+    return breaks  # the header's line break, or the last row's, is not a row
+
+
+def _parquet_file(path: Path) -> pq.ParquetFile:
+    """The Parquet file at ``path``; one pyarrow cannot open is the batch's fault."""
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path)
+    except Exception as exc:  # noqa: BLE001 - any parser failure means the file is unreadable
+        raise DataReadError(f"{path.name}: cannot read as parquet: {_error(exc)}") from exc
+
+
+def _chunk_groups(spec: PipelineSpec, path: Path) -> list[int]:
+    """The rows of each row group of a Parquet batch when they can be its chunks, else none."""
+    metadata = _parquet_file(path).metadata
+    rows = [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)]
+    chunk = spec.scoring.chunk_rows
+    fit = max(rows, default=0) <= chunk and len(rows) <= 2 * -(-metadata.num_rows // chunk)
+    return rows if fit else []
+
+
+def _copy_chunks(
+    spec: PipelineSpec, settings: Settings, claim: Claim, path: Path
+) -> tuple[list[int], list[str]]:
+    """Stream the batch once, each chunk's table (as the reader typed it, before it becomes a
+    frame) to a Parquet file of one row group in staging; returns each chunk's rows and key."""
+    import pyarrow.parquet as pq
+
+    storage = home_storage(settings)
+    counts: list[int] = []
+    copies: list[str] = []
+    tables = iter_tables(
+        path,
+        spec.scoring.format,
+        claim["batch"]["uri"],
+        spec.scoring.chunk_rows,
+        read_options(spec.columns),
+        block_bytes=spec.scoring.csv_block_mib << 20,
+    )
+    with tempfile.TemporaryDirectory(prefix="ctloop-plan-") as work:
+        try:
+            for index, _, table in tables:
+                output = Path(work) / "chunk.parquet"
+                pq.write_table(table, output, row_group_size=max(table.num_rows, 1))
+                key = f"{_staging_prefix(spec, claim)}/input/chunk-{index:06d}.parquet"
+                copies.append(key)
+                storage.publish_file(key, output)
+                counts.append(table.num_rows)
+        except DataReadError:
+            _drop(storage, copies)
+            raise
+    return counts, copies
+
+
+def _part_chunks(
+    spec: PipelineSpec, settings: Settings, claim: Claim, part: Part
+) -> Generator[Chunk, None, None]:
+    """The chunks of ``part``: only its own, by row group or copy (:class:`Plan`), else read from
+    the batch file as it streams (the others' chunks are parsed too, to count rows): without a
+    plan, or when the copies are gone (a part cleared after its batch was published)."""
+    batch, plan = claim["batch"], claim.get("plan")
+    incoming = open_storage(spec.incoming_uri, settings)
+    mine = range(part["index"], len(plan["chunk_rows"]) if plan else 0, part["count"])
+    copies, storage = plan["copies"] if plan else [], home_storage(settings)
+    if plan is None or any(not storage.exists(copies[k]) for k in mine if copies):
+        with incoming.local_file(batch["key"]) as path:
+            yield from _chunks(spec, path, batch["uri"], keep=lambda k: k % part["count"] == part["index"])
+        return
+    first = [0, *itertools.accumulate(plan["chunk_rows"])]
+    options, fmt, name = read_options(spec.columns), spec.scoring.format, batch["uri"]
+
+    def chunk(table: pa.Table, k: int) -> Chunk:
+        return table_chunk(table, fmt, name, k, first[k], options, [spec.columns.target])
+
+    if copies:
+        for k in mine:
+            with storage.local_file(copies[k]) as path:
+                yield chunk(_parquet_file(path).read(), k)
+        return
+    with incoming.local_file(batch["key"]) as path:
+        parquet = _parquet_file(path)
+        for k in mine:
+            yield chunk(_read_group(parquet, k, name), k)
+
+
+def _read_group(parquet: pq.ParquetFile, group: int, name: str) -> pa.Table:
+    try:
+        return parquet.read_row_group(group)
+    except Exception as exc:  # noqa: BLE001 - any parser failure means the file is unreadable
+        raise DataReadError(f"{name}: cannot read as parquet: {_error(exc)}") from exc
 
 
 def _claim(
@@ -288,11 +446,12 @@ def _claim(
 def staging_key(spec: PipelineSpec, claim: Claim, part: Part) -> str:
     """Where a part's predictions wait for :func:`publish`: one key per content and part, so a
     retried part rewrites its own file and a new content of the batch id never mixes with it."""
+    return f"{_staging_prefix(spec, claim)}/part-{part['index']:05d}-of-{part['count']:05d}.parquet"
+
+
+def _staging_prefix(spec: PipelineSpec, claim: Claim) -> str:
     source = claim["source"]
-    return (
-        f"staging/{spec.name}/{source['batch_id']}/{source['sha256'][:16]}"
-        f"/part-{part['index']:05d}-of-{part['count']:05d}.parquet"
-    )
+    return f"staging/{spec.name}/{source['batch_id']}/{source['sha256'][:16]}"
 
 
 def score_part(
@@ -325,17 +484,15 @@ def score_part(
         "challenger": shadows[1].outcome,
     }
     with_values: set[str] = set()
-    with (
-        tempfile.TemporaryDirectory(prefix="ctloop-score-") as work,
-        incoming.local_file(batch["key"]) as path,
-    ):
+    chunks = _part_chunks(spec, settings, claim, part)
+    with tempfile.TemporaryDirectory(prefix="ctloop-score-") as work, contextlib.closing(chunks):
         suite = split_suite(
             suite_path(spec, suite_dir(spec, settings, claim["suite_key"])), Path(work)
         ).chunk_suite
         output = Path(work) / "part.parquet"
         writer: pq.ParquetWriter | None = None
         try:
-            for chunk in _chunks(spec, path, batch["uri"], keep=lambda k: k % part["count"] == part["index"]):
+            for chunk in chunks:
                 verdict = check_chunk(chunk.frame, chunk.rows, spec, suite)
                 with_values |= verdict.with_values
                 if verdict.failures:
@@ -372,8 +529,8 @@ def score_part(
 def publish(spec: PipelineSpec, settings: Settings, claim: Claim, parts: list[PartResult]) -> dict[str, Any]:
     """Once every part has run: set the batch aside if any part failed or a whole-batch check fails;
     else assemble the parts' row groups in chunk order into the batch's partition (one row group at
-    a time), publish it atomically, commit the claim and drop the staged parts. Retried once it has
-    committed and dropped them, it only returns the result."""
+    a time), publish it atomically, commit the claim and drop the staged parts and the plan's
+    copies. Retried once it has committed and dropped them, it only returns the result."""
     import pyarrow.parquet as pq
 
     batch, source = claim["batch"], claim["source"]
@@ -386,9 +543,11 @@ def publish(spec: PipelineSpec, settings: Settings, claim: Claim, parts: list[Pa
     storage = home_storage(settings)
     rows = sum(p["rows"] for p in parts)
     staged = [p["staging"] for p in parts if p["staging"] is not None]
+    copies = plan["copies"] if (plan := claim.get("plan")) is not None else []
     key = partition_key(PREDICTIONS, spec.name, batch["batch_id"])
     gone = any(not storage.exists(k) for k in staged)  # dropped by this publish, before a retry
     if gone and scored_batches.scored_from(storage, spec.name, batch["batch_id"], source["sha256"]):
+        _drop(storage, staged)  # a part cleared after the commit staged its chunks again
         return _scored(claim, parts, storage.uri(key))
     with tempfile.TemporaryDirectory(prefix="ctloop-publish-") as work, contextlib.ExitStack() as files:
         failures = [f for p in parts for f in p["failures"]]
@@ -398,7 +557,7 @@ def publish(spec: PipelineSpec, settings: Settings, claim: Claim, parts: list[Pa
             local = [files.enter_context(storage.local_file(key)) for key in staged]
             failures = _whole_batch_failures(spec, settings, claim, local, rows, Path(work))
         if failures:
-            _drop(storage, staged)
+            _drop(storage, [*staged, *copies])
             _quarantine(spec, settings, claim, failures)
         output = Path(work) / PART
         with _set_aside_on_failure(spec, settings, claim, "write"):
@@ -406,7 +565,7 @@ def publish(spec: PipelineSpec, settings: Settings, claim: Claim, parts: list[Pa
                 _assemble([pq.ParquetFile(path) for path in local], output)
             uri = storage.publish_file(key, output if len(local) > 1 else local[0])
     scored_batches.commit(settings, spec.name, source, uri)
-    _drop(storage, staged)
+    _drop(storage, [*staged, *copies])
     return _scored(claim, parts, uri)
 
 

@@ -394,6 +394,23 @@ class Scoring(_Strict):
     csv_block_mib: int = Field(
         16, ge=1, description="bytes the CSV reader parses at a time, in MiB; must exceed the longest row"
     )
+    fan_out_rows: int = Field(
+        2_000_000,
+        ge=1,
+        description="a batch with more rows is scored in parts of about this many rows, by parallel tasks",
+    )
+    max_parts: int = Field(
+        8, ge=1, description="most parts one batch is split into (about the workers' task slots); 1: never"
+    )
+
+    @model_validator(mode="after")
+    def _parts_hold_chunks(self) -> Scoring:
+        if self.fan_out_rows < self.chunk_rows:
+            raise ValueError(
+                f"scoring.fan_out_rows ({self.fan_out_rows}) must be at least scoring.chunk_rows "
+                f"({self.chunk_rows}): a part is scored in whole chunks"
+            )
+        return self
 
 
 class DriftTrigger(_Strict):

@@ -3,13 +3,25 @@
 The suite is data (include/expectations/<name>.json, GX 1.x's own suite format) and runs in an
 ephemeral GX context: nothing is written to a GX project, results come back as JSON that ctloop
 stores and logs itself.
+
+Scoring checks a batch chunk by chunk, so one process runs the same suite many times. Building a
+context, its suites and validation definitions costs far more than checking a chunk of a few
+thousand rows, and a validation definition's ``run`` keeps every result in the context's
+in-memory results store. So each thread builds one context with one pandas batch definition
+(:func:`_batch_definition`), a suite file's expectations are built into suites once per content
+(:func:`_prepared`), and each run validates through GX's ``Validator`` directly, the step of
+``ValidationDefinition.run`` that computes the results, without storing them. Every run gets a
+fresh execution engine, so nothing one frame computed (GX caches metrics by a batch id that is
+the same for every frame) can stand in for another's, and no frame is held after its run.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 
 from ctloop.errors import DataValidationFailed, SpecError, ValidationCheckError
 from ctloop.rendering import render
@@ -18,6 +30,8 @@ from ctloop.validation.schema import Failure, check_schema, failure
 if TYPE_CHECKING:
     import pandas as pd
     from great_expectations import ExpectationSuite
+    from great_expectations.core.batch_definition import BatchDefinition
+    from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResult
 
     from ctloop.spec.models import PipelineSpec
 
@@ -40,10 +54,19 @@ def suite_path(spec: PipelineSpec, expectations_dir: Path) -> Path:
 
 def load_suite_config(path: Path) -> dict[str, Any]:
     """The suite file's JSON; a missing or malformed file is an error of the spec, not of the data."""
+    return _parse_suite(path, _read_suite(path))
+
+
+def _read_suite(path: Path) -> str:
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise SpecError(f"{path}: expectation suite file not found") from exc
+
+
+def _parse_suite(path: Path, text: str) -> dict[str, Any]:
+    try:
+        config = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SpecError(f"{path}: not valid JSON: {exc}") from exc
     if not isinstance(config, dict) or not isinstance(config.get("expectations"), list):
@@ -86,6 +109,65 @@ def _check_text_values(expectations: list[dict[str, Any]], text_columns: frozens
                 )
 
 
+class _Prepared(NamedTuple):
+    """A suite file's expectations built for :func:`run_expectations`: its name and one suite per
+    column (``None``: the table-level ones), in the file's order."""
+
+    name: str
+    groups: list[tuple[str | None, ExpectationSuite]]
+
+
+@functools.lru_cache(maxsize=32)
+def _prepared(path: Path, text: str, skip_columns: frozenset[str], text_columns: frozenset[str]) -> _Prepared:
+    """Built once per suite content (``text``, the file as read) and arguments; GX only reads a
+    suite while it validates, so the suites can be shared."""
+    config = _parse_suite(path, text)
+    name = config.get("name") or path.stem
+    _check_text_values(config["expectations"], text_columns, path)
+    _build_suite(name, config["expectations"], path)
+    groups = [(c, e) for c, e in _by_column(config["expectations"]).items() if c not in skip_columns]
+    return _Prepared(
+        name, [(c, _build_suite(f"{name}.{index}", e, path)) for index, (c, e) in enumerate(groups)]
+    )
+
+
+_local = threading.local()
+
+
+def _batch_definition() -> BatchDefinition[Any]:
+    """This thread's pandas batch definition for a whole frame, in its own ephemeral context (GX's
+    objects are not made to be shared between threads)."""
+    definition: BatchDefinition[Any] | None = getattr(_local, "definition", None)
+    if definition is None:
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        context = gx.get_context(mode="ephemeral")
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        definition = (
+            context.data_sources.add_pandas("ctloop")
+            .add_dataframe_asset("frame")
+            .add_batch_definition_whole_dataframe("whole")
+        )
+        _local.definition = definition
+    return definition
+
+
+def _validate(
+    definition: BatchDefinition[Any], suite: ExpectationSuite, data: pd.DataFrame
+) -> ExpectationSuiteValidationResult:
+    """``suite`` on ``data`` with a fresh execution engine, which is dropped afterwards."""
+    from great_expectations.validator.v1_validator import Validator
+
+    datasource = definition.data_asset.datasource
+    datasource._execution_engine = None  # noqa: SLF001 -- the only way GX offers to start a new engine
+    try:
+        validator = Validator(definition, RESULT_FORMAT, batch_parameters={"dataframe": data})
+        return validator.validate_expectation_suite(suite)
+    finally:
+        datasource._execution_engine = None  # noqa: SLF001
+
+
 def run_expectations(
     frame: pd.DataFrame,
     path: Path,
@@ -99,20 +181,8 @@ def run_expectations(
     Table-level expectations still see the whole frame. Expectations on ``skip_columns`` are not
     run (a production batch has no label yet). A value set of one of ``text_columns`` must list text.
     """
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    config = load_suite_config(path)
-    name = config.get("name") or path.stem
-    _check_text_values(config["expectations"], text_columns, path)
-    _build_suite(name, config["expectations"], path)
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    batch_definition = (
-        context.data_sources.add_pandas("ctloop")
-        .add_dataframe_asset("frame")
-        .add_batch_definition_whole_dataframe("whole")
-    )
+    prepared = _prepared(path, _read_suite(path), skip_columns, text_columns)
+    definition = _batch_definition()
     failures: list[Failure] = []
     crashed: list[str] = []
     results: list[dict[str, Any]] = []
@@ -121,18 +191,12 @@ def run_expectations(
         "successful_expectations": 0,
         "unsuccessful_expectations": 0,
     }
-    groups = {c: e for c, e in _by_column(config["expectations"]).items() if c not in skip_columns}
-    for index, (column, expectations) in enumerate(groups.items()):
+    for column, suite in prepared.groups:
         if column is not None and column not in frame.columns:
             raise ValidationCheckError(
                 f"{path}: expectations refer to column {column!r}, which the data lacks"
             )
-        suite = context.suites.add(_build_suite(f"{name}.{index}", expectations, path))
-        definition = context.validation_definitions.add(
-            gx.ValidationDefinition(name=f"ctloop.{index}", data=batch_definition, suite=suite)
-        )
-        data = frame if column is None else frame[[column]]
-        result = definition.run(batch_parameters={"dataframe": data}, result_format=RESULT_FORMAT)
+        result = _validate(definition, suite, frame if column is None else frame[[column]])
         for key in statistics:
             statistics[key] += result.statistics[key]
         # GX 1.24 leaves ExpectationSuiteValidationResult.to_json_dict unannotated
@@ -152,7 +216,11 @@ def run_expectations(
     statistics["success_percent"] = (
         100.0 * statistics["successful_expectations"] / evaluated if evaluated else 100.0
     )
-    return {"failures": failures, "statistics": statistics, "gx_result": {"suite": name, "results": results}}
+    return {
+        "failures": failures,
+        "statistics": statistics,
+        "gx_result": {"suite": prepared.name, "results": results},
+    }
 
 
 def _crash_message(info: dict[str, Any] | None) -> str | None:

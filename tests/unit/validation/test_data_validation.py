@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import gc
 import io
 import json
+import threading
+import tracemalloc
 
 import pandas as pd
 import pytest
@@ -9,7 +12,8 @@ import pytest
 from ctloop.devtools.example_data import generate_batch, inject_fault
 from ctloop.errors import DataValidationFailed, SpecError, ValidationCheckError
 from ctloop.spec.loading import load_spec
-from ctloop.validation.data_validation import raise_if_failed, render_html, validate_frame
+from ctloop.validation import data_validation
+from ctloop.validation.data_validation import raise_if_failed, render_html, run_expectations, validate_frame
 from ctloop.validation.schema import check_schema
 from tests.helpers import REPO
 
@@ -186,3 +190,83 @@ def test_a_suite_listing_numbers_for_a_numeric_column_runs(tmp_path, frame):
     )
     report = validate_frame(frame, spec, tmp_path)
     assert [f["column"] for f in report["expectation_failures"]] == ["devices"]
+
+
+def _outcome(frame, path):
+    outcome = run_expectations(frame, path)
+    return outcome["statistics"], [(f["check"], f["column"], f["detail"]) for f in outcome["failures"]]
+
+
+def test_repeated_runs_reuse_one_context_and_keep_no_results(tmp_path):
+    """A batch is checked chunk by chunk: the second and later runs in a thread use the first run's
+    context and suites, the context's results store stays empty, and memory does not grow by what
+    a run allocates (one run with a context of its own left about 100 KiB behind)."""
+    path = EXPECTATIONS / "churn.json"
+    chunk = generate_batch(500, seed=3)
+    run_expectations(chunk, path)
+    definition = data_validation._batch_definition()
+    context = definition.data_asset.datasource.data_context
+    tracemalloc.start()
+    try:
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(8):
+            run_expectations(chunk, path)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert data_validation._batch_definition() is definition
+    assert definition.data_asset.datasource.data_context is context
+    assert context.validation_results_store.list_keys() == []
+    assert grown < 8 * 16 * 1024, f"{grown / 8 / 1024:.1f} KiB left behind per run"
+
+
+def test_a_reused_context_judges_each_frame_on_its_own(tmp_path, frame):
+    """GX caches metrics by a batch id that every frame shares: a run never sees another frame's
+    values (a bad chunk after a good one fails, a good one after a bad one passes, with its own
+    figures)."""
+    path = EXPECTATIONS / "churn.json"
+    good, bad = frame.head(1000), inject_fault(frame.head(1000), "out_of_range")
+    alone = {name: _outcome(data, path) for name, data in (("good", good), ("bad", bad))}
+    for name in ("good", "bad", "bad", "good", "bad"):
+        assert _outcome(good if name == "good" else bad, path) == alone[name]
+    assert alone["bad"][1]
+    assert not alone["good"][1]
+
+
+def test_each_thread_has_its_own_context(frame):
+    """GX's objects are not made to be shared between threads: every thread builds its own."""
+    path = EXPECTATIONS / "churn.json"
+    run_expectations(frame.head(200), path)
+    mine = data_validation._batch_definition()
+    theirs = []
+    worker = threading.Thread(
+        target=lambda: (
+            run_expectations(frame.head(200), path),
+            theirs.append(data_validation._batch_definition()),
+        )
+    )
+    worker.start()
+    worker.join()
+    assert theirs
+    assert theirs[0] is not mine
+    assert data_validation._batch_definition() is mine
+
+
+def test_an_edited_suite_file_is_read_again(tmp_path, frame):
+    """Suites are built once per content, not per path: a changed file is what the next run checks."""
+    path = tmp_path / "custom.json"
+    between = {"type": "expect_column_values_to_be_between", "kwargs": {"column": "age"}}
+    path.write_text(
+        json.dumps(
+            {"name": "custom", "expectations": [{**between, "kwargs": {"column": "age", "max_value": 200}}]}
+        )
+    )
+    assert run_expectations(frame, path)["failures"] == []
+    path.write_text(
+        json.dumps(
+            {"name": "custom", "expectations": [{**between, "kwargs": {"column": "age", "max_value": 30}}]}
+        )
+    )
+    assert [f["column"] for f in run_expectations(frame, path)["failures"]] == ["age"]
