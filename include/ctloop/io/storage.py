@@ -87,6 +87,20 @@ def _naming(where: str, action: str, errors: tuple[type[Exception], ...] = (OSEr
         raise StorageError(f"{where}: could not {action}: {type(exc).__name__}: {exc}") from exc
 
 
+def _replace_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """``write`` a temporary file beside ``path``, then rename it into place: a reader sees the old
+    object or the whole new one, never part of it; the temporary file is removed on failure."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 @dataclass(frozen=True)
 class LocalStorage:
     """Objects as files below ``root``."""
@@ -115,15 +129,7 @@ class LocalStorage:
     def write_bytes(self, key: str, data: bytes) -> str:
         path = self._path(key)
         with _naming(str(path), "write"):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(data)
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            _replace_atomically(path, lambda tmp: tmp.write_bytes(data))
         return str(path)
 
     def delete(self, key: str) -> None:
@@ -159,15 +165,7 @@ class LocalStorage:
         """Copied to a temporary file beside the target, then renamed into place."""
         target = self._path(key)
         with _naming(str(target), "write"):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
-            os.close(fd)
-            try:
-                shutil.copyfile(path, tmp)
-                os.replace(tmp, target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            _replace_atomically(target, lambda tmp: shutil.copyfile(path, tmp))
         return str(target)
 
     def copy_to(self, key: str, target: Storage, target_key: str) -> str:
