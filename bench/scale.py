@@ -14,11 +14,18 @@ of scored batches, the batch file hard-linked into its incoming area, the MLflow
   feature columns of each block, and the block with its prediction and score appended to one
   Parquet file. Target <= 1.2x.
 - ``parts 1`` and ``parts 2``: ``claim_batch`` (a batch above ``scoring.fan_out_rows`` is planned
-  into parts: a CSV is read once and its chunks copied to Parquet in staging), then the claim's
-  parts (``parts(claim)``) by one worker process or by two at once (worker ``w`` scores parts
-  ``w``, ``w + 2``, ... with ``score_part``, as two Celery workers take mapped tasks), then
-  ``publish``; time from the claim to the commit, with each phase. Target 2 workers <= 0.6x of 1.
-  On 2 cores shared with other work this measures the cores as much as ctloop.
+  into parts: a CSV without quotes by byte ranges found while its line breaks are counted,
+  otherwise read once and its chunks copied to Parquet in staging), then the claim's parts
+  (``parts(claim)``) by one worker process or by two at once (worker ``w`` scores parts ``w``,
+  ``w + 2``, ... with ``score_part``, as two Celery workers take mapped tasks), then ``publish``;
+  time from the claim to the commit, with each phase. Target 2 workers <= 0.6x of 1. **Each
+  worker has a core of its own**: worker ``w`` is pinned to CPU ``w`` (``sched_setaffinity``)
+  and its thread pools are sized to one core (``OMP_NUM_THREADS=1``: pyarrow, BLAS, OpenMP), and
+  so are the claim and publish (on CPU 0) and the one-worker run. Unpinned, one worker process
+  already spreads over both cores of a 2-core machine (pyarrow's reading threads, the model), so
+  "two workers" would measure two processes sharing the cores one of them was using, not a
+  second worker, as a second Celery worker on its own machine (or its own cores) adds. Same
+  method for 1 and 2 workers; ``BENCH_SCALE_UNPINNED=1`` measures without it.
 - ``monitor``: :func:`ctloop.monitoring.monitor_run.run_monitor` on the window holding the scored
   batch (drift one column at a time, the sampled Evidently report, the decision); no labels
   have arrived, so quality reads nothing.
@@ -99,6 +106,8 @@ def _home(root: Path, name: str, batch: Path, reference: Path, version: str) -> 
 def _run(home: Path, *args: str) -> dict[str, Any]:
     """One task in a fresh interpreter with ``home`` as its CTLOOP_HOME; its JSON result."""
     env = {**os.environ, "CTLOOP_HOME": str(home), "PYTHONPATH": str(REPO)}
+    if args[0] == "parts":
+        env |= _one_core(0)
     done = subprocess.run(
         [sys.executable, "-m", "bench.scale", "task", *args],
         env=env,
@@ -142,10 +151,20 @@ def measure(rows: int) -> dict[str, Any]:
     reference_file = root / "reference.parquet"
     reference.to_parquet(reference_file, index=False)
     try:
+        _read_through(batch)  # every task then finds the file in the page cache alike
+        # the baseline before and after the candidate: a machine whose load changes during the
+        # run shows as two different baselines, and the ratio is taken against their mean
+        before = _run(_home(root, "plain-before", batch, reference_file, version), "plain")
         score_home = _home(root, "score", batch, reference_file, version)
         score = _run(score_home, "score")
         _scored_once(score_home, rows, score["result"])
-        plain = _run(_home(root, "plain", batch, reference_file, version), "plain")
+        after = _run(_home(root, "plain-after", batch, reference_file, version), "plain")
+        plain = {
+            "seconds": (before["seconds"] + after["seconds"]) / 2,
+            "each": [before["seconds"], after["seconds"]],
+            "cpu": (before["cpu"] + after["cpu"]) / 2,
+            "peak": max(before["peak"], after["peak"]),
+        }
         monitor = _run(score_home, "monitor")
         if monitor["result"]["window"]["rows"] != rows:
             raise AssertionError(f"the monitor's window is not the batch: {monitor['result']['window']}")
@@ -172,17 +191,32 @@ def measure(rows: int) -> dict[str, Any]:
         "seconds": {
             "score": score["seconds"],
             "plain": plain["seconds"],
+            "plain_each": plain["each"],
+            "score_cpu": score["cpu"],
+            "plain_cpu": plain["cpu"],
             "parts1": parts[1]["seconds"],
             "parts2": parts[2]["seconds"],
             "monitor": monitor["seconds"],
         },
         "peak_bytes": peaks,
         "parts": {
-            count: {"parts": parts[count].get("parts"), **parts[count].get("phases", {})} for count in (1, 2)
+            count: {
+                "parts": parts[count].get("parts"),
+                **parts[count].get("phases", {}),
+                "cpu": parts[count].get("cpu"),
+                "cores": {"claim_publish": parts[count]["cores"], "workers": parts[count]["part_cores"]},
+            }
+            for count in (1, 2)
         },
         "monitor_sample": (monitor["result"].get("evidently") or {}).get("sample"),
         "load": os.getloadavg(),
     }
+
+
+def _read_through(path: Path) -> None:
+    with path.open("rb") as file:
+        while file.read(16 << 20):
+            pass
 
 
 def _verdict(ok: bool) -> str:
@@ -200,13 +234,20 @@ def report(figures: dict[str, Any]) -> dict[str, Any]:
     print(f"scale {rows:,} rows ({figures['csv_bytes'] / (1 << 20):.0f} MiB CSV), load {figures['load']}")
     print(
         f"  score_batch {seconds['score']:.1f}s vs plain pyarrow+predict+parquet {seconds['plain']:.1f}s"
+        f" (before and after: {seconds['plain_each'][0]:.1f}s, {seconds['plain_each'][1]:.1f}s)"
         f" = {time_ratio:.2f}x (target <= {TIME_TARGET}x) {_verdict(time_ratio <= TIME_TARGET)}"
+    )
+    cpu_ratio = seconds["score_cpu"] / seconds["plain_cpu"]
+    figures["cpu_ratio"] = cpu_ratio
+    print(
+        f"  CPU seconds (all threads; what a busy machine moves least): {seconds['score_cpu']:.1f} vs"
+        f" {seconds['plain_cpu']:.1f} = {cpu_ratio:.2f}x"
     )
     print(
         f"  2 workers {seconds['parts2']:.1f}s vs 1 worker {seconds['parts1']:.1f}s = {parts_ratio:.2f}x"
         f" (target <= {PARTS_TARGET}x) {_verdict(parts_ratio <= PARTS_TARGET)}"
     )
-    print(f"  parts and phases (claim, score_parts, publish) by workers: {figures['parts']}")
+    print(f"  parts, phases (claim, score_parts, publish) and CPU seconds by workers: {figures['parts']}")
     print(f"  monitor {seconds['monitor']:.1f}s")
     for name, peak in peaks.items():
         note = "" if name == "plain" else f" {_verdict(peak <= MEMORY_TARGET)}"
@@ -227,6 +268,30 @@ def main(sizes: tuple[int, ...] = SIZES) -> list[dict[str, Any]]:
 
 
 # --- the tasks, each in a fresh interpreter ----------------------------------------------------
+
+CORE_ENV, CORES_ENV = "BENCH_SCALE_CORE", "BENCH_SCALE_CORES"
+UNPINNED_ENV = "BENCH_SCALE_UNPINNED"
+
+
+def _one_core(worker: int) -> dict[str, str]:
+    """The environment that pins a task process to one CPU (the ``worker``-th of those the
+    benchmark may use, kept in ``BENCH_SCALE_CORES`` for the processes a pinned one starts) with its
+    thread pools sized to one core; nothing when ``BENCH_SCALE_UNPINNED`` is set."""
+    if os.environ.get(UNPINNED_ENV):
+        return {}
+    listed = os.environ.get(CORES_ENV)
+    cores = [int(c) for c in listed.split(",")] if listed else sorted(os.sched_getaffinity(0))
+    return {
+        CORE_ENV: str(cores[worker % len(cores)]),
+        CORES_ENV: ",".join(map(str, cores)),
+        "OMP_NUM_THREADS": "1",
+    }
+
+
+def _pin() -> None:
+    """Pin this process to ``BENCH_SCALE_CORE`` before anything starts a thread pool."""
+    if core := os.environ.get(CORE_ENV):
+        os.sched_setaffinity(0, {int(core)})
 
 
 def _peak() -> int:
@@ -253,10 +318,10 @@ def _task_score() -> dict[str, Any]:
     from ctloop.scoring.batches import new_batches, score_batch
 
     spec, settings = _context()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     (batch,) = new_batches(spec, settings)
     result = score_batch(spec, settings, batch)
-    return {"seconds": time.perf_counter() - start, "result": result}
+    return {"seconds": time.perf_counter() - start, "cpu": time.process_time() - cpu, "result": result}
 
 
 def _task_plain() -> dict[str, Any]:
@@ -275,7 +340,7 @@ def _task_plain() -> dict[str, Any]:
     types = {c: pa.string() for c in text} | {c: pa.float64() for c in columns.numeric}
     source = settings.home / "data" / "churn" / "incoming" / BATCH
     output = settings.home / "plain.parquet"
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     model = registry.load_version(
         settings, registry.get_champion(registry.client(settings), spec.name), policy(spec)
     )
@@ -296,7 +361,8 @@ def _task_plain() -> dict[str, Any]:
         rows += len(frame)
     if writer is not None:
         writer.close()
-    return {"seconds": time.perf_counter() - start, "result": {"rows": rows}}
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {"seconds": seconds, "cpu": cpu, "result": {"rows": rows}}
 
 
 def _task_parts(workers: str) -> dict[str, Any]:
@@ -306,12 +372,12 @@ def _task_parts(workers: str) -> dict[str, Any]:
     from ctloop.scoring.batches import claim_batch, new_batches, parts, publish
 
     spec, settings = _context()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     (batch,) = new_batches(spec, settings)
     claim, done = claim_batch(spec, settings, batch)
     if done is not None:
         raise RuntimeError(f"nothing to score: {done}")
-    claimed = time.perf_counter() - start
+    claimed, claim_cpu = time.perf_counter() - start, time.process_time() - cpu_start
     claim_file = settings.home / "claim.json"
     claim_file.write_text(json.dumps(claim))
     count = int(workers)
@@ -320,13 +386,14 @@ def _task_parts(workers: str) -> dict[str, Any]:
             [sys.executable, "-m", "bench.scale", "task", "worker", str(claim_file), str(w), workers],
             stdout=subprocess.PIPE,
             text=True,
+            env={**os.environ, **_one_core(w)},
         )
         for w in range(count)
     ]
     outputs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in processes]
     if any(p.returncode for p in processes):
         raise RuntimeError("a worker failed")
-    scored = time.perf_counter() - start
+    scored, cpu_scored = time.perf_counter() - start, time.process_time()
     result = publish(spec, settings, claim, [r for o in outputs for r in o["result"]])
     return {
         "seconds": time.perf_counter() - start,
@@ -338,6 +405,13 @@ def _task_parts(workers: str) -> dict[str, Any]:
             "publish": time.perf_counter() - start - scored,
         },
         "part_peaks": [o["peak"] for o in outputs],
+        "part_cores": [o["cores"] for o in outputs],
+        # CPU seconds (all threads) of each phase and worker: what wall times mean on a busy machine
+        "cpu": {
+            "claim": claim_cpu,
+            "workers": [o["cpu_seconds"] for o in outputs],
+            "publish": time.process_time() - cpu_scored,
+        },
     }
 
 
@@ -372,7 +446,13 @@ TASKS = {
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["task"]:
+        _pin()
         outcome = TASKS[sys.argv[2]](*sys.argv[3:])
-        print(json.dumps({**outcome, "peak": _peak()}, default=str))
+        cores = sorted(os.sched_getaffinity(0))
+        print(
+            json.dumps(
+                {**outcome, "peak": _peak(), "cpu_seconds": time.process_time(), "cores": cores}, default=str
+            )
+        )
     else:
         main(tuple(int(a) for a in sys.argv[1:]) or SIZES)

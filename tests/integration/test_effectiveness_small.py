@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from bench.drift_streams import ID, TARGET, Sizes, Stream, read_labeled, write_stream
-from bench.effectiveness import LABEL_DELAY, oracle_training_batches
+from bench.effectiveness import LABEL_DELAY, oracle_training_batches, signal_name, signals_line
 from ctloop.replay.loop import ReplayOptions, run_replay
 from ctloop.replay.records import ReplayResult
 from ctloop.replay.schedule import DEFAULT_START
@@ -23,10 +23,23 @@ SIZES = Sizes(history=2000, batches=4, batch_rows=1000, change_at=2)
 
 
 def accuracy(model: object, stream: Stream, index: int) -> float:
+    return scores(model, stream, index)["accuracy"]
+
+
+def scores(model: object, stream: Stream, index: int) -> dict[str, float]:
+    """The model's accuracy, roc_auc and brier on batch ``index``, and the batch's positive share."""
+    from sklearn.metrics import brier_score_loss, roc_auc_score
+
     spec = load_spec(stream.spec_path)
     frame = read_labeled(stream, index)
-    predicted, _ = predict(model, frame, spec)
-    return float(np.mean(predicted == frame[TARGET].to_numpy()))
+    predicted, score = predict(model, frame, spec)
+    truth = frame[TARGET].to_numpy()
+    return {
+        "accuracy": float(np.mean(predicted == truth)),
+        "roc_auc": float(roc_auc_score(truth, score)),
+        "brier": float(brier_score_loss(truth, score)),
+        "positive": float(truth.mean()),
+    }
 
 
 def history_model(stream: Stream) -> object:
@@ -80,6 +93,65 @@ def test_prior_shift_changes_the_positive_share_only(tmp_path):
             < 0.2
         )
     assert accuracy(history_model(stream), stream, SIZES.change_at) > 0.85
+
+
+def test_a_moved_threshold_keeps_the_features_and_the_ranking_and_breaks_the_decisions(tmp_path):
+    stream = write_stream(tmp_path, "threshold", SIZES)
+    model = history_model(stream)
+    before, after = (scores(model, stream, i) for i in (SIZES.change_at - 1, SIZES.change_at))
+    assert before["positive"] - after["positive"] > 0.08
+    assert abs(after["roc_auc"] - before["roc_auc"]) < 0.02  # sampling noise of 1,000 rows
+    assert before["accuracy"] - after["accuracy"] > 0.03
+    assert after["brier"] > before["brier"]
+    frames = [read_labeled(stream, i) for i in (0, SIZES.change_at)]
+    assert abs(frames[0]["x1"].mean() - frames[1]["x1"].mean()) < 0.15
+    assert stream.change_points == (SIZES.change_at,)
+
+
+def test_flattened_calibration_keeps_the_positive_share_and_costs_brier_most(tmp_path):
+    stream = write_stream(tmp_path, "calibration", SIZES)
+    model = history_model(stream)
+    before, after = (scores(model, stream, i) for i in (SIZES.change_at - 1, SIZES.change_at))
+    assert abs(after["positive"] - before["positive"]) < 0.05
+    assert after["brier"] - before["brier"] > 0.04
+    assert after["roc_auc"] > 0.9  # the ranking is still the best there is
+
+
+def test_the_noisy_stream_flips_labels_throughout_and_never_changes(tmp_path):
+    stream = write_stream(tmp_path, "noisy", SIZES)
+    model = history_model(stream)
+    figures = [accuracy(model, stream, i) for i in range(SIZES.batches)]
+    assert all(0.65 < figure < 0.8 for figure in figures), figures  # 20% flipped: about 0.9 x 0.8
+    assert max(figures) - min(figures) < 0.06
+    assert stream.change_points == ()
+    # the history is as noisy: a model of it is judged on noisy labels from the start
+    stable = write_stream(tmp_path, "stable", SIZES)
+    assert accuracy(history_model(stable), stable, 0) - figures[0] > 0.1
+
+
+def test_each_trigger_line_is_counted_under_its_signal():
+    triggers = [
+        "drift share 0.40 >= 0.30",
+        "key feature(s) drifted: months",
+        "quality accuracy: 0.8410 on 2,000 labeled rows is 0.0700 worse",
+        "label shift: label_rate: 0.35 against 0.47 on 2,000 labels (alert: shift 0.120 > 0.05)",
+        "estimate roc_auc: 0.81 against 0.97",
+        "roc_auc of v2 (champion) 0.8000 against v1 (previous) 0.9000 on the same 2,000 labeled rows: ...",
+    ]
+    names = [signal_name(t) for t in triggers]
+    assert names == [
+        "drift",
+        "drift",
+        "quality accuracy",
+        "label shift label_rate",
+        "estimate roc_auc",
+        "champion regression",
+    ]
+    line = signals_line([[], ["label shift label_rate"], ["label shift label_rate", "quality accuracy"]])
+    assert line == (
+        "signals fired (3 monitor runs): label shift label_rate in runs 2, 3; quality accuracy in runs 3"
+    )
+    assert signals_line([[], []]) == "signals fired (2 monitor runs): none"
 
 
 def test_recurring_and_gradual_streams_change_as_planned(tmp_path):

@@ -36,10 +36,26 @@ def test_every_run_scores_the_batch_once_in_bounded_memory(results_dir, capsys):
 
     stored = json.loads((results_dir / f"scale_{ROWS}.json").read_text())
     assert stored["rows"] == ROWS
-    assert set(stored["seconds"]) == {"score", "plain", "parts1", "parts2", "monitor"}
+    assert set(stored["seconds"]) == {
+        "score",
+        "plain",
+        "plain_each",
+        "score_cpu",
+        "plain_cpu",
+        "parts1",
+        "parts2",
+        "monitor",
+    }
     assert stored["time_ratio"] == pytest.approx(stored["seconds"]["score"] / stored["seconds"]["plain"])
+    assert stored["seconds"]["plain"] == pytest.approx(sum(stored["seconds"]["plain_each"]) / 2)
     assert stored["parts_ratio"] == pytest.approx(stored["seconds"]["parts2"] / stored["seconds"]["parts1"])
     assert [stored["parts"][workers]["parts"] for workers in ("1", "2")] == [2, 2]
+    assert [len(stored["parts"][workers]["cpu"]["workers"]) for workers in ("1", "2")] == [1, 2]
+    one, two = (stored["parts"][workers]["cores"] for workers in ("1", "2"))  # a core per worker
+    assert one["workers"] == [one["claim_publish"]]
+    assert len(one["claim_publish"]) == 1
+    assert len(set(map(tuple, two["workers"]))) == min(2, len(os.sched_getaffinity(0)))
+    assert all(len(cores) == 1 for cores in two["workers"])
     assert all(peak < scale.MEMORY_TARGET for peak in result["peak_bytes"].values())
     assert result["monitor_sample"]["current"]["rows"] == ROWS
     out = capsys.readouterr().out

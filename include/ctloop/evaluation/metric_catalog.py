@@ -18,6 +18,7 @@ HIGHER_IS_BETTER: dict[TaskKind, dict[str, bool]] = {
         "precision": True,
         "recall": True,
         "log_loss": False,
+        "brier": False,  # scikit-learn's brier_score_loss: in [0, 1] binary, [0, 2] multiclass
     },
     "regression": {"rmse": False, "mae": False, "r2": True},
 }

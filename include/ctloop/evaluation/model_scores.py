@@ -67,7 +67,7 @@ def logged_metrics(
 
     Label metrics are scikit-learn's, as on the holdout (binary around the positive class,
     macro-averaged for multiclass models, 0 where a class's precision or recall divides by
-    zero); roc_auc and log_loss are :mod:`ctloop.evaluation.weighted_metrics`' (the champion watch's),
+    zero); roc_auc, log_loss and brier are :mod:`ctloop.evaluation.weighted_metrics`' (the champion watch's),
     so they need both classes (binary), or every class's probability as the log keeps it for
     multiclass models (``<score>__<class>`` columns: a log written before then has none).
     """
@@ -136,6 +136,7 @@ def _classification(
             **_label_metrics(y, predicted, classes[1]),
             "roc_auc": float(sk.roc_auc_score(y, scores)),
             "log_loss": float(sk.log_loss(y, np.column_stack([1 - scores, scores]), labels=classes)),
+            "brier": float(sk.brier_score_loss(y, scores, pos_label=classes[1])),
         }
     return {**_label_metrics(y, predicted, None), **_multiclass_probability_metrics(y, scores, classes)}
 
@@ -143,14 +144,15 @@ def _classification(
 def _multiclass_probability_metrics(
     y: NDArray[Any], probabilities: NDArray[Any], classes: list[Any]
 ) -> dict[str, float]:
-    """roc_auc (one-vs-rest, macro) and log_loss of a multiclass model on rows that may lack one of
-    its classes (a rare class, a small holdout) or hold a label it never saw.
+    """roc_auc (one-vs-rest, macro), log_loss and brier of a multiclass model on rows that may lack
+    one of its classes (a rare class, a small holdout) or hold a label it never saw.
 
     With every class present this is scikit-learn's ``roc_auc_score(multi_class="ovr")``; a class
     with no row (or only rows) of its own has no one-vs-rest AUC and is left out of the average,
     where scikit-learn would raise. A label the model does not know gets probability 0, so it
-    costs log loss as a certain mistake does instead of stopping the evaluation."""
+    costs log loss and brier as a certain mistake does instead of stopping the evaluation."""
     import numpy as np
+    import pandas as pd
     from sklearn import metrics as sk
 
     labels = np.asarray(y)
@@ -158,7 +160,11 @@ def _multiclass_probability_metrics(
     aucs = [sk.roc_auc_score(labels == classes[i], probabilities[:, i]) for i in judged]
     unknown = sorted(set(labels.tolist()) - set(classes), key=str)
     padded = np.hstack([probabilities, np.zeros((len(labels), len(unknown)))])
+    # each row's column among the classes then the unknown labels, in that order (not sorted as
+    # scikit-learn's brier_score_loss would take them)
+    actual = pd.Index([*classes, *unknown]).get_indexer(labels)[:, None] == np.arange(padded.shape[1])
     return {
         "roc_auc": float(np.mean(aucs)) if aucs else float("nan"),
         "log_loss": float(sk.log_loss(labels, padded, labels=[*classes, *unknown])),
+        "brier": float(((padded - actual) ** 2).sum(axis=1).mean()),
     }

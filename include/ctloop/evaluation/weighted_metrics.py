@@ -12,14 +12,15 @@ Multiclass models get every classification metric as scikit-learn computes it: a
 precision and recall macro-averaged over the classes among the labels and predictions (a class's
 0/0 counting 0, scikit-learn's ``zero_division=0``: one rare class never predicted must not leave
 the average undefined); roc_auc one-vs-rest, macro-averaged over the model's classes (undefined
-when a class has no row, or a label is not a class of the model); log_loss over every class's
-probability. The ranking metrics need every class's probability (:attr:`Predictions.probabilities`);
-predictions logged without them leave roc_auc and log_loss undefined, and say so.
+when a class has no row, or a label is not a class of the model); log_loss and brier over every
+class's probability. The probability metrics need every class's probability
+(:attr:`Predictions.probabilities`); predictions logged without them leave roc_auc, log_loss and
+brier undefined, and say so.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +34,8 @@ if TYPE_CHECKING:
     from ctloop.evaluation.metric_catalog import TaskKind
 
 MetricFunction = Callable[["np.ndarray"], "np.ndarray"]
-BINARY_ONLY = ("roc_auc", "log_loss", "f1", "precision", "recall")
+WEIGHTS_PER_CHUNK = 2_000_000  # resamples x rows held in memory at once (16 MB of float64)
+BINARY_ONLY = ("roc_auc", "log_loss", "brier", "f1", "precision", "recall")
 CLASS_SEPARATOR = "__"  # a class's probability column: ``<score column>__<class>``
 
 
@@ -167,10 +169,13 @@ def metric_function(
     is_positive = (labels == positive).astype(float)
     if metric == "roc_auc":
         return _roc_auc(is_positive, np.asarray(predictions.score, dtype=float))
-    if metric == "log_loss":
+    if metric in ("log_loss", "brier"):
         score = np.asarray(predictions.score, dtype=float)
-        eps = np.finfo(score.dtype).eps
-        losses = -np.log(np.clip(np.where(is_positive == 1, score, 1 - score), eps, 1 - eps))
+        if metric == "brier":  # squared error of the positive class's probability
+            losses = (score - is_positive) ** 2
+        else:
+            eps = np.finfo(score.dtype).eps
+            losses = -np.log(np.clip(np.where(is_positive == 1, score, 1 - score), eps, 1 - eps))
         return lambda w: _ratio(w @ losses, w.sum(axis=1))
     predicted_positive = (np.asarray(predictions.predicted) == positive).astype(float)
     hits = is_positive * predicted_positive
@@ -180,6 +185,20 @@ def metric_function(
         "f1": lambda tp, pp, ap: _ratio(2 * tp, pp + ap),
     }[metric]
     return lambda w: combine(w @ hits, w @ predicted_positive, w @ is_positive)
+
+
+def bootstrap_weights(rows: int, resamples: int, seed: int) -> Iterator[np.ndarray]:
+    """The bootstrap's resamples of ``rows`` rows as weights (how often each row is drawn), a chunk
+    of resamples at a time: each is a (chunk, rows) array for a :data:`MetricFunction`. Seeded, so a
+    re-run draws the same resamples."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    chunk = max(1, WEIGHTS_PER_CHUNK // rows)
+    for start in range(0, resamples, chunk):
+        size = min(chunk, resamples - start)
+        drawn = rng.integers(0, rows, size=(size, rows), dtype=np.int64) + rows * np.arange(size)[:, None]
+        yield np.bincount(drawn.ravel(), minlength=size * rows).reshape(size, rows).astype(float)
 
 
 def metric_value(
@@ -285,9 +304,13 @@ def _multiclass(metric: str, labels: np.ndarray, predictions: Predictions) -> Me
         return lambda w: np.where(
             w @ unknown > 0, np.nan, np.column_stack([auc(w) for auc in per_class]).mean(axis=1)
         )
-    eps = np.finfo(probabilities.dtype).eps
-    chosen = probabilities[np.arange(len(labels)), np.where(position < 0, 0, position)]
-    losses = np.where(position < 0, 0.0, -np.log(np.clip(chosen, eps, 1 - eps)))
+    if metric == "brier":  # squared error summed over the classes, in [0, 2]
+        actual = position[:, None] == np.arange(len(predictions.classes))[None, :]
+        losses = np.where(position < 0, 0.0, ((probabilities - actual) ** 2).sum(axis=1))
+    else:
+        eps = np.finfo(probabilities.dtype).eps
+        chosen = probabilities[np.arange(len(labels)), np.where(position < 0, 0, position)]
+        losses = np.where(position < 0, 0.0, -np.log(np.clip(chosen, eps, 1 - eps)))
     return lambda w: np.where(w @ unknown > 0, np.nan, _ratio(w @ losses, w.sum(axis=1)))
 
 

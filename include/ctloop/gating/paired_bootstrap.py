@@ -10,7 +10,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ctloop.evaluation.metric_catalog import higher_is_better
-from ctloop.evaluation.weighted_metrics import Predictions, metric_function, metric_value, positive_label
+from ctloop.evaluation.weighted_metrics import (
+    Predictions,
+    bootstrap_weights,
+    metric_function,
+    metric_value,
+    positive_label,
+)
 from ctloop.gating.decision import GateVerdict
 
 if TYPE_CHECKING:
@@ -21,7 +27,6 @@ if TYPE_CHECKING:
     from ctloop.spec.models import BootstrapRule
 
 MAX_DEGENERATE_SHARE = 0.1  # more draws than this without a defined metric: the interval is not trusted
-WEIGHTS_PER_CHUNK = 2_000_000  # resamples x rows held in memory at once (16 MB of float64)
 
 
 def paired_bootstrap(
@@ -107,15 +112,10 @@ def _resampled(
     """
     import numpy as np
 
-    n = len(y)
     score_candidate = metric_function(task, rule.metric, y, candidate, positive)
     score_champion = metric_function(task, rule.metric, y, champion, positive)
-    rng = np.random.default_rng(rule.seed)
-    chunk = max(1, WEIGHTS_PER_CHUNK // n)
-    differences = []
-    for start in range(0, rule.resamples, chunk):
-        size = min(chunk, rule.resamples - start)
-        rows = rng.integers(0, n, size=(size, n), dtype=np.int64) + n * np.arange(size)[:, None]
-        weights = np.bincount(rows.ravel(), minlength=size * n).reshape(size, n).astype(float)
-        differences.append(score_candidate(weights) - score_champion(weights))
+    differences = [
+        score_candidate(weights) - score_champion(weights)
+        for weights in bootstrap_weights(len(y), rule.resamples, rule.seed)
+    ]
     return np.concatenate(differences)

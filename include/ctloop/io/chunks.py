@@ -27,15 +27,17 @@ import pandas as pd
 import pyarrow as pa
 
 from ctloop.errors import CtloopError, DataReadError
-from ctloop.io.readers import _check_unique, check_finite, text_columns
+from ctloop.io.readers import check_finite, check_unique, text_columns
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from pathlib import Path
 
+    import pyarrow.csv as pacsv
+
     from ctloop.io.readers import ReadOptions
 
-DEFAULT_BLOCK_BYTES = 16 << 20
+DEFAULT_BLOCK_BYTES = 4 << 20
 _NOT_A_NUMBER = re.compile(
     r"In CSV column #(?P<column>\d+): (?:Row #\d+: )?"
     r"CSV conversion error to double: invalid value '(?P<value>.*)'$",
@@ -128,33 +130,45 @@ def _csv_batches(
 ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
     import pyarrow.csv as pacsv
 
+    parse, _ = csv_options([], options)
     read = pacsv.ReadOptions(block_size=block_bytes)
-    parse = pacsv.ParseOptions(newlines_in_values=True)
-    with _reading(name, "csv"):
+    with read_errors(name, "csv"):
         names = pacsv.open_csv(path, read_options=read, parse_options=parse).schema.names
-    _check_unique(names, name)
-    numeric = set(options["numeric_columns"])
-    convert = pacsv.ConvertOptions(
-        column_types={c: pa.float64() if c in numeric else pa.string() for c in names},
-        null_values=list(options["na_values"]),
-        strings_can_be_null=True,
-        include_columns=list(columns) if columns is not None else names,
-    )
-    with _csv_reading(name, names):  # the first block is parsed here already
+    check_unique(names, name)
+    _, convert = csv_options(names, options, columns)
+    with csv_reading(name, names):  # the first block is parsed here already
         reader = pacsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert)
 
     def batches() -> Iterator[pa.RecordBatch]:
-        with reader, _csv_reading(name, names):
+        with reader, csv_reading(name, names):
             yield from reader
 
     return reader.schema, batches()
 
 
+def csv_options(
+    names: Sequence[str], options: ReadOptions, columns: Sequence[str] | None = None
+) -> tuple[pacsv.ParseOptions, pacsv.ConvertOptions]:
+    """How a CSV file with the header ``names`` is parsed and typed (quoted newlines allowed;
+    numeric columns float64, every other column text, the spec's NA tokens null), reading
+    ``columns`` only (all when None)."""
+    import pyarrow.csv as pacsv
+
+    numeric = set(options["numeric_columns"])
+    convert = pacsv.ConvertOptions(
+        column_types={c: pa.float64() if c in numeric else pa.string() for c in names},
+        null_values=list(options["na_values"]),
+        strings_can_be_null=True,
+        include_columns=list(columns) if columns is not None else list(names),
+    )
+    return pacsv.ParseOptions(newlines_in_values=True), convert
+
+
 @contextmanager
-def _csv_reading(name: str, names: list[str]) -> Iterator[None]:
+def csv_reading(name: str, names: list[str]) -> Iterator[None]:
     """A value that is not a number names its column as the schema check would; anything else makes
     the file unreadable, named like :func:`parse_frame`'s errors."""
-    with _reading(name, "csv"):
+    with read_errors(name, "csv"):
         try:
             yield
         except pa.ArrowInvalid as exc:
@@ -169,9 +183,9 @@ def _parquet_batches(
 ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
     import pyarrow.parquet as pq
 
-    with _reading(name, "parquet"):
+    with read_errors(name, "parquet"):
         parquet = pq.ParquetFile(path)
-    _check_unique(parquet.schema_arrow.names, name)
+    check_unique(parquet.schema_arrow.names, name)
     schema = (
         parquet.schema_arrow
         if columns is None
@@ -179,14 +193,14 @@ def _parquet_batches(
     )
 
     def batches() -> Iterator[pa.RecordBatch]:
-        with parquet, _reading(name, "parquet"):
+        with parquet, read_errors(name, "parquet"):
             yield from parquet.iter_batches(batch_size=chunk_rows, columns=columns)
 
     return schema, batches()
 
 
 @contextmanager
-def _reading(name: str, fmt: str) -> Iterator[None]:
+def read_errors(name: str, fmt: str) -> Iterator[None]:
     """Turn a pyarrow failure into a :class:`DataReadError` naming the file, as parse_frame does."""
     try:
         yield
@@ -230,8 +244,11 @@ def _frame(
     frame = table.to_pandas()
     if fmt == "csv":
         for column in [c for c in frame.columns if c not in numeric]:  # null as parse_frame's NaN
-            values = frame[column]
-            frame[column] = values.where(values.notna(), np.nan)
+            nulls = table.column(column).is_null().to_numpy(zero_copy_only=False)  # Arrow's bitmap
+            if nulls.any():  # cheaper than pandas' isna over Python strings
+                values = frame[column].to_numpy(dtype=object, copy=True)
+                values[nulls] = np.nan
+                frame[column] = values
         for column in [c for c in inferred if c in frame.columns]:
             frame[column] = _as_read(frame[column])
     else:

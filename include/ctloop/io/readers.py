@@ -77,7 +77,7 @@ def parse_frame(
         raise DataReadError(f"{name}: file is empty (0 bytes)")
     try:
         if fmt == "csv":
-            _check_unique(_csv_header(data), name)
+            check_unique(_csv_header(data), name)
             frame = pd.read_csv(
                 io.BytesIO(data),
                 dtype={c: "str" for c in string_columns},
@@ -86,7 +86,7 @@ def parse_frame(
                 usecols=None if columns is None else list(columns),
             )
         else:
-            _check_unique(pq.read_schema(io.BytesIO(data)).names, name)
+            check_unique(pq.read_schema(io.BytesIO(data)).names, name)
             frame = pd.read_parquet(io.BytesIO(data), columns=None if columns is None else list(columns))
     except CtloopError:
         raise
@@ -121,7 +121,7 @@ def _csv_header(data: bytes) -> list[str]:
     return [str(v) for v in header.iloc[0]] if len(header) else []
 
 
-def _check_unique(names: list[str], name: str) -> None:
+def check_unique(names: list[str], name: str) -> None:
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise DataReadError(f"{name}: column {repeated[0]!r} appears more than once in the header")

@@ -36,6 +36,10 @@ class Storage(Protocol):
     def uri(self, key: str) -> str: ...
     def exists(self, key: str) -> bool: ...
     def read_bytes(self, key: str) -> bytes: ...
+    def read_range(self, key: str, start: int, end: int) -> bytes:
+        """Bytes ``start`` to ``end`` (exclusive) of the object, without reading the rest."""
+        ...
+
     def write_bytes(self, key: str, data: bytes) -> str: ...
     def list_keys(self, prefix: str = "") -> list[str]: ...
     def delete(self, key: str) -> None: ...
@@ -123,6 +127,16 @@ class LocalStorage:
         with _naming(str(path), "read"):
             try:
                 return path.read_bytes()
+            except FileNotFoundError as exc:
+                raise StorageError(f"{path}: no such object") from exc
+
+    def read_range(self, key: str, start: int, end: int) -> bytes:
+        path = self._path(key)
+        with _naming(str(path), "read"):
+            try:
+                with path.open("rb") as file:
+                    file.seek(start)
+                    return file.read(end - start)
             except FileNotFoundError as exc:
                 raise StorageError(f"{path}: no such object") from exc
 
@@ -248,6 +262,20 @@ class S3Storage:
     def read_bytes(self, key: str) -> bytes:
         def read(client: Any) -> bytes:  # the body streams after the call: its errors count too
             body: bytes = client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+            return body
+
+        data: bytes = self._call(self.uri(key), "read", read)
+        return data
+
+    def read_range(self, key: str, start: int, end: int) -> bytes:
+        if end <= start:  # an empty HTTP range is not satisfiable
+            return b""
+
+        def read(client: Any) -> bytes:
+            response = client.get_object(
+                Bucket=self.bucket, Key=self._key(key), Range=f"bytes={start}-{end - 1}"
+            )
+            body: bytes = response["Body"].read()
             return body
 
         data: bytes = self._call(self.uri(key), "read", read)

@@ -23,13 +23,18 @@ The rules replicated, from ``evidently/legacy/calculations``:
   value new in current gives p = 0. ``z_stattest``: share of values other than the smallest
   (sorted) value, pooled two-proportion z-test; p = 1 when both frames hold one and the same value.
 - ``calculations/data_drift.get_dataset_drift``: dataset drift when drifted share >= 0.5.
+
+Memory: a side is read a column at a time and each column a piece at a time (a Parquet row group,
+:class:`Side`). A numeric column's finite values are copied into one float64 buffer and sorted in
+place (8 bytes a row, once); a categorical column is kept as counts per distinct value, merged
+piece by piece. The Wasserstein walk works in slices of a bounded number of quantile cells.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +51,7 @@ FEW_VALUES = 5  # Evidently: numeric columns with <= this many distinct values a
 DEFAULT_DRIFT_SHARE = 0.5  # Evidently's DataDriftPreset(drift_share=0.5)
 THRESHOLDS = {"wasserstein": 0.1, "jensenshannon": 0.1, "ks": 0.05, "chisquare": 0.05, "z": 0.05}
 _WASSERSTEIN_MIN_NORM = 0.001  # Evidently divides by max(std(reference), 0.001)
-_SLICE = 1 << 18  # reference cells per slice of the Wasserstein walk
+_SLICE = 1 << 18  # quantile cells of either side per slice of the Wasserstein walk
 _PREFIX = 1024  # distinct values in a prefix: enough to rule out "few values" without a full scan
 
 
@@ -68,6 +73,21 @@ class ColumnDrift:
         return dataclasses.asdict(self)
 
 
+@dataclass(frozen=True)
+class Side:
+    """One side of a comparison, read a column at a time: ``pieces(column)`` gives the column's
+    values in order, a piece at a time (a Parquet row group, say), and ``rows`` is at least the
+    number of values a column has (a numeric column is gathered into one buffer of that size)."""
+
+    rows: int
+    pieces: Callable[[str], Iterable[pd.Series]]
+
+    @classmethod
+    def of_frame(cls, frame: pd.DataFrame) -> Side:
+        """A frame in memory: each column is one piece."""
+        return cls(len(frame), lambda column: [frame[column]])
+
+
 def column_drift(
     reference: pd.DataFrame, current: pd.DataFrame, numeric: list[str], categorical: list[str]
 ) -> list[ColumnDrift]:
@@ -76,31 +96,28 @@ def column_drift(
     Columns not listed are ignored. Results come in the order numeric, then categorical.
     """
     _check_inputs(reference, current, numeric, categorical)
-    return stream_column_drift(reference.__getitem__, current.__getitem__, numeric, categorical)
+    return stream_column_drift(Side.of_frame(reference), Side.of_frame(current), numeric, categorical)
 
 
 def stream_column_drift(
-    reference: Callable[[str], pd.Series],
-    current: Callable[[str], pd.Series],
-    numeric: list[str],
-    categorical: list[str],
+    reference: Side, current: Side, numeric: list[str], categorical: list[str]
 ) -> list[ColumnDrift]:
-    """:func:`column_drift`, asking ``reference`` and ``current`` for one column at a time (a
-    Parquet column projection, say) and dropping it once tested: the memory held is one column of
-    each side, however many columns the frames have. The same values give the same results.
+    """:func:`column_drift`, reading each side one column at a time, a piece at a time (Parquet
+    column projection and row groups, say), and dropping the column once tested: the memory held
+    is one numeric column of each side (8 bytes a row) or one piece and the counts of a categorical
+    one, however many columns the sides have. The same values in the same order give the same
+    results, however they are cut into pieces.
     """
     _check_columns(numeric, categorical)
     results = []
     for column in numeric:
-        ref = _numeric_values(_column(reference, column, "reference"), column, "reference")
-        cur = _numeric_values(_column(current, column, "current"), column, "current")
+        ref = _numeric_values(reference, column, "reference")
+        cur = _numeric_values(current, column, "current")
         results.append(_numeric_drift(column, ref, cur))
         del ref, cur
     for column in categorical:
-        ref_counts, ref_values = _categorical_counts(
-            _column(reference, column, "reference"), column, "reference"
-        )
-        cur_counts, cur_values = _categorical_counts(_column(current, column, "current"), column, "current")
+        ref_counts, ref_values = _categorical_counts(reference, column, "reference")
+        cur_counts, cur_values = _categorical_counts(current, column, "current")
         results.append(_categorical_drift(column, ref_counts, ref_values, cur_counts, cur_values))
     return results
 
@@ -138,32 +155,50 @@ def _check_inputs(
             raise DriftInputError(f"column(s) {missing} missing from the {name} frame")
 
 
-def _column(read: Callable[[str], pd.Series], column: str, which: str) -> pd.Series:
-    """One column from a reader; an empty one is an error, as an empty frame is."""
-    series = read(column)
-    if len(series) == 0:
+def _numeric_values(side: Side, column: str, which: str) -> np.ndarray:
+    """The column's finite values as float64, in order, gathered a piece at a time into one buffer
+    of ``side.rows`` values: the column is held once, whatever the pieces."""
+    values = np.empty(side.rows, dtype=np.float64)
+    seen = kept = 0
+    for piece in side.pieces(column):
+        if not pd.api.types.is_numeric_dtype(piece.dtype):
+            raise DriftInputError(f"numeric column {column!r} has dtype {piece.dtype} in the {which} frame")
+        part: np.ndarray = piece.to_numpy(dtype=np.float64, na_value=np.nan)
+        seen += part.size
+        if seen > side.rows:
+            raise ValueError(f"column {column!r} of the {which} side has more than its {side.rows} rows")
+        finite = np.isfinite(part)
+        if not finite.all():
+            part = part[finite]
+        values[kept : kept + part.size] = part
+        kept += part.size
+    if seen == 0:
         raise DriftInputError(f"the {which} frame is empty (column {column!r})")
-    return series
-
-
-def _numeric_values(series: pd.Series, column: str, which: str) -> np.ndarray:
-    """The column's finite values as float64; a view of the frame's data when nothing is dropped."""
-    if not pd.api.types.is_numeric_dtype(series.dtype):
-        raise DriftInputError(f"numeric column {column!r} has dtype {series.dtype} in the {which} frame")
-    values: np.ndarray = series.to_numpy(dtype=np.float64, na_value=np.nan)
-    finite = np.isfinite(values)
-    if not finite.all():
-        values = values[finite]
-    if values.size == 0:
+    if kept == 0:
         raise DriftInputError(f"column {column!r} is all-null (no finite values) in the {which} frame")
-    return values
+    return values[:kept]
 
 
-def _categorical_counts(series: pd.Series, column: str, which: str) -> tuple[np.ndarray, np.ndarray]:
-    """Counts per distinct non-null value and those values (object array), via one hash pass."""
-    codes, uniques = pd.factorize(series, use_na_sentinel=True)
-    values = np.asarray(uniques, dtype=object)
-    counts = np.bincount(codes + 1, minlength=len(values) + 1)[1:]
+def _categorical_counts(side: Side, column: str, which: str) -> tuple[np.ndarray, np.ndarray]:
+    """Counts per distinct non-null value and those values (object array), in order of first
+    appearance: one hash pass per piece, each piece's counts merged into the column's."""
+    counts, values, seen = np.zeros(0, dtype=np.int64), np.empty(0, dtype=object), 0
+    for piece in side.pieces(column):
+        seen += len(piece)
+        codes, uniques = pd.factorize(piece, use_na_sentinel=True)
+        piece_values = np.asarray(uniques, dtype=object)
+        piece_counts = np.bincount(codes + 1, minlength=len(piece_values) + 1)[1:]
+        if not len(values):
+            counts, values = piece_counts, piece_values
+            continue
+        # the known values keep their places, values new in this piece follow in its order
+        position, merged = pd.factorize(np.concatenate([values, piece_values]))
+        merged_counts = np.zeros(len(merged), dtype=np.int64)
+        merged_counts[: len(counts)] = counts
+        np.add.at(merged_counts, position[len(values) :], piece_counts)
+        counts, values = merged_counts, np.asarray(merged, dtype=object)
+    if seen == 0:
+        raise DriftInputError(f"the {which} frame is empty (column {column!r})")
     # Evidently turns +-inf into NaN before dropping NaNs, for any kind of column.
     keep = np.array([not (isinstance(v, float) and math.isinf(v)) for v in values], dtype=bool)
     counts, values = counts[keep], values[keep]
@@ -292,10 +327,12 @@ def _wasserstein_normed(ref: np.ndarray, cur: np.ndarray) -> float:
 
     Computed on quantile functions: W1 = integral over t of |F_ref^-1(t) - F_cur^-1(t)|, which on
     two sorted samples needs no merge sort and no searchsorted (scipy's way, 4x slower here).
+    Sorts ``ref`` and ``cur`` in place (the caller's own buffers): no copy of either column.
     """
     norm = max(float(np.std(ref)), _WASSERSTEIN_MIN_NORM)
-    r = np.sort(ref)
-    c = np.sort(cur)
+    r, c = ref, cur
+    r.sort()
+    c.sort()
     nr, nc = r.size, c.size
     if nr == nc:
         r -= c
@@ -303,10 +340,12 @@ def _wasserstein_normed(ref: np.ndarray, cur: np.ndarray) -> float:
     else:
         # Quantile levels in units of 1 / (nr * nc): reference cell i starts at i * nc, current
         # cell j at j * nr; between consecutive starts both quantile functions are constant.
-        # Walked in slices of reference cells, so the extra memory stays a few MB.
+        # Walked in slices of reference cells holding at most about _SLICE cells of each side
+        # (a larger current has more cells per reference cell), so the extra memory stays a few MB.
+        step = _SLICE if nc <= nr else max(1, _SLICE * nr // nc)
         total = 0.0
-        for a in range(0, nr, _SLICE):
-            b = min(a + _SLICE, nr)
+        for a in range(0, nr, step):
+            b = min(a + step, nr)
             lo, hi = a * nc, b * nc
             first, stop = -(-lo // nr), -(-hi // nr)  # current cells starting in [lo, hi)
             starts = np.concatenate(

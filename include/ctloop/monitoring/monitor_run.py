@@ -9,11 +9,16 @@ the same rows (ctloop.monitoring.champion_watch); a significant regression rolls
 the ledger, with the monitor as the user, and asks for a retrain. A challenger waiting for
 approval is compared with the champion the same way, for its reviewer; that decides nothing.
 
-Memory does not grow with the window's width: each drift test reads its one column of the
-window's partitions and of the reference (Parquet column projection) and drops it; quality reads
-only the labeled columns it needs (ids, label, each model's outputs), a row group at a time; the
-report's samples are taken a row group at a time at seeded positions. The whole window is never
-one frame.
+Memory does not grow with the window's width, and only by one column with its length: each
+drift test reads its one column of the window's partitions and of the reference (Parquet column
+projection) a row group at a time, gathers a numeric column into one buffer (8 bytes a row) or
+counts a categorical one as it goes, and drops it; quality reads only the labeled columns it needs
+(ids, label, each model's outputs), a row group at a time; the report's samples are taken a row
+group at a time at seeded positions, its known classes as each row group's distinct values. The
+whole window is never one frame, and the reference is built from the training snapshot a row
+group at a time. Label shift (ctloop.monitoring.label_shift) and the performance estimate
+(ctloop.monitoring.performance_estimate) reduce the reference, the champion's holdout and the
+window's score columns to counts and per-class sums, a row group at a time.
 """
 
 from __future__ import annotations
@@ -22,23 +27,24 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from ctloop import clock, notifications
-from ctloop.data.snapshots import load_snapshot, snapshot_key
+from ctloop.data.snapshots import snapshot_key
 from ctloop.errors import RollbackRefused
 from ctloop.evaluation.model_scores import logged_metrics
 from ctloop.evaluation.weighted_metrics import CLASS_SEPARATOR, Predictions
-from ctloop.io.readers import to_parquet_bytes
 from ctloop.io.storage import home_storage
-from ctloop.monitoring import retrain_requests
+from ctloop.monitoring import label_shift, performance_estimate, retrain_requests
 from ctloop.monitoring.champion_watch import PairedComparison, compare, compare_challenger, watched_promotion
-from ctloop.monitoring.drift_stats import drift_share, stream_column_drift
+from ctloop.monitoring.drift_stats import Side, drift_share, stream_column_drift
+from ctloop.monitoring.quality_rules import RuleOutcome, assess
 from ctloop.monitoring.retrain_policy import ATTACH, HOLD, RETRAIN, ROLLBACK, Evidence, decide
 from ctloop.registry import ledger, model_trust, tags
 from ctloop.registry import mlflow_store as registry
 from ctloop.registry.rollback import rollback
-from ctloop.scoring.batches import predict
+from ctloop.scoring.batches import model_predictions
 from ctloop.scoring.prediction_log import (
     CHALLENGER,
     LABELED,
@@ -48,9 +54,9 @@ from ctloop.scoring.prediction_log import (
     batch_ids,
     file_columns,
     file_rows,
+    iter_column,
     iter_row_groups,
     local_partitions,
-    read_files,
     read_positions,
 )
 
@@ -60,6 +66,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
+    from numpy.typing import NDArray
 
     from ctloop.evaluation.metric_catalog import TaskKind
     from ctloop.io.storage import Storage
@@ -91,16 +98,24 @@ class Window(TypedDict):
 class Sides:
     """The two sides a run compares, as local Parquet files: the reference (the champion's training
     snapshot with its predictions) and the window's partitions. Each test reads the one column it
-    tests, so a run holds about one column of the window plus the reference's, whatever its width."""
+    tests, a row group at a time, so a run holds about one column of the window plus the
+    reference's, whatever its width."""
 
     reference: Path
     current: list[Path]
 
-    def reference_column(self, column: str) -> pd.Series:
-        return read_files([self.reference], [column])[column]
+    @property
+    def reference_columns(self) -> Side:
+        return _columns([self.reference])
 
-    def current_column(self, column: str) -> pd.Series:
-        return read_files(self.current, [column])[column]
+    @property
+    def current_columns(self) -> Side:
+        return _columns(self.current)
+
+
+def _columns(paths: list[Path]) -> Side:
+    """Partition files as one side of the drift tests: any column, a row group at a time."""
+    return Side(sum(file_rows(paths)), partial(iter_column, paths))
 
 
 def history_prefix(pipeline: str) -> str:
@@ -108,16 +123,65 @@ def history_prefix(pipeline: str) -> str:
 
 
 def reference_key(spec: PipelineSpec, settings: Settings, champion: ModelVersion) -> str:
-    """The key of the champion's training snapshot with its predictions on it, written once per version."""
-    storage = home_storage(settings)
+    """The key of the champion's training snapshot with its predictions on it (as the log keeps
+    them: a multiclass model's every class probability too, which the performance estimate
+    calibrates), written once per version. The snapshot's features and target are read a row group
+    at a time, predicted and written as they come: the snapshot is never held whole, nor its other
+    columns read."""
     key = f"monitor/{spec.name}/reference/v{champion.version}.parquet"
+    if home_storage(settings).exists(key):  # a version's reference is written once
+        return key
+    snapshot = snapshot_key(spec.name, champion.tags[tags.DATA_SHA256])
+    return _with_predictions(spec, settings, champion, snapshot, key)
+
+
+def holdout_reference_key(spec: PipelineSpec, settings: Settings, champion: ModelVersion) -> str | None:
+    """The key of the champion's frozen holdout with its predictions on it, written once per version
+    as :func:`reference_key` writes the snapshot's: labeled rows the champion never trained on, which
+    the performance estimate calibrates on and the predicted-rate label shift takes its baseline
+    from (on its own training rows a model that overfits looks surer and more right than it is).
+    None for a version without a stored holdout (registered without a training run, say)."""
+    holdout = champion.tags.get(tags.HOLDOUT_KEY)
+    if not holdout or not home_storage(settings).exists(holdout):
+        return None
+    key = f"monitor/{spec.name}/reference/v{champion.version}-holdout.parquet"
+    return _with_predictions(spec, settings, champion, holdout, key)
+
+
+def _with_predictions(
+    spec: PipelineSpec, settings: Settings, champion: ModelVersion, source_key: str, key: str
+) -> str:
+    """``key``: the features and target of the Parquet file ``source_key`` with the champion's
+    outputs on each row, unless it is there already."""
+    import tempfile
+    from pathlib import Path
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    storage = home_storage(settings)
     if storage.exists(key):
         return key
-    snapshot = load_snapshot(snapshot_key(spec.name, champion.tags[tags.DATA_SHA256]), settings)
     model = registry.load_version(settings, champion, model_trust.policy(spec))
-    reference = snapshot[[*spec.columns.features, spec.columns.target]].copy()
-    reference["prediction"], reference["score"] = predict(model, snapshot, spec)
-    storage.write_bytes(key, to_parquet_bytes(reference))
+    columns = [*spec.columns.features, spec.columns.target]
+    with storage.local_file(source_key) as source_path, tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "reference.parquet"
+        with pq.ParquetFile(source_path) as source:
+            writer: pq.ParquetWriter | None = None
+            for group in range(source.num_row_groups):
+                table = source.read_row_group(group, columns=columns, use_pandas_metadata=True)
+                predictions = model_predictions(model, table.to_pandas(), spec)
+                # the snapshot's own column types, whatever a row group holds (an all-null one, say)
+                table = table.replace_schema_metadata(None)
+                for name, values in predictions.columns(SERVED.prediction, SERVED.score).items():
+                    kind = None if name == SERVED.prediction else pa.float64()
+                    table = table.append_column(name, pa.array(values, type=kind))
+                writer = writer or pq.ParquetWriter(path, table.schema)
+                writer.write_table(table)
+            if writer is None:
+                raise ValueError(f"{source_key}: the champion's training data has no rows")
+            writer.close()
+        storage.publish_file(key, path)
     return key
 
 
@@ -166,14 +230,18 @@ def _served(spec: PipelineSpec, settings: Settings, champion_version: str) -> pd
 
 def quality(spec: PipelineSpec, labeled: pd.DataFrame) -> dict[str, float] | None:
     """Model quality on the labeled rows, from the logged predictions: the metrics defined there."""
-    return None if labeled.empty else _quality(spec, labeled)[0]
+    return None if labeled.empty else logged_metrics(spec, *_served_outputs(spec, labeled))[0]
 
 
-def _quality(spec: PipelineSpec, labeled: pd.DataFrame) -> tuple[dict[str, float], dict[str, str]]:
-    """The champion's metrics on labeled rows it served, and why each one left out is undefined
-    (a multiclass model's ranking metrics read every class's logged probability)."""
+def _served_outputs(spec: PipelineSpec, labeled: pd.DataFrame) -> tuple[NDArray[Any], Predictions]:
+    """The labels of rows the champion served and its logged predictions of them (a multiclass
+    model's probability metrics read every class's logged probability); none for no rows."""
+    import numpy as np
+
+    if labeled.empty:  # no labeled partition at all has no columns either
+        return np.array([]), Predictions(np.array([]), np.array([]))
     y = labeled[spec.columns.target].to_numpy()
-    return logged_metrics(spec, y, Predictions.from_frame(labeled, SERVED.prediction, SERVED.score))
+    return y, Predictions.from_frame(labeled, SERVED.prediction, SERVED.score)
 
 
 def prediction_columns(task: TaskKind) -> tuple[list[str], list[str]]:
@@ -213,6 +281,7 @@ def run_monitor(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> dict
         with storage.local_file(reference_key(spec, settings, champion)) as reference:
             sides = Sides(reference, current)
             summary |= _measure(spec, sides, window, mlflow_client, champion)
+            summary |= _label_signals(spec, settings, champion, sides, window, summary)
             summary |= _write_report(spec, settings, ctx, sides, window, summary)
     comparison = _watch(spec, settings, version, window)
     if comparison is not None:
@@ -230,10 +299,10 @@ def run_monitor(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> dict
         drift_share=summary["drift"]["share"],
         drifted_features=[c["column"] for c in summary["drift"]["drifted_columns"]],
         labeled_rows=summary["quality"]["labeled_rows"],
-        quality=summary["quality"]["value"],
-        champion_quality=summary["quality"]["champion_value"],
-        quality_why=summary["quality"]["undefined"].get(summary["quality"]["metric"]),
+        quality_rules=tuple(RuleOutcome.model_validate(r) for r in summary["quality"]["rules"]),
         regression=comparison.why if comparison is not None and comparison.verdict == ROLLBACK else None,
+        label_shift=summary["label_shift"],
+        estimate=summary["estimate"],
     )
     decision = decide(spec, evidence, history, requests, clock.now())
     if decision["action"] == ROLLBACK and comparison is not None:
@@ -304,11 +373,9 @@ def _measure(
     mlflow_client: MlflowClient,
     champion: ModelVersion,
 ) -> dict[str, Any]:
-    read = (sides.reference_column, sides.current_column)
+    read = (sides.reference_columns, sides.current_columns)
     features = stream_column_drift(*read, spec.columns.numeric, spec.columns.categorical)
     predictions = stream_column_drift(*read, *prediction_columns(spec.task))
-    metric = spec.monitoring.quality.metric
-    metrics, undefined = _quality(spec, window["labeled"]) if not window["labeled"].empty else (None, {})
     # a version registered without a run has no holdout value: quality is then left undecided
     champion_metrics = mlflow_client.get_run(champion.run_id).data.metrics if champion.run_id else {}
     return {
@@ -322,18 +389,61 @@ def _measure(
             "columns": [c.as_dict() for c in features],
         },
         "prediction_drift": [c.as_dict() for c in predictions],
-        "quality": {
-            "metric": metric,
-            "value": (metrics or {}).get(metric),
-            "champion_value": champion_metrics.get(f"holdout_{metric}"),
-            "labeled_rows": len(window["labeled"]),
-            "labeled_batches": sorted(window["labeled"][BATCH_ID].unique().tolist())
-            if not window["labeled"].empty
-            else [],
-            "metrics": metrics,
-            "undefined": undefined,
-        },
+        "quality": _quality_summary(spec, window["labeled"], champion_metrics),
     }
+
+
+def _quality_summary(
+    spec: PipelineSpec, labeled: pd.DataFrame, champion_metrics: dict[str, float]
+) -> dict[str, Any]:
+    """The champion's metrics on the window's labeled rows and every quality rule judged on them
+    (``rules``); ``metric``, ``value`` and ``champion_value`` are the first rule's (its reference)."""
+    y, served = _served_outputs(spec, labeled)
+    metrics, undefined = logged_metrics(spec, y, served) if not labeled.empty else (None, {})
+    rules = assess(spec, y, served, (metrics or {}, undefined), champion_metrics)
+    return {
+        "metric": rules[0].metric,
+        "value": rules[0].value,
+        "champion_value": rules[0].reference,
+        "labeled_rows": len(labeled),
+        "labeled_batches": sorted(labeled[BATCH_ID].unique().tolist()) if not labeled.empty else [],
+        "metrics": metrics,
+        "undefined": undefined,
+        "rules": [r.model_dump() for r in rules],
+    }
+
+
+def _label_signals(
+    spec: PipelineSpec,
+    settings: Settings,
+    champion: ModelVersion,
+    sides: Sides,
+    window: Window,
+    measured: dict[str, Any],
+) -> dict[str, Any]:
+    """Label shift (the window's labeled rows against the training data's labels, and against the
+    champion's predictions on its holdout) and the estimate of the champion's quality on the
+    window's rows from its probabilities calibrated on the holdout, beside the realised quality;
+    each reads its few columns of the reference, the holdout and the window a row group at a time."""
+    from contextlib import ExitStack
+
+    columns = [spec.columns.target, SERVED.prediction]
+    holdout_key = holdout_reference_key(spec, settings, champion)
+    storage = home_storage(settings)
+    with ExitStack() as stack:
+        holdout = None if holdout_key is None else stack.enter_context(storage.local_file(holdout_key))
+        return {
+            "label_shift": label_shift.measure(
+                spec,
+                iter_row_groups([sides.reference], columns),
+                None if holdout is None else iter_row_groups([holdout], columns),
+                window["labeled"],
+                SERVED.prediction,
+            ),
+            "estimate": performance_estimate.estimate(
+                spec, holdout, sides.current, SERVED, measured["quality"].get("metrics")
+            ),
+        }
 
 
 def _write_report(
@@ -350,7 +460,6 @@ def _write_report(
         ReportData,
         build_sampled_report,
         column_kinds,
-        distinct_labels,
         sample_frame,
         sample_positions,
     )
@@ -362,10 +471,10 @@ def _write_report(
     labeled = _labeled_current(spec, sides.current, window["labeled"])
     classes: list[Any] = []  # the known classes: every predicted class, and the reference's labels
     if spec.task == "classification":
-        classes += distinct_labels(sides.current_column(SERVED.prediction))
-        classes += distinct_labels(sides.reference_column(SERVED.prediction))
+        classes += _labels(sides.current_columns, SERVED.prediction)
+        classes += _labels(sides.reference_columns, SERVED.prediction)
         if target in file_columns(sides.reference):
-            classes += distinct_labels(sides.reference_column(target))
+            classes += _labels(sides.reference_columns, target)
     data = ReportData(
         reference=read_positions(
             [sides.reference], columns, sample_positions(reference_rows, rows, seed, stream=0)
@@ -393,20 +502,33 @@ def _write_report(
     return {"report_uri": uri, "evidently": evidently_summary}
 
 
+def _labels(side: Side, column: str) -> list[Any]:
+    """The column's distinct class labels (``distinct_labels``), from each row group's distinct
+    values: what is held is one row group and the values."""
+    import pandas as pd
+
+    from ctloop.monitoring.drift_report import distinct_labels
+
+    found = [pd.Series(piece.unique()) for piece in side.pieces(column)]
+    return distinct_labels(pd.concat(found, ignore_index=True)) if found else []
+
+
 def _report_tests(sides: Sides, kinds: dict[str, str], measured: dict[str, Any]) -> dict[str, str]:
     """Each reported column's drift test: the one the decision ran, which is Evidently's choice on
     all the rows; a column the decision does not test (a regressor's score, its prediction again)
-    is chosen as Evidently would, reading that column alone."""
-    from ctloop.monitoring.drift_report import default_stattest
-
+    is tested the same way, reading that column alone, for its choice."""
     tests = {
         c["column"]: c["stattest"] for c in [*measured["drift"]["columns"], *measured["prediction_drift"]]
     }
-    return {
-        column: tests.get(column)
-        or default_stattest(sides.reference_column(column), sides.current_column(column), kind)
-        for column, kind in kinds.items()
-    }
+    return {column: tests.get(column) or _stattest(sides, column, kind) for column, kind in kinds.items()}
+
+
+def _stattest(sides: Sides, column: str, kind: str) -> str:
+    """The test Evidently picks for ``column`` on all the rows (the drift engine's choice, one
+    column held as the decision's tests hold it)."""
+    numeric, categorical = ([column], []) if kind == "numeric" else ([], [column])
+    (tested,) = stream_column_drift(sides.reference_columns, sides.current_columns, numeric, categorical)
+    return tested.stattest
 
 
 def _labeled_current(spec: PipelineSpec, current: list[Path], labeled: pd.DataFrame) -> pd.DataFrame | None:
@@ -460,6 +582,10 @@ def _record(storage: Storage, pipeline: str, summary: dict[str, Any]) -> None:
         "why": decision["why"],
         "drift_share": summary["drift"]["share"],
         "quality": summary["quality"]["value"],
+        "quality_rules": [
+            {k: r[k] for k in ("metric", "value", "reference", "interval", "verdict", "severe")}
+            for r in summary["quality"]["rules"]
+        ],
         "feature_drift": [
             {k: c[k] for k in ("column", "stattest", "score", "threshold", "drifted")}
             for c in summary["drift"]["columns"]
@@ -467,6 +593,8 @@ def _record(storage: Storage, pipeline: str, summary: dict[str, Any]) -> None:
         "batches": summary["window"]["batches"],
         "report_uri": summary["report_uri"],
         "summary_uri": summary["summary_uri"],
+        "label_shift": _verdicts(summary["label_shift"]),
+        "estimate": _verdicts(summary["estimate"]),
         "champion_vs_previous": _compact(summary.get("champion_vs_previous")),
         "challenger_vs_champion": _compact(summary.get("challenger_vs_champion")),
         "rollback": decision.get("rollback"),
@@ -475,6 +603,13 @@ def _record(storage: Storage, pipeline: str, summary: dict[str, Any]) -> None:
     run = summary["run_key"].rsplit("/", 1)[-1]
     safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in run)
     storage.write_bytes(f"{history_prefix(pipeline)}/{stamp}_{safe}.json", json.dumps(entry).encode())
+
+
+def _verdicts(block: dict[str, Any]) -> dict[str, Any]:
+    """What a history row shows of the label-shift or estimate block: each signal's figures and verdict."""
+    kept = ("name", "value", "reference", "verdict")
+    signals = [{k: signal.get(k) for k in kept} for signal in block["signals"]]
+    return {"verdict": block["verdict"], "decides": block.get("decides", True), "signals": signals}
 
 
 def _compact(comparison: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -528,6 +663,17 @@ def _log_to_mlflow(
     }
     if summary["quality"]["value"] is not None:
         figures[f"quality_{summary['quality']['metric']}"] = summary["quality"]["value"]
+    for rule in summary["quality"]["rules"]:
+        mlflow_client.set_tag(run_id, f"{tags.QUALITY_VERDICT_PREFIX}{rule['metric']}", rule["verdict"])
+        named = {"": rule["value"], ".reference": rule["reference"]}
+        if rule["interval"] is not None:
+            named |= {".low": rule["interval"][0], ".high": rule["interval"][1]}
+        figures |= {f"quality.{rule['metric']}{k}": v for k, v in named.items() if v is not None}
+    for block, tag in (("label_shift", tags.LABEL_SHIFT), ("estimate", tags.ESTIMATE)):
+        mlflow_client.set_tag(run_id, tag, summary[block]["verdict"])
+        for signal in summary[block]["signals"]:
+            mlflow_client.set_tag(run_id, f"{tag}.{signal['name']}", signal["verdict"])
+            figures |= _signal_figures(f"{block}.{signal['name']}", signal)
     for key, figure in (("champion_vs_previous", "vs_previous"), ("challenger_vs_champion", "challenger_vs")):
         compared = summary.get(key) or {}
         if compared.get("difference") is not None:
@@ -538,3 +684,21 @@ def _log_to_mlflow(
     html = home_storage(settings).read_bytes(f"{ctx.storage_prefix}/report.html").decode()
     mlflow_client.log_text(run_id, html, "monitor/report.html")
     mlflow_client.set_terminated(run_id, "FINISHED")
+
+
+def _signal_figures(name: str, signal: dict[str, Any]) -> dict[str, float]:
+    """One label-shift or estimate signal as MLflow metrics: ``<name>`` and ``<name>.reference``
+    (a class mix's as ``<name>.<class>`` and ``<name>.<class>.reference``), and its shift, p-value,
+    drop and realised value where it has them."""
+    import re
+
+    found: dict[str, float] = {}
+    for suffix, key in (("", "value"), (".reference", "reference")):
+        value = signal.get(key)
+        if isinstance(value, dict):  # a class's name as MLflow takes it in a metric's
+            safe = {c: re.sub(r"[^\w.\- /]", "_", str(c)) for c in value}
+            found |= {f"{name}.{safe[c]}{suffix}": v for c, v in value.items()}
+        elif value is not None:
+            found[f"{name}{suffix}"] = value
+    figures = ("shift", "p_value", "drop", "realised")
+    return found | {f"{name}.{k}": signal[k] for k in figures if signal.get(k) is not None}

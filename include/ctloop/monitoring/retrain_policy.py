@@ -3,7 +3,11 @@
 A pure function of the evidence, the pipeline's history and the retrain ledger, so each guard
 can be tested alone. Every outcome carries ``why``, including the decisions not to retrain.
 Drift asks for patience (k of n windows, a cooldown); a severe quality drop on enough labels does
-not wait for either, as the labels already show the champion is wrong. A new champion worse than
+not wait for either, as the labels already show the champion is wrong. Each quality rule arrives
+judged (ctloop.monitoring.quality_rules: significant, on enough labels); one that alerts is a
+trigger, one that cannot be decided says why; so is each label-shift signal
+(ctloop.monitoring.label_shift), and each estimated metric (ctloop.monitoring.performance_estimate)
+where ``monitoring.estimate.decide`` says so. A new champion worse than
 the one it replaced, on the same rows (ctloop.monitoring.champion_watch), is rolled back at once;
 an open circuit breaker stops only the retrain that follows. Times are compared with the
 ``now`` the caller reads from :mod:`ctloop.clock`, so a replay sees the cooldowns a live run would.
@@ -15,10 +19,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ctloop.evaluation.metric_catalog import higher_is_better
+from ctloop.monitoring.quality_rules import REFERENCE_NAMES
 from ctloop.monitoring.retrain_requests import active, consecutive_rejections, last_closed_at
 
 if TYPE_CHECKING:
+    from ctloop.monitoring.quality_rules import RuleOutcome
     from ctloop.spec.models import PipelineSpec
 
 RETRAIN, ATTACH, HOLD, BREAKER_OPEN, ROLLBACK = "retrain", "attach", "hold", "breaker_open", "rollback"
@@ -33,27 +38,15 @@ class Evidence:
     drift_share: float
     drifted_features: list[str]
     labeled_rows: int
-    quality: float | None
-    champion_quality: float | None
+    quality_rules: tuple[RuleOutcome, ...] = ()
+    """Each ``monitoring.quality.rules`` rule judged on the window's labeled rows."""
     regression: str | None = None
     """Why the champion is significantly worse than the champion it replaced, on the same rows."""
-    quality_why: str | None = None
-    """Why the quality metric is undefined on the labeled rows, when it is."""
-
-
-def _quality_drop(spec: PipelineSpec, evidence: Evidence) -> float | None:
-    """How much worse the labeled rows score than the champion's holdout, in the metric's bad
-    direction; None while there are too few labels or a side cannot be computed."""
-    quality = spec.monitoring.quality
-    if (
-        evidence.labeled_rows < quality.min_labels
-        or evidence.quality is None
-        or evidence.champion_quality is None
-    ):
-        return None
-    sign = 1.0 if higher_is_better(spec.task, quality.metric) else -1.0
-    # rounded, so that 0.80 - 0.75 is a drop of 0.05 and not of 0.05000000000000004
-    return round(sign * (evidence.champion_quality - evidence.quality), 9)
+    label_shift: dict[str, Any] | None = None
+    """The label-shift block (ctloop.monitoring.label_shift.measure): its signals, judged."""
+    estimate: dict[str, Any] | None = None
+    """The performance-estimate block (ctloop.monitoring.performance_estimate.estimate); its
+    signals count only when it ``decides`` (``monitoring.estimate.decide``)."""
 
 
 def severe_drop(spec: PipelineSpec, evidence: Evidence) -> str | None:
@@ -61,19 +54,15 @@ def severe_drop(spec: PipelineSpec, evidence: Evidence) -> str | None:
 
     Labels that show the champion this far off are the strongest evidence the monitor gets: more
     windows or a cooldown would only serve bad predictions longer."""
-    quality = spec.monitoring.quality
-    drop = _quality_drop(spec, evidence)
-    if (
-        drop is None
-        or drop <= quality.max_drop
-        or drop < round(quality.severe_multiple * quality.max_drop, 9)
-    ):
-        return None
-    return (
-        f"severe quality drop: {quality.metric} {evidence.quality:.4f} vs the champion's holdout"
-        f" {evidence.champion_quality:.4f} on {evidence.labeled_rows:,} labels"
-        f" (a drop of {drop:.4f} >= {quality.severe_multiple:g} x max_drop {quality.max_drop:g})"
-    )
+    multiple = spec.monitoring.quality.severe_multiple
+    severe = [
+        f"{rule.metric} {rule.value:.4f} vs {REFERENCE_NAMES[rule.reference_source]} {rule.reference:.4f}"
+        f" on {rule.labeled_rows:,} labels (a drop of {rule.drop:.4f} >= {multiple:g} x max_drop"
+        f" {rule.max_drop:g})"
+        for rule in evidence.quality_rules
+        if rule.severe and rule.value is not None and rule.reference is not None and rule.drop is not None
+    ]
+    return f"severe quality drop: {'; '.join(severe)}" if severe else None
 
 
 def triggers(spec: PipelineSpec, evidence: Evidence) -> tuple[list[str], list[str]]:
@@ -90,21 +79,21 @@ def triggers(spec: PipelineSpec, evidence: Evidence) -> tuple[list[str], list[st
         key_drifted = [f for f in drift.key_features if f in evidence.drifted_features]
         if key_drifted:
             crossed.append(f"key feature(s) drifted: {', '.join(key_drifted)}")
-    drop = _quality_drop(spec, evidence)
-    if evidence.labeled_rows < quality.min_labels:
+    if evidence.labeled_rows < quality.min_labels:  # one line for every rule
         undecided.append(
             f"quality: {evidence.labeled_rows} labeled rows"
             f" < monitoring.quality.min_labels {quality.min_labels}"
         )
-    elif drop is None:
-        side = "the labeled rows" if evidence.quality is None else "the champion's holdout"
-        why = f": {evidence.quality_why}" if evidence.quality is None and evidence.quality_why else ""
-        undecided.append(f"quality: {quality.metric} cannot be computed on {side}{why}")
-    elif drop > quality.max_drop:
-        crossed.append(
-            f"{quality.metric} {evidence.quality:.4f} is {drop:.4f} worse than the champion's holdout"
-            f" {evidence.champion_quality:.4f} (max_drop {quality.max_drop})"
-        )
+    else:
+        for rule in evidence.quality_rules:
+            found = {"alert": crossed, "undecided": undecided}.get(rule.verdict)
+            if found is not None:
+                found.append(f"quality {rule.metric}: {rule.why}")
+    for block in (evidence.label_shift, evidence.estimate):
+        if block is not None and block.get("decides", True):
+            judged = [x for x in block["signals"] if x.get("judged", True)]
+            crossed += [x["why"] for x in judged if x["verdict"] == "alert"]
+            undecided += [x["why"] for x in judged if x["verdict"] == "undecided"]
     return crossed, undecided
 
 

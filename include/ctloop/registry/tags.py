@@ -70,6 +70,9 @@ CHAMPION_VERSION = "ctloop.champion_version"
 DECISION = "ctloop.decision"
 WHY = "ctloop.why"
 REPORT_URI = "ctloop.report_uri"
+LABEL_SHIFT = "ctloop.label_shift"  # its verdict; + ".<signal>": each signal's (alert, ok, undecided)
+ESTIMATE = "ctloop.estimate"  # the performance estimate's verdict; + ".<metric>": each metric's
+QUALITY_VERDICT_PREFIX = "ctloop.quality."  # + metric: a quality rule's verdict (alert, ok, undecided)
 
 # Params of a training run; the estimator's own params are logged as ESTIMATOR_PARAM_PREFIX + name.
 ESTIMATOR = "estimator"

@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ctloop.scoring.value_hashes import value_hashes
+from ctloop.validation import row_checks
 from ctloop.validation.data_validation import load_suite_config, run_expectations
 from ctloop.validation.schema import Failure, check_schema, failure
 
@@ -24,7 +26,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
 
+    import numpy as np
     import pandas as pd
+    import pyarrow as pa
+    from numpy.typing import NDArray
 
     from ctloop.spec.models import PipelineSpec
 
@@ -53,6 +58,12 @@ SAME_IN_EVERY_CHUNK = frozenset(
 
 def chunk_local(expectation: dict[str, Any]) -> bool:
     """Whether ``expectation`` passes on a batch exactly when it passes on each of its chunks."""
+    kind = str(expectation.get("type"))
+    if kind in SAME_IN_EVERY_CHUNK or row_checks.handles(expectation):  # the latter: without GX's import
+        return True
+    mostly = (expectation.get("kwargs") or {}).get("mostly")
+    if kind in ACROSS_ROWS or mostly not in (None, 1, 1.0):  # a share of the batch, not of a chunk
+        return False
     from great_expectations.expectations.expectation import (
         ColumnMapExpectation,
         ColumnPairMapExpectation,
@@ -60,12 +71,6 @@ def chunk_local(expectation: dict[str, Any]) -> bool:
     )
     from great_expectations.expectations.registry import get_expectation_impl
 
-    kind = str(expectation.get("type"))
-    if kind in SAME_IN_EVERY_CHUNK:
-        return True
-    mostly = (expectation.get("kwargs") or {}).get("mostly")
-    if kind in ACROSS_ROWS or mostly not in (None, 1, 1.0):  # a share of the batch, not of a chunk
-        return False
     try:
         implementation = get_expectation_impl(kind)
     except Exception:  # noqa: BLE001 - unknown to GX: building the suite names it
@@ -143,11 +148,17 @@ def inputs(spec: PipelineSpec) -> list[str]:
 def check_chunk(frame: pd.DataFrame, rows: str, spec: PipelineSpec, suite: Path) -> ChunkVerdict:
     """The schema and the chunk-local suite on one chunk; failures name ``rows``. Whether a column
     has no value at all is decided per batch (:func:`never_valued`)."""
-    failures = [f for f in check_schema(frame, spec, require_target=False) if f["check"] != "not_all_null"]
+    failures = check_schema(frame, spec, require_target=False, valued_per_column=False)
     if not failures:
         failures = run_suite(frame, spec, suite)
-    with_values = {c for c in inputs(spec) if c in frame.columns and bool(frame[c].notna().any())}
+    with_values = {c for c in inputs(spec) if c in frame.columns and _has_value(frame[c])}
     return ChunkVerdict([{**f, "detail": f"{f['detail']} (in {rows})"} for f in failures], with_values)
+
+
+def _has_value(values: pd.Series) -> bool:
+    """Whether any value is not null; its first rows decide it for most columns, without a pass
+    over every row (pandas' null test is slow on text)."""
+    return bool(values.iloc[:64].notna().any() or values.notna().any())
 
 
 def never_valued(spec: PipelineSpec, with_values: set[str], rows: int) -> list[Failure]:
@@ -166,14 +177,17 @@ def run_suite(frame: pd.DataFrame, spec: PipelineSpec, suite: Path) -> list[Fail
     return run_expectations(frame, suite, skip_columns=unlabeled, text_columns=text)["failures"]
 
 
-def duplicates(column: str, read: Callable[[], Iterator[pd.Series]]) -> list[Failure]:
+def duplicates(
+    column: str, read: Callable[[], Iterator[pd.Series | pa.Array | pa.ChunkedArray]]
+) -> list[Failure]:
     """GX's ``expect_column_values_to_be_unique`` over a whole column read in pieces by ``read()``
-    (called twice): a 64-bit hash of each value first, 8 bytes a row; then the values whose hash
-    repeats, compared themselves, so a hash collision never fails a batch. Nulls are not values."""
+    (called twice; pieces as pandas or, faster for text, as Arrow): a 64-bit hash of each value
+    first (:mod:`ctloop.scoring.value_hashes`), 8 bytes a row; then the values whose hash repeats,
+    compared themselves, so a hash collision never fails a batch. Nulls are not values."""
     import numpy as np
     import pandas as pd
 
-    pieces = [pd.util.hash_pandas_object(values.dropna(), index=False).to_numpy() for values in read()]
+    pieces = [value_hashes(values) for values in read()]
     hashes = np.concatenate(pieces or [np.empty(0, dtype=np.uint64)])
     del pieces  # at most 16 bytes a row while both exist, 8 after
     counted = len(hashes)
@@ -182,15 +196,23 @@ def duplicates(column: str, read: Callable[[], Iterator[pd.Series]]) -> list[Fai
     del hashes
     if not len(repeated):
         return []
-    candidates = pd.concat(
-        [
-            kept[np.isin(pd.util.hash_pandas_object(kept, index=False).to_numpy(), repeated)]
-            for kept in (values.dropna() for values in read())
-        ]
-    )
+    candidates = pd.concat([_values_hashed_as(values, repeated) for values in read()], ignore_index=True)
     duplicated = candidates[candidates.duplicated(keep=False)]
     if duplicated.empty:
         return []
     share = 100.0 * len(duplicated) / counted
     sample = duplicated.head(3).tolist()
     return [failure(UNIQUE, column, f"{len(duplicated)} unexpected values ({share:.2f}%), e.g. {sample}")]
+
+
+def _values_hashed_as(
+    values: pd.Series | pa.Array | pa.ChunkedArray, wanted: NDArray[np.uint64]
+) -> pd.Series:
+    """The non-null values of a piece whose hash is one of ``wanted``, as Python values."""
+    import numpy as np
+    import pandas as pd
+
+    chosen = np.isin(value_hashes(values), wanted)
+    if isinstance(values, pd.Series):
+        return values.dropna()[chosen]
+    return pd.Series(values.drop_null().filter(chosen).to_pylist(), dtype=object)

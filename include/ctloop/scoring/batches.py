@@ -32,9 +32,11 @@ batch aside, naming its rows; checks that need the whole batch run on it column 
 predicted and appended as a row group to a local Parquet file, published as the partition only
 once every chunk passed. The steps are functions a task can run on a part of a batch:
 :func:`claim_batch` (hash, refuse, reserve, and plan the :func:`parts` of a batch above
-``scoring.fan_out_rows``, so that each reads only its chunks), :func:`score_part` for each part
-(chunks ``i``, ``i + n``, ...; staged under ``staging/``), then :func:`publish` (verdict,
-assembly, commit); :func:`score_batch` is the three with one part, reading the file as it streams.
+``scoring.fan_out_rows``, so that each reads only its chunks: by Parquet row groups, CSV byte
+ranges or copies, :class:`Plan`), :func:`score_part` for each part (chunks ``i``, ``i + n``, ...;
+staged under ``staging/``, with the hashes of the values that must be unique), then
+:func:`publish` (verdict, assembly, commit); :func:`score_batch` is the three with one part,
+reading the file as it streams.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ from ctloop.io.storage import home_storage, open_storage
 from ctloop.monitoring.champion_watch import watched_promotion
 from ctloop.registry import mlflow_store as registry
 from ctloop.registry import model_trust, tags
-from ctloop.scoring import scored_batches
+from ctloop.scoring import csv_ranges, scored_batches
 from ctloop.scoring.batch_checks import check_chunk, duplicates, never_valued, run_suite, split_suite
 from ctloop.scoring.input_files import input_name, move_file_aside
 from ctloop.scoring.prediction_log import (
@@ -76,6 +78,7 @@ from ctloop.scoring.prediction_log import (
     ModelColumns,
     partition_key,
 )
+from ctloop.scoring.value_hashes import value_hashes
 from ctloop.training.estimator import changed_user_code
 from ctloop.validation.champion_suite import suite_dir
 from ctloop.validation.data_validation import suite_path
@@ -207,12 +210,14 @@ ONE_PART: Part = {"index": 0, "count": 1}
 class Plan(TypedDict):
     """How the parts of a batch above ``scoring.fan_out_rows`` read it, each only its share: chunk
     ``k`` (``chunk_rows[k]`` rows) is row group ``k`` of the batch file itself (a Parquet file with
-    reasonable row groups; ``copies`` empty) or the one row group of ``copies[k]``, a Parquet copy
-    in home storage that the claim's planning pass wrote (a CSV file, or other Parquet files)."""
+    reasonable row groups), bytes ``ranges[k]`` of the batch file with its header (a CSV file whose
+    line breaks all end rows, :mod:`ctloop.scoring.csv_ranges`), or else the one row group of
+    ``copies[k]``, a Parquet copy in home storage that the claim's planning pass wrote."""
 
     parts: int
     chunk_rows: list[int]
     copies: list[str]
+    ranges: list[list[int]]
 
 
 class Claim(TypedDict):
@@ -275,43 +280,46 @@ def _plan(spec: PipelineSpec, settings: Settings, claim: Claim) -> Plan | None:
 
     The rows are counted cheaply first (a Parquet footer; a CSV's line breaks, at least its rows),
     so a smaller batch is left to one part reading the file as it streams (None). A larger one is
-    read once here: a Parquet file whose row groups are chunks already (at most ``chunk_rows``
-    rows, not many more groups than chunks) is read by row groups as it is; otherwise its chunks
-    are copied, each to one Parquet file in staging. A file that cannot be read is left to one
-    part too, which finds the fault and names it as for any batch."""
+    read by the parts as it is where it can be: a Parquet file whose row groups are chunks already
+    (at most ``chunk_rows`` rows, not many more groups than chunks) by row groups, a CSV file whose
+    line breaks all end rows by byte ranges found in the same pass that counted them. Otherwise it
+    is read once here and its chunks copied, each to one Parquet file in staging. A file that cannot
+    be read is left to one part too, which finds the fault and names it as for any batch."""
     scoring, batch = spec.scoring, claim["batch"]
     if scoring.max_parts == 1:
         return None
     with open_storage(spec.incoming_uri, settings).local_file(batch["key"]) as path:
         try:
-            if _rows_at_most(spec, path) <= scoring.fan_out_rows:
-                return None
-            if spec.scoring.format == "parquet" and (groups := _chunk_groups(spec, path)):
-                return _planned(spec, groups, [])
+            if scoring.format == "parquet":
+                if _parquet_file(path).metadata.num_rows <= scoring.fan_out_rows:
+                    return None
+                if groups := _chunk_groups(spec, path):
+                    return _planned(spec, groups)
+            else:
+                lines = csv_ranges.scan(path, scoring.chunk_rows, scoring.csv_block_mib << 20)
+                if lines.breaks <= scoring.fan_out_rows:  # at least its rows
+                    return None
+                if lines.chunk_rows is not None and lines.ranges is not None:
+                    return _planned(spec, lines.chunk_rows, ranges=lines.ranges)
             counts, copies = _copy_chunks(spec, settings, claim, path)
         except DataReadError:
             return None
-    plan = _planned(spec, counts, copies)
+    plan = _planned(spec, counts, copies=copies)
     if plan is None:
         _drop(home_storage(settings), copies)
     return plan
 
 
-def _planned(spec: PipelineSpec, chunk_rows: list[int], copies: list[str]) -> Plan | None:
+def _planned(
+    spec: PipelineSpec,
+    chunk_rows: list[int],
+    *,
+    copies: list[str] | None = None,
+    ranges: list[list[int]] | None = None,
+) -> Plan | None:
     count = min(spec.scoring.max_parts, -(-sum(chunk_rows) // spec.scoring.fan_out_rows), len(chunk_rows))
-    return {"parts": count, "chunk_rows": chunk_rows, "copies": copies} if count > 1 else None
-
-
-def _rows_at_most(spec: PipelineSpec, path: Path) -> int:
-    """At least the file's data rows, without parsing it: a Parquet footer's count, a CSV's line
-    breaks (a value's quoted line break counts too)."""
-    if spec.scoring.format == "parquet":
-        return int(_parquet_file(path).metadata.num_rows)
-    breaks = 0
-    with path.open("rb") as file:
-        while block := file.read(spec.scoring.csv_block_mib << 20):
-            breaks += block.count(b"\n")
-    return breaks  # the header's line break, or the last row's, is not a row
+    plan: Plan = {"parts": count, "chunk_rows": chunk_rows, "copies": copies or [], "ranges": ranges or []}
+    return plan if count > 1 else None
 
 
 def _parquet_file(path: Path) -> pq.ParquetFile:
@@ -369,9 +377,10 @@ def _copy_chunks(
 def _part_chunks(
     spec: PipelineSpec, settings: Settings, claim: Claim, part: Part
 ) -> Generator[Chunk, None, None]:
-    """The chunks of ``part``: only its own, by row group or copy (:class:`Plan`), else read from
-    the batch file as it streams (the others' chunks are parsed too, to count rows): without a
-    plan, or when the copies are gone (a part cleared after its batch was published)."""
+    """The chunks of ``part``: only its own, by row group, byte range or copy (:class:`Plan`),
+    else read from the batch file as it streams (the others' chunks are parsed too, to count
+    rows): without a plan, or when the copies are gone (a part cleared after its batch was
+    published)."""
     batch, plan = claim["batch"], claim.get("plan")
     incoming = open_storage(spec.incoming_uri, settings)
     mine = range(part["index"], len(plan["chunk_rows"]) if plan else 0, part["count"])
@@ -386,6 +395,18 @@ def _part_chunks(
     def chunk(table: pa.Table, k: int) -> Chunk:
         return table_chunk(table, fmt, name, k, first[k], options, [spec.columns.target])
 
+    if ranges := plan.get("ranges"):
+        read = csv_ranges.range_reader(
+            incoming, batch["key"], name, ranges, options, spec.scoring.csv_block_mib << 20
+        )
+        for k in mine:
+            try:
+                table = read(k, plan["chunk_rows"][k])
+            except DataReadError as exc:  # the streaming reader cannot say where; a range can
+                exc.add_note(f"in rows {first[k]}-{max(first[k + 1], first[k] + 1) - 1}")
+                raise
+            yield chunk(table, k)
+        return
     if copies:
         for k in mine:
             with storage.local_file(copies[k]) as path:
@@ -486,14 +507,14 @@ def score_part(
     with_values: set[str] = set()
     chunks = _part_chunks(spec, settings, claim, part)
     with tempfile.TemporaryDirectory(prefix="ctloop-score-") as work, contextlib.closing(chunks):
-        suite = split_suite(
-            suite_path(spec, suite_dir(spec, settings, claim["suite_key"])), Path(work)
-        ).chunk_suite
+        suite = split_suite(suite_path(spec, suite_dir(spec, settings, claim["suite_key"])), Path(work))
+        logged_names = set(logged_columns(spec))
+        hashed = [c for c in suite.unique if c in logged_names] if part["count"] > 1 else []
         output = Path(work) / "part.parquet"
         writer: pq.ParquetWriter | None = None
         try:
             for chunk in chunks:
-                verdict = check_chunk(chunk.frame, chunk.rows, spec, suite)
+                verdict = check_chunk(chunk.frame, chunk.rows, spec, suite.chunk_suite)
                 with_values |= verdict.with_values
                 if verdict.failures:
                     result["failures"] = verdict.failures
@@ -505,7 +526,10 @@ def score_part(
                     break
                 for shadow in shadows:
                     shadow.score(spec, chunk.frame, logged)
-                writer = _append(writer, output, _arrow_table(spec, logged))
+                table = _arrow_table(spec, logged)
+                for column in hashed:
+                    table = table.append_column(HASHED + column, _row_hashes(table.column(column)))
+                writer = _append(writer, output, table)
                 result["chunks"] += 1
                 result["rows"] += len(logged)
         except DataReadError as exc:
@@ -561,9 +585,9 @@ def publish(spec: PipelineSpec, settings: Settings, claim: Claim, parts: list[Pa
             _quarantine(spec, settings, claim, failures)
         output = Path(work) / PART
         with _set_aside_on_failure(spec, settings, claim, "write"):
-            if len(local) > 1:
+            if len(parts) > 1:  # a part of several holds hashes too (HASHED)
                 _assemble([pq.ParquetFile(path) for path in local], output)
-            uri = storage.publish_file(key, output if len(local) > 1 else local[0])
+            uri = storage.publish_file(key, output if len(parts) > 1 else local[0])
     scored_batches.commit(settings, spec.name, source, uri)
     _drop(storage, [*staged, *copies])
     return _scored(claim, parts, uri)
@@ -609,17 +633,39 @@ def _chunks(
 def _read_failure(exc: DataReadError) -> Failure:
     """A value that is not a number is the schema's ``numeric_dtype`` failure; anything else makes
     the file unreadable."""
+    where = "".join(f" ({note})" for note in getattr(exc, "__notes__", []))
     if isinstance(exc, NotNumeric):
         detail = f"numeric column {exc.column!r} has a value that is not a number (e.g. value {exc.value!r})"
-        return failure("numeric_dtype", exc.column, detail)
-    return failure("readable", None, str(exc))
+        return failure("numeric_dtype", exc.column, detail + where)
+    return failure("readable", None, str(exc) + where)
+
+
+HASHED = "ctloop:hash:"
+"""The prefix of a staged part's column holding a 64-bit hash of each value of a column whose
+values must be unique across the batch (a fanned-out batch's parts hash their own rows, in
+parallel; :func:`publish` then compares hashes and reads the values only when two hashes meet).
+Never in the partition."""
+
+
+def _row_hashes(values: pa.ChunkedArray) -> pa.Array:
+    """Each value's 64-bit hash (:func:`ctloop.scoring.value_hashes.value_hashes`), null where the
+    value is (nulls are not values to be unique)."""
+    import numpy as np
+    import pyarrow as pa
+
+    present = values.is_valid().to_numpy(zero_copy_only=False)
+    hashes = np.zeros(len(values), dtype=np.uint64)
+    hashes[present] = value_hashes(values)
+    return pa.array(hashes, type=pa.uint64(), mask=~present)
 
 
 def _whole_batch_failures(
     spec: PipelineSpec, settings: Settings, claim: Claim, staged: list[Path], rows: int, work: Path
 ) -> list[Failure]:
     """The suite's whole-batch expectations, each group on the columns it names read alone: from
-    the staged predictions when they hold them (Parquet column projection), else from the batch."""
+    the staged predictions when they hold them (Parquet column projection), else from the batch.
+    Uniqueness is first checked on the parts' hashes (:data:`HASHED`) when every part has them:
+    no repeated hash, no repeated value; otherwise on the values themselves."""
     import pandas as pd
     import pyarrow.parquet as pq
 
@@ -628,16 +674,22 @@ def _whole_batch_failures(
     failures: list[Failure] = []
     for column in suite.unique:
 
-        def read(column: str = column) -> Iterator[pd.Series]:
+        def read(column: str = column) -> Iterator[pd.Series | pa.ChunkedArray]:
             if column in logged:
                 for path in staged:
                     parquet = pq.ParquetFile(path)
                     for group in range(parquet.num_row_groups):
-                        yield parquet.read_row_group(group, columns=[column]).to_pandas()[column]
+                        yield parquet.read_row_group(group, columns=[column]).column(column)
             else:
                 yield from (frame[column] for frame in _source_columns(spec, settings, claim, [column]))
 
-        failures += duplicates(column, read)
+        def read_hashes(column: str = HASHED + column) -> Iterator[pd.Series]:
+            for path in staged:
+                yield pd.Series(pq.read_table(path, columns=[column]).column(0).drop_null().to_numpy())
+
+        hashed = bool(staged) and all(HASHED + column in pq.ParquetFile(p).schema_arrow.names for p in staged)
+        if not hashed or duplicates(HASHED + column, read_hashes):
+            failures += duplicates(column, read)
     for columns, group in suite.whole.items():
         if not columns:  # table-level (a row count): the batch's rows, without their values
             failures += run_suite(pd.DataFrame(index=pd.RangeIndex(rows)), spec, group)
@@ -671,15 +723,18 @@ def _has_column(spec: PipelineSpec, settings: Settings, claim: Claim, column: st
 
 def _assemble(parts: list[Any], output: Path) -> None:
     """The parts' row groups in chunk order (chunk ``k`` is row group ``k // n`` of part ``k % n``)
-    into one Parquet file, one row group in memory at a time."""
+    into one Parquet file, one row group in memory at a time, without the parts' hashes."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     schema = pa.unify_schemas([p.schema_arrow for p in parts], promote_options="permissive")
+    schema = pa.schema([f for f in schema if not f.name.startswith(HASHED)], metadata=schema.metadata)
     total = sum(p.num_row_groups for p in parts)
     with pq.ParquetWriter(output, schema) as writer:
         for k in range(total):
-            table = parts[k % len(parts)].read_row_group(k // len(parts))
+            part = parts[k % len(parts)]
+            columns = [c for c in part.schema_arrow.names if not c.startswith(HASHED)]
+            table = part.read_row_group(k // len(parts), columns=columns)
             writer.write_table(_conform(table, schema), row_group_size=max(table.num_rows, 1))
 
 
@@ -761,7 +816,9 @@ def _predictions(spec: PipelineSpec, claim: Claim, model: FittedModel, frame: pd
     import pandas as pd
 
     logged = frame[logged_columns(spec)].copy()
-    logged = logged.assign(**model_predictions(model, frame, spec).columns(SERVED.prediction, SERVED.score))
+    outputs = model_predictions(model, frame, spec).columns(SERVED.prediction, SERVED.score)
+    for column, values in outputs.items():
+        logged[column] = values  # in place: ``assign`` would copy every column again
     logged[SERVED.version] = claim["champion"]
     logged["batch_id"] = claim["batch"]["batch_id"]
     logged["scored_at"] = pd.Timestamp(claim["scored_at"])

@@ -14,7 +14,7 @@ incoming files by date or sequence.
 
 Readers of a batch of any size open the partitions as local files (:func:`local_partitions`) and
 take what they need: some columns (:func:`read_files`), a row group at a time
-(:func:`iter_row_groups`), or the rows at sampled positions (:func:`read_positions`).
+(:func:`iter_row_groups`, :func:`iter_column`), or the rows at sampled positions (:func:`read_positions`).
 """
 
 from __future__ import annotations
@@ -119,6 +119,12 @@ def iter_row_groups(paths: list[Path], columns: list[str]) -> Iterator[pd.DataFr
             for group in range(partition.num_row_groups):
                 frame = partition.read_row_group(group, columns=present, use_pandas_metadata=True).to_pandas()
                 yield frame.reindex(columns=columns)
+
+
+def iter_column(paths: list[Path], column: str) -> Iterator[pd.Series]:
+    """One column of the partition files, a row group at a time (:func:`iter_row_groups`): a
+    reader that reduces it as it goes (counts, distinct values) holds one row group of it."""
+    return (chunk[column] for chunk in iter_row_groups(paths, [column]))
 
 
 def read_positions(

@@ -386,13 +386,16 @@ class Scoring(_Strict):
     labels_uri: str | None = None
     format: Literal["csv", "parquet"] = "csv"
     chunk_rows: int = Field(
-        250_000,
+        100_000,
         ge=1,
         description="rows read, checked, predicted and written at a time: a scoring task holds about one"
         " chunk of the batch (its frame and predictions), whatever the batch's size",
     )
     csv_block_mib: int = Field(
-        16, ge=1, description="bytes the CSV reader parses at a time, in MiB; must exceed the longest row"
+        4,
+        ge=1,
+        description="bytes the CSV reader parses at a time, in MiB; must exceed the longest row (the"
+        " reader holds several blocks ahead)",
     )
     fan_out_rows: int = Field(
         2_000_000,
@@ -420,16 +423,39 @@ class DriftTrigger(_Strict):
     key_features: list[str] = []
 
 
+class QualityRule(_Strict):
+    """One metric the monitor watches on labeled production rows, and how far it may fall below
+    the champion's reference before it alerts."""
+
+    metric: str = Field(description="a metric of the task (ctloop.evaluation.metric_catalog)")
+    max_drop: float = Field(
+        ge=0.0, description="how much worse than the champion's reference it may be, in the metric's units"
+    )
+
+
 class QualityTrigger(_Strict):
-    """Retrain when ``metric`` on labeled production rows is worse than the champion's holdout
-    value by more than ``max_drop``, once at least ``min_labels`` labels have arrived.
+    """Retrain when a rule's metric on labeled production rows is worse than the champion's
+    reference by more than the rule's ``max_drop``, with ``confidence``, once at least
+    ``min_labels`` labels have arrived.
 
-    A drop of at least ``severe_multiple`` x ``max_drop`` is severe: the labels already show the
-    model is wrong, so waiting for more windows or a cooldown only serves bad predictions longer."""
+    A metric sees one kind of change: roc_auc a model that no longer ranks, accuracy, f1,
+    precision or recall one whose decision threshold no longer fits (a moved labelling
+    threshold or class prior leaves the ranking intact), log_loss and brier one whose
+    probabilities are off. ``rules`` watches several; the one-rule shape ``{metric, max_drop}``
+    of earlier specs still reads as one rule. A drop counts only when the bootstrap interval of
+    the metric over the window's labeled rows lies wholly beyond ``reference - max_drop``: a
+    small or noisy window does not fire, a large clear drop fires at once.
 
-    metric: str = "roc_auc"
-    max_drop: float = Field(0.05, ge=0.0)
-    min_labels: int = Field(500, ge=1)
+    A significant drop of at least ``severe_multiple`` x ``max_drop`` is severe: the labels
+    already show the model is wrong, so waiting for more windows or a cooldown only serves bad
+    predictions longer."""
+
+    rules: list[QualityRule] = Field(
+        default_factory=lambda: [QualityRule(metric="roc_auc", max_drop=0.05)],
+        min_length=1,
+        description="the metrics watched, each with its max_drop; each metric at most once",
+    )
+    min_labels: int = Field(500, ge=1, description="fewer labeled rows in the window than this: undecided")
     severe_multiple: float = Field(
         3.0,
         gt=1.0,
@@ -437,6 +463,59 @@ class QualityTrigger(_Strict):
         " severe: it retrains at once, bypassing retrain.k_of_n and retrain.cooldown_minutes (not the"
         " circuit breaker)",
     )
+    reference: Literal["holdout", "recent"] = Field(
+        "holdout",
+        description="what the window is compared with: the champion's value on the frozen holdout, or on"
+        " the recent holdout it was judged on at training (gates.recent_holdout: the latest labeled"
+        " production rows then), where its run has one, else the frozen holdout",
+    )
+    confidence: float = Field(
+        0.95, gt=0.5, lt=1.0, description="two-sided confidence of the interval a drop must clear"
+    )
+    resamples: int = Field(
+        500,
+        ge=100,
+        le=100_000,
+        description="bootstrap resamples of the labeled rows, all rules scored on the same draws (the"
+        " cost grows with labeled rows x resamples: about 5 s for 100,000 labels and 500 resamples)",
+    )
+    bootstrap_rows: int = Field(
+        50_000,
+        ge=1_000,
+        description="the interval is resampled from a seeded sample of at most this many labeled rows"
+        " (the value from all of them): on more labels it is wider than it need be, so a drop it"
+        " calls significant is significant, and the cost stays bounded however many labels arrive",
+    )
+    seed: int = Field(0, description="seed of the resampling, so a re-run decides the same")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_rule_shape(cls, data: object) -> object:
+        """``{metric, max_drop}`` (the shape before rules) is the one rule ``rules: [{metric, max_drop}]``."""
+        if not isinstance(data, dict) or not {"metric", "max_drop"} & set(data):
+            return data
+        if "rules" in data:
+            raise ValueError("set metric and max_drop (one rule) or rules (several), not both")
+        data = dict(data)
+        rule = {"metric": data.pop("metric", "roc_auc"), "max_drop": data.pop("max_drop", 0.05)}
+        return {**data, "rules": [rule]}
+
+    @model_validator(mode="after")
+    def _distinct_metrics(self) -> QualityTrigger:
+        seen = [r.metric for r in self.rules]
+        twice = sorted({m for m in seen if seen.count(m) > 1})
+        if twice:
+            raise ValueError(f"rules: each metric at most once ({', '.join(twice)} repeated)")
+        return self
+
+    @property
+    def metric(self) -> str:
+        """The first rule's metric: the one the champion watch, the window selection and the charts use."""
+        return self.rules[0].metric
+
+    @property
+    def max_drop(self) -> float:
+        return self.rules[0].max_drop
 
 
 class ChampionWatch(_Strict):
@@ -456,6 +535,65 @@ class ChampionWatch(_Strict):
     seed: int = Field(0, description="seed of the resampling, so a re-run decides the same")
 
 
+class LabelShift(_Strict):
+    """The labels of the window's labeled rows against the champion's training data
+    (ctloop.monitoring.label_shift): the label rate or class mix (the mean, for regression), and
+    the champion's predicted rate minus the observed one against the same gap on its holdout.
+    A signal alerts when its shift is above the threshold and significant at ``confidence``."""
+
+    enabled: bool = Field(True, description="measure label shift and let a significant one trigger a retrain")
+    max_shift: float = Field(
+        0.05,
+        gt=0.0,
+        le=1.0,
+        description="classification: the largest change of the class mix that is not a shift (total variation"
+        " distance: for two classes, the change of the positive rate)",
+    )
+    max_mean_shift: float = Field(
+        0.25,
+        gt=0.0,
+        description="regression: the largest change of the label's mean (and of the mean prediction minus"
+        " label) that is not a shift, in standard deviations of the training label",
+    )
+    confidence: float = Field(
+        0.99,
+        gt=0.5,
+        lt=1.0,
+        description="a shift alerts only when significant at this confidence (a Wald test)",
+    )
+    min_labels: int = Field(500, ge=1, description="fewer labeled rows in the window than this: undecided")
+
+
+EstimatedMetric = Literal["accuracy", "precision", "recall", "f1", "roc_auc"]
+
+
+class PerformanceEstimate(_Strict):
+    """The champion's quality on the window as its own calibrated probabilities predict it, before
+    labels arrive (confidence-based performance estimation, ctloop.monitoring.performance_estimate),
+    against the same metrics realised on its holdout. Classification only."""
+
+    enabled: bool = Field(True, description="estimate the window's quality from the champion's probabilities")
+    decide: bool = Field(
+        False,
+        description="an estimated drop above max_drop is a retrain trigger; otherwise the estimate is"
+        " reported and decides nothing",
+    )
+    metrics: list[EstimatedMetric] = Field(
+        ["roc_auc", "accuracy", "f1"],
+        min_length=1,
+        description="the estimated metrics judged against max_drop",
+    )
+    max_drop: float = Field(
+        0.05, ge=0.0, description="an estimate more than this below the holdout's value alerts"
+    )
+    min_rows: int = Field(1000, ge=1, description="fewer rows in the window than this: undecided")
+    calibration_rows: int = Field(
+        100_000,
+        ge=100,
+        description="at most this many holdout rows (a seeded sample) fit the calibration of the scores",
+    )
+
+
 class Monitoring(_Strict):
     """What the monitor compares: the last ``window_batches`` scored batches against the
     champion's training snapshot. Below ``min_rows`` current rows nothing is decided on drift."""
@@ -466,6 +604,8 @@ class Monitoring(_Strict):
     drift: DriftTrigger = DriftTrigger()
     quality: QualityTrigger = QualityTrigger()
     watch: ChampionWatch = ChampionWatch()
+    label_shift: LabelShift = LabelShift()
+    estimate: PerformanceEstimate = PerformanceEstimate()
 
 
 class KOfN(_Strict):
@@ -628,11 +768,13 @@ class PipelineSpec(_Strict):
             problems.append("holdout.strategy: 'time' needs columns.timestamp")
         if self.retrain.data.window == "days" and not self.columns.timestamp:
             problems.append("retrain.data.window: 'days' needs columns.timestamp")
-        if self.monitoring.quality.metric not in metric_names(self.task):
-            problems.append(
-                f"monitoring.quality.metric: {self.monitoring.quality.metric!r} is not a {self.task} metric;"
-                f" choose one of {', '.join(metric_names(self.task))}"
-            )
+        rules = self.monitoring.quality.rules
+        problems += [  # one rule reads as the one-rule shape's monitoring.quality.metric
+            f"monitoring.quality.{'metric' if len(rules) == 1 else f'rules.{index}.metric'}: {rule.metric!r}"
+            f" is not a {self.task} metric; choose one of {', '.join(metric_names(self.task))}"
+            for index, rule in enumerate(rules)
+            if rule.metric not in metric_names(self.task)
+        ]
         gate_metrics = {
             "gates.bootstrap.metric": self.gates.bootstrap.metric if self.gates.bootstrap else None,
             "gates.slice_rules.metric": self.gates.slice_rules.metric if self.gates.slice_rules else None,

@@ -107,9 +107,12 @@ def triggers(spec: PipelineSpec) -> str:
     """What makes the monitor alert, in words."""
     drift, quality = spec.monitoring.drift, spec.monitoring.quality
     keys = f", or any of {', '.join(drift.key_features)} drifts" if drift.key_features else ""
+    rules = [f"{r.metric} more than {r.max_drop:g}" for r in quality.rules]
+    watched = rules[0] if len(rules) == 1 else f"{', '.join(rules[:-1])} or {rules[-1]}"
+    reference = "recent holdout (else its holdout)" if quality.reference == "recent" else "holdout"
     return (
-        f"drift share at least {drift.share:g}{keys}; {quality.metric} more than {quality.max_drop:g}"
-        f" below the champion's holdout ({quality.severe_multiple:g} x that retrains at once)"
+        f"drift share at least {drift.share:g}{keys}; {watched} worse than the champion's {reference}"
+        f" with {quality.confidence:.0%} confidence ({quality.severe_multiple:g} x that retrains at once)"
     )
 
 

@@ -9,22 +9,29 @@ context, its suites and validation definitions costs far more than checking a ch
 thousand rows, and a validation definition's ``run`` keeps every result in the context's
 in-memory results store. So each thread builds one context with one pandas batch definition
 (:func:`_batch_definition`), a suite file's expectations are built into suites once per content
-(:func:`_prepared`), and each run validates through GX's ``Validator`` directly, the step of
-``ValidationDefinition.run`` that computes the results, without storing them. Every run gets a
-fresh execution engine, so nothing one frame computed (GX caches metrics by a batch id that is
-the same for every frame) can stand in for another's, and no frame is held after its run.
+(:func:`_prepared`, :func:`_gx_suite`), and each run validates through GX's ``Validator``
+directly, the step of ``ValidationDefinition.run`` that computes the results, without storing
+them. Every run gets a fresh execution engine, so nothing one frame computed (GX caches metrics
+by a batch id that is the same for every frame) can stand in for another's, and no frame is held
+after its run.
+
+A column whose expectations are all of the kinds :mod:`ctloop.validation.row_checks` computes
+(nulls, bounds, value sets, patterns) is checked there instead, with GX's conditions and figures,
+without GX's per-expectation overhead; GX is imported only for a suite that needs it.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import math
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 
 from ctloop.errors import DataValidationFailed, SpecError, ValidationCheckError
 from ctloop.rendering import render
+from ctloop.validation import row_checks
 from ctloop.validation.schema import Failure, check_schema, failure
 
 if TYPE_CHECKING:
@@ -109,26 +116,41 @@ def _check_text_values(expectations: list[dict[str, Any]], text_columns: frozens
                 )
 
 
+class _Group(NamedTuple):
+    """The expectations of one column (``None``: the table-level ones), in the file's order; the
+    suite name GX gets for them if GX has to run them."""
+
+    column: str | None
+    name: str
+    expectations: list[dict[str, Any]]
+
+
 class _Prepared(NamedTuple):
-    """A suite file's expectations built for :func:`run_expectations`: its name and one suite per
-    column (``None``: the table-level ones), in the file's order."""
+    """A suite file's expectations checked for :func:`run_expectations`: its name and its groups."""
 
     name: str
-    groups: list[tuple[str | None, ExpectationSuite]]
+    groups: list[_Group]
 
 
 @functools.lru_cache(maxsize=32)
 def _prepared(path: Path, text: str, skip_columns: frozenset[str], text_columns: frozenset[str]) -> _Prepared:
-    """Built once per suite content (``text``, the file as read) and arguments; GX only reads a
-    suite while it validates, so the suites can be shared."""
+    """Checked once per suite content (``text``, the file as read) and arguments. A suite GX must
+    run is built here once, so a malformed expectation is refused before any data is read; one
+    that :mod:`ctloop.validation.row_checks` handles whole never needs GX (nor its import)."""
     config = _parse_suite(path, text)
     name = config.get("name") or path.stem
     _check_text_values(config["expectations"], text_columns, path)
-    _build_suite(name, config["expectations"], path)
+    if not all(row_checks.handles(e) for e in config["expectations"]):
+        _build_suite(name, config["expectations"], path)
     groups = [(c, e) for c, e in _by_column(config["expectations"]).items() if c not in skip_columns]
-    return _Prepared(
-        name, [(c, _build_suite(f"{name}.{index}", e, path)) for index, (c, e) in enumerate(groups)]
-    )
+    return _Prepared(name, [_Group(c, f"{name}.{index}", e) for index, (c, e) in enumerate(groups)])
+
+
+@functools.lru_cache(maxsize=256)
+def _gx_suite(name: str, expectations: str, path: Path) -> ExpectationSuite:
+    """A group's GX suite (``expectations`` as JSON), built the first time GX runs it; GX only
+    reads a suite while it validates, so it can be shared."""
+    return _build_suite(name, json.loads(expectations), path)
 
 
 _local = threading.local()
@@ -182,7 +204,6 @@ def run_expectations(
     run (a production batch has no label yet). A value set of one of ``text_columns`` must list text.
     """
     prepared = _prepared(path, _read_suite(path), skip_columns, text_columns)
-    definition = _batch_definition()
     failures: list[Failure] = []
     crashed: list[str] = []
     results: list[dict[str, Any]] = []
@@ -191,12 +212,25 @@ def run_expectations(
         "successful_expectations": 0,
         "unsuccessful_expectations": 0,
     }
-    for column, suite in prepared.groups:
+    for group in prepared.groups:
+        column = group.column
         if column is not None and column not in frame.columns:
             raise ValidationCheckError(
                 f"{path}: expectations refer to column {column!r}, which the data lacks"
             )
-        result = _validate(definition, suite, frame if column is None else frame[[column]])
+        if column is not None and all(
+            row_checks.handles(e) and row_checks.applies_to(e, frame[column]) for e in group.expectations
+        ):
+            missing = frame[column].isna()
+            for expectation in group.expectations:
+                outcome = row_checks.check(expectation, frame[column], missing)
+                _count(statistics, outcome.success)
+                results.append(_row_check_json(expectation, outcome))
+                if not outcome.success:
+                    failures.append(failure(expectation["type"], column, _describe(outcome.as_gx_result())))
+            continue
+        suite = _gx_suite(group.name, json.dumps(group.expectations), path)
+        result = _validate(_batch_definition(), suite, frame if column is None else frame[[column]])
         for key in statistics:
             statistics[key] += result.statistics[key]
         # GX 1.24 leaves ExpectationSuiteValidationResult.to_json_dict unannotated
@@ -223,6 +257,31 @@ def run_expectations(
     }
 
 
+def _count(statistics: dict[str, float], success: bool) -> None:
+    statistics["evaluated_expectations"] += 1
+    statistics["successful_expectations" if success else "unsuccessful_expectations"] += 1
+
+
+def _row_check_json(expectation: dict[str, Any], outcome: row_checks.RowCheckResult) -> dict[str, Any]:
+    """A row check's result in GX's JSON shape, marked as computed by ctloop."""
+    result = outcome.as_gx_result()
+    result["partial_unexpected_list"] = [_json_value(v) for v in outcome.partial_unexpected_list]
+    return {
+        "success": outcome.success,
+        "expectation_config": {"type": expectation["type"], "kwargs": expectation.get("kwargs") or {}},
+        "result": result,
+        "meta": {"computed_by": "ctloop.validation.row_checks"},
+        "exception_info": {"raised_exception": False, "exception_message": None, "exception_traceback": None},
+    }
+
+
+def _json_value(value: Any) -> Any:
+    """A value as GX's JSON result writes it: NaN as null, anything but a JSON scalar as text."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
+
+
 def _crash_message(info: dict[str, Any] | None) -> str | None:
     """GX reports a crash either flat or keyed by metric; either way, the first message."""
     if not info:
@@ -237,7 +296,8 @@ def _describe(result: dict[str, Any]) -> str:
         sample = result.get("partial_unexpected_list") or []
         percent = result.get("unexpected_percent") or 0.0
         return f"{result['unexpected_count']} unexpected values ({percent:.2f}%), e.g. {sample[:3]}"
-    return f"observed {result.get('observed_value')!r}"
+    observed: Any = result.get("observed_value")
+    return f"observed {observed.item() if hasattr(observed, 'item') else observed!r}"  # numpy's as Python's
 
 
 def validate_frame(

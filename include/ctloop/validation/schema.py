@@ -36,8 +36,12 @@ def _first_unparseable(values: pd.Series, parse: Callable[[pd.Series], pd.Series
     return bad.iloc[0] if len(bad) else None
 
 
-def check_schema(frame: pd.DataFrame, spec: PipelineSpec, *, require_target: bool = True) -> list[Failure]:
-    """Every way ``frame`` departs from the spec's columns; empty when it conforms."""
+def check_schema(
+    frame: pd.DataFrame, spec: PipelineSpec, *, require_target: bool = True, valued_per_column: bool = True
+) -> list[Failure]:
+    """Every way ``frame`` departs from the spec's columns; empty when it conforms. Without
+    ``valued_per_column`` an input column with no value is not a failure here (a chunk's caller
+    decides it over the whole batch)."""
     columns = spec.columns
     expected = [c for c in columns.all_names() if require_target or c != columns.target]
     failures: list[Failure] = []
@@ -57,7 +61,7 @@ def check_schema(frame: pd.DataFrame, spec: PipelineSpec, *, require_target: boo
     failures += [
         failure("not_all_null", c, f"column {c!r} has no value in any of its {len(frame)} rows")
         for c in inputs
-        if c in frame.columns and frame[c].isna().all()
+        if valued_per_column and c in frame.columns and frame[c].isna().all()
     ]
     for column in columns.numeric:
         if column in frame.columns and not pd.api.types.is_numeric_dtype(frame[column]):

@@ -62,6 +62,6 @@ def regression_spec(
     gates["bootstrap"]["metric"] = "rmse"
     gates["slice_rules"]["metric"] = "rmse"
     raw.setdefault("monitoring", {})
-    quality = {**raw["monitoring"].get("quality", {}), "metric": quality_metric, "max_drop": 2.0}
-    raw["monitoring"]["quality"] = quality
+    kept = {k: v for k, v in raw["monitoring"].get("quality", {}).items() if k != "rules"}  # classification's
+    raw["monitoring"]["quality"] = {**kept, "metric": quality_metric, "max_drop": 2.0}
     return PipelineSpec.model_validate(raw)

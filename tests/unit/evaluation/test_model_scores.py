@@ -46,7 +46,7 @@ def test_a_multiclass_log_scores_every_metric_as_the_holdout_does(multiclass):
 
     assert undefined == {}
     assert values == pytest.approx(evaluate(model, holdout, spec), rel=1e-9)
-    assert set(values) == {"roc_auc", "accuracy", "f1", "precision", "recall", "log_loss"}
+    assert set(values) == {"roc_auc", "accuracy", "f1", "precision", "recall", "log_loss", "brier"}
 
 
 def test_a_multiclass_log_without_class_probabilities_keeps_label_metrics_and_says_why(multiclass):
@@ -56,7 +56,7 @@ def test_a_multiclass_log_without_class_probabilities_keeps_label_metrics_and_sa
 
     values, undefined = logged_metrics(spec, y, Predictions.from_frame(logged, "prediction", "score"))
 
-    assert set(undefined) == {"roc_auc", "log_loss"}
+    assert set(undefined) == {"roc_auc", "log_loss", "brier"}
     assert all("every class's probability" in why for why in undefined.values())
     assert values["f1"] == pytest.approx(sk.f1_score(y, logged["prediction"], average="macro"))
 
@@ -71,8 +71,11 @@ def test_rows_of_two_classes_in_a_multiclass_log_are_still_scored_as_multiclass(
 
     assert values["f1"] == pytest.approx(sk.f1_score(y, rows["prediction"], average="macro"))
     assert "one-vs-rest" in undefined["roc_auc"]
-    expected = sk.log_loss(y, rows[["score__high", "score__low", "score__mid"]], labels=list(model.classes_))
+    probabilities = rows[["score__high", "score__low", "score__mid"]]
+    expected = sk.log_loss(y, probabilities, labels=list(model.classes_))
     assert values["log_loss"] == pytest.approx(expected, rel=1e-9)
+    brier = sk.brier_score_loss(y, probabilities, labels=list(model.classes_))
+    assert values["brier"] == pytest.approx(brier, rel=1e-9)
 
 
 def test_binary_text_labels_are_scored_around_the_larger_label():
@@ -142,4 +145,5 @@ def test_a_multiclass_holdout_missing_a_class_or_holding_an_unknown_one_is_still
     values = evaluate(model, unknown, spec)
     assert np.isfinite(values["log_loss"])
     assert values["log_loss"] > whole["log_loss"]  # a label the model cannot give is a certain mistake
+    assert values["brier"] > whole["brier"]
     assert np.isfinite(values["roc_auc"])

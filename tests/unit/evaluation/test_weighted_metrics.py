@@ -71,6 +71,9 @@ def sklearn_metric(task: str, metric: str, y, p: Predictions, weight=None) -> fl
         "log_loss": lambda: sk.log_loss(
             y, scores if p.probabilities is not None else p.score, sample_weight=weight, **loss
         ),
+        "brier": lambda: sk.brier_score_loss(
+            y, scores, sample_weight=weight, **(loss if p.probabilities is not None else {"pos_label": "yes"})
+        ),
     }[metric]()
 
 
@@ -134,7 +137,7 @@ def test_a_label_the_model_does_not_know_leaves_ranking_metrics_undefined() -> N
     y, predictions = multiclass(300, 1.5, 6)
     y = y.copy()
     y[:5] = "urgent"
-    for metric in ("roc_auc", "log_loss"):
+    for metric in ("roc_auc", "log_loss", "brier"):
         value, why = metric_value("classification", metric, y, predictions, None)
         assert value is None
         assert "'urgent'" in why

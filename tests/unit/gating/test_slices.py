@@ -67,7 +67,7 @@ def test_a_slice_where_the_candidate_regresses_fails_and_the_others_pass():
     assert entry.rows == int((frame["contract"] == "two_year").sum())
     assert entry.judged
     assert entry.why_not_judged is None
-    assert set(entry.candidate) == {"roc_auc", "accuracy", "f1", "precision", "recall", "log_loss"}
+    assert set(entry.candidate) == {"roc_auc", "accuracy", "f1", "precision", "recall", "log_loss", "brier"}
 
 
 def test_regression_is_skipped_without_a_champion_while_the_gap_is_judged():

@@ -238,3 +238,13 @@ def test_a_local_publish_that_fails_leaves_no_partial_file(tmp_path, monkeypatch
     with pytest.raises(StorageError, match=r"part-0\.parquet: could not write: OSError"):
         storage.publish_file("p/part-0.parquet", source)
     assert list((tmp_path / "store" / "p").iterdir()) == []
+
+
+def test_a_byte_range_of_an_object_is_read_without_the_rest(storage):
+    storage.write_bytes("batch.csv", b"header\nrow one\nrow two\n")
+
+    assert storage.read_range("batch.csv", 7, 15) == b"row one\n"
+    assert storage.read_range("batch.csv", 15, 100) == b"row two\n"  # past the end: what there is
+    assert storage.read_range("batch.csv", 7, 7) == b""
+    with pytest.raises(StorageError, match="missing.csv"):
+        storage.read_range("missing.csv", 0, 3)

@@ -321,6 +321,68 @@ def test_labels_measure_quality_against_the_champions_holdout(trained: Trained, 
     assert summary["decision"]["action"] == HOLD
 
 
+def test_every_quality_rule_is_judged_recorded_logged_and_kept_in_the_history(
+    trained: Trained, settings: Settings
+) -> None:
+    """Labels the champion gets wrong fire roc_auc at once; the module's run has no holdout
+    accuracy or brier (a version trained before they were kept), so those rules stay undecided."""
+    rules = [{"metric": "roc_auc", "max_drop": 0.05}, {"metric": "accuracy", "max_drop": 0.04}]
+    rules.append({"metric": "brier", "max_drop": 0.03})
+    spec = _spec(trained.data, quality={"rules": rules, "min_labels": 200, "resamples": 200})
+    version = _champion(spec, settings, trained)
+    for index in range(2):
+        scored = _score(spec, settings, trained, version, index)
+        _label(spec, settings, scored.assign(**{TARGET: 1 - scored[TARGET]}))
+    ctx = _context(spec)
+
+    summary = run_monitor(spec, settings, ctx)
+
+    quality = summary["quality"]
+    assert [r["metric"] for r in quality["rules"]] == ["roc_auc", "accuracy", "brier"]
+    auc, accuracy, brier = quality["rules"]
+    assert (auc["verdict"], auc["severe"], auc["reference_source"]) == ("alert", True, "holdout")
+    assert auc["reference"] == pytest.approx(trained.holdout_roc_auc)
+    assert auc["value"] == pytest.approx(quality["metrics"]["roc_auc"])
+    assert auc["interval"][0] <= auc["value"] <= auc["interval"][1] < auc["threshold"]
+    assert (quality["metric"], quality["value"], quality["champion_value"]) == (
+        "roc_auc",
+        auc["value"],
+        auc["reference"],
+    )
+    for rule in (accuracy, brier):
+        assert (rule["verdict"], rule["reference"], rule["interval"]) == ("undecided", None, None)
+        assert rule["value"] == pytest.approx(quality["metrics"][rule["metric"]])
+        assert f"its run has no holdout_{rule['metric']}" in rule["why"]
+    decision = summary["decision"]
+    assert (decision["action"], decision["severe"]) == (RETRAIN, True)
+    named = [t.split(":")[0] for t in decision["triggers"] if t.startswith("quality")]
+    assert named == ["quality roc_auc"]
+    undecided = [u.split(":")[0] for u in decision["undecided"] if u.startswith("quality")]
+    assert undecided == ["quality accuracy", "quality brier"]
+
+    client = registry.client(settings)
+    experiment = client.get_experiment_by_name(f"{spec.name}-monitoring")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.data.metrics["quality.roc_auc"] == pytest.approx(auc["value"])
+    assert run.data.metrics["quality.roc_auc.reference"] == pytest.approx(auc["reference"])
+    assert run.data.metrics["quality.roc_auc.high"] == pytest.approx(auc["interval"][1])
+    assert run.data.metrics["quality.brier"] == pytest.approx(brier["value"])
+    assert "quality.brier.reference" not in run.data.metrics
+    verdicts = {k: v for k, v in run.data.tags.items() if k.startswith("ctloop.quality.")}
+    assert verdicts == {
+        "ctloop.quality.roc_auc": "alert",
+        "ctloop.quality.accuracy": "undecided",
+        "ctloop.quality.brier": "undecided",
+    }
+    (entry,) = _history(spec, settings)
+    assert [(r["metric"], r["verdict"], r["severe"]) for r in entry["quality_rules"]] == [
+        ("roc_auc", "alert", True),
+        ("accuracy", "undecided", False),
+        ("brier", "undecided", False),
+    ]
+    assert entry["quality_rules"][0]["interval"] == auc["interval"]
+
+
 def test_a_second_run_on_the_same_window_has_nothing_new_to_decide(
     trained: Trained, settings: Settings
 ) -> None:
@@ -533,7 +595,9 @@ def test_a_multiclass_champion_is_measured_on_late_labels_by_its_class_probabili
 
     quality = summary["quality"]
     assert quality["undefined"] == {}
-    assert set(quality["metrics"]) == {"roc_auc", "accuracy", "f1", "precision", "recall", "log_loss"}
+    assert set(quality["metrics"]) == {
+        *("roc_auc", "accuracy", "f1", "precision", "recall", "log_loss", "brier")
+    }
     rows = pd.concat([multiclass.batch(BATCH_ROWS, seed=5, batch_index=i) for i in range(2)])
     probabilities = multiclass.model.predict_proba(rows[spec.columns.features])
     expected = {
@@ -544,7 +608,11 @@ def test_a_multiclass_champion_is_measured_on_late_labels_by_its_class_probabili
     }[metric]
     assert quality["value"] == pytest.approx(expected, rel=1e-9)
     assert quality["champion_value"] == pytest.approx(multiclass.holdout[metric])
-    assert not [u for u in summary["decision"]["undecided"] if u.startswith("quality")]
+    # defined on the rows and judged with an interval (a stable window: no significant drop)
+    assert not [u for u in summary["decision"]["undecided"] if "cannot be computed" in u]
+    (rule,) = quality["rules"]
+    assert rule["interval"][0] <= rule["value"] <= rule["interval"][1]
+    assert rule["verdict"] != "alert"
     drift = {c["column"]: c for c in summary["prediction_drift"]}
     assert (drift["prediction"]["kind"], drift["score"]["kind"]) == ("categorical", "numeric")
     assert drift["prediction"]["drifted"] is False
@@ -566,7 +634,7 @@ def test_an_old_multiclass_log_says_why_roc_auc_is_undecided(
     assert quality["metrics"]["accuracy"] > 0.5
     (undecided,) = [u for u in summary["decision"]["undecided"] if u.startswith("quality")]
     assert undecided.startswith(
-        "quality: roc_auc cannot be computed on the labeled rows: roc_auc of a multiclass"
+        "quality roc_auc: cannot be computed on the labeled rows: roc_auc of a multiclass"
     )
 
 
@@ -634,3 +702,42 @@ def test_prediction_drift_tests_a_class_mix_as_categories_and_predicted_values_a
     )
     (as_categories,) = column_drift(values, later, [], ["prediction"])  # what the monitor once did
     assert as_categories.drifted is True
+
+
+def test_the_reference_is_built_from_the_snapshot_a_row_group_at_a_time(
+    trained: Trained, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The champion's snapshot stored in several row groups: the reference holds its features,
+    label and the champion's predictions, as the whole snapshot gives them, and only those columns
+    are read, a row group at a time."""
+    import pyarrow.parquet as pq
+
+    spec = _spec(trained.data)
+    version = _champion(spec, settings, trained)
+    champion = registry.get_champion(registry.client(settings), spec.name)
+    assert champion is not None
+    snapshot = take_snapshot(spec, settings)
+    whole = load_snapshot(snapshot["key"], settings)
+    stored = tmp_path / "snapshot.parquet"
+    whole.to_parquet(stored, index=False, row_group_size=400)
+    storage = home_storage(settings)
+    storage.publish_file(snapshot["key"], stored)
+    read: list[tuple[int, list[str]]] = []
+    real = pq.ParquetFile.read_row_group
+
+    def read_row_group(self: Any, group: int, columns: list[str], **options: Any) -> Any:
+        read.append((group, list(columns)))
+        return real(self, group, columns=columns, **options)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", read_row_group)
+
+    key = monitor_run.reference_key(spec, settings, champion)
+
+    monkeypatch.undo()
+    assert key == f"monitor/{spec.name}/reference/v{version}.parquet"
+    columns = [*spec.columns.features, TARGET]
+    expected = whole[columns].copy()
+    expected["prediction"], expected["score"] = predict(trained.model, whole, spec)
+    with storage.local_file(key) as reference:
+        pd.testing.assert_frame_equal(pd.read_parquet(reference), expected)
+    assert read == [(group, columns) for group in range(4)]  # 1,500 rows in 400-row groups

@@ -20,6 +20,7 @@ from ctloop.monitoring import monitor_run
 from ctloop.monitoring.champion_watch import compare, compare_challenger
 from ctloop.monitoring.drift_report import build_report
 from ctloop.monitoring.drift_stats import column_drift
+from ctloop.scoring import prediction_log
 from ctloop.scoring.prediction_log import LABELED, PREDICTIONS, batch_ids, local_partitions, partition_key
 from ctloop.scoring.prediction_log import read_partitions as read_whole
 from ctloop.settings import Settings, load_settings
@@ -130,7 +131,9 @@ def test_quality_and_paired_comparisons_equal_the_whole_frame_readings(
 
     assert window["window_key"] == whole["window_key"]
     assert len(window["labeled"]) == len(whole["labeled"]) > 0
-    assert monitor_run._quality(spec, window["labeled"]) == monitor_run._quality(spec, whole["labeled"])
+    references = {f"holdout_{r.metric}": 0.5 for r in spec.monitoring.quality.rules}  # rules judged too
+    streamed = monitor_run._quality_summary(spec, window["labeled"], references)
+    assert streamed == monitor_run._quality_summary(spec, whole["labeled"], references)
     assert monitor_run.quality(spec, window["labeled"]) is not None
     watched = compare(spec, window["served"], CHAMPION, PREVIOUS)
     assert watched == compare(spec, whole["served"], CHAMPION, PREVIOUS)
@@ -190,14 +193,20 @@ def test_the_report_from_partition_samples_is_the_report_of_the_whole_frames(
             c.as_dict() for c in column_drift(reference, whole["current"], *prediction_kinds)
         ],
     }
-    widths: list[int | None] = []  # how many columns each whole-column read asked for
-    real = monitor_run.read_files
+    whole_reads: list[list[str] | None] = []  # the columns of each read of whole files
+    real_read, real_column = prediction_log.read_files, monitor_run.iter_column
+    columns_read: list[str] = []  # the columns read alone, a row group at a time
 
     def read_files(paths: list[Any], columns: list[str] | None = None) -> pd.DataFrame:
-        widths.append(None if columns is None else len(columns))
-        return real(paths, columns)
+        whole_reads.append(columns)
+        return real_read(paths, columns)
 
-    monkeypatch.setattr(monitor_run, "read_files", read_files)
+    def iter_column(paths: list[Any], column: str) -> Any:
+        columns_read.append(column)
+        return real_column(paths, column)
+
+    monkeypatch.setattr(prediction_log, "read_files", read_files)
+    monkeypatch.setattr(monitor_run, "iter_column", iter_column)
 
     storage = home_storage(settings)
     with (
@@ -221,5 +230,5 @@ def test_the_report_from_partition_samples_is_the_report_of_the_whole_frames(
     assert streamed == expected
     assert streamed["sample"]["current"] == {"rows": 2 * ROWS, "sampled": 500}
     assert streamed["quality"]["computed"] is True
-    assert widths
-    assert set(widths) == {1}  # whole columns are read one at a time, samples by row group
+    assert columns_read  # whole columns are read one at a time, a row group at a time
+    assert whole_reads == []  # nothing read whole, not even one column; samples by row group

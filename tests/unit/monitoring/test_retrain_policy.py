@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ctloop.evaluation.metric_catalog import higher_is_better
+from ctloop.monitoring.quality_rules import Measure, judge
 from ctloop.monitoring.retrain_policy import (
     ATTACH,
     BREAKER_OPEN,
@@ -25,26 +26,47 @@ MONITOR = "churn_p__monitor"
 
 
 def _spec(monitoring: dict | None = None, **retrain) -> PipelineSpec:
-    """The example spec (min_rows 2000, drift share 0.3 or tenure_months, roc_auc max_drop 0.05 on
-    >= 1000 labels, k_of_n 2 of 3, cooldown 360 min, breaker at 3), with ``retrain`` overrides."""
+    """The example spec (min_rows 2000, drift share 0.3 or tenure_months, quality rules roc_auc
+    max_drop 0.05 first, then accuracy and brier, on >= 1000 labels, k_of_n 2 of 3, cooldown 360 min,
+    breaker at 3), with ``retrain`` overrides; a quality override naming a metric or max_drop is
+    the one-rule shape, in place of the example's rules."""
     raw = example_spec("p", "data")
     raw["retrain"] = {**raw["retrain"], **retrain}
     for section, values in (monitoring or {}).items():
-        raw["monitoring"][section] = {**raw["monitoring"][section], **values}
+        base = raw["monitoring"][section]
+        if {"metric", "max_drop"} & set(values):
+            base = {k: v for k, v in base.items() if k != "rules"}
+        raw["monitoring"][section] = {**base, **values}
     return PipelineSpec.model_validate(raw)
 
 
-def _evidence(**overrides) -> Evidence:
-    """A calm window with enough rows and no labels; ``overrides`` move one fact."""
+JUDGED = ("quality", "champion_quality", "quality_why", "interval")
+
+
+def _evidence(spec: PipelineSpec | None = None, **overrides) -> Evidence:
+    """A calm window with enough rows and no labels; ``overrides`` move one fact. ``quality`` and
+    ``champion_quality`` (``quality_why``: why the first is undefined) are the window's and the
+    champion's value of the spec's first quality rule, judged (ctloop.monitoring.quality_rules) on
+    ``labeled_rows`` as if there were so many that the interval is the point, or on ``interval``."""
+    judged = {k: overrides.pop(k) for k in JUDGED if k in overrides}
     fields = {
         "window_key": "w-now",
         "current_rows": 5000,
         "drift_share": 0.0,
         "drifted_features": [],
         "labeled_rows": 0,
-        "quality": None,
-        "champion_quality": None,
     } | overrides
+    if judged:
+        spec = spec or _spec()
+        value = judged.get("quality")
+        measure = Measure(
+            labeled_rows=fields["labeled_rows"],
+            value=value,
+            reference=judged.get("champion_quality"),
+            interval=judged.get("interval", None if value is None else (value, value)),
+            why=judged.get("quality_why"),
+        )
+        fields["quality_rules"] = (judge(spec, spec.monitoring.quality.rules[0], measure),)
     return Evidence(**fields)
 
 
@@ -169,7 +191,10 @@ def test_roc_auc_drop_crosses_when_lower_by_more_than_max_drop(current, crosses)
     assert bool(crossed) is crosses
     assert not any(u.startswith("quality") for u in undecided)
     if crosses:
-        assert crossed[0].startswith(f"roc_auc {current:.4f} is {0.80 - current:.4f} worse")
+        assert crossed[0].startswith(
+            f"quality roc_auc: {current:.4f} on 1,000 labeled rows is {0.80 - current:.4f} worse"
+            " than the champion's holdout 0.8000"
+        )
         assert "max_drop 0.05" in crossed[0]
 
 
@@ -181,17 +206,21 @@ def test_roc_auc_drop_crosses_when_lower_by_more_than_max_drop(current, crosses)
 def test_log_loss_drop_crosses_when_higher_by_more_than_max_drop(current, crosses):
     assert not higher_is_better("classification", "log_loss")
     spec = _spec({"quality": {"metric": "log_loss", "max_drop": 0.05}})
-    crossed, _ = triggers(spec, _evidence(labeled_rows=5000, quality=current, champion_quality=0.40))
+    crossed, _ = triggers(spec, _evidence(spec, labeled_rows=5000, quality=current, champion_quality=0.40))
     assert bool(crossed) is crosses
     if crosses:
-        assert crossed[0].startswith(f"log_loss {current:.4f} is {current - 0.40:.4f} worse")
+        assert crossed[0].startswith(
+            f"quality log_loss: {current:.4f} on 5,000 labeled rows is {current - 0.40:.4f} worse"
+        )
 
 
 @pytest.mark.parametrize(("champion", "current"), [(0.75, 0.5), (0.80, 0.75), (0.9, 0.85)])
 def test_quality_at_exactly_max_drop_does_not_cross(champion, current):
     """0.80 - 0.75 is 0.05000000000000004 in floating point: still exactly max_drop, not more."""
     spec = _spec({"quality": {"max_drop": round(champion - current, 2)}})
-    crossed, _ = triggers(spec, _evidence(labeled_rows=1000, quality=current, champion_quality=champion))
+    crossed, _ = triggers(
+        spec, _evidence(spec, labeled_rows=1000, quality=current, champion_quality=champion)
+    )
     assert crossed == []
 
 
@@ -210,19 +239,74 @@ def test_quality_that_cannot_be_computed_is_undecided(current, champion, side):
         _spec(), _evidence(labeled_rows=1000, quality=current, champion_quality=champion)
     )
     assert crossed == []
-    assert f"quality: roc_auc cannot be computed on {side}" in undecided
+    assert [u for u in undecided if u.startswith(f"quality roc_auc: cannot be computed on {side}")]
 
 
 def test_quality_undefined_on_the_labeled_rows_says_why():
     why = "roc_auc of a multiclass model needs every class's probability"
     evidence = _evidence(labeled_rows=1000, quality=None, champion_quality=0.8, quality_why=why)
     assert triggers(_spec(), evidence)[1] == [
-        f"quality: roc_auc cannot be computed on the labeled rows: {why}"
+        f"quality roc_auc: cannot be computed on the labeled rows: {why}"
     ]
     holdout_side = _evidence(labeled_rows=1000, quality=0.7, champion_quality=None, quality_why=why)
     assert triggers(_spec(), holdout_side)[1] == [
-        "quality: roc_auc cannot be computed on the champion's holdout"
+        "quality roc_auc: cannot be computed on the champion's holdout: its run has no holdout_roc_auc"
+        " (a version trained before ctloop computed it, or registered without a run)"
     ]
+
+
+def _rules(spec: PipelineSpec, labeled_rows: int, **measures: tuple) -> Evidence:
+    """A window whose rules are judged on ``measures``: metric=(value, reference, interval)."""
+    rules = {r.metric: r for r in spec.monitoring.quality.rules}
+    judged = tuple(
+        judge(spec, rules[metric], Measure(labeled_rows, value, reference, "holdout", interval))
+        for metric, (value, reference, interval) in measures.items()
+    )
+    return _evidence(labeled_rows=labeled_rows, quality_rules=judged)
+
+
+def test_every_rule_is_judged_and_only_the_one_that_fires_is_a_trigger():
+    """The example's rules: roc_auc within max_drop, accuracy significantly down, brier down on its
+    face but not significantly."""
+    evidence = _rules(
+        _spec(),
+        1500,
+        roc_auc=(0.84, 0.87, (0.82, 0.86)),
+        accuracy=(0.79, 0.89, (0.77, 0.81)),
+        brier=(0.15, 0.11, (0.12, 0.18)),
+    )
+    crossed, undecided = triggers(_spec(), evidence)
+    assert crossed == [
+        "quality accuracy: 0.7900 on 1,500 labeled rows is 0.1000 worse than the champion's holdout"
+        " 0.8900 (max_drop 0.04); its 95% interval [0.7700, 0.8100] lies wholly below 0.8500"
+    ]
+    assert undecided == [
+        "quality brier: 0.1500 on 1,500 labeled rows is 0.0400 worse than the champion's holdout 0.1100"
+        " (max_drop 0.03), but not significantly: its 95% interval [0.1200, 0.1800] is not wholly"
+        " above 0.1400"
+    ]
+    decision = decide(_spec(), evidence, _history(True), [], NOW)
+    assert (decision["action"], decision["severe"]) == (RETRAIN, False)
+
+
+def test_a_drop_past_max_drop_that_is_not_significant_holds_and_says_why():
+    evidence = _rules(_spec(), 1200, accuracy=(0.83, 0.89, (0.79, 0.87)))
+    decision = decide(_spec(), evidence, _history(True, True), [], NOW)
+    assert (decision["alert"], decision["action"]) == (False, HOLD)
+    assert decision["why"].startswith("no trigger crossed (quality accuracy: 0.8300 on 1,200 labeled rows")
+    assert "not significantly" in decision["why"]
+
+
+def test_severe_names_the_rules_that_are_severe_only():
+    """accuracy fell 0.15 (>= 3 x 0.04) and roc_auc 0.06 (an alert short of 3 x 0.05)."""
+    evidence = _rules(_spec(), 2000, roc_auc=(0.81, 0.87, (0.80, 0.815)), accuracy=(0.74, 0.89, (0.72, 0.76)))
+    decision = decide(_spec(), evidence, [], [], NOW)
+    assert (decision["action"], decision["severe"]) == (RETRAIN, True)
+    assert len(decision["triggers"]) == 2
+    assert decision["why"] == (
+        "severe quality drop: accuracy 0.7400 vs the champion's holdout 0.8900 on 2,000 labels"
+        " (a drop of 0.1500 >= 3 x max_drop 0.04); k-of-n and cooldown bypassed"
+    )
 
 
 # --- decide: new evidence and k-of-n ------------------------------------------------------------
@@ -407,7 +491,11 @@ def _accuracy(severe_multiple: float | None = None, **retrain) -> PipelineSpec:
 )
 def test_a_drop_of_at_least_severe_multiple_times_max_drop_is_severe(champion, current, severe):
     decision = decide(
-        _accuracy(), _evidence(labeled_rows=1000, quality=current, champion_quality=champion), [], [], NOW
+        _accuracy(),
+        _evidence(_accuracy(), labeled_rows=1000, quality=current, champion_quality=champion),
+        [],
+        [],
+        NOW,
     )
     assert decision["alert"] is True
     assert decision["severe"] is severe
@@ -415,22 +503,24 @@ def test_a_drop_of_at_least_severe_multiple_times_max_drop_is_severe(champion, c
 
 
 def test_a_severe_drop_on_too_few_labels_is_not_even_an_alert():
-    decision = decide(_accuracy(), _evidence(**(SEVERE | {"labeled_rows": 999})), [], [], NOW)
+    decision = decide(_accuracy(), _evidence(_accuracy(), **(SEVERE | {"labeled_rows": 999})), [], [], NOW)
     assert (decision["alert"], decision["severe"], decision["action"]) == (False, False, HOLD)
     assert "monitoring.quality.min_labels 1000" in decision["why"]
 
 
 def test_severe_follows_the_metric_direction():
     spec = _spec({"quality": {"metric": "log_loss", "max_drop": 0.05}})
-    worse = decide(spec, _evidence(labeled_rows=5000, quality=0.60, champion_quality=0.40), [], [], NOW)
+    worse = decide(spec, _evidence(spec, labeled_rows=5000, quality=0.60, champion_quality=0.40), [], [], NOW)
     assert (worse["severe"], worse["action"]) == (True, RETRAIN)
     assert "log_loss 0.6000 vs the champion's holdout 0.4000" in worse["why"]
-    better = decide(spec, _evidence(labeled_rows=5000, quality=0.20, champion_quality=0.40), [], [], NOW)
+    better = decide(
+        spec, _evidence(spec, labeled_rows=5000, quality=0.20, champion_quality=0.40), [], [], NOW
+    )
     assert (better["alert"], better["severe"], better["action"]) == (False, False, HOLD)
 
 
 def test_a_severe_drop_bypasses_k_of_n():
-    decision = decide(_accuracy(), _evidence(**SEVERE), [], [], NOW)
+    decision = decide(_accuracy(), _evidence(_accuracy(), **SEVERE), [], [], NOW)
     assert decision["action"] == RETRAIN
     assert decision["severe"] is True
     assert decision["k_of_n"] == {"k": 2, "n": 3, "alerts": 1}  # what k-of-n alone would have said
@@ -438,21 +528,23 @@ def test_a_severe_drop_bypasses_k_of_n():
 
 
 def test_a_severe_drop_bypasses_the_cooldown():
-    decision = decide(_accuracy(), _evidence(**SEVERE), [], [_request(closed_ago=timedelta(minutes=5))], NOW)
+    decision = decide(
+        _accuracy(), _evidence(_accuracy(), **SEVERE), [], [_request(closed_ago=timedelta(minutes=5))], NOW
+    )
     assert decision["action"] == RETRAIN
     assert decision["why"] == SEVERE_WHY
 
 
 def test_severe_multiple_comes_from_the_spec():
     """0.47 is 9.4 x max_drop: severe at 9, not at 10, where k-of-n holds the first window again."""
-    assert decide(_accuracy(9), _evidence(**SEVERE), [], [], NOW)["action"] == RETRAIN
-    held = decide(_accuracy(10), _evidence(**SEVERE), [], [], NOW)
+    assert decide(_accuracy(9), _evidence(_accuracy(9), **SEVERE), [], [], NOW)["action"] == RETRAIN
+    held = decide(_accuracy(10), _evidence(_accuracy(10), **SEVERE), [], [], NOW)
     assert (held["severe"], held["action"]) == (False, HOLD)
     assert held["why"] == "1 of the last 1 windows alerted; retrain.k_of_n needs 2 of 3"
 
 
 def test_a_quality_drop_short_of_severe_keeps_k_of_n_and_the_cooldown():
-    evidence = _evidence(labeled_rows=5000, quality=0.85, champion_quality=0.95)  # a drop of 0.10 < 0.15
+    evidence = _evidence(_accuracy(), labeled_rows=5000, quality=0.85, champion_quality=0.95)  # 0.10 < 0.15
     first = decide(_accuracy(), evidence, [], [], NOW)
     assert (first["alert"], first["severe"], first["action"]) == (True, False, HOLD)
     assert "retrain.k_of_n needs 2 of 3" in first["why"]
@@ -475,7 +567,7 @@ def test_drift_alone_keeps_every_guard_however_large():
 
 def test_an_open_breaker_holds_even_a_severe_drop():
     rejected = [_request(closed_ago=timedelta(days=d), outcome="rejected") for d in (3, 2, 1)]
-    decision = decide(_accuracy(), _evidence(**SEVERE), [], rejected, NOW)
+    decision = decide(_accuracy(), _evidence(_accuracy(), **SEVERE), [], rejected, NOW)
     assert decision["action"] == BREAKER_OPEN
     assert decision["severe"] is True
     assert decision["why"].startswith("severe quality drop: accuracy 0.4800")
@@ -486,7 +578,7 @@ def test_an_open_breaker_holds_even_a_severe_drop():
 @pytest.mark.parametrize("state", ["open", "running"])
 def test_a_severe_drop_attaches_to_a_retrain_already_queued_or_running(state):
     requests = [_request(closed_ago=timedelta(minutes=5)), _request(state, rid="req-active")]
-    decision = decide(_accuracy(), _evidence(**SEVERE), [], requests, NOW)
+    decision = decide(_accuracy(), _evidence(_accuracy(), **SEVERE), [], requests, NOW)
     assert decision["action"] == ATTACH
     assert decision["request_id"] == "req-active"
     assert decision["why"].startswith("severe quality drop: accuracy 0.4800")
@@ -496,7 +588,7 @@ def test_a_severe_drop_attaches_to_a_retrain_already_queued_or_running(state):
 def test_a_severe_window_already_decided_is_not_decided_again():
     history = _history(False)
     history[-1]["window_key"] = "w-now"
-    decision = decide(_accuracy(), _evidence(**SEVERE), history, [], NOW)
+    decision = decide(_accuracy(), _evidence(_accuracy(), **SEVERE), history, [], NOW)
     assert (decision["action"], decision["new_evidence"]) == (HOLD, False)
 
 

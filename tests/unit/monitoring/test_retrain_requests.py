@@ -189,7 +189,7 @@ def test_the_ledger_records_and_the_cooldown_measures_the_simulated_time(setting
 
     spec = PipelineSpec.model_validate(example_spec(pipeline, "data"))
     assert spec.retrain.cooldown_minutes == 360
-    drift = Evidence("w-now", 5000, 0.5, ["age", "credit_score"], 0, None, None)
+    drift = Evidence("w-now", 5000, 0.5, ["age", "credit_score"], 0)
     alerted = [{"run_key": "monitor/run-0", "window_key": "w-0", "alert": True}]  # k-of-n: 2 of 3
 
     def decided_at(moment: datetime) -> dict:

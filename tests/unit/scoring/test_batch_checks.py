@@ -98,3 +98,41 @@ def test_whole_batch_expectations_are_decided_on_the_whole_column(tmp_path):
     assert [run_suite(batch, spec, g) for g in groups[:1]] == [[]]
     assert run_suite(pd.DataFrame(index=pd.RangeIndex(10)), spec, groups[1]) == []
     assert all(run_suite(c, spec, groups[0]) for c in chunks)  # each chunk alone would fail
+
+
+def test_text_read_as_arrow_is_hashed_on_its_bytes_and_checked_like_pandas():
+    """Equal text gets equal hashes whatever piece, slice or length it is in (long values too);
+    the verdict is the pandas path's."""
+    import numpy as np
+    import pyarrow as pa
+
+    from ctloop.scoring import value_hashes
+
+    long = "x" * (value_hashes.WIDE + 5)
+    words = ["a", "a\0", "", "é", "ab" * 9, long, long + "y", None]
+    pieces = [pa.array(words[:5]), pa.chunked_array([pa.array(words[3:])]), pa.array(["ab" * 9, None, "a"])]
+    hashes = np.concatenate([value_hashes.value_hashes(p) for p in pieces])
+    as_python = [w for p in pieces for w in p.to_pylist() if w is not None]
+    assert len(hashes) == len(as_python)
+    first_of = {w: hashes[as_python.index(w)] for w in as_python}
+    assert all(hashes[i] == first_of[w] for i, w in enumerate(as_python))
+    assert len(set(first_of.values())) == len(first_of)  # these distinct values do not collide
+
+    found = duplicates("id", lambda: iter(pieces))
+    expected = duplicates("id", lambda: iter([pd.Series(p.to_pylist(), dtype=object) for p in pieces]))
+    assert found == expected
+    assert found[0]["detail"].startswith("7 unexpected values")
+
+
+def test_an_arrow_hash_collision_is_not_a_duplicate(monkeypatch):
+    import numpy as np
+    import pyarrow as pa
+
+    from ctloop.scoring import value_hashes
+
+    monkeypatch.setattr(value_hashes, "text_hashes", lambda values: np.zeros(len(values), np.uint64))
+
+    assert duplicates("id", lambda: iter([pa.array(["a", "b"]), pa.array(["c", None])])) == []
+    assert duplicates("id", lambda: iter([pa.array(["a", "b"]), pa.array(["b"])]))[0]["detail"] == (
+        "2 unexpected values (66.67%), e.g. ['b', 'b']"
+    )

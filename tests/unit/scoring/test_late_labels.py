@@ -402,7 +402,7 @@ def test_a_regression_label_must_be_a_finite_number(tmp_path: Path, settings: Se
     metric = {"metric": "rmse", "max_regression": 0.03, "max_gap": 100.0, "min_rows": 100}
     raw["gates"] = {**raw["gates"], "rules": [{"metric": "rmse", "at_most": 100.0}], "slice_rules": metric}
     raw["gates"]["bootstrap"] = {**raw["gates"]["bootstrap"], "metric": "rmse"}
-    raw["monitoring"]["quality"]["metric"] = "rmse"
+    raw["monitoring"]["quality"] = {"metric": "rmse", "max_drop": 0.05, "min_labels": 1000}
     spec = PipelineSpec.model_validate(raw)
     batch = _batch(0)
     _score(spec, settings, "b0", batch)

@@ -58,6 +58,47 @@ def _write(tmp_path: Path, name: str, spec: dict | str) -> Path:
             "monitoring.quality.severe_multiple",
             "greater than 1",
         ),
+        (
+            lambda s: s["monitoring"]["quality"].update(metric="roc_auc", max_drop=0.05),
+            "monitoring.quality",
+            "set metric and max_drop (one rule) or rules (several), not both",
+        ),
+        (
+            lambda s: s["monitoring"]["quality"]["rules"].append({"metric": "accuracy", "max_drop": 0.1}),
+            "monitoring.quality",
+            "each metric at most once (accuracy repeated)",
+        ),
+        (
+            lambda s: s["monitoring"]["quality"]["rules"].append({"metric": "rmse", "max_drop": 0.1}),
+            "monitoring.quality.rules.3.metric",
+            "'rmse' is not a classification metric",
+        ),
+        (
+            lambda s: s["monitoring"].update(quality={"metric": "mae", "max_drop": 0.1}),
+            "monitoring.quality.metric",
+            "'mae' is not a classification metric",
+        ),
+        (
+            lambda s: s["monitoring"]["quality"]["rules"][0].update(max_drop=-0.01),
+            "monitoring.quality.rules.0.max_drop",
+            "greater than or equal to 0",
+        ),
+        (
+            lambda s: s["monitoring"]["quality"].update(rules=[]),
+            "monitoring.quality.rules",
+            "at least 1 item",
+        ),
+        (
+            lambda s: s["monitoring"]["quality"].update(confidence=1.0),
+            "monitoring.quality.confidence",
+            "less than 1",
+        ),
+        (lambda s: s["monitoring"]["quality"].update(resamples=10), "monitoring.quality.resamples", "100"),
+        (
+            lambda s: s["monitoring"]["quality"].update(reference="latest"),
+            "monitoring.quality.reference",
+            "'holdout' or 'recent'",
+        ),
         (lambda s: s["data"].update(min_rows=1), "data.min_rows", "greater than or equal to 2"),
         (lambda s: s["columns"].update(na_values="NA"), "columns.na_values", "valid list"),
         (lambda s: s["columns"].update(na_values=[None]), "columns.na_values.0", "valid string"),
@@ -80,6 +121,38 @@ def test_severe_multiple_defaults_to_three_and_may_be_set(tmp_path):
     spec = example_spec("tuned", "data")
     spec["monitoring"]["quality"]["severe_multiple"] = 1.5
     assert load_spec(_write(tmp_path, "tuned", spec)).monitoring.quality.severe_multiple == 1.5
+
+
+def test_quality_rules_default_and_the_one_rule_shape_of_earlier_specs(tmp_path):
+    example = load_spec(_write(tmp_path, "example", example_spec("example", "data"))).monitoring.quality
+    assert [(r.metric, r.max_drop) for r in example.rules] == [
+        ("roc_auc", 0.05),
+        ("accuracy", 0.04),
+        ("brier", 0.03),
+    ]
+    assert (example.metric, example.max_drop) == ("roc_auc", 0.05)  # the first rule: the watch compares on it
+    assert (example.confidence, example.resamples, example.seed, example.reference) == (
+        0.95,
+        500,
+        0,
+        "holdout",
+    )
+    spec = example_spec("old", "data")
+    spec["monitoring"]["quality"] = {
+        "metric": "log_loss",
+        "max_drop": 0.1,
+        "min_labels": 300,
+        "severe_multiple": 2,
+    }
+    old = load_spec(_write(tmp_path, "old", spec)).monitoring.quality
+    assert [(r.metric, r.max_drop) for r in old.rules] == [("log_loss", 0.1)]
+    assert (old.metric, old.max_drop, old.min_labels, old.severe_multiple) == ("log_loss", 0.1, 300, 2)
+    spec["monitoring"]["quality"] = {"max_drop": 0.02}
+    assert load_spec(_write(tmp_path, "old", spec)).monitoring.quality.rules[0].metric == "roc_auc"
+    spec["monitoring"].pop("quality")
+    assert [
+        (r.metric, r.max_drop) for r in load_spec(_write(tmp_path, "old", spec)).monitoring.quality.rules
+    ] == [("roc_auc", 0.05)]
 
 
 def test_only_an_empty_cell_is_missing_unless_the_spec_lists_more(tmp_path):

@@ -20,7 +20,7 @@ def test_fits_and_scores_every_metric():
     frame = generate_batch(3000, seed=2)
     model = fit(_spec(max_iter=500), frame.iloc[:2000])
     metrics = evaluate(model, frame.iloc[2000:], _spec())
-    assert set(metrics) == {"roc_auc", "accuracy", "f1", "precision", "recall", "log_loss"}
+    assert set(metrics) == {"roc_auc", "accuracy", "f1", "precision", "recall", "log_loss", "brier"}
     assert metrics["roc_auc"] > 0.75
 
 

@@ -223,6 +223,52 @@ def test_every_page_forbids_scripts_and_framing_by_other_sites() -> None:
 
 def test_the_triggers_name_the_severe_drop_that_retrains_at_once() -> None:
     assert pages.triggers(SPEC) == (
-        "drift share at least 0.3, or any of tenure_months drifts; roc_auc more than 0.05"
-        " below the champion's holdout (3 x that retrains at once)"
+        "drift share at least 0.3, or any of tenure_months drifts; roc_auc more than 0.05, accuracy more"
+        " than 0.04 or brier more than 0.03 worse than the champion's holdout with 95% confidence"
+        " (3 x that retrains at once)"
     )
+
+
+def test_the_history_shows_each_quality_rules_verdict() -> None:
+    rules = [
+        {"metric": "roc_auc", "value": 0.85, "reference": 0.87, "interval": [0.83, 0.87], "verdict": "ok"},
+        {
+            "metric": "accuracy",
+            "value": 0.79,
+            "reference": 0.89,
+            "interval": [0.77, 0.81],
+            "verdict": "alert",
+        },
+        {"metric": "brier", "value": 0.2, "reference": None, "interval": None, "verdict": "undecided"},
+    ]
+    decisions = [
+        {
+            "run_key": "churn__monitor/r1",
+            "at": "2026-01-01T00:00:00+00:00",
+            "action": "retrain",
+            "why": "confirmed alert: retraining",
+            "champion_version": "1",
+            "quality": 0.85,
+            "quality_rules": rules,
+        },
+        {  # recorded before the rules were kept
+            "run_key": "churn__monitor/r0",
+            "at": "2025-12-31T00:00:00+00:00",
+            "action": "hold",
+            "why": "no trigger crossed",
+            "champion_version": "1",
+            "quality": 0.86,
+        },
+    ]
+    policy = PolicyState(queued=None, cooldown_until=None, rejections=0, max_rejections=3)
+    html = pages.history(URLS, SPEC, decisions, MOVES, policy)
+    assert "<th>quality rules</th>" in html
+    row = html[html.index("churn__monitor/r1") if "churn__monitor/r1" in html else html.index("r1") :]
+    cell = row[row.index('<span class="small">roc_auc</span>') :]
+    assert '<span class="badge good">ok</span>' in cell
+    assert (
+        '<span class="small">accuracy</span> <span title="0.7900 against 0.8900, interval [0.7700, 0.8100]">'
+        in cell
+    )
+    assert '<span class="badge bad">alert</span>' in cell
+    assert '<span class="badge ">undecided</span>' in cell

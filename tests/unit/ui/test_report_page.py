@@ -47,6 +47,32 @@ def test_the_decision_is_the_headline_above_the_report() -> None:
     assert "0.348" not in html[: html.index("Evidence: the Evidently report")]
 
 
+def test_the_headline_shows_every_quality_rule_with_its_verdict_and_why() -> None:
+    summary = _summary()
+    summary["quality"]["rules"] = [
+        {"metric": "roc_auc", "verdict": "ok", "value": 0.8, "reference": 0.82, "interval": [0.78, 0.82],
+         "why": "0.8000 on 900 labeled rows is 0.0200 worse than the champion's holdout 0.8200"},
+        {"metric": "accuracy", "verdict": "alert", "value": 0.7, "reference": 0.85, "interval": [0.67, 0.73],
+         "why": f"0.7000 on 900 labeled rows is 0.1500 worse {HOSTILE}"},
+    ]  # fmt: skip
+    html = pages.report(URLS, SPEC, "r1", summary)
+
+    headline = html[html.index('id="decision"') : html.index("</div>", html.index('id="decision"'))]
+    assert "<dt>roc_auc</dt>" in headline
+    assert '<span class="badge good">ok</span></span> 0.8000 on 900 labeled rows' in headline
+    assert "<dt>accuracy</dt>" in headline
+    assert (
+        '<span class="badge bad">alert</span></span> 0.7000 on 900 labeled rows is 0.1500 worse' in headline
+    )
+    assert HOSTILE not in html
+    assert "champion's holdout 0.8200</dd>" not in headline  # the one-metric line of older summaries
+
+
+def test_a_summary_from_before_the_rules_keeps_its_one_metric_line() -> None:
+    headline = pages.report(URLS, SPEC, "r1", _summary())
+    assert "<dt>roc_auc</dt><dd>0.8000 on 900 labeled rows; champion's holdout 0.8200</dd>" in headline
+
+
 def test_a_sampled_report_says_in_one_line_why_its_share_differs() -> None:
     html = pages.report(URLS, SPEC, "r1", _summary())
 

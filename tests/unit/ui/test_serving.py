@@ -21,7 +21,8 @@ from tests.unit.ui.test_pages import _move
 def _spec(name: str, primary: str | None = None, watched: str = "roc_auc") -> PipelineSpec:
     raw = example_spec(name, "data")
     raw["gates"]["primary_metric"] = primary
-    raw.setdefault("monitoring", {}).setdefault("quality", {})["metric"] = watched
+    quality = raw.setdefault("monitoring", {}).get("quality", {})
+    raw["monitoring"]["quality"] = {k: v for k, v in quality.items() if k != "rules"} | {"metric": watched}
     return PipelineSpec.model_validate(raw)
 
 
