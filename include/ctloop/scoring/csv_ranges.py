@@ -65,7 +65,7 @@ def scan(path: Path, chunk_rows: int, block_bytes: int) -> Scan:
                     starts.append(offset + int(positions[next_break - breaks - 1]) + 1)
                     next_break += chunk_rows
             breaks, offset, previous = breaks + count, offset + len(block), block[-2:]
-    if not safe or lone_returns:
+    if not safe or lone_returns or not starts:  # not starts: no data row (an empty file, a header)
         return Scan(breaks, None, None)
     rows = breaks - 1 if offset and previous.endswith(b"\n") else breaks
     starts = starts[: max(-(-rows // chunk_rows), 1)]  # a last start at the file's end begins no chunk

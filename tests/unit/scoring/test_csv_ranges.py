@@ -99,3 +99,13 @@ def test_a_range_reads_values_with_the_streaming_readers_types_and_nulls(tmp_pat
     expected = pd.DataFrame({"id": ["r0", "007"], "x": [None, 2.0], "kind": ["a", None]})
     pd.testing.assert_frame_equal(first.to_pandas(), expected)
     assert second.to_pylist() == [{"id": "r2", "x": 3.0, "kind": None}]
+
+
+@pytest.mark.parametrize("content", [b"", b"id,x,kind"])
+def test_a_file_without_a_data_row_or_a_line_break_gets_no_ranges(content, tmp_path):
+    """An empty file, or a header without its line break, is left to the streaming reader, which
+    names the fault (the batch is set aside as for any unreadable file)."""
+    path = tmp_path / "b.csv"
+    path.write_bytes(content)
+
+    assert scan(path, 10, 1 << 20) == (0, None, None)
