@@ -19,6 +19,21 @@ Kinds (``change_at`` is the first changed batch):
 - ``prior``: from ``change_at`` only 20% of the rows are positive, with P(x | y) unchanged
   (rows of each class drawn as under A, in the new proportions).
 - ``corrupted``: concept A, and batch ``change_at`` has an all-null ``x1``.
+- ``threshold``: from ``change_at`` concept A's labelling threshold moves from 0 to
+  ``THRESHOLD_AFTER`` while the features keep their distribution: the positive share falls by
+  about 12 points (0.47 to 0.35); a model of A still ranks rows in the right order (roc_auc does
+  not move) but its decisions between the two thresholds are now wrong (accuracy 0.91 to 0.86,
+  brier 0.067 to 0.112).
+- ``calibration``: from ``change_at`` concept A's signal is scaled by ``SCALE_AFTER`` in the label
+  rule, so P(y | x) flattens toward 0.5 around the same boundary, with the same positive share:
+  the order a model of A ranks rows in and its decision boundary stay the best there are, but its
+  probabilities are now far too confident (brier 0.067 to 0.131, log_loss 0.23 to 0.53). Noisier
+  labels cost every metric something: roc_auc 0.973 to 0.923, accuracy 0.91 to 0.84, and no
+  retrain can win them back.
+- ``noisy``: concept A throughout, the history too, with ``FLIP`` (13%) of the labels flipped at
+  random on top of the rule's own noise (9%), so about 20% of the labels disagree with the
+  noiseless rule: nothing changes, so nothing should retrain. (20% flipped on top gives a first
+  model of log_loss 0.601, which the example's absolute gate, log_loss at most 0.60, rejects.)
 
 The benchmark's pipeline spec for a stream copies the example pipeline's policy (estimator,
 holdout, gates, monitoring, retrain of include/pipelines/churn.yaml) unchanged, with the stream's
@@ -40,8 +55,20 @@ from numpy.typing import NDArray
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_SPEC = REPO / "include" / "pipelines" / "churn.yaml"
-# recurring_long last: a stream's seed is its index here, so the earlier streams keep theirs
-KINDS = ("stable", "abrupt", "gradual", "recurring", "covariate", "prior", "corrupted", "recurring_long")
+# new kinds at the end: a stream's seed is its index here, so the earlier streams keep theirs
+KINDS = (
+    "stable",
+    "abrupt",
+    "gradual",
+    "recurring",
+    "covariate",
+    "prior",
+    "corrupted",
+    "recurring_long",
+    "threshold",
+    "calibration",
+    "noisy",
+)
 ID, TARGET = "row_id", "y"
 NUMERIC = ["x1", "x2", "x3", "months"]
 CATEGORICAL = ["plan", "region"]
@@ -55,6 +82,9 @@ RETURNED = 4  # batches of A after a long episode
 GRADUAL_STEPS = 4
 PRIOR_AFTER = 0.2
 NOISE = 0.4
+THRESHOLD_AFTER = 0.5  # concept A's signal is about N(-0.1, 1.5): the positive share falls ~0.47 -> ~0.35
+SCALE_AFTER = 0.5
+FLIP = 0.13
 
 
 @dataclass(frozen=True)
@@ -70,12 +100,16 @@ class Sizes:
 @dataclass(frozen=True)
 class BatchPlan:
     """How one batch is drawn: the share of rows labelled by concept B, the covariate shift, the
-    positive share (None: as the rule gives), and whether ``x1`` is corrupted."""
+    positive share (None: as the rule gives), whether ``x1`` is corrupted, the label rule's
+    threshold and the scale of its signal, and the share of labels flipped."""
 
     share_b: float = 0.0
     shifted: bool = False
     prior: float | None = None
     corrupt: bool = False
+    threshold: float = 0.0
+    scale: float = 1.0
+    flip: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -120,15 +154,26 @@ def batch_plans(kind: str, sizes: Sizes) -> tuple[BatchPlan, ...]:
             plan = BatchPlan(prior=PRIOR_AFTER if after else None)
         elif kind == "corrupted":
             plan = BatchPlan(corrupt=i == k)
+        elif kind == "threshold":
+            plan = BatchPlan(threshold=THRESHOLD_AFTER if after else 0.0)
+        elif kind == "calibration":
+            plan = BatchPlan(scale=SCALE_AFTER if after else 1.0)
+        elif kind == "noisy":
+            plan = history_plan(kind)
         else:
             raise ValueError(f"unknown stream kind {kind!r}; choose from {', '.join(KINDS)}")
         plans.append(plan)
     return tuple(plans)
 
 
+def history_plan(kind: str) -> BatchPlan:
+    """How the training history is drawn: as concept A, with the noisy stream's flipped labels."""
+    return BatchPlan(flip=FLIP if kind == "noisy" else 0.0)
+
+
 def change_points(kind: str, sizes: Sizes) -> tuple[int, ...]:
     """The batches where a new regime starts; the oracle trains on labeled batches from the latest."""
-    if kind in ("stable", "corrupted"):
+    if kind in ("stable", "corrupted", "noisy"):
         return ()
     if kind in EPISODES:
         return (sizes.change_at, sizes.change_at + EPISODES[kind])
@@ -149,24 +194,30 @@ def features(rng: np.random.Generator, n: int, shifted: bool) -> pd.DataFrame:
     )
 
 
-def labels(rng: np.random.Generator, frame: pd.DataFrame, share_b: float) -> NDArray[np.int_]:
-    """Each row labelled by concept B with probability ``share_b``, else by concept A."""
+def labels(rng: np.random.Generator, frame: pd.DataFrame, plan: BatchPlan) -> NDArray[np.int_]:
+    """Each row labelled by concept B with probability ``plan.share_b``, else by concept A; the
+    signal scaled by ``plan.scale`` and compared with ``plan.threshold``, then ``plan.flip`` of the
+    labels flipped (no draw without flips, so the other streams keep their random sequence)."""
     months = (frame["months"].to_numpy() - 36.0) / 36.0
     common = frame["x1"].to_numpy() + 0.5 * (frame["plan"].to_numpy() == "b") - 0.25
     concept_a = common + frame["x2"].to_numpy() + months
     concept_b = common - frame["x2"].to_numpy() - months
-    signal: NDArray[np.float64] = np.where(rng.random(len(frame)) < share_b, concept_b, concept_a)
-    return (signal + rng.normal(0.0, NOISE, len(frame)) > 0).astype(np.int_)
+    signal: NDArray[np.float64] = np.where(rng.random(len(frame)) < plan.share_b, concept_b, concept_a)
+    noisy = plan.scale * signal + rng.normal(0.0, NOISE, len(frame))
+    label = (noisy > plan.threshold).astype(np.int_)
+    if plan.flip:
+        label = np.where(rng.random(len(frame)) < plan.flip, 1 - label, label)
+    return label
 
 
 def rows(rng: np.random.Generator, n: int, first_id: int, plan: BatchPlan) -> pd.DataFrame:
     """``n`` labelled rows drawn as ``plan`` says, ids from ``first_id``."""
     if plan.prior is None:
         frame = features(rng, n, plan.shifted)
-        frame[TARGET] = labels(rng, frame, plan.share_b)
+        frame[TARGET] = labels(rng, frame, plan)
     else:  # label-prior shift: rows of each class as under the rule, in the new proportions
         pool = features(rng, 4 * n, plan.shifted)
-        pool[TARGET] = labels(rng, pool, plan.share_b)
+        pool[TARGET] = labels(rng, pool, plan)
         positives = round(n * plan.prior)
         chosen = pd.concat(
             [pool[pool[TARGET] == 1].head(positives), pool[pool[TARGET] == 0].head(n - positives)]
@@ -246,7 +297,7 @@ def write_stream(root: Path, kind: str, sizes: Sizes = Sizes(), seed: int = 0) -
     )
     for folder in (history, batches, label_dir, expectations):
         folder.mkdir(parents=True, exist_ok=False)
-    rows(rng, sizes.history, 0, BatchPlan()).to_csv(history / "history.csv", index=False)
+    rows(rng, sizes.history, 0, history_plan(kind)).to_csv(history / "history.csv", index=False)
     plans = batch_plans(kind, sizes)
     for index, plan in enumerate(plans):
         batch = rows(rng, sizes.batch_rows, 1_000_000 * (index + 1), plan)

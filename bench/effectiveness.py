@@ -14,16 +14,22 @@ per-stream tuning. Per batch ctloop scored:
 
 Targets (a ratio per target, OK or MISS):
 
-- abrupt: served accuracy / oracle accuracy >= 0.95 on the batches from the first one served after
-  the labels of the first changed batch arrived plus one monitor cycle (batch ``change_at +
-  label_delay + 2``): the example policy's k-of-n needs two alerting monitor runs;
-- stable: 0 retrains; corrupted: 0 promotions;
+- abrupt and threshold: served accuracy / oracle accuracy >= 0.95 on the batches from the first one
+  served after the labels of the first changed batch arrived plus one monitor cycle (batch
+  ``change_at + label_delay + 2``): the example policy's k-of-n needs two alerting monitor runs;
+- stable and noisy: 0 retrains; corrupted: 0 promotions;
 - covariate: retrains <= drift episodes + 1, and no promoted champion less accurate than the one it
   replaced on the batches served after it (pooled, 0.5 point of tolerance for sampling noise);
 - every stream: served accuracy >= never-retrain accuracy - 1 point, pooled over the batches scored;
   for ``recurring`` (a 3-batch episode) the figure is reported, not held to the target: no loop
   that reacts to labels one batch late can meet it there (:data:`REPORTED_ONLY`), so
-  ``recurring_long`` carries the target for recurring concepts.
+  ``recurring_long`` carries the target for recurring concepts. For ``calibration`` this is its
+  only target: a model of the flattened rule has the same decision boundary, so a retrain cannot
+  win accuracy back, only must not lose it.
+
+Per stream it also reports which signals fired: each monitor run's triggers (from the summary the
+monitor wrote in the replay's home), by signal (drift, ``quality <metric>``, ``label shift
+<signal>``, ``estimate <metric>``, champion regression), with the monitor runs they fired in.
 
 BENCH_EFFECTIVENESS_SCALE=N multiplies the rows of the history and of each batch.
 """
@@ -53,6 +59,8 @@ MONITOR_CYCLES = 1
 ORACLE_RATIO = 0.95
 NEVER_MARGIN = 0.01
 WORSE_TOLERANCE = 0.005
+ORACLE_KINDS = ("abrupt", "threshold")  # the old model's decisions are wrong; a retrain can fix them
+QUIET_KINDS = ("stable", "noisy")  # nothing changes: nothing may retrain
 # Streams whose figure is reported without a target, and why (bench/README.md has the numbers).
 REPORTED_ONLY = {
     "recurring": "a 3-batch episode is as short as the loop's reaction: the labels of a batch arrive"
@@ -75,6 +83,8 @@ class StreamFigures:
     trainings: list[str]
     retrains: int
     promotions: int
+    signals: list[list[str]] = field(default_factory=list)
+    """Per monitor run, in order, the signals among its decision's triggers."""
     targets: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -119,6 +129,32 @@ def _oracle(stream: Stream, spec: PipelineSpec, index: int, first_champion: floa
         return first_champion
     frame = pd.concat([read_labeled(stream, j) for j in training], ignore_index=True)
     return _accuracy(fit(spec, frame), stream, index, spec)
+
+
+def signal_name(trigger: str) -> str:
+    """The signal a decision's trigger line names (each starts with its signal's name)."""
+    if trigger.startswith(("drift share", "key feature")):
+        return "drift"
+    head, _, rest = trigger.partition(": ")
+    if head == "label shift":
+        return f"label shift {rest.partition(':')[0]}"
+    return head if head.startswith(("quality ", "estimate ")) else "champion regression"
+
+
+def fired_signals(settings: Settings, pipeline: str) -> list[list[str]]:
+    """Per monitor run of the replay, in order, the signals its decision's triggers name."""
+    from ctloop.io.storage import home_storage
+    from ctloop.monitoring.monitor_run import history_prefix
+    from ctloop.training.steps import RunContext
+
+    storage = home_storage(settings)
+    fired = []
+    for key in sorted(storage.list_keys(history_prefix(pipeline))):
+        dag_id, run_id = json.loads(storage.read_bytes(key))["run_key"].split("/", 1)
+        prefix = RunContext(dag_id=dag_id, run_id=run_id, reason="").storage_prefix
+        summary = json.loads(storage.read_bytes(f"{prefix}/summary.json"))
+        fired.append(sorted({signal_name(t) for t in summary["decision"]["triggers"]}))
+    return fired
 
 
 def run_stream(root: Path, kind: str, sizes: Sizes, seed: int = 0) -> StreamFigures:
@@ -166,6 +202,7 @@ def run_stream(root: Path, kind: str, sizes: Sizes, seed: int = 0) -> StreamFigu
         ],
         retrains=len(retrains),
         promotions=sum(t.promoted for t in retrains),
+        signals=fired_signals(settings, spec.name),
     )
     figures.targets.append(
         _target(
@@ -176,13 +213,13 @@ def run_stream(root: Path, kind: str, sizes: Sizes, seed: int = 0) -> StreamFigu
             why_not=REPORTED_ONLY.get(kind, ""),
         )
     )
-    if kind == "abrupt":
+    if kind in ORACLE_KINDS:
         window = [i for i in scored if i >= sizes.change_at + LABEL_DELAY + 1 + MONITOR_CYCLES]
         ratio = _pooled(served, window) / _pooled(oracle, window)
         figures.targets.append(
             _target(f"served / oracle accuracy, batches {window}", ratio, ORACLE_RATIO, True)
         )
-    if kind == "stable":
+    if kind in QUIET_KINDS:
         figures.targets.append(_target("retrains", figures.retrains, 0, at_least=False))
     if kind == "corrupted":
         figures.targets.append(_target("promotions", figures.promotions, 0, at_least=False))
@@ -228,6 +265,18 @@ def _worst_promotion(result: ReplayResult, stream: Stream, spec: PipelineSpec, s
     return min(differences, default=0.0)
 
 
+def signals_line(signals: list[list[str]]) -> str:
+    """Each signal that fired, with the monitor runs (1-based) it fired in."""
+    runs: dict[str, list[int]] = {}
+    for number, fired in enumerate(signals, start=1):
+        for name in fired:
+            runs.setdefault(name, []).append(number)
+    said = "; ".join(
+        f"{name} in runs {', '.join(map(str, numbers))}" for name, numbers in sorted(runs.items())
+    )
+    return f"signals fired ({len(signals)} monitor runs): {said or 'none'}"
+
+
 def _row(values: list[float | None]) -> str:
     return " ".join("  -  " if v is None else f"{v:.3f}" for v in values)
 
@@ -241,6 +290,7 @@ def print_figures(figures: StreamFigures) -> None:
     print(f"    served         {_row(figures.served)}")
     print(f"    never-retrain  {_row(figures.never)}")
     print(f"    oracle         {_row(figures.oracle)}")
+    print(f"    {signals_line(figures.signals)}")
     for training in figures.trainings:
         print(f"    retrain at {training}")
     for target in figures.targets:

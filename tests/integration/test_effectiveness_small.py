@@ -121,12 +121,12 @@ def test_the_noisy_stream_flips_labels_throughout_and_never_changes(tmp_path):
     stream = write_stream(tmp_path, "noisy", SIZES)
     model = history_model(stream)
     figures = [accuracy(model, stream, i) for i in range(SIZES.batches)]
-    assert all(0.65 < figure < 0.8 for figure in figures), figures  # 20% flipped: about 0.9 x 0.8
+    assert all(0.72 < figure < 0.85 for figure in figures), figures  # 13% flipped: about 0.91 x 0.87
     assert max(figures) - min(figures) < 0.06
     assert stream.change_points == ()
     # the history is as noisy: a model of it is judged on noisy labels from the start
     stable = write_stream(tmp_path, "stable", SIZES)
-    assert accuracy(history_model(stable), stable, 0) - figures[0] > 0.1
+    assert accuracy(history_model(stable), stable, 0) - figures[0] > 0.07
 
 
 def test_each_trigger_line_is_counted_under_its_signal():

@@ -7,10 +7,13 @@ retrain asset event, the test starts the train run itself and checks the event w
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
+import numpy as np
+import pandas as pd
 import pytest
 
-from ctloop.devtools.example_data import COVARIATE_SHIFT
+from ctloop.devtools.example_data import COVARIATE_SHIFT, ID_COLUMN, TARGET, _churn_logit, generate_batch
 from ctloop.io.storage import home_storage
 from ctloop.monitoring import retrain_requests
 from ctloop.monitoring.monitor_run import history_prefix
@@ -180,15 +183,22 @@ def test_concept_drift_retrains_through_the_quality_rule_and_the_new_champion_re
     assert before["labeled_rows"] == 3600
     assert before["champion_value"] > 0.8
     assert before["value"] < before["champion_value"] - 0.2  # v1 scores the new concept badly
-    (trigger,) = summary_of(alerted)["decision"]["triggers"]
-    assert trigger.startswith(f"roc_auc {before['value']:.4f} is ")
+    triggers = summary_of(alerted)["decision"]["triggers"]
+    (trigger,) = [t for t in triggers if t.startswith("quality ")]
+    # the new concept moves the labels too: label shift is the window's only other trigger
+    assert [t.split(":")[0] for t in triggers if t != trigger] == ["label shift"] * (len(triggers) - 1)
+    assert len(triggers) > 1
+    assert trigger.startswith(f"quality roc_auc: {before['value']:.4f} on 3,600 labeled rows is ")
     assert "max_drop 0.05" in trigger
+    (rule,) = before["rules"]
+    assert (rule["metric"], rule["verdict"], rule["severe"]) == ("roc_auc", "alert", True)
+    assert rule["interval"][1] < rule["threshold"]  # the whole interval past the bound
     # the first alerting window: k-of-n alone would hold it, the severe drop (> 3 x 0.05) does not
     assert summary_of(alerted)["decision"]["k_of_n"] == {"k": 2, "n": 3, "alerts": 1}
     assert alerted["why"].startswith(f"severe quality drop: roc_auc {before['value']:.4f} vs the champion's")
     assert alerted["why"].endswith("k-of-n and cooldown bypassed")
     (event,) = retrain_events(concept)
-    assert event["reason"] == trigger
+    assert event["reason"] == "; ".join(triggers)
     assert event["quality"]["value"] == before["value"]
     assert event["quality"]["labeled_rows"] == 3600
 
@@ -262,3 +272,111 @@ def test_before_any_champion_the_monitor_holds_and_says_why(pipeline):
     assert states == {"monitor": "success", "request_retrain": "skipped", "circuit_breaker": "skipped"}
     assert history(pipeline) == []
     assert retrain_events(pipeline) == []
+
+
+Relabel = Callable[[pd.DataFrame, np.random.Generator], np.ndarray]
+
+
+def labeled_window(pipeline, index: int, relabel: Relabel | None = None):
+    """Batch ``index`` arrives and is scored, its labels land, then the monitor looks at it (the
+    window is one batch); ``relabel`` gives the labels from the batch as the example generator
+    drew it (features and label) and a generator seeded by ``index``."""
+    pipeline.deliver(range(index, index + 1))
+    assert run_dag(f"{pipeline.name}__score").state == "success"
+    path = pipeline.label(index)
+    if relabel is not None:
+        labels = pd.read_csv(path)
+        drawn = generate_batch(len(labels), seed=7, batch_index=index)  # the rows write_labels drew
+        assert labels[ID_COLUMN].tolist() == drawn[ID_COLUMN].tolist()
+        labels[TARGET] = relabel(drawn, np.random.default_rng(index))
+        labels.to_csv(path, index=False)
+    return look(pipeline)
+
+
+def test_a_prior_shift_with_unchanged_features_fires_label_shift_not_drift(monitored):
+    """The issue's stream: the share of positive labels falls while the features keep their
+    distribution. Drift stays quiet, label shift fires and is recorded in the summary, the history
+    and the monitor's MLflow run; the estimate, which reads only features and scores, does not move."""
+
+    def fewer_positives(batch: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
+        labels = batch[TARGET].to_numpy()
+        return np.where((labels == 1) & (rng.random(len(labels)) < 0.5), 0, labels)
+
+    entry, monitor_run = labeled_window(monitored, 40, fewer_positives)
+
+    summary = summary_of(entry)
+    shift = {s["name"]: s for s in summary["label_shift"]["signals"]}
+    assert shift["label_rate"]["verdict"] == "alert", shift
+    assert shift["label_rate"]["value"] < shift["label_rate"]["reference"] - 0.05
+    assert shift["label_rate"]["rows"] == 1200
+    triggers = summary["decision"]["triggers"]
+    assert any(t.startswith("label shift: label_rate: ") for t in triggers), triggers
+    assert not any(t.startswith(("drift share", "key feature")) for t in triggers), triggers
+    assert summary["estimate"]["verdict"] == "ok", summary["estimate"]["why"]
+    assert entry["alert"] is True
+    assert entry["label_shift"]["verdict"] == "alert"
+    tags = mlflow_run(f"{monitored.name}-monitoring", monitor_run).data.tags
+    assert tags["ctloop.label_shift.label_rate"] == "alert"
+
+
+# the example's rules (ranking, decisions, calibration) and log_loss, judged on one 1,200-row batch
+EVERY_KIND_OF_RULE = [
+    {"metric": "roc_auc", "max_drop": 0.05},
+    {"metric": "accuracy", "max_drop": 0.04},
+    {"metric": "brier", "max_drop": 0.03},
+    {"metric": "log_loss", "max_drop": 0.03},
+]
+
+
+def _drawn(logit_change: Callable[[np.ndarray], np.ndarray]) -> Relabel:
+    """Labels drawn as the example generator draws them, P(churn) = sigmoid(logit), from a changed
+    logit: the features, and so the champion's scores, stay as they were."""
+
+    def relabel(batch: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
+        probability = 1 / (1 + np.exp(-logit_change(_churn_logit(batch, False))))
+        return (rng.random(len(batch)) < probability).astype(int)
+
+    return relabel
+
+
+def fired(entry: dict) -> dict[str, list[str]]:
+    """The window's triggers by kind, and the quality rules that alerted."""
+    summary = summary_of(entry)
+    triggers = summary["decision"]["triggers"]
+    rules = [r["metric"] for r in summary["quality"]["rules"] if r["verdict"] == "alert"]
+    drift = [t for t in triggers if t.startswith(("drift share", "key feature"))]
+    return {"rules": rules, "drift": drift, "triggers": triggers}
+
+
+def test_each_kind_of_label_change_fires_its_own_quality_rule_and_noisy_stable_labels_fire_none(monitored):
+    """Features never move here (drift stays quiet); only the labels do. The example's labels are
+    drawn, not thresholded: about a quarter disagree with the generator's own decision, a noisy
+    stable stream that must fire nothing. Moving the labelling threshold leaves the champion's
+    ranking right and its decisions wrong (accuracy fires, roc_auc does not); flattening P(churn)
+    toward 0.5 around the same boundary leaves it over-confident (log_loss fires, roc_auc does
+    not)."""
+    monitored.spec["monitoring"]["quality"] = {"rules": EVERY_KIND_OF_RULE, "min_labels": 400}
+    monitored.write(monitored.spec)
+
+    stable, _ = labeled_window(monitored, 50)
+    drawn = generate_batch(1200, seed=7, batch_index=50)
+    assert np.mean(drawn[TARGET] != (_churn_logit(drawn, False) > 0)) > 0.2  # the label noise
+    assert fired(stable) == {"rules": [], "drift": [], "triggers": []}, summary_of(stable)["decision"]
+    assert (stable["alert"], stable["action"]) == (False, "hold")
+
+    threshold, _ = labeled_window(monitored, 51, _drawn(lambda logit: logit + 1.5))
+    signals = fired(threshold)
+    assert "accuracy" in signals["rules"], summary_of(threshold)["quality"]["rules"]
+    assert "roc_auc" not in signals["rules"]
+    assert signals["drift"] == []
+    assert any(t.startswith("quality accuracy: ") for t in signals["triggers"])
+    assert threshold["alert"] is True
+    (accuracy,) = [r for r in threshold["quality_rules"] if r["metric"] == "accuracy"]
+    assert accuracy["interval"][1] < accuracy["reference"] - 0.04
+
+    flattened, _ = labeled_window(monitored, 52, _drawn(lambda logit: 0.8 * logit))
+    signals = fired(flattened)
+    assert {"brier", "log_loss"} & set(signals["rules"]), summary_of(flattened)["quality"]["rules"]
+    assert "roc_auc" not in signals["rules"], summary_of(flattened)["quality"]["rules"]
+    assert signals["drift"] == []
+    assert any(t.startswith(("quality log_loss: ", "quality brier: ")) for t in signals["triggers"])
