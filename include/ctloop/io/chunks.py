@@ -130,12 +130,12 @@ def _csv_batches(
 ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
     import pyarrow.csv as pacsv
 
-    parse, _ = csv_options([], options)
+    parse = csv_parse_options()
     read = pacsv.ReadOptions(block_size=block_bytes)
     with read_errors(name, "csv"):
         names = pacsv.open_csv(path, read_options=read, parse_options=parse).schema.names
     check_unique(names, name)
-    _, convert = csv_options(names, options, columns)
+    convert = csv_convert_options(names, options, columns)
     with csv_reading(name, names):  # the first block is parsed here already
         reader = pacsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert)
 
@@ -146,22 +146,27 @@ def _csv_batches(
     return reader.schema, batches()
 
 
-def csv_options(
+def csv_parse_options() -> pacsv.ParseOptions:
+    """How every CSV batch is split into rows: a quoted value may hold a line break."""
+    import pyarrow.csv as pacsv
+
+    return pacsv.ParseOptions(newlines_in_values=True)
+
+
+def csv_convert_options(
     names: Sequence[str], options: ReadOptions, columns: Sequence[str] | None = None
-) -> tuple[pacsv.ParseOptions, pacsv.ConvertOptions]:
-    """How a CSV file with the header ``names`` is parsed and typed (quoted newlines allowed;
-    numeric columns float64, every other column text, the spec's NA tokens null), reading
-    ``columns`` only (all when None)."""
+) -> pacsv.ConvertOptions:
+    """How a CSV file with the header ``names`` is typed (numeric columns float64, every other
+    column text, the spec's NA tokens null), reading ``columns`` only (all when None)."""
     import pyarrow.csv as pacsv
 
     numeric = set(options["numeric_columns"])
-    convert = pacsv.ConvertOptions(
+    return pacsv.ConvertOptions(
         column_types={c: pa.float64() if c in numeric else pa.string() for c in names},
         null_values=list(options["na_values"]),
         strings_can_be_null=True,
         include_columns=list(columns) if columns is not None else list(names),
     )
-    return pacsv.ParseOptions(newlines_in_values=True), convert
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
 from ctloop.errors import DataReadError
-from ctloop.io.chunks import csv_options, csv_reading, read_errors
+from ctloop.io.chunks import csv_convert_options, csv_parse_options, csv_reading, read_errors
 from ctloop.io.readers import check_unique
 
 if TYPE_CHECKING:
@@ -87,11 +87,11 @@ def range_reader(
     import pyarrow.csv as pacsv
 
     header = storage.read_range(key, 0, ranges[0][0])
-    parse, _ = csv_options([], options)
+    parse = csv_parse_options()
     with read_errors(name, "csv"):
         names = pacsv.read_csv(pa.py_buffer(header), parse_options=parse).schema.names
     check_unique(names, name)
-    _, convert = csv_options(names, options)
+    convert = csv_convert_options(names, options)
     read = pacsv.ReadOptions(column_names=names, block_size=block_bytes)
 
     def chunk(k: int, rows: int) -> pa.Table:
