@@ -55,11 +55,15 @@ class NotNumeric(DataReadError):
 
 
 class Chunk(NamedTuple):
-    """Rows ``first_row`` to ``first_row + len(frame) - 1`` (0-based data rows) of a file."""
+    """Rows ``first_row`` to ``first_row + len(frame) - 1`` (0-based data rows) of a file.
+    ``table``: the Arrow table the frame was made from, where it holds the same values in every
+    column the spec types (a CSV file's), so rows written back to Arrow need not be converted
+    again; None where the frame changed them (a Parquet file's text columns)."""
 
     number: int
     first_row: int
     frame: pd.DataFrame
+    table: pa.Table | None = None
 
     @property
     def rows(self) -> str:
@@ -122,7 +126,8 @@ def table_chunk(
     inferred: Sequence[str] = (),
 ) -> Chunk:
     """Chunk ``number`` (from ``first_row``) of a file of format ``fmt``, typed from its table."""
-    return Chunk(number, first_row, _frame(table, fmt, name, first_row, options, inferred))
+    frame = _frame(table, fmt, name, first_row, options, inferred)
+    return Chunk(number, first_row, frame, table if fmt == "csv" else None)
 
 
 def _csv_batches(

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from numpy.typing import NDArray
 
+    from ctloop.io.chunks import Chunk
     from ctloop.spec.models import PipelineSpec
 
 ACROSS_ROWS = frozenset(
@@ -145,14 +146,15 @@ def inputs(spec: PipelineSpec) -> list[str]:
     return [*columns.id, *([columns.timestamp] if columns.timestamp else []), *columns.features]
 
 
-def check_chunk(frame: pd.DataFrame, rows: str, spec: PipelineSpec, suite: Path) -> ChunkVerdict:
-    """The schema and the chunk-local suite on one chunk; failures name ``rows``. Whether a column
+def check_chunk(chunk: Chunk, spec: PipelineSpec, suite: Path) -> ChunkVerdict:
+    """The schema and the chunk-local suite on one chunk; failures name its rows. Whether a column
     has no value at all is decided per batch (:func:`never_valued`)."""
+    frame = chunk.frame
     failures = check_schema(frame, spec, require_target=False, valued_per_column=False)
     if not failures:
-        failures = run_suite(frame, spec, suite)
+        failures = run_suite(frame, spec, suite, chunk.table)
     with_values = {c for c in inputs(spec) if c in frame.columns and _has_value(frame[c])}
-    return ChunkVerdict([{**f, "detail": f"{f['detail']} (in {rows})"} for f in failures], with_values)
+    return ChunkVerdict([{**f, "detail": f"{f['detail']} (in {chunk.rows})"} for f in failures], with_values)
 
 
 def _has_value(values: pd.Series) -> bool:
@@ -170,11 +172,14 @@ def never_valued(spec: PipelineSpec, with_values: set[str], rows: int) -> list[F
     ]
 
 
-def run_suite(frame: pd.DataFrame, spec: PipelineSpec, suite: Path) -> list[Failure]:
-    """``suite``'s failures on ``frame``; without a label column its expectations are not run."""
+def run_suite(
+    frame: pd.DataFrame, spec: PipelineSpec, suite: Path, table: pa.Table | None = None
+) -> list[Failure]:
+    """``suite``'s failures on ``frame`` (``table``: its values as Arrow, if the caller has them);
+    without a label column its expectations on the label are not run."""
     unlabeled = frozenset() if spec.columns.target in frame.columns else frozenset({spec.columns.target})
     text = frozenset([*spec.columns.id, *spec.columns.categorical])
-    return run_expectations(frame, suite, skip_columns=unlabeled, text_columns=text)["failures"]
+    return run_expectations(frame, suite, skip_columns=unlabeled, text_columns=text, table=table)["failures"]
 
 
 def duplicates(

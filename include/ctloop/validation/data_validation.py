@@ -36,6 +36,7 @@ from ctloop.validation.schema import Failure, check_schema, failure
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
     from great_expectations import ExpectationSuite
     from great_expectations.core.batch_definition import BatchDefinition
     from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResult
@@ -195,6 +196,7 @@ def run_expectations(
     path: Path,
     skip_columns: frozenset[str] = frozenset(),
     text_columns: frozenset[str] = frozenset(),
+    table: pa.Table | None = None,
 ) -> ExpectationOutcome:
     """Run the suite at ``path`` on ``frame``; returns the failures and GX's results as JSON.
 
@@ -202,6 +204,8 @@ def run_expectations(
     every column condition it evaluates, which on wide frames costs several times the checks.
     Table-level expectations still see the whole frame. Expectations on ``skip_columns`` are not
     run (a production batch has no label yet). A value set of one of ``text_columns`` must list text.
+    ``table``: the frame's values as Arrow where the caller has them (a CSV chunk's), whose text
+    columns the row checks read nulls and set membership from.
     """
     prepared = _prepared(path, _read_suite(path), skip_columns, text_columns)
     failures: list[Failure] = []
@@ -221,9 +225,11 @@ def run_expectations(
         if column is not None and all(
             row_checks.handles(e) and row_checks.applies_to(e, frame[column]) for e in group.expectations
         ):
-            missing = frame[column].isna()
+            text = table.column(column) if table is not None and column in table.column_names else None
+            text = text if column in text_columns else None
+            missing = row_checks.missing_values(frame[column], text)
             for expectation in group.expectations:
-                outcome = row_checks.check(expectation, frame[column], missing)
+                outcome = row_checks.check(expectation, frame[column], missing, text)
                 _count(statistics, outcome.success)
                 results.append(_row_check_json(expectation, outcome))
                 if not outcome.success:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 BETWEEN = "expect_column_values_to_be_between"
 OPTIONS: dict[str, frozenset[str]] = {
@@ -87,9 +88,16 @@ def applies_to(expectation: dict[str, Any], values: pd.Series) -> bool:
     return "value_set" not in OPTIONS[expectation["type"]] or not pd.api.types.is_datetime64_any_dtype(values)
 
 
-def check(expectation: dict[str, Any], values: pd.Series, missing: pd.Series | None = None) -> RowCheckResult:
+def check(
+    expectation: dict[str, Any],
+    values: pd.Series,
+    missing: pd.Series | None = None,
+    text: pa.ChunkedArray | None = None,
+) -> RowCheckResult:
     """``expectation`` (one :func:`handles` accepts) on ``values``, as GX's pandas engine decides it;
-    ``missing``: ``values.isna()`` if the caller has it (a column's checks share it)."""
+    ``missing``: ``values.isna()`` if the caller has it (a column's checks share it); ``text``: the
+    same values as an Arrow string column (:func:`missing_values`), where set membership is
+    tested on the bytes instead of on Python strings."""
     kind, kwargs = expectation["type"], expectation.get("kwargs") or {}
     missing = values.isna() if missing is None else missing
     if kind == "expect_column_values_to_not_be_null":
@@ -97,7 +105,36 @@ def check(expectation: dict[str, Any], values: pd.Series, missing: pd.Series | N
     if kind == "expect_column_values_to_be_null":
         return _result(values, ~missing, len(values))
     present = values[~missing]
-    return _result(present, ~_condition(kind, kwargs, present), len(present), total=len(values))
+    if text is not None and "value_set" in kwargs and all(isinstance(v, str) for v in kwargs["value_set"]):
+        expected = _in_text_set(text, kwargs["value_set"], missing, present.index)
+        condition = expected if kind == "expect_column_values_to_be_in_set" else ~expected
+    else:
+        condition = _condition(kind, kwargs, present)
+    return _result(present, ~condition, len(present), total=len(values))
+
+
+def missing_values(values: pd.Series, text: pa.ChunkedArray | None) -> pd.Series:
+    """``values.isna()``, read from ``text``'s null bitmap when the caller has the column as Arrow
+    strings holding the same values (pandas' null test walks every Python string)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    if text is None or not pa.types.is_string(text.type) or len(text) != len(values):
+        return values.isna()
+    return pd.Series(text.is_null().to_numpy(zero_copy_only=False), index=values.index)
+
+
+def _in_text_set(
+    text: pa.ChunkedArray, value_set: list[str], missing: pd.Series, index: pd.Index
+) -> pd.Series:
+    """``isin`` of the present values (at ``index``) of a string column, on Arrow's bytes: equal
+    text is equal bytes, as Python's ``str`` equality in pandas' ``isin``."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    found = pc.is_in(text, value_set=pa.array(value_set, pa.string())).to_numpy(zero_copy_only=False)
+    return pd.Series(found[~missing.to_numpy()], index=index)
 
 
 def _condition(kind: str, kwargs: dict[str, Any], values: pd.Series) -> pd.Series:

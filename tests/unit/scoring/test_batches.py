@@ -15,7 +15,8 @@ import pytest
 from ctloop.devtools.example_data import generate_batch
 from ctloop.errors import BatchConflict, BatchQuarantined, CtloopError
 from ctloop.evaluation.weighted_metrics import Predictions
-from ctloop.io.readers import from_parquet_bytes, to_parquet_bytes
+from ctloop.io.chunks import Chunk, iter_chunks
+from ctloop.io.readers import from_parquet_bytes, read_options, to_parquet_bytes
 from ctloop.io.storage import LocalStorage, home_storage
 from ctloop.registry import tags
 from ctloop.scoring import batches, scored_batches
@@ -238,9 +239,34 @@ def test_a_binary_model_logs_exactly_its_prediction_and_score(fitted, monkeypatc
 
     logged = batches._predictions(spec, _claim(batch, "2"), model, frame)
     _shadows(spec, "2", frame, logged)
+    table = batches._arrow_table(spec, Chunk(0, 0, frame), logged)
 
     outputs = [*SERVED, "batch_id", "scored_at", *PREVIOUS, *CHALLENGER]
-    assert list(logged.columns) == [*logged_columns(spec), *outputs]
+    assert table.column_names == [*logged_columns(spec), *outputs]
+
+
+def test_a_csv_chunk_logs_its_own_arrow_columns_exactly_as_its_frame_would(fitted, tmp_path):
+    """The log takes a CSV chunk's inputs from the Arrow table it was read as (no conversion back
+    from Python): the same table as converting its frame, nulls, NaN as written and an empty text
+    column included."""
+    spec, model, frame = fitted
+    frame = frame.copy()
+    numeric, text = spec.columns.numeric[0], spec.columns.categorical[0]
+    frame[numeric] = frame[numeric].astype(object)
+    frame.loc[[0, 5], numeric] = ["NaN", ""]
+    frame.loc[[1, 2], text] = ""
+    frame[spec.columns.categorical[1]] = ""
+    path = tmp_path / "batch.csv"
+    frame.to_csv(path, index=False)
+    (chunk,) = iter_chunks(path, "csv", "batch.csv", 10_000, read_options(spec.columns))
+    assert chunk.table is not None
+    logged = batches._predictions(spec, _claim({"batch_id": "b"}, "2"), model, chunk.frame)
+
+    fast = batches._arrow_table(spec, chunk, logged)
+    slow = batches._arrow_table(spec, chunk._replace(table=None), logged)
+
+    assert fast.equals(slow)
+    assert fast.column(numeric).null_count == 2
 
 
 # --- scoring a batch: any failure of the batch sets it aside; ids of files ------------------------

@@ -89,6 +89,23 @@ def test_text_columns_match_gx(case: tuple[dict[str, Any], pd.Series]) -> None:
     assert _ours(expectation, column) == _gx(expectation, column)
 
 
+@settings(max_examples=200, deadline=None)
+@given(text_cases())
+def test_text_columns_read_from_arrow_decide_as_from_python_strings(
+    case: tuple[dict[str, Any], pd.Series],
+) -> None:
+    """A CSV chunk's text columns are checked on its Arrow strings (nulls from the bitmap, set
+    membership on the bytes): the same verdict and description as on the frame's values."""
+    import pyarrow as pa
+
+    expectation, column = case
+    text = pa.chunked_array([pa.array(column, type=pa.string(), from_pandas=True)])
+    missing = row_checks.missing_values(column, text)
+
+    assert missing.tolist() == column.isna().tolist()
+    assert row_checks.check(expectation, column, missing, text) == row_checks.check(expectation, column)
+
+
 @pytest.mark.parametrize(
     "expectation",
     [
