@@ -38,7 +38,7 @@ demo: setup  ## the whole loop on the embedded default (SQLite, local files unde
 	$(BIN)/ctloop demo
 
 test: setup system-deps lint typecheck  ## the whole test suite, after style and type checks
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=25  # the slowest, to keep the suite fast
 
 lint: setup  ## ruff: lint rules and formatting (fails on any difference)
 	$(BIN)/ruff check $(LINTED)

@@ -4,7 +4,9 @@ that people can read (WCAG contrast >= 4.5:1) for body text, links, badges, noti
 A page is rendered through :func:`ctloop.ui.render.page` (the layout every plugin page gets) around
 made-up content with every class the pages use, so no Airflow server is needed; the browser
 follows the colour scheme of its context, as it would follow the OS. Screenshots go to
-``test-artifacts/ui/look-light.png`` and ``look-dark.png``.
+``test-artifacts/ui/look-light.png`` and ``look-dark.png``; the report headline and monitor runs
+with every kind of signal, rendered by the plugin's own pages, to ``signals-light.png`` and
+``signals-dark.png``.
 """
 
 from __future__ import annotations
@@ -214,3 +216,62 @@ def test_reports_stay_on_a_light_page(shown) -> None:
     _, tab = shown
     background = tab.eval_on_selector("iframe.report", "element => getComputedStyle(element).backgroundColor")
     assert tab.evaluate(SRGB, [background]) == [[255, 255, 255, 255]]
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_every_signal_of_a_monitor_run_reads_and_fits_the_page(browser, artifacts, scheme: str) -> None:
+    """The report page's headline with every kind of signal (quality rule, label shift, estimate
+    with its note) and the monitor runs with their signal columns: text at 4.5:1 on the notice and
+    the striped rows, and nothing wider than a 1200-pixel window."""
+    from ctloop.ui import pages
+    from ctloop.ui.state import PolicyState
+    from tests.unit.ui.test_pages import MOVES
+    from tests.unit.ui.test_report_page import SPEC, URLS, _estimate, _label_shift, _summary
+
+    summary = _summary() | {"label_shift": _label_shift(), "estimate": _estimate()}
+    rule = {
+        "metric": "accuracy",
+        "value": 0.79,
+        "reference": 0.89,
+        "interval": [0.77, 0.81],
+        "verdict": "alert",
+    }
+    summary["quality"]["rules"] = [rule | {"why": "0.7900 on 900 labeled rows is 0.1000 worse"}]
+    decisions = [
+        {
+            "run_key": f"churn__monitor/scheduled__2026-01-0{day}T00:00:00+00:00",
+            "at": f"2026-01-0{day}T00:00:00+00:00",
+            "action": "retrain",
+            "alert": True,
+            "champion_version": "3",
+            "drift_share": 0.12,
+            "quality": 0.79,
+            "why": "confirmed alert: label shift: label_rate: the rate of class 1 is 0.540 against 0.650",
+            "quality_rules": [rule],
+            "label_shift": summary["label_shift"],
+            "estimate": summary["estimate"] | {"verdict": "undecided"},
+            "report_uri": "s3://reports/r",
+        }
+        for day in (1, 2)
+    ]
+    policy = PolicyState(queued=None, cooldown_until=None, rejections=0, max_rejections=3)
+    body = pages.report(URLS, SPEC, "r1", summary) + pages.history(URLS, SPEC, decisions, MOVES, policy)
+    context = browser.new_context(color_scheme=scheme, viewport={"width": 1200, "height": 900})
+    tab = context.new_page()
+    tab.set_content(page("churn", body, home="/ctloop/", airflow="/", user="alice").body.decode())
+    tab.screenshot(path=str(artifacts / f"signals-{scheme}.png"), full_page=True)
+
+    selectors = ["#decision dt", "#decision dd", "#decision .small.muted", "#decision .badge", "td .small"]
+    pairs = tab.evaluate(PAIRS, selectors)
+    painted = tab.evaluate(SRGB, [c for *_, text, background in pairs for c in (text, background)])
+    widths = tab.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    context.close()
+
+    assert {selector for selector, *_ in pairs} == set(selectors)
+    low = [
+        f"{selector} {text!r}: {ratio:.2f}:1 in {scheme}"
+        for (selector, text, *_), fore, back in zip(pairs, painted[::2], painted[1::2], strict=True)
+        if (ratio := contrast(fore, back)) < 4.5
+    ]
+    assert not low, "\n".join(low)
+    assert widths[0] <= widths[1], f"the page is {widths[0]} pixels wide in a {widths[1]}-pixel window"

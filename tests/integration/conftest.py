@@ -33,6 +33,18 @@ def task_states(dag_run) -> dict[str, str]:
         return {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in rows}
 
 
+def returned(dag_run, task_id: str):
+    """What a task of the run returned (its ``return_value`` XCom)."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        query = XComModel.get_many(
+            run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids=task_id, key="return_value"
+        )
+        return XComModel.deserialize_value(session.scalars(query).one())
+
+
 def champion_version(name: str) -> str | None:
     champion = registry.get_champion(registry.client(load_settings()), name)
     return str(champion.version) if champion else None

@@ -12,19 +12,7 @@ from ctloop.registry import mlflow_store as registry
 from ctloop.registry import tags
 from ctloop.settings import load_settings
 from ctloop.training.steps import RunContext
-from tests.integration.conftest import Pipeline, run_dag
-
-
-def _returned(dag_run, task_id: str):
-    """What a task of the run returned (its ``return_value`` XCom)."""
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        query = XComModel.get_many(
-            run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids=task_id, key="return_value"
-        )
-        return XComModel.deserialize_value(session.scalars(query).one())
+from tests.integration.conftest import Pipeline, returned, run_dag
 
 
 def _age(storage, folder: str, days: float) -> None:
@@ -56,7 +44,7 @@ def test_housekeeping_keeps_the_champions_data_and_deletes_the_rest_after_a_dry_
 
         dry = run_dag(f"{name}__housekeeping", dry_run=True)
         assert dry.state == "success"
-        listed = _returned(dry, "apply_retention")
+        listed = returned(dry, "apply_retention")
         assert listed["dry_run"] is True
         assert {(d["area"], d["item"]) for d in listed["deleted"]} == {
             ("snapshots", stray),
@@ -66,7 +54,7 @@ def test_housekeeping_keeps_the_champions_data_and_deletes_the_rest_after_a_dry_
 
         real = run_dag(f"{name}__housekeeping")
         assert real.state == "success"
-        result = _returned(real, "apply_retention")
+        result = returned(real, "apply_retention")
         assert result["dry_run"] is False
         assert result["deleted"] == listed["deleted"]
         kept = {(k["area"], k["item"]): k["why"] for k in result["kept"]}

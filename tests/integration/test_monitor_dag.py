@@ -18,7 +18,7 @@ from ctloop.io.storage import home_storage
 from ctloop.monitoring import retrain_requests
 from ctloop.monitoring.monitor_run import history_prefix
 from ctloop.settings import load_settings
-from tests.integration.conftest import Pipeline, champion_version, mlflow_run, run_dag, task_states
+from tests.integration.conftest import Pipeline, champion_version, mlflow_run, returned, run_dag, task_states
 
 # dag.test() starts a manual run where the scheduler would start one on the retrain asset event;
 # a manual run needs a reason (the trigger form's rule), which joins the monitor's in the record
@@ -358,16 +358,21 @@ def test_each_kind_of_label_change_fires_its_own_quality_rule_and_noisy_stable_l
     monitored.spec["monitoring"]["quality"] = {"rules": EVERY_KIND_OF_RULE, "min_labels": 400}
     monitored.write(monitored.spec)
 
-    stable, _ = labeled_window(monitored, 50)
+    stable, stable_run = labeled_window(monitored, 50)
     drawn = generate_batch(1200, seed=7, batch_index=50)
     assert np.mean(drawn[TARGET] != (_churn_logit(drawn, False) > 0)) > 0.2  # the label noise
     assert fired(stable) == {"rules": [], "drift": [], "triggers": []}, summary_of(stable)["decision"]
     assert (stable["alert"], stable["action"]) == (False, "hold")
+    assert returned(stable_run, "monitor")["alert_metrics"] == []
 
-    threshold, _ = labeled_window(monitored, 51, _drawn(lambda logit: logit + 1.5))
+    threshold, monitor_run = labeled_window(monitored, 51, _drawn(lambda logit: logit + 1.5))
     signals = fired(threshold)
     assert "accuracy" in signals["rules"], summary_of(threshold)["quality"]["rules"]
     assert "roc_auc" not in signals["rules"]
+    # what a retrain it asks for is judged on (ctloop.gating.alert_metrics), handed on as data
+    alert_metrics = returned(monitor_run, "monitor")["alert_metrics"]
+    assert alert_metrics[0] == "accuracy"
+    assert "roc_auc" not in alert_metrics
     assert signals["drift"] == []
     assert any(t.startswith("quality accuracy: ") for t in signals["triggers"])
     assert threshold["alert"] is True

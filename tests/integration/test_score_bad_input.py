@@ -18,7 +18,7 @@ from ctloop.io.readers import from_parquet_bytes
 from ctloop.io.storage import home_storage
 from ctloop.scoring.prediction_log import LABELED, PREDICTIONS, batch_ids, partition_key
 from ctloop.settings import load_settings
-from tests.integration.conftest import run_dag, task_states
+from tests.integration.conftest import returned, run_dag, task_states
 
 pytestmark = pytest.mark.integration
 
@@ -59,18 +59,6 @@ def _batch_states(dag_run) -> dict[str, str]:
             .all()
         )
         return {ti.rendered_map_index: str(getattr(ti.state, "value", ti.state)) for ti in rows}
-
-
-def _returned(dag_run, task_id: str):
-    """What a task of the run returned (its ``return_value`` XCom)."""
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        query = XComModel.get_many(
-            run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids=task_id, key="return_value"
-        )
-        return XComModel.deserialize_value(session.scalars(query).one())
 
 
 def _production_frame(index: int) -> pd.DataFrame:
@@ -128,7 +116,7 @@ def test_batch_delivered_again_is_never_scored_twice_and_late_labels_wait_for_th
 
     first = run_dag(f"{pipeline.name}__score")
     assert first.state == "success"
-    joined = _returned(first, "join_labels")
+    joined = returned(first, "join_labels")
     assert joined["waiting_for_unknown_ids"] == ROWS
     assert joined["labeled_rows"] == 0
     assert joined["waiting_sample"][0] == pd.read_csv(labels, dtype=str)["customer_id"].iloc[0]
@@ -165,7 +153,7 @@ def test_batch_delivered_again_is_never_scored_twice_and_late_labels_wait_for_th
     third = run_dag(f"{pipeline.name}__score")
     assert third.state == "success"
     assert _batch_states(third) == {None: "skipped"}  # nothing new: no batch is scored again
-    joined = _returned(third, "join_labels")
+    joined = returned(third, "join_labels")
     assert joined["waiting_for_unknown_ids"] == 0
     assert joined["labeled_rows"] == ROWS
     ids = ["batch-0050", "batch-0051", "batch-0060"]
@@ -234,7 +222,7 @@ def test_a_batch_with_an_infinite_value_is_set_aside_once_and_bad_labels_never_r
     assert second.state == "success"  # nothing fails again: both bad files are set aside
     assert _batch_states(second) == {None: "skipped"}
     assert good.exists()
-    joined = _returned(second, "join_labels")
+    joined = returned(second, "join_labels")
     assert joined["files_set_aside"] == []
     assert joined["classes_from"].startswith("champion v")
     labeled = from_parquet_bytes(_partition_bytes(pipeline, LABELED, "batch-0050"))

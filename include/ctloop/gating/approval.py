@@ -98,6 +98,11 @@ def evidence_markdown(
     lines += [
         f"Relative rules and the bootstrap judged on the {decision.relative_on.replace('_', ' ')}"
         + (f": {decision.relative_on_why}." if decision.relative_on_why else "."),
+        *(
+            [f"Judged on the alert's {', '.join(decision.alert_metrics)}: {decision.alert_metrics_why}."]
+            if decision.alert_metrics
+            else []
+        ),
         "",
         "| rule | verdict | note |",
         "| --- | --- | --- |",

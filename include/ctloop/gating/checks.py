@@ -62,10 +62,11 @@ def rule_checks(
     spec: PipelineSpec, settings: Settings, evaluation: Evaluation, version: str, relative: RelativeComparison
 ) -> RuleChecks:
     """Verdicts of the bootstrap, slice, validity and latency rules, with their evidence; the
-    bootstrap compares on the holdout of ``relative``."""
+    bootstrap compares on the holdout of ``relative`` (and on the metrics of the alert that
+    started the run, ``evaluation.alert_metrics``: ctloop.gating.alert_metrics)."""
+    from ctloop.gating.alert_metrics import bootstrap_verdicts
     from ctloop.gating.latency import measure_latency
     from ctloop.gating.model_validity import check_validity
-    from ctloop.gating.paired_bootstrap import paired_bootstrap
     from ctloop.gating.slices import slice_report
     from ctloop.registry.model_trust import policy
     from ctloop.training.estimator import features
@@ -83,7 +84,7 @@ def rule_checks(
         rows = holdout if holdout_key == evaluation.holdout_key else _read(settings, holdout_key)
         candidate, champion = _holdout_predictions(settings, predictions_key)
         y = rows[spec.columns.target].to_numpy()
-        verdicts.append(paired_bootstrap(gates.bootstrap, spec.task, y, candidate, champion))
+        verdicts += bootstrap_verdicts(gates, spec.task, evaluation.alert_metrics, y, candidate, champion)
     if gates.slices:
         candidate, champion = _holdout_predictions(settings, evaluation.predictions_key)
         y = holdout[spec.columns.target].to_numpy()

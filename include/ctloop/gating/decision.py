@@ -112,8 +112,10 @@ class GateDecision(BaseModel):
     """The gate's decision on a candidate: every verdict, whether all passed, whether to promote,
     and the evidence of the slice and latency rules. ``relative_on`` is the holdout the relative
     rules and the bootstrap were judged on and ``relative_on_why`` why (absolute rules and slices
-    are always judged on the frozen holdout). ``evidence_md`` is what a reviewer reads when a
-    person must approve; ``primary`` is set on a re-evaluation under the promotion lock."""
+    are always judged on the frozen holdout). ``alert_metrics`` are the metrics of the monitor's
+    alert that started the run, which the candidate had to be better on (``gates.alert_metrics``;
+    empty: judged like any run), and ``alert_metrics_why`` why. ``evidence_md`` is what a reviewer
+    reads when a person must approve; ``primary`` is set on a re-evaluation under the promotion lock."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -125,6 +127,8 @@ class GateDecision(BaseModel):
     failed: list[str]
     relative_on: HoldoutName = "frozen_holdout"
     relative_on_why: str = ""
+    alert_metrics: list[str] = []
+    alert_metrics_why: str = ""
     summary: str = ""
     slices: list[SliceResult] | None = None
     slice_metric: str | None = None

@@ -15,13 +15,15 @@ from typing import TYPE_CHECKING
 
 from ctloop.errors import SpecError
 from ctloop.evaluation.metric_catalog import higher_is_better
+from ctloop.gating.alert_metrics import ALERT, judged_metrics
 from ctloop.gating.decision import GateDecision, GateVerdict, RelativeComparison
+from ctloop.spec.models import GateRule
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from ctloop.evaluation.metric_catalog import TaskKind
-    from ctloop.spec.models import GateRule, Gates, RecentHoldout
+    from ctloop.spec.models import Gates, RecentHoldout
     from ctloop.training.contracts import Evaluation
 
 ALERT_TRIGGERS = ("asset", "alert")  # the monitor's asset event, an external alert (RunContext.trigger)
@@ -66,6 +68,50 @@ def _check_rule(
     )
 
 
+def _relative(
+    gates: Gates, rule: GateRule, task: TaskKind, relative: RelativeComparison, judged: list[str]
+) -> GateVerdict:
+    """A relative rule's verdict; in a run judged on fired metrics (``judged``), a min_improvement
+    on another metric asks only that the candidate is not worse than the champion by more than
+    ``gates.alert_metrics.max_regression``."""
+    if not judged or rule.metric in judged or rule.kind != "min_improvement":
+        return _check_rule(rule, task, relative.candidate, relative.champion)
+    tolerance = gates.alert_metrics.max_regression
+    relaxed = GateRule(metric=rule.metric, max_regression=tolerance)
+    verdict = _check_rule(relaxed, task, relative.candidate, relative.champion)
+    note = (
+        f"{verdict.note} (min_improvement {rule.bound:g} relaxed: the run is judged on {', '.join(judged)})"
+    )
+    fields = {"note": note, "relaxed_from": f"min_improvement {rule.bound:g}"}
+    return GateVerdict.model_validate({**verdict.model_dump(), **fields})
+
+
+def _better_on_alert(task: TaskKind, metric: str, relative: RelativeComparison) -> GateVerdict:
+    """A fired metric judged by the point difference: the candidate must be better than the
+    champion on the holdout of the relative rules (no champion: skipped)."""
+    verdict = {"rule": ALERT, "metric": metric, "kind": "better_than_champion", "bound": 0.0}
+    candidate, champion = relative.candidate.get(metric), (relative.champion or {}).get(metric)
+    if relative.champion is None:
+        note = "skipped: there is no champion yet"
+        return GateVerdict.model_validate({**verdict, "value": None, "passed": None, "note": note})
+    if candidate is None or champion is None:
+        which = "candidate" if candidate is None else "champion"
+        note = f"failed: {metric} is undefined on the holdout for the {which}"
+        return GateVerdict.model_validate({**verdict, "value": None, "passed": False, "note": note})
+    value = _improvement(task, metric, candidate, champion)
+    note = f"improvement {value:+.4f} over the champion ({candidate:.4f} vs {champion:.4f}) must be > 0"
+    return GateVerdict.model_validate(
+        {
+            **verdict,
+            "value": value,
+            "candidate": candidate,
+            "champion": champion,
+            "passed": value > 0,
+            "note": f"{note}: {_word(value > 0)}",
+        }
+    )
+
+
 def _absolute(
     gates: Gates, rule: GateRule, task: TaskKind, verdict: GateVerdict, relative: RelativeComparison
 ) -> GateVerdict:
@@ -107,6 +153,7 @@ def evaluate_gates(
     *,
     extra_verdicts: Sequence[GateVerdict] = (),
     relative: RelativeComparison | None = None,
+    alert_metrics: Sequence[str] = (),
 ) -> GateDecision:
     """The gate decision: every rule's verdict, whether all passed, whether to promote, and the
     one-line summary.
@@ -114,7 +161,9 @@ def evaluate_gates(
     ``candidate`` and ``champion`` are the frozen holdout's metrics; ``relative`` the comparison
     relative rules judge, when not on the frozen holdout. ``extra_verdicts`` are the verdicts of
     the bootstrap, slice, latency and validity rules; they count like the metric rules (a False
-    fails the gate, a None is a skip).
+    fails the gate, a None is a skip). ``alert_metrics`` are the metrics of the monitor's alert
+    that started the run (ctloop.gating.alert_metrics): each one the extra verdicts do not judge
+    by a bootstrap is judged by the point difference on the relative comparison.
     """
     unknown = gates.unknown_metrics(task)
     if relative is None:
@@ -124,12 +173,15 @@ def evaluate_gates(
     ]
     if unknown or missing:
         raise SpecError("; ".join(unknown) or f"gate metrics {missing} missing from {sorted(candidate)}")
+    judged, judged_why = judged_metrics(gates, task, alert_metrics)
     rules = [
-        _check_rule(rule, task, relative.candidate, relative.champion)
+        _relative(gates, rule, task, relative, judged)
         if rule.relative
         else _absolute(gates, rule, task, _check_rule(rule, task, candidate, champion), relative)
         for rule in gates.rules
     ]
+    bootstrapped = {v.metric for v in extra_verdicts if v.rule == ALERT}
+    rules += [_better_on_alert(task, m, relative) for m in judged if m not in bootstrapped]
     rules += extra_verdicts
     failed = [r for r in rules if r.passed is False]
     decision = GateDecision(
@@ -141,13 +193,16 @@ def evaluate_gates(
         failed=[f"{r.metric} {r.kind}: {r.note}" for r in failed],
         relative_on=relative.on,
         relative_on_why=relative.why,
+        alert_metrics=judged,
+        alert_metrics_why=judged_why,
     )
     return decision.model_copy(update={"summary": describe(decision)})
 
 
 def describe(decision: GateDecision) -> str:
     """One line a person can read in a log or a tag; it names the recent holdout when the relative
-    rules were judged there (the frozen holdout is the default and goes unsaid)."""
+    rules were judged there (the frozen holdout is the default and goes unsaid), and the alert's
+    metrics when the run was judged on them."""
     if decision.passed:
         verdict = "passed" if decision.mode == "enabled" else "passed (dry run: not promoting)"
     else:
@@ -156,6 +211,8 @@ def describe(decision: GateDecision) -> str:
             verdict += " (dry run)"
     against = decision.champion_version
     basis = "; relative rules on the recent holdout" if decision.relative_on == "recent_holdout" else ""
+    if decision.alert_metrics:
+        basis += f"; judged on the alert's {', '.join(decision.alert_metrics)}"
     line = f"gate {verdict} (against champion {'v' + against if against else 'none'}{basis})"
     return " ".join(line.split())
 

@@ -22,14 +22,21 @@ the two-proportion z-test with unpooled variances; for a number, Welch's z-test)
 every figure it needs is a count (the confusion matrix of label x prediction) or a sum, so the
 window's rows are never resampled nor held, and at the sizes decided on (``min_labels`` upward on the
 window, the training snapshot on the other side) the normal approximation is sound. The training
-snapshot is the reference the monitor already keeps; the quantiles of a regression label are left
-to the drift tests of the features and the prediction, the mean being what a shift of the label's
-level moves first.
+snapshot is the reference the monitor already keeps.
+
+A regression label can change without its mean moving: wider, narrower, skewed, two modes. A third
+regression signal, ``label_distribution``, compares the whole distribution of the window's labels
+with the training labels': its size is the Wasserstein distance between the two (the mean absolute
+move of a label, quantile by quantile) in training standard deviations, above
+``max_label_distance`` and significant by the two-sample Kolmogorov-Smirnov test at ``confidence``.
+A same-mean change of the spread by a factor s moves it by about 0.8 |s - 1|; a change of the mean
+alone by the mean's own shift. The two sides are seeded samples of at most ``DISTRIBUTION_ROWS``
+labels each (every label of a smaller side), kept a row group at a time.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -44,6 +51,8 @@ if TYPE_CHECKING:
 
 ALERT, OK, UNDECIDED = "alert", "ok", "undecided"
 NAME = "label shift"  # how its trigger lines start
+DISTRIBUTION_ROWS = 100_000  # labels a side the distribution test keeps at most
+SAMPLE_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,33 @@ def value_moments(values: NDArray[np.float64]) -> Moments:
 
 def add(a: Moments, b: Moments) -> Moments:
     return Moments(a.rows + b.rows, a.total + b.total, a.outer + b.outer)
+
+
+@dataclass
+class Sample:
+    """A seeded uniform sample of at most ``most`` values of a stream read a chunk at a time: each
+    value draws a random key and the ``most`` smallest keys stay (every value of a shorter stream)."""
+
+    most: int
+    seed: int
+    values: NDArray[np.float64] = field(init=False)
+    _keys: NDArray[np.float64] = field(init=False)
+    _rng: np.random.Generator = field(init=False)
+
+    def __post_init__(self) -> None:
+        import numpy as np
+
+        self.values, self._keys, self._rng = np.zeros(0), np.zeros(0), np.random.default_rng(self.seed)
+
+    def add(self, values: NDArray[np.float64]) -> None:
+        import numpy as np
+
+        keys = np.concatenate([self._keys, self._rng.random(len(values))])
+        kept = np.concatenate([self.values, values])
+        if len(keys) > self.most:
+            smallest = np.argpartition(keys, self.most)[: self.most]
+            keys, kept = keys[smallest], kept[smallest]
+        self._keys, self.values = keys, kept
 
 
 @dataclass(frozen=True)
@@ -300,21 +336,24 @@ def _regression(
 ) -> list[dict[str, Any]]:
     import numpy as np
 
-    def summed(chunks: Iterable[pd.DataFrame]) -> tuple[Moments, Moments]:
+    def summed(chunks: Iterable[pd.DataFrame], seed: int) -> tuple[Moments, Moments, Sample]:
         labels = gaps = value_moments(np.zeros(0))
+        sample = Sample(DISTRIBUTION_ROWS, seed)
         for chunk in chunks:
             label, predicted = _pairs(chunk, target, prediction)
             labels, gaps = add(labels, value_moments(label)), add(gaps, value_moments(predicted - label))
-        return labels, gaps
+            sample.add(label)
+        return labels, gaps, sample
 
-    ref_label, _ = summed(reference)
-    hold_gap = None if holdout is None else summed(holdout)[1]
-    win_label, win_gap = summed([] if window is None else [window])
+    ref_label, _, ref_sample = summed(reference, SAMPLE_SEED)
+    hold_gap = None if holdout is None else summed(holdout, SAMPLE_SEED)[1]
+    win_label, win_gap, win_sample = summed([] if window is None else [window], SAMPLE_SEED + 1)
     scale = float(np.sqrt(ref_label.covariance[0, 0])) if ref_label.rows else 0.0
     bias = "the champion's mean prediction minus label"
     return [
         _value_signal(rule, "label_mean", "the label's mean", win_label, (ref_label, TRAINING), scale),
         _value_signal(rule, "prediction_bias", bias, win_gap, (hold_gap, HOLDOUT), scale),
+        _distribution_signal(rule, (win_label, win_sample), (ref_label, ref_sample), scale),
     ]
 
 
@@ -361,6 +400,52 @@ def _value_signal(
         "p_value": test.p_value,
         "verdict": verdict,
         "why": _why(rule.max_mean_shift, rule, name, said, distance, test.p_value, window.rows, verdict),
+    }
+
+
+def _distribution_signal(
+    rule: LabelShift, window: tuple[Moments, Sample], reference: tuple[Moments, Sample], scale: float
+) -> dict[str, Any]:
+    """The regression label's whole distribution against the training labels': the Wasserstein
+    distance in training standard deviations (``max_label_distance``), significant by the
+    two-sample Kolmogorov-Smirnov test. ``value`` and ``reference`` are the two sides' standard
+    deviations (the means have their own signal)."""
+    import numpy as np
+    from scipy import stats
+
+    name = "label_distribution"
+    (on_window, window_sample), (on_reference, reference_sample) = window, reference
+    base: dict[str, Any] = {
+        "name": name,
+        "threshold": rule.max_label_distance,
+        "rows": on_window.rows,
+        "against": TRAINING,
+    }
+    undecided = _undecided(rule, name, on_window.rows, on_reference, TRAINING)
+    if undecided is not None:
+        return {**base, **undecided}
+    w, r = window_sample.values, reference_sample.values
+    moved = float(stats.wasserstein_distance(w, r))
+    distance = moved / scale if scale > 0 else (0.0 if moved == 0 else float("inf"))
+    ks = stats.ks_2samp(w, r)
+    value, ref = float(np.sqrt(on_window.covariance[0, 0])), float(np.sqrt(on_reference.covariance[0, 0]))
+    said = (
+        f"the label's distribution is {distance:.3f} standard deviations (Wasserstein) from {TRAINING}'s"
+        f" (its standard deviation {value:.4g} against {ref:.4g}; Kolmogorov-Smirnov D {ks.statistic:.3f})"
+    )
+    p_value = float(ks.pvalue)
+    verdict = ALERT if distance > rule.max_label_distance and p_value < 1 - rule.confidence else OK
+    return {
+        **base,
+        "reference_rows": on_reference.rows,
+        "value": value,
+        "reference": ref,
+        "shift": distance,
+        "statistic": float(ks.statistic),
+        "p_value": p_value,
+        "sample_rows": [len(w), len(r)],
+        "verdict": verdict,
+        "why": _why(rule.max_label_distance, rule, name, said, distance, p_value, on_window.rows, verdict),
     }
 
 

@@ -18,7 +18,9 @@ group at a time at seeded positions, its known classes as each row group's disti
 whole window is never one frame, and the reference is built from the training snapshot a row
 group at a time. Label shift (ctloop.monitoring.label_shift) and the performance estimate
 (ctloop.monitoring.performance_estimate) reduce the reference, the champion's holdout and the
-window's score columns to counts and per-class sums, a row group at a time.
+window's score columns to counts and per-class sums, a row group at a time, plus seeded samples of
+bounded size (``monitoring.estimate.bootstrap_rows`` window rows for the estimate's interval, at
+most 100,000 labels a side for a regression label's distribution).
 """
 
 from __future__ import annotations
@@ -37,7 +39,13 @@ from ctloop.evaluation.model_scores import logged_metrics
 from ctloop.evaluation.weighted_metrics import CLASS_SEPARATOR, Predictions
 from ctloop.io.storage import home_storage
 from ctloop.monitoring import label_shift, performance_estimate, retrain_requests
-from ctloop.monitoring.champion_watch import PairedComparison, compare, compare_challenger, watched_promotion
+from ctloop.monitoring.champion_watch import (
+    PairedComparison,
+    compare,
+    compare_challenger,
+    promoted_on,
+    watched_promotion,
+)
 from ctloop.monitoring.drift_stats import Side, drift_share, stream_column_drift
 from ctloop.monitoring.quality_rules import RuleOutcome, assess
 from ctloop.monitoring.retrain_policy import ATTACH, HOLD, RETRAIN, ROLLBACK, Evidence, decide
@@ -319,11 +327,12 @@ def run_monitor(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> dict
 
 
 def _watch(spec: PipelineSpec, settings: Settings, version: str, window: Window) -> PairedComparison | None:
-    """The champion against the champion it replaced, while it is the one promoted most recently."""
+    """The champion against the champion it replaced, while it is the one promoted most recently,
+    judged as the gate that promoted it judged it."""
     promotion = watched_promotion(settings, spec.name, version) if spec.monitoring.watch.enabled else None
     if promotion is None or promotion.from_version is None:
         return None
-    return compare(spec, window["served"], version, promotion.from_version)
+    return compare(spec, window["served"], version, promotion.from_version, promoted_on(settings, promotion))
 
 
 def _challenger(
@@ -606,18 +615,27 @@ def _record(storage: Storage, pipeline: str, summary: dict[str, Any]) -> None:
 
 
 def _verdicts(block: dict[str, Any]) -> dict[str, Any]:
-    """What a history row shows of the label-shift or estimate block: each signal's figures and verdict."""
-    kept = ("name", "value", "reference", "verdict")
-    signals = [{k: signal.get(k) for k in kept} for signal in block["signals"]]
-    return {"verdict": block["verdict"], "decides": block.get("decides", True), "signals": signals}
+    """What a history row shows of the label-shift or estimate block: whether it ran, and each
+    signal's figures, verdict and (an estimated metric) whether it is judged."""
+    kept = ("name", "value", "reference", "threshold", "interval", "shift", "p_value", "judged", "verdict")
+    signals = [{k: signal[k] for k in kept if k in signal} for signal in block["signals"]]
+    return {
+        "enabled": block["enabled"],
+        "verdict": block["verdict"],
+        "decides": block.get("decides", True),
+        "signals": signals,
+    }
 
 
 def _compact(comparison: dict[str, Any] | None) -> dict[str, Any] | None:
-    """What a history row and the served-quality chart show of a paired comparison."""
+    """What a history row and the served-quality chart show of a paired comparison, and each
+    metric it judged on (after a promotion its gate judged on an alert's metrics, several)."""
     if comparison is None:
         return None
-    kept = ("versions", "rows", "metric", "values", "difference", "interval", "verdict")
-    return {k: comparison[k] for k in kept}
+    kept = ("versions", "rows", "metric", "values", "difference", "interval", "verdict", "alert_metrics")
+    judged = ("metric", "fired", "tolerance", "values", "difference", "interval", "verdict")
+    metrics = [{k: m[k] for k in judged} for m in comparison["metrics"]]
+    return {k: comparison[k] for k in kept} | {"metrics": metrics}
 
 
 def _reason(summary: dict[str, Any], decision: dict[str, Any]) -> dict[str, Any]:
@@ -674,6 +692,10 @@ def _log_to_mlflow(
         for signal in summary[block]["signals"]:
             mlflow_client.set_tag(run_id, f"{tag}.{signal['name']}", signal["verdict"])
             figures |= _signal_figures(f"{block}.{signal['name']}", signal)
+            # an estimate's interval is of its metric (a label shift's, of a difference: not logged)
+            if block == "estimate" and signal.get("interval") is not None:
+                low, high = signal["interval"]
+                figures |= {f"estimate.{signal['name']}.low": low, f"estimate.{signal['name']}.high": high}
     for key, figure in (("champion_vs_previous", "vs_previous"), ("challenger_vs_champion", "challenger_vs")):
         compared = summary.get(key) or {}
         if compared.get("difference") is not None:

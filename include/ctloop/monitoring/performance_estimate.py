@@ -30,6 +30,17 @@ window is read a row group at a time, only the prediction and score columns; eve
 few sums per class and a histogram of each class's score (``BINS`` bins, within which pairs count as
 ties: the expected ROC AUC is exact where calibrated probabilities are constant over a bin, as an
 isotonic fit is over most of its range).
+
+An estimate is an expectation; the labels the window's rows will get are draws. Each metric gets
+the ``confidence`` interval of what those labels would show if the calibrated probabilities are
+right: for accuracy, a mean of one Bernoulli a row, the normal interval from every row's
+p (1 - p); for the ratios (precision, recall, f1, roc_auc), a seeded parametric bootstrap that
+draws each label from its row's calibrated probabilities on a sample of at most
+``bootstrap_rows`` rows (wider than every row would give; the cost bounded). An estimated drop
+alerts only when the whole interval is below ``reference - max_drop`` (as a quality rule's,
+ctloop.monitoring.quality_rules.significance); past it with an interval that is not, undecided.
+The interval leaves out the calibration's own error (fitted on the holdout), which the stable
+windows of the tests put at about 0.01.
 """
 
 from __future__ import annotations
@@ -39,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 from ctloop.evaluation.weighted_metrics import CLASS_SEPARATOR
 from ctloop.monitoring.label_shift import ALERT, OK, UNDECIDED, as_text, class_names, positive_class
+from ctloop.monitoring.quality_rules import percentile_interval, significance
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -49,7 +61,10 @@ if TYPE_CHECKING:
     from sklearn.isotonic import IsotonicRegression
 
     from ctloop.scoring.prediction_log import ModelColumns
-    from ctloop.spec.models import PipelineSpec
+    from ctloop.spec.models import PerformanceEstimate, PipelineSpec
+
+    Rows = tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int64]]
+    """Rows' raw class scores, calibrated class probabilities and predicted class index."""
 
 BINS = 2048
 METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
@@ -65,6 +80,7 @@ class Sums:
     classes: int
     rows: int = 0
     hits: NDArray[np.float64] = field(init=False)  # expected true positives per class
+    hit_variance: float = 0.0  # sum over rows of p (1 - p), p the chance the prediction is right
     predicted: NDArray[np.float64] = field(init=False)  # rows predicted as each class
     actual: NDArray[np.float64] = field(init=False)  # expected rows of each class
     counts: NDArray[np.float64] = field(init=False)  # rows per (class, score bin)
@@ -85,8 +101,10 @@ class Sums:
         import numpy as np
 
         chosen = (predicted[:, None] == np.arange(self.classes)[None, :]).astype(float)
+        right = chance * chosen
         self.rows += len(predicted)
-        self.hits += (chance * chosen).sum(axis=0)
+        self.hits += right.sum(axis=0)
+        self.hit_variance += float((right.sum(axis=1) * (1 - right.sum(axis=1))).sum())
         self.predicted += chosen.sum(axis=0)
         self.actual += chance.sum(axis=0)
         bins = np.clip((scores * BINS).astype(np.int64), 0, BINS - 1)
@@ -194,7 +212,7 @@ def estimate(
     """The estimate block of the monitor's summary: each metric's estimate on the window (all its
     rows, labeled or not), the holdout's (``reference``) realised value, the realised value on the window's
     labeled rows where there is one, and a verdict for each judged metric."""
-    from ctloop.scoring.prediction_log import file_columns, iter_row_groups
+    from ctloop.scoring.prediction_log import file_columns
 
     rule = spec.monitoring.estimate
     if not rule.enabled:
@@ -220,20 +238,16 @@ def estimate(
             " holdout needs every class's probability)"
         )
         return _block(True, UNDECIDED, f"{NAME}: {why}")
-    window = Sums(len(calibration.classes))
-    for chunk in iter_row_groups(current, [model.prediction, *columns]):
-        kept = chunk.dropna()  # a row without every score column (an old log's) cannot be estimated
-        if kept.empty:
-            continue
-        window.add(
-            calibration.raw(kept),
-            calibration.probabilities(kept),
-            calibration.predicted(kept[model.prediction]),
-        )
+    window, sample = _window(rule, calibration, current, [model.prediction, *columns], model.prediction)
     estimated, on_training = window.metrics(calibration.positive), realised_sums.metrics(calibration.positive)
+    intervals = _intervals(rule, window, sample, calibration.positive) if window.rows >= rule.min_rows else {}
     signals = [
         _signal(
-            spec, metric, estimated[metric], on_training[metric], (realised or {}).get(metric), window.rows
+            spec,
+            metric,
+            (estimated[metric], on_training[metric], (realised or {}).get(metric)),
+            intervals.get(metric),
+            window.rows,
         )
         for metric in METRICS
     ]
@@ -246,9 +260,88 @@ def estimate(
         "rows": window.rows,
         "reference_rows": realised_sums.rows,
         "method": "CBPE: the champion's scores calibrated on its holdout by isotonic regression",
+        "interval": (
+            f"{rule.confidence:.0%}: what the window's labels will show if the calibrated probabilities"
+            f" hold (accuracy: normal, every row; the others: {rule.resamples} label draws on a seeded"
+            f" sample of at most {rule.bootstrap_rows:,} rows)"
+        ),
         "classes": calibration.classes,
         "signals": signals,
     }
+
+
+def _window(
+    rule: PerformanceEstimate, calibration: Calibration, current: list[Path], read: list[str], prediction: str
+) -> tuple[Sums, list[Rows]]:
+    """The window's expected sums, a row group at a time, and a seeded sample of about
+    ``bootstrap_rows`` of its rows for the interval's label draws."""
+    import numpy as np
+
+    from ctloop.scoring.prediction_log import file_rows, iter_row_groups
+
+    rng = np.random.default_rng(SAMPLE_SEED)
+    rate = min(1.0, rule.bootstrap_rows / max(sum(file_rows(current)), 1))
+    window, sample = Sums(len(calibration.classes)), []
+    for chunk in iter_row_groups(current, read):
+        kept = chunk.dropna()  # a row without every score column (an old log's) cannot be estimated
+        if kept.empty:
+            continue
+        rows = (
+            calibration.raw(kept),
+            calibration.probabilities(kept),
+            calibration.predicted(kept[prediction]),
+        )
+        window.add(*rows)
+        drawn = rng.random(len(kept)) < rate
+        sample.append((rows[0][drawn], rows[1][drawn], rows[2][drawn]))
+    return window, sample
+
+
+def _intervals(
+    rule: PerformanceEstimate, window: Sums, sample: list[Rows], positive: int | None
+) -> dict[str, tuple[float, float] | str]:
+    """Each metric's ``confidence`` interval of what the window's labels will show if the
+    calibrated probabilities are right (or why it has none).
+
+    Accuracy is a mean of independent Bernoullis, one a row: its interval is the normal one from
+    every row's p (1 - p). The others are ratios: their percentile interval over ``resamples``
+    draws of each sampled row's label from its calibrated probabilities (a parametric bootstrap,
+    seeded), moved by the whole window's estimate minus the sample's, so that it is centred where
+    the estimate is; a sample of fewer rows than the window makes it wider, never narrower."""
+    from statistics import NormalDist
+
+    import numpy as np
+
+    z = NormalDist().inv_cdf(0.5 + rule.confidence / 2)
+    accuracy = window.hits.sum() / window.rows
+    half = z * np.sqrt(window.hit_variance) / window.rows
+    found: dict[str, tuple[float, float] | str] = {
+        "accuracy": (float(max(accuracy - half, 0.0)), float(min(accuracy + half, 1.0)))
+    }
+    raw, chance, predicted = (np.concatenate(part) for part in zip(*sample, strict=True))
+    classes, cumulative = window.classes, chance.cumsum(axis=1)
+    expected = Sums(classes)
+    expected.add(raw, chance, predicted)
+    centre, whole = expected.metrics(positive), window.metrics(positive)
+    rng = np.random.default_rng([SAMPLE_SEED, 1])
+    draws = {metric: np.empty(rule.resamples) for metric in METRICS if metric != "accuracy"}
+    for i in range(rule.resamples):
+        labels = np.minimum((rng.random(len(raw))[:, None] >= cumulative).sum(axis=1), classes - 1)
+        drawn = Sums(classes)
+        drawn.add(raw, np.eye(classes)[labels], predicted)
+        measured = drawn.metrics(positive)
+        for metric, values in draws.items():
+            value = measured[metric]
+            values[i] = np.nan if value is None else value
+    for metric, values in draws.items():
+        interval = percentile_interval(values, rule.confidence, metric)
+        on_window, on_sample = whole[metric], centre[metric]
+        if isinstance(interval, str) or on_window is None or on_sample is None:
+            found[metric] = interval if isinstance(interval, str) else f"{metric} is undefined on the sample"
+        else:
+            moved = on_window - on_sample
+            found[metric] = (interval[0] + moved, interval[1] + moved)
+    return found
 
 
 def _block(enabled: bool, verdict: str, why: str) -> dict[str, Any]:
@@ -321,12 +414,15 @@ def _fit(
 def _signal(
     spec: PipelineSpec,
     metric: str,
-    value: float | None,
-    reference: float | None,
-    realised: float | None,
+    values: tuple[float | None, float | None, float | None],
+    interval: tuple[float, float] | str | None,
     rows: int,
 ) -> dict[str, Any]:
+    """One estimated metric: ``values`` are its estimate on the window, its realised value on the
+    holdout (the reference) and on the window's labeled rows. A drop above ``max_drop`` alerts
+    only when the whole interval is below ``reference - max_drop``, as a quality rule's does."""
     rule = spec.monitoring.estimate
+    value, reference, realised = values
     judged = metric in rule.metrics
     drop = None if value is None or reference is None else round(reference - value, 9)
     found = {
@@ -336,19 +432,33 @@ def _signal(
         "realised": realised,
         "drop": drop,
         "threshold": rule.max_drop,
+        "interval": list(interval) if isinstance(interval, tuple) else None,
+        "confidence": rule.confidence,
         "judged": judged,
         "rows": rows,
     }
     if rows < rule.min_rows:
         why = f"{NAME} {metric}: {rows} rows < monitoring.estimate.min_rows {rule.min_rows}"
         return {**found, "verdict": UNDECIDED, "why": why}
-    if drop is None:
+    if value is None or reference is None or drop is None:
         why = f"{NAME} {metric}: undefined on the {'window' if value is None else 'holdout'}"
         return {**found, "verdict": UNDECIDED, "why": why}
-    verdict = ALERT if drop > rule.max_drop else OK
-    said = "above" if verdict == ALERT else "within"
+    bound = f"{reference - rule.max_drop:.4f}"
+    if isinstance(interval, tuple):
+        low, high = interval
+        spread = f"{rule.confidence:.0%} interval [{low:.4f}, {high:.4f}]"
+        verdict = significance(drop, round(reference - high, 9), rule.max_drop)
+        after = {
+            ALERT: f"; its {spread} lies wholly below {bound}",
+            UNDECIDED: f", but not significantly: its {spread} is not wholly below {bound}",
+            OK: f"; {spread}",
+        }[verdict]
+    else:
+        verdict = significance(drop, float("-inf"), rule.max_drop)
+        after = f", but has no interval: {interval}" if interval else ""
+    said = "above" if drop > rule.max_drop else "within"
     why = (
         f"{NAME} {metric}: {value:.4f} expected on the window's {rows:,} rows against {reference:.4f} on the"
-        f" champion's holdout, a drop of {drop:.4f} {said} max_drop {rule.max_drop:g}"
+        f" champion's holdout, a drop of {drop:.4f} {said} max_drop {rule.max_drop:g}{after}"
     )
     return {**found, "verdict": verdict, "why": why if judged else f"{why} (reported, not judged)"}

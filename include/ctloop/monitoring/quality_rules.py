@@ -182,14 +182,40 @@ def judge(spec: PipelineSpec, rule: QualityRule, measure: Measure) -> RuleOutcom
     # the drop the interval still allows at its best end: it must exceed max_drop for an alert
     least = round(sign * measure.reference - max(sign * low, sign * high), 9)
     beyond = f"{'below' if sign > 0 else 'above'} {outcome['threshold']:.4f}"
-    if least > rule.max_drop:
+    verdict = significance(drop, least, rule.max_drop)
+    if verdict == "alert":
         severe = drop >= round(quality.severe_multiple * rule.max_drop, 9)
         why = f"{said}; its {spread} lies wholly {beyond}"
         return RuleOutcome.model_validate({**outcome, "verdict": "alert", "severe": severe, "why": why})
-    if drop > rule.max_drop:
+    if verdict == "undecided":
         why = f"{said}, but not significantly: its {spread} is not wholly {beyond}"
         return RuleOutcome.model_validate({**outcome, "verdict": "undecided", "why": why})
     return RuleOutcome.model_validate({**outcome, "verdict": "ok", "why": f"{said}; {spread}"})
+
+
+def significance(drop: float, least: float, max_drop: float) -> Verdict:
+    """A drop's verdict: ``alert`` when the point ``drop`` and even ``least``, the drop at the
+    interval's best end, are beyond ``max_drop``; ``undecided`` when only the point is; else ``ok``."""
+    if least > max_drop and drop > max_drop:
+        return "alert"
+    return "undecided" if drop > max_drop else "ok"
+
+
+def percentile_interval(values: np.ndarray, confidence: float, metric: str) -> tuple[float, float] | str:
+    """The ``confidence`` percentile interval of a metric's resampled ``values``, or why it has
+    none: more than MAX_DEGENERATE_SHARE of the resamples left it undefined (NaN)."""
+    import numpy as np
+
+    valid = values[np.isfinite(values)]
+    degenerate = len(values) - len(valid)
+    if degenerate > MAX_DEGENERATE_SHARE * len(values):
+        return (
+            f"{degenerate} of {len(values)} resamples left {metric} undefined (more than"
+            f" {MAX_DEGENERATE_SHARE:.0%}): too few rows of each kind for an interval"
+        )
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(valid, [tail, 100 - tail])
+    return float(low), float(high)
 
 
 def _intervals(
@@ -214,18 +240,4 @@ def _intervals(
     for weights in bootstrap_weights(len(y), quality.resamples, quality.seed):
         for metric, function in functions.items():
             draws[metric].append(function(weights))
-    tail = (1 - quality.confidence) / 2 * 100
-    found: dict[str, tuple[float, float] | str] = {}
-    for metric, chunks in draws.items():
-        values = np.concatenate(chunks)
-        valid = values[np.isfinite(values)]
-        degenerate = quality.resamples - len(valid)
-        if degenerate > MAX_DEGENERATE_SHARE * quality.resamples:
-            found[metric] = (
-                f"{degenerate} of {quality.resamples} resamples left {metric} undefined (more than"
-                f" {MAX_DEGENERATE_SHARE:.0%}): too few labeled rows of each kind for an interval"
-            )
-            continue
-        low, high = np.percentile(valid, [tail, 100 - tail])
-        found[metric] = (float(low), float(high))
-    return found
+    return {m: percentile_interval(np.concatenate(c), quality.confidence, m) for m, c in draws.items()}

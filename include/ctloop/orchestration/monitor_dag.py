@@ -40,6 +40,7 @@ def build_monitor_dag(spec: PipelineSpec) -> DAG:
     @task(task_id="monitor")
     @ctloop_task(spec)
     def monitor(run: TaskRun) -> dict:
+        from ctloop.gating.alert_metrics import fired_metrics
         from ctloop.monitoring.monitor_run import run_monitor
 
         summary = run_monitor(run.spec, run.settings, run.ctx)
@@ -48,11 +49,14 @@ def build_monitor_dag(spec: PipelineSpec) -> DAG:
             **{k: summary[k] for k in XCOM_KEYS if k in summary},
             "drift_share": drift.get("share"),
             "drifted_columns": [c["column"] for c in drift.get("drifted_columns", [])],
+            "alert_metrics": fired_metrics(run.spec, summary),
         }
 
     @task(task_id="request_retrain", outlets=[retrain])
     def request_retrain(summary: dict) -> dict:
-        """Emit the retrain event only for a newly opened request; attached alerts ride along."""
+        """Emit the retrain event only for a newly opened request; attached alerts ride along. The
+        metrics the alert fired on travel as a list (``alert_metrics``): the train run is judged
+        on them (ctloop.gating.alert_metrics)."""
         decision = summary["decision"]
         if decision.get("request") != "opened":
             raise AirflowSkipException(f"no new retrain request: {decision['why']}")
@@ -65,6 +69,7 @@ def build_monitor_dag(spec: PipelineSpec) -> DAG:
             "drift_share": summary["drift_share"],
             "drifted_columns": summary["drifted_columns"],
             "quality": summary["quality"],
+            "alert_metrics": summary.get("alert_metrics", []),
         }
         get_current_context()["outlet_events"][retrain].extra = extra
         return extra

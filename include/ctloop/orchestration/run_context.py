@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 
 def run_context(context: Context) -> RunContext:
-    """The run's identity and why it started: ``schedule``; an asset event's reason; an external
+    """The run's identity and why it started: ``schedule``; an asset event's reason and the metrics
+    its alert fired on (``alert_metrics``, a list; absent in events of older monitors); an external
     alert (``alert_id`` in the run's conf, which the plugin's alert endpoint sets: it is no Param,
     so the trigger form never shows it); or the ``reason`` Param of a manual trigger."""
     from ctloop.monitoring.alerts import check_alert_id
@@ -32,12 +33,14 @@ def run_context(context: Context) -> RunContext:
         with fail_without_retry():
             check_alert_id(alert_id)
     reason, kind = str(params.get("reason") or "manual"), "alert" if alert_id else "manual"
+    metrics: list[str] = []
     if run_type == "scheduled":
         reason, kind = "schedule", "schedule"
     elif run_type == "asset_triggered":
         extras = [e.extra for events in context["triggering_asset_events"].values() for e in events]
         reason = "; ".join(str(x.get("reason")) for x in extras if x.get("reason")) or "asset event"
         kind = "asset"
+        metrics = [str(m) for x in extras for m in x.get("alert_metrics") or []]
     return RunContext(
         dag_id=dag_run.dag_id,
         run_id=dag_run.run_id,
@@ -46,6 +49,7 @@ def run_context(context: Context) -> RunContext:
         trigger=kind,
         alert_id=alert_id,
         user=str(getattr(dag_run, "triggering_user_name", None) or ""),
+        alert_metrics=tuple(dict.fromkeys(metrics)),
     )
 
 

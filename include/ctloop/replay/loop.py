@@ -3,9 +3,9 @@
 Per step, at its simulated time: a training the spec's ``schedule.train`` cron makes due; the
 score DAG's tasks (``new_batches``, ``score_batch`` for each, ``join_labels``); the monitor the
 predictions asset starts (``run_monitor``); and the training its newly opened retrain request
-starts, with trigger ``asset`` and the monitor's reason, as the retrain asset event does. The
-monitor's own cron is not replayed: between steps no batch or label arrives, so its extra runs
-would see no new evidence.
+starts, with trigger ``asset``, the monitor's reason and the metrics its alert fired on, as the
+retrain asset event does. The monitor's own cron is not replayed: between steps no batch or
+label arrives, so its extra runs would see no new evidence.
 
 A task that fails on bad input is recorded on the step and the replay goes on, as the DAGs'
 other runs do. Notifications are only logged: the replay installs no sender.
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ctloop.errors import BatchConflict, BatchQuarantined, CtloopError, NoChampion, SpecError
+from ctloop.gating.alert_metrics import fired_metrics
 from ctloop.io.readers import SUFFIXES
 from ctloop.io.storage import open_storage
 from ctloop.monitoring.monitor_run import quality, run_monitor
@@ -126,7 +127,9 @@ class _Replay:
             after_last_batch=after_last_batch,
         )
 
-    def _train(self, trigger: str, reason: str, step: int) -> TrainingRecord:
+    def _train(
+        self, trigger: str, reason: str, step: int, alert_metrics: tuple[str, ...] = ()
+    ) -> TrainingRecord:
         record = run_training(
             self.spec,
             self.settings,
@@ -135,6 +138,7 @@ class _Replay:
             reason=reason,
             index=len(self.trainings),
             step=step,
+            alert_metrics=alert_metrics,
         )
         self.trainings.append(record)
         outcome = record.promotion or record.error
@@ -160,7 +164,8 @@ class _Replay:
         landed = delivery.batch.name if delivery.batch else "labels"
         self.progress(f"{begun.isoformat()}  {landed}: {monitored.decision}")
         if requested is not None:
-            self._train("asset", requested, delivery.step)
+            reason, alert_metrics = requested
+            self._train("asset", reason, delivery.step, alert_metrics)
         fields: dict[str, Any] = {
             **monitored.model_dump(),
             "step": delivery.step,
@@ -204,8 +209,9 @@ class _Replay:
             scored.errors.append(f"join_labels: {type(exc).__name__}: {exc}")
         return scored
 
-    def _monitor(self) -> tuple[Monitored, str | None]:
-        """The monitor DAG; with it the reason of a newly opened retrain request, which starts a training."""
+    def _monitor(self) -> tuple[Monitored, tuple[str, tuple[str, ...]] | None]:
+        """The monitor DAG; with it the reason and the alert's metrics of a newly opened retrain
+        request, which starts a training."""
         with self.time.task() as moment:
             ctx = RunContext(
                 dag_id=f"{self.spec.name}__monitor",
@@ -229,7 +235,8 @@ class _Replay:
         )
         if decision.get("request") != "opened":
             return monitored, None
-        return monitored, "; ".join(decision["triggers"]) or "asset event"
+        reason = "; ".join(decision["triggers"]) or "asset event"
+        return monitored, (reason, tuple(fired_metrics(self.spec, summary)))
 
     def _with_served(self, record: BatchRecord) -> BatchRecord:
         """The record with the metrics of the predictions served for the batch, from its labels."""

@@ -42,14 +42,17 @@ def run_training(
     reason: str,
     index: int,
     step: int,
+    alert_metrics: tuple[str, ...] = (),
 ) -> TrainingRecord:
-    """Train, judge and maybe promote a candidate as ``<pipeline>__train`` would; its record."""
+    """Train, judge and maybe promote a candidate as ``<pipeline>__train`` would (``alert_metrics``:
+    what the monitor's alert fired on, as the retrain event carries it); its record."""
     begun = time.next()
     ctx = steps.RunContext(
         dag_id=f"{spec.name}__train",
         run_id=f"{RUN_TYPES[trigger]}__{begun.isoformat()}",
         reason=reason,
         trigger=trigger,
+        alert_metrics=alert_metrics,
     )
     before = champion_version(spec, settings)
     started: Started | None = None

@@ -319,6 +319,30 @@ class RecentHoldout(_Strict):
     )
 
 
+class AlertMetrics(_Strict):
+    """How the gate judges a run the monitor's alert on quality metrics started (a quality rule
+    that fired, a label shift, a deciding estimate): the candidate must be better than the
+    champion on each fired metric where the relative rules are judged (``gates.bootstrap``, when
+    set, judges the first fired metric at its margin and confidence, or stays on its own metric
+    when that fired; the others by the point difference), and relative rules and the bootstrap on
+    other metrics only must not be worse by more than ``max_regression``. After a moved decision
+    threshold or class prior a better model ranks no better: asked for a better roc_auc, the gate
+    would keep the wrong decisions."""
+
+    enabled: bool = Field(
+        True,
+        description="judge such a run on the metrics that fired (its gate, and the score that chooses its"
+        " training window); false: judged like any run, on the spec's rules and primary metric",
+    )
+    max_regression: float = Field(
+        0.01,
+        ge=0.0,
+        description="in such a run, how much worse than the champion a candidate may be, in the metric's"
+        " units, on a metric that did not fire: replaces min_improvement of relative rules and, for the"
+        " bootstrap, the interval's lower bound must be >= -max_regression",
+    )
+
+
 class Gates(_Strict):
     """The promotion policy; ``dry_run`` records the decision but never promotes.
 
@@ -338,6 +362,7 @@ class Gates(_Strict):
         None, description="decides between two candidates that both pass; default roc_auc / rmse"
     )
     recent_holdout: RecentHoldout = RecentHoldout()
+    alert_metrics: AlertMetrics = AlertMetrics()
 
     def unknown_metrics(self, task: TaskKind) -> list[str]:
         """One message per rule whose metric a ``task`` training does not produce, naming the field."""
@@ -523,7 +548,10 @@ class ChampionWatch(_Strict):
     those rows are labeled, the new champion's ``monitoring.quality.metric`` is compared with the
     previous one's on the same rows by a paired bootstrap. The new champion is rolled back when it
     is worse with ``confidence``: the interval of (new - previous), in the metric's good
-    direction, lies wholly below ``-margin``."""
+    direction, lies wholly below ``-margin``. A promotion its gate judged on the metrics of the
+    monitor's alert (``gates.alert_metrics``) is watched the same way: rolled back when worse
+    beyond ``margin`` on a metric that fired, or on ``monitoring.quality.metric`` beyond
+    ``gates.alert_metrics.max_regression`` (or ``margin``, if larger)."""
 
     enabled: bool = Field(
         True, description="shadow-score with the previous champion and roll back on a significant regression"
@@ -555,6 +583,13 @@ class LabelShift(_Strict):
         description="regression: the largest change of the label's mean (and of the mean prediction minus"
         " label) that is not a shift, in standard deviations of the training label",
     )
+    max_label_distance: float = Field(
+        0.25,
+        gt=0.0,
+        description="regression: the largest Wasserstein distance between the window's labels and the"
+        " training labels (in training label standard deviations) that is not a shift; a change of spread"
+        " by a factor s moves it by about 0.8 |s - 1|. Significance: two-sample Kolmogorov-Smirnov test",
+    )
     confidence: float = Field(
         0.99,
         gt=0.5,
@@ -584,7 +619,29 @@ class PerformanceEstimate(_Strict):
         description="the estimated metrics judged against max_drop",
     )
     max_drop: float = Field(
-        0.05, ge=0.0, description="an estimate more than this below the holdout's value alerts"
+        0.05,
+        ge=0.0,
+        description="an estimate more than this below the holdout's value alerts when its whole interval is",
+    )
+    confidence: float = Field(
+        0.95,
+        gt=0.5,
+        lt=1.0,
+        description="two-sided confidence of the interval of what the window's labels will show (labels"
+        " drawn from the calibrated probabilities) that a drop must clear; else undecided",
+    )
+    resamples: int = Field(
+        500,
+        ge=100,
+        le=100_000,
+        description="label draws of the parametric bootstrap of precision, recall, f1 and roc_auc (about"
+        " 2 s for 20,000 rows and 500 draws); accuracy's interval is the normal one, from every row",
+    )
+    bootstrap_rows: int = Field(
+        20_000,
+        ge=1_000,
+        description="the bootstrap draws labels for a seeded sample of at most this many window rows: on"
+        " more rows the interval is wider than it need be, and the cost stays bounded",
     )
     min_rows: int = Field(1000, ge=1, description="fewer rows in the window than this: undecided")
     calibration_rows: int = Field(

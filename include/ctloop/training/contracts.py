@@ -184,6 +184,9 @@ class Evaluation(_Contract):
     recent: HoldoutScores | None
     recent_note: str
     trigger: str
+    alert_metrics: list[str] = []
+    """The metrics of the monitor's alert that started the run (empty for any other run, and in
+    results recorded before it existed), which the gate judges it on (``gates.alert_metrics``)."""
     importance: Importances | None = None
     """Both models' permutation importance on a sample of the frozen holdout and the large shifts
     between them (None: ``explanations.enabled`` is false, or a result recorded before it existed)."""

@@ -50,7 +50,14 @@ from ctloop.training.contracts import (
 )
 from ctloop.training.estimator import features, fit, user_code_tags
 from ctloop.training.tuning import record_tuning, recorded_tuning, tune
-from ctloop.training.window_selection import choose_window, load_change_point, refit, selects, window_label
+from ctloop.training.window_selection import (
+    choose_window,
+    load_change_point,
+    refit,
+    selection_metric,
+    selects,
+    window_label,
+)
 from ctloop.validation.champion_suite import store_suite
 from ctloop.validation.data_validation import raise_if_failed, render_html, summary, validate_frame
 
@@ -89,6 +96,7 @@ class RunContext:
     trigger: str = "manual"
     alert_id: str = ""
     user: str = ""  # the person who started a manual run, when Airflow recorded one
+    alert_metrics: tuple[str, ...] = ()  # what the monitor's alert fired on: ctloop.gating.alert_metrics
 
     @property
     def run_key(self) -> str:
@@ -228,7 +236,8 @@ def validate(
 def train(spec: PipelineSpec, settings: Settings, ctx: RunContext, started: Started | Payload) -> Trained:
     """Cut the frozen holdout, fit the spec's model on the rest, and log it to MLflow; a run an
     alert started without an explicit ``retrain.data`` first chooses its window from evidence
-    (:mod:`ctloop.training.window_selection`) and records the choice."""
+    (:mod:`ctloop.training.window_selection`, by the metric the alert fired on, if any) and
+    records the choice."""
     import mlflow
 
     started = Started.model_validate(started)
@@ -239,13 +248,14 @@ def train(spec: PipelineSpec, settings: Settings, ctx: RunContext, started: Star
     choice = None
     if recent_ref is not None and selects(spec, ctx.trigger):
         cut = (frame, started.snapshot.source_rows, started.snapshot.labeled_sources)
-        change = load_change_point(spec, settings, started.snapshot, started.recent_holdout.sources)
+        metric = selection_metric(spec, ctx.alert_metrics)
+        change = load_change_point(spec, settings, started.snapshot, started.recent_holdout.sources, metric)
         earlier = mlflow_client.get_run(run_id).data.tags.get(tags.WINDOW_SELECTION)
         if earlier:  # a retried task: the window this run recorded
             chosen = refit(spec, *cut, WindowChoice.model_validate_json(earlier), change)
         else:
             recent = from_parquet_bytes(home_storage(settings).read_bytes(recent_ref.key))
-            chosen = choose_window(spec, *cut, recent, change)
+            chosen = choose_window(spec, *cut, recent, change, metric=metric)
         model, training, holdout, choice = chosen.model, chosen.training, chosen.holdout, chosen.record
         log.info("Training window %s: %s", choice.chosen, choice.why)
         mlflow_client.log_dict(run_id, choice.model_dump(mode="json"), "training/window_selection.json")
@@ -363,6 +373,7 @@ def evaluate_models(
         recent=scores.get("recent"),
         recent_note=trained.recent_holdout.note,
         trigger=ctx.trigger,
+        alert_metrics=list(ctx.alert_metrics),
         per_class=record_per_class(spec, settings, trained.mlflow_run_id, frozen),
         importance=_explain(
             spec, mlflow_client, trained.mlflow_run_id, frames["holdout"], candidate_model, champion_model
@@ -469,6 +480,7 @@ def gate(
         evaluation.champion_version,
         extra_verdicts=checks.verdicts,
         relative=relative,
+        alert_metrics=evaluation.alert_metrics,
     )
     evidence = {"slices": checks.slices, "slice_metric": checks.slice_metric, "latency": checks.latency}
     decision = decision.model_copy(update=evidence)
@@ -549,6 +561,7 @@ def promote_candidate(
                 champion_on(evaluation.holdout_key) if recent else relative.champion,
                 str(champion.version) if champion else None,
                 relative=relative,
+                alert_metrics=evaluation.alert_metrics,
             )
             primary = primary_comparison(
                 spec.task, spec.primary_metric, relative.candidate, relative.champion

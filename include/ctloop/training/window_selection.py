@@ -7,12 +7,16 @@ per window (all history first, then the last k labeled batches, then the labeled
 the detected change point) and scores each on the recent holdout, the newest labeled rows no
 candidate trains on; the largest window within ``retrain.selection.min_gain`` of the best score
 is kept, so more data wins unless the present says otherwise. Every candidate's rows, score and
-status, and why the kept one won, are recorded.
+status, and why the kept one won, are recorded. Windows are scored by the spec's primary metric,
+or, in a run the monitor's alert on quality metrics started, by the first metric that fired
+(``gates.alert_metrics``): after a moved decision threshold every window ranks alike, and only
+the metric that fired tells the windows of the new world from those of the old.
 
 The change point is read from the labeled prediction log: among the batches the champion served
-(per batch, ``monitoring.quality.metric`` on at least ``monitoring.quality.min_labels`` labels),
-the first of the trailing run that scores more than ``monitoring.quality.max_drop`` below the
-champion's holdout, the quality alert's own threshold, after at least one batch that did not. A
+(per batch, the quality rule's metric on at least ``monitoring.quality.min_labels`` labels), the
+first of the trailing run that scores more than the rule's ``max_drop`` below the champion's
+holdout, the quality alert's own threshold, after at least one batch that did not; the rule is
+that of the metric the windows are scored by when the monitor watches it, else the first. A
 fixed k guesses how long ago the world changed; the log says when the champion started failing.
 
 A window is cut from the run's snapshot (its rows come from its sources in order) and split by
@@ -33,6 +37,7 @@ from ctloop.errors import SpecError
 from ctloop.evaluation.metric_catalog import higher_is_better
 from ctloop.evaluation.model_scores import evaluate, logged_metrics
 from ctloop.evaluation.weighted_metrics import Predictions
+from ctloop.gating.alert_metrics import judged_metrics
 from ctloop.registry import mlflow_store as registry
 from ctloop.registry import tags
 from ctloop.scoring.prediction_log import LABELED, read_partitions
@@ -44,7 +49,7 @@ if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
     from ctloop.settings import Settings
-    from ctloop.spec.models import PipelineSpec, TrainingWindow
+    from ctloop.spec.models import PipelineSpec, QualityRule, TrainingWindow
     from ctloop.training.contracts import SnapshotRef
 
 ALL = "all"
@@ -81,17 +86,20 @@ def find_change_point(
     champion: str,
     champion_quality: float | None,
     trained_on: list[str],
+    rule: QualityRule | None = None,
 ) -> ChangePoint:
     """The change point in ``log`` (labeled prediction log rows, batches in order) of the rows
-    ``champion`` served, judged against its holdout value ``champion_quality``; ``trained_on``:
-    the run's trained-on labeled batch ids, oldest first."""
+    ``champion`` served, judged by ``rule`` (None: the first quality rule) against the champion's
+    holdout value ``champion_quality`` of its metric; ``trained_on``: the run's trained-on labeled
+    batch ids, oldest first."""
     quality = spec.monitoring.quality
-    metric = quality.metric
+    rule = rule or quality.rules[0]
+    metric = rule.metric
     if champion_quality is None:
         return ChangePoint(None, 0, f"none looked for: champion v{champion} has no holdout {metric}")
     served = log[log["model_version"].astype(str) == champion] if not log.empty else log
     sign = 1.0 if higher_is_better(spec.task, metric) else -1.0
-    threshold = champion_quality - sign * quality.max_drop
+    threshold = champion_quality - sign * rule.max_drop
     judged: list[tuple[str, float]] = []  # batch id, value, of the batches with enough labels
     batches = [] if served.empty else list(served.groupby("batch_id", sort=True))
     for batch_id, rows in batches:
@@ -108,7 +116,7 @@ def find_change_point(
     line = (
         f"champion v{champion}'s {metric} per served batch (>= {quality.min_labels} labels):"
         f" {', '.join(f'{b} {v:.4f}' for b, v in judged) or 'none'}; threshold {threshold:.4f}"
-        f" (holdout {champion_quality:.4f}, max_drop {quality.max_drop:g})"
+        f" (holdout {champion_quality:.4f}, max_drop {rule.max_drop:g})"
     )
     if start == len(judged):
         return ChangePoint(None, 0, f"no change point: {line}; the latest is not below it")
@@ -120,10 +128,17 @@ def find_change_point(
 
 
 def load_change_point(
-    spec: PipelineSpec, settings: Settings, snapshot: SnapshotRef, recent: list[str]
+    spec: PipelineSpec,
+    settings: Settings,
+    snapshot: SnapshotRef,
+    recent: list[str],
+    metric: str | None = None,
 ) -> ChangePoint:
     """The change point of a run's labeled batches (the snapshot's and the recent holdout's
-    ``recent`` URIs), so a retried task finds the same one."""
+    ``recent`` URIs), so a retried task finds the same one; judged by the quality rule of
+    ``metric`` when the monitor watches it, else by the first rule."""
+    rules = spec.monitoring.quality.rules
+    rule = next((r for r in rules if r.metric == metric), rules[0])
     client = registry.client(settings)
     champion = registry.get_champion(client, spec.name)
     if champion is None:
@@ -133,13 +148,20 @@ def load_change_point(
     trained_on = [batch_id_of(uri) for uri in labeled]
     batches = list(dict.fromkeys(trained_on + [batch_id_of(uri) for uri in recent]))  # a batch may be in both
     log = read_partitions(LABELED, spec.name, batches, settings)
-    value = metrics.get(f"{tags.HOLDOUT_METRIC_PREFIX}{spec.monitoring.quality.metric}")
-    return find_change_point(spec, log, str(champion.version), value, trained_on)
+    value = metrics.get(f"{tags.HOLDOUT_METRIC_PREFIX}{rule.metric}")
+    return find_change_point(spec, log, str(champion.version), value, trained_on, rule)
 
 
 def window_label(window: TrainingWindow) -> str:
     """A training window as runs record it: ``all``, ``batches:2``, ``days:7``."""
     return window.window + (f":{window.last}" if window.last else "")
+
+
+def selection_metric(spec: PipelineSpec, alert_metrics: tuple[str, ...] | list[str]) -> str:
+    """What the windows are scored by: the first metric of the alert that started the run, where
+    the gate judges the run on them (``gates.alert_metrics``), else the primary metric."""
+    judged, _ = judged_metrics(spec.gates, spec.task, alert_metrics)
+    return judged[0] if judged else spec.primary_metric
 
 
 def selects(spec: PipelineSpec, trigger: str) -> bool:
@@ -215,13 +237,14 @@ def choose_window(
     recent: pd.DataFrame,
     change: ChangePoint = NO_CHANGE,
     timer: Callable[[], float] = time.monotonic,
+    metric: str | None = None,
 ) -> Chosen:
     """Fit a candidate per window of ``frame`` (the snapshot; ``source_rows`` and ``labeled_sources``
     say how its rows came; ``change`` adds the window since the change point), score each on
-    ``recent`` by the primary metric, keep the largest window within ``min_gain`` of the best. No
-    candidate but all history starts after ``budget_seconds``; a window of the same rows as one
-    tried before takes its score without a second fit."""
-    policy, metric = spec.retrain.selection, spec.primary_metric
+    ``recent`` by ``metric`` (None: the primary metric), keep the largest window within
+    ``min_gain`` of the best. No candidate but all history starts after ``budget_seconds``; a
+    window of the same rows as one tried before takes its score without a second fit."""
+    policy, metric = spec.retrain.selection, metric or spec.primary_metric
     higher = higher_is_better(spec.task, metric)
     started = timer()
     tried: list[tuple[str, int, float | None, str]] = []  # window, rows, score, note

@@ -107,12 +107,45 @@ def triggers(spec: PipelineSpec) -> str:
     """What makes the monitor alert, in words."""
     drift, quality = spec.monitoring.drift, spec.monitoring.quality
     keys = f", or any of {', '.join(drift.key_features)} drifts" if drift.key_features else ""
-    rules = [f"{r.metric} more than {r.max_drop:g}" for r in quality.rules]
-    watched = rules[0] if len(rules) == 1 else f"{', '.join(rules[:-1])} or {rules[-1]}"
+    watched = _either([f"{r.metric} more than {r.max_drop:g}" for r in quality.rules])
     reference = "recent holdout (else its holdout)" if quality.reference == "recent" else "holdout"
     return (
         f"drift share at least {drift.share:g}{keys}; {watched} worse than the champion's {reference}"
         f" with {quality.confidence:.0%} confidence ({quality.severe_multiple:g} x that retrains at once)"
+        f"{label_shift_rule(spec)}{estimate_rule(spec)}"
+    )
+
+
+def _either(items: list[str]) -> str:
+    """``a``, ``a or b``, ``a, b or c``."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
+
+
+def label_shift_rule(spec: PipelineSpec) -> str:
+    """When label shift alerts, in words (nothing when it is off)."""
+    shift = spec.monitoring.label_shift
+    if not shift.enabled:
+        return ""
+    size = (
+        f"the label's mean moves more than {shift.max_mean_shift:g} training SDs"
+        if spec.task == "regression"
+        else f"the label rate or class mix moves more than {shift.max_shift:g}"
+    )
+    return f"; label shift: {size} with {shift.confidence:.0%} confidence"
+
+
+def estimate_rule(spec: PipelineSpec) -> str:
+    """What the estimate before labels does, in words (nothing when it is off or cannot run)."""
+    rule = spec.monitoring.estimate
+    if not rule.enabled or spec.task == "regression":
+        return ""
+    metrics = _either(list(rule.metrics))
+    role = (
+        "alerts" if rule.decide else "is reported and decides nothing (monitoring.estimate.decide is false)"
+    )
+    return (
+        f"; an estimated {metrics} more than {rule.max_drop:g} below the champion's holdout with"
+        f" {rule.confidence:.0%} confidence, before labels, {role}"
     )
 
 

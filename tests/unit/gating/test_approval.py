@@ -59,6 +59,8 @@ def test_evidence_shows_metrics_verdicts_slices_and_links():
             "slice_metric": "roc_auc",
             "relative_on": "recent_holdout",
             "relative_on_why": "an alert started this run",
+            "alert_metrics": ["accuracy"],
+            "alert_metrics_why": "started by the monitor's alert on accuracy",
         }
     )
     evaluation = Evaluation(
@@ -86,6 +88,7 @@ def test_evidence_shows_metrics_verdicts_slices_and_links():
     assert "On the recent holdout (1200 rows, rrrrrrrrrrrr):" in text
     assert "| roc_auc | 0.6600 | 0.9100 |" in text
     assert "judged on the recent holdout: an alert started this run." in text
+    assert "Judged on the alert's accuracy: started by the monitor's alert on accuracy." in text
     assert "**FAIL**" in text
     assert "contract=two_year" in text
     assert "s3://b/r.html" in text

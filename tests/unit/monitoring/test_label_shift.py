@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from scipy import stats
 
 from ctloop.monitoring import label_shift
-from ctloop.monitoring.label_shift import ALERT, OK, UNDECIDED, Moments, measure, wald
+from ctloop.monitoring.label_shift import ALERT, OK, UNDECIDED, Moments, Sample, measure, wald
 from ctloop.spec.models import LabelShift
 from tests.unit.monitoring import label_streams as streams
 from tests.unit.monitoring.label_streams import TARGET
@@ -47,7 +47,7 @@ def test_a_noisy_stable_stream_does_not_fire(task: str) -> None:
     [
         ("binary", {"label_rate", "predicted_rate"}),
         ("multiclass", {"label_rate", "predicted_rate"}),
-        ("regression", {"label_mean", "prediction_bias"}),
+        ("regression", {"label_mean", "prediction_bias", "label_distribution"}),
     ],
 )
 def test_a_prior_that_moves_with_the_features_unchanged_fires_both_signals(
@@ -204,7 +204,14 @@ def test_the_moments_of_a_confusion_matrix_are_those_of_its_rows() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("max_shift", 0.0), ("max_shift", 1.5), ("confidence", 1.0), ("min_labels", 0), ("max_mean_shift", -1)],
+    [
+        ("max_shift", 0.0),
+        ("max_shift", 1.5),
+        ("confidence", 1.0),
+        ("min_labels", 0),
+        ("max_mean_shift", -1),
+        ("max_label_distance", 0.0),
+    ],
 )
 def test_the_spec_refuses_bad_values_naming_the_field(field: str, value: float) -> None:
     with pytest.raises(ValidationError, match=field):
@@ -231,3 +238,72 @@ def test_labels_read_back_as_floats_name_the_same_classes() -> None:
     rate = _label_rate(block)
     assert (rate["verdict"], rate["rows"]) == (OK, WINDOW_ROWS - 1)
     assert rate["value"] == pytest.approx(float(np.nanmean(labeled[TARGET])))
+
+
+def _distribution(block: dict[str, Any]) -> dict[str, Any]:
+    return next(s for s in block["signals"] if s["name"] == "label_distribution")
+
+
+def test_a_wider_regression_label_with_the_same_mean_fires_the_distribution_test_only() -> None:
+    """Every feature spread 1.6 times as wide around the same centre: the label's mean stays, its
+    spread grows; only the distribution test sees it."""
+    block = _measure("regression", {"spread": 1.6})
+
+    assert _verdicts(block) == {"label_mean": OK, "prediction_bias": OK, "label_distribution": ALERT}
+    assert block["verdict"] == ALERT
+    signal = _distribution(block)
+    assert signal["shift"] > signal["threshold"] == 0.25
+    assert signal["p_value"] < 0.01
+    assert signal["value"] > 1.3 * signal["reference"]  # the standard deviations
+    assert signal["why"].startswith("label shift: label_distribution: the label's distribution is ")
+
+
+def test_the_distance_is_the_wasserstein_one_in_training_standard_deviations_and_the_p_value_the_ks_one() -> (
+    None
+):
+    model, reference, holdout = streams.champion("regression", noise=0.2)
+    labeled = streams.side("regression", model, WINDOW_ROWS, seed=11, spread=1.3)
+
+    signal = _distribution(
+        measure(
+            streams.spec("regression"),
+            streams.chunks(reference),
+            streams.chunks(holdout),
+            labeled,
+            "prediction",
+        )
+    )
+
+    window, training = labeled[TARGET].to_numpy(), reference[TARGET].to_numpy()
+    assert signal["shift"] == pytest.approx(stats.wasserstein_distance(window, training) / training.std())
+    assert signal["p_value"] == pytest.approx(stats.ks_2samp(window, training).pvalue)
+    assert signal["sample_rows"] == [WINDOW_ROWS, len(reference)]
+
+
+@pytest.mark.parametrize("spread", [1.0, 1.3])
+def test_the_same_or_a_slightly_wider_distribution_stays_quiet(spread: float) -> None:
+    """The same process: neither large nor significant; a spread 1.3 times as wide is
+    significant on 3,000 labels but below max_label_distance."""
+    signal = _distribution(_measure("regression", {"noise": 0.2, "spread": spread}))
+
+    assert signal["verdict"] == OK
+    assert signal["shift"] < 0.25
+    assert (signal["p_value"] > 0.01) == (spread == 1.0)
+
+
+def test_a_max_label_distance_below_the_shift_makes_it_fire() -> None:
+    assert _distribution(_measure("regression", {"spread": 1.3}, max_label_distance=0.15))["verdict"] == ALERT
+
+
+def test_a_sample_keeps_at_most_its_size_uniformly_whatever_the_chunks() -> None:
+    values = np.arange(10_000, dtype=float)
+    whole, chunked, short = Sample(1000, 0), Sample(1000, 0), Sample(20_000, 0)
+    whole.add(values)
+    for part in np.array_split(values, 7):
+        chunked.add(part)
+    short.add(values)
+
+    assert len(whole.values) == 1000
+    assert sorted(whole.values) == sorted(chunked.values)
+    assert sorted(short.values) == values.tolist()
+    assert 4000 < whole.values.mean() < 6000  # not the first or last rows

@@ -95,6 +95,13 @@ def test_a_prior_shift_fires_label_shift_and_is_recorded_everywhere(
     )
     assert run.data.metrics["estimate.accuracy"] == pytest.approx(accuracy["value"])
     assert run.data.metrics["estimate.accuracy.reference"] == pytest.approx(accuracy["reference"])
+    low, high = accuracy["interval"]
+    assert low < accuracy["value"] < high
+    assert (run.data.metrics["estimate.accuracy.low"], run.data.metrics["estimate.accuracy.high"]) == (
+        pytest.approx(low),
+        pytest.approx(high),
+    )
+    assert "label_shift.label_rate.low" not in run.data.metrics  # its interval is of the difference
     assert run.data.tags["ctloop.label_shift"] == "alert"
     assert run.data.tags["ctloop.label_shift.label_rate"] == "alert"
     assert run.data.tags["ctloop.estimate.accuracy"] == "ok"
@@ -103,6 +110,10 @@ def test_a_prior_shift_fires_label_shift_and_is_recorded_everywhere(
     assert entry["label_shift"]["verdict"] == "alert"
     assert {s["name"]: s["verdict"] for s in entry["label_shift"]["signals"]}["label_rate"] == "alert"
     assert entry["estimate"]["decides"] is False
+    assert entry["label_shift"]["enabled"] is entry["estimate"]["enabled"] is True
+    logged = {s["name"]: s for s in entry["estimate"]["signals"]}
+    assert logged["accuracy"]["interval"] == pytest.approx([low, high])
+    assert (logged["accuracy"]["judged"], logged["precision"]["judged"]) == (True, False)
     assert [s["name"] for s in entry["estimate"]["signals"]] == [
         "accuracy",
         "precision",
@@ -110,6 +121,23 @@ def test_a_prior_shift_fires_label_shift_and_is_recorded_everywhere(
         "f1",
         "roc_auc",
     ]
+
+    # the plugin's pages show which signal fired, from the summary and the history entry as written
+    # (imported here: at the module's top they made every model load of this file warn, a skops
+    # deprecation, about 1,150 times)
+    from ctloop.ui import pages
+    from ctloop.ui.links import Urls
+    from ctloop.ui.state import PolicyState
+
+    urls, policy = Urls.of("/ctloop", mlflow="http://mlflow"), PolicyState(None, None, 0, 3)
+    report = pages.report(urls, spec, "r1", summary)
+    assert '<dt>label shift: label_rate</dt><dd><span title="' in report
+    assert '<span class="badge bad">alert</span></span> the rate of class 1 is ' in report
+    assert '<dt>estimate accuracy</dt><dd><span title="' in report
+    assert '<span class="badge good">ok</span></span> <span class="small muted">informs only</span>' in report
+    runs = pages.history(urls, spec, [entry], [], policy)
+    assert '<span class="badge bad">alert</span></span> <span class="small">label_rate' in runs
+    assert '<span class="small">estimate</span> <span title="accuracy: ok (' in runs
 
 
 def test_a_stable_labeled_window_fires_neither(trained: Trained, settings: Settings) -> None:

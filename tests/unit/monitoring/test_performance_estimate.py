@@ -75,8 +75,10 @@ def test_a_stable_noisy_window_is_estimated_near_the_holdout(tmp_path: Path, tas
 @pytest.mark.parametrize("task", ["binary", "multiclass"])
 def test_a_covariate_shift_that_hurts_the_model_shows_before_its_labels(tmp_path: Path, task: str) -> None:
     """The window moves to the decision boundary (f0 near where the classes meet, every feature
-    squeezed): the model is less sure there, and so more often wrong."""
-    block, frame = _estimate(tmp_path, task, {"noise": 0.2, "shift": -0.6, "spread": 0.4})
+    squeezed): the model is less sure there, and so more often wrong; on 3,000 rows each drop is
+    well past max_drop, so its whole interval is (a drop barely past it is not:
+    test_a_drop_barely_past_max_drop_is_undecided)."""
+    block, frame = _estimate(tmp_path, task, {"noise": 0.2, "shift": -0.6, "spread": 0.3})
 
     assert block["verdict"] == "alert"
     signals = _signals(block)
@@ -192,7 +194,18 @@ def test_the_realised_values_of_the_window_stand_beside_the_estimates(tmp_path: 
     assert np.isfinite(_signals(block)["roc_auc"]["value"])
 
 
-@pytest.mark.parametrize(("field", "value"), [("metrics", ["log_loss"]), ("metrics", []), ("max_drop", -0.1)])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("metrics", ["log_loss"]),
+        ("metrics", []),
+        ("max_drop", -0.1),
+        ("confidence", 1.0),
+        ("confidence", 0.5),
+        ("resamples", 10),
+        ("bootstrap_rows", 10),
+    ],
+)
 def test_the_spec_refuses_bad_values_naming_the_field(field: str, value: Any) -> None:
     with pytest.raises(ValidationError, match=field):
         streams.spec("binary", estimate={field: value})
@@ -203,4 +216,103 @@ def test_an_old_spec_reports_the_estimate_and_decides_nothing_by_it() -> None:
 
     assert rule == PerformanceEstimate()
     assert (rule.enabled, rule.decide, rule.metrics) == (True, False, ["roc_auc", "accuracy", "f1"])
+    assert rule.confidence == streams.spec("binary").monitoring.quality.confidence == 0.95
     assert all(f.description for f in PerformanceEstimate.model_fields.values())
+
+
+@pytest.mark.parametrize(("rows", "verdict"), [(200, "undecided"), (3000, "alert")])
+def test_a_real_drop_is_undecided_on_a_small_window_and_fires_on_a_large_one(
+    tmp_path: Path, rows: int, verdict: str
+) -> None:
+    """The same covariate shift, estimated on 200 rows and on 3,000: accuracy's and roc_auc's
+    drops (about 0.09) are past max_drop on both, their intervals wholly past it only on the
+    large window (f1's drop, about 0.3, would fire on either)."""
+    shift = {"noise": 0.2, "shift": -0.6, "spread": 0.4}
+    block, _ = _estimate(tmp_path, "binary", shift, rows, min_rows=100, metrics=["accuracy", "roc_auc"])
+
+    assert block["verdict"] == verdict
+    for name in ("accuracy", "roc_auc"):
+        signal = _signals(block)[name]
+        low, high = signal["interval"]
+        assert signal["drop"] > 0.05, name
+        assert signal["verdict"] == verdict, name
+        assert (high < signal["reference"] - 0.05) == (verdict == "alert"), name
+    if verdict == "undecided":
+        assert "but not significantly: its 95% interval [" in _signals(block)["accuracy"]["why"]
+    assert _signals(block)["f1"]["verdict"] == "alert"
+
+
+def test_a_drop_barely_past_max_drop_is_undecided(tmp_path: Path) -> None:
+    """Multiclass accuracy expected 0.052 below the holdout's on 3,000 rows: past max_drop 0.05,
+    not significantly."""
+    block, _ = _estimate(tmp_path, "multiclass", {"noise": 0.2, "shift": -0.6, "spread": 0.4})
+
+    accuracy = _signals(block)["accuracy"]
+    assert 0.05 < accuracy["drop"] < 0.06
+    assert accuracy["interval"][1] > accuracy["reference"] - 0.05
+    assert accuracy["verdict"] == "undecided"
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass"])
+def test_each_interval_holds_its_estimate_and_accuracys_is_a_sum_of_bernoullis(
+    tmp_path: Path, task: str
+) -> None:
+    """Accuracy's spread is the rows' own p (1 - p): never wider than a binomial's at the same
+    accuracy, and on a stable window close to it."""
+    block, _ = _estimate(tmp_path, task, {"noise": 0.2})
+
+    for name, signal in _signals(block).items():
+        low, high = signal["interval"]
+        assert low < signal["value"] < high, name
+        assert signal["confidence"] == 0.95
+    accuracy = _signals(block)["accuracy"]
+    binomial = 1.96 * np.sqrt(accuracy["value"] * (1 - accuracy["value"]) / WINDOW_ROWS)
+    half = (accuracy["interval"][1] - accuracy["interval"][0]) / 2
+    assert 0.5 * binomial < half <= binomial
+    assert accuracy["interval"][0] + half == pytest.approx(accuracy["value"])
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass"])
+def test_a_wider_confidence_makes_a_wider_interval(tmp_path: Path, task: str) -> None:
+    narrow, _ = _estimate(tmp_path, task, {"noise": 0.2}, confidence=0.8)
+    wide, _ = _estimate(tmp_path, task, {"noise": 0.2}, confidence=0.99)
+
+    for name in ("accuracy", "f1", "roc_auc"):
+        (a, b), (c, d) = _signals(narrow)[name]["interval"], _signals(wide)[name]["interval"]
+        assert c < a < b < d, name
+
+
+def test_the_draws_are_seeded_and_a_capped_sample_widens_the_interval_around_the_estimate(
+    tmp_path: Path,
+) -> None:
+    """bootstrap_rows caps the rows whose labels are drawn: 1,000 of 5,000 rows give an interval
+    about sqrt(5) as wide, still centred on the estimate from every row; accuracy's uses every row."""
+    window = {"noise": 0.2, "shift": -0.6, "spread": 0.3}
+    whole, _ = _estimate(tmp_path, "binary", window, 5000)
+    again, _ = _estimate(tmp_path, "binary", window, 5000)
+    capped, _ = _estimate(tmp_path, "binary", window, 5000, bootstrap_rows=1000)
+
+    assert _signals(again) == _signals(whole)
+    assert _signals(capped)["accuracy"]["interval"] == _signals(whole)["accuracy"]["interval"]
+    for name in ("precision", "recall", "f1", "roc_auc"):
+        full, sampled = _signals(whole)[name], _signals(capped)[name]
+        assert sampled["value"] == full["value"]
+        width = (sampled["interval"][1] - sampled["interval"][0]) / (
+            full["interval"][1] - full["interval"][0]
+        )
+        assert 1.5 < width < 3.5, name
+        assert sum(sampled["interval"]) / 2 == pytest.approx(full["value"], abs=0.02), name
+
+
+def test_a_metric_without_an_interval_is_undecided_past_max_drop_and_ok_within() -> None:
+    """Too many label draws left it undefined (few expected positives): the point drop alone never
+    alerts."""
+    from ctloop.monitoring.performance_estimate import _signal
+
+    spec, reason = streams.spec("binary"), "400 of 500 resamples left f1 undefined"
+    past = _signal(spec, "f1", (0.5, 0.8, None), reason, 5000)
+    within = _signal(spec, "f1", (0.78, 0.8, None), reason, 5000)
+
+    assert (past["verdict"], past["interval"]) == ("undecided", None)
+    assert past["why"].endswith(f"a drop of 0.3000 above max_drop 0.05, but has no interval: {reason}")
+    assert within["verdict"] == "ok"

@@ -54,6 +54,22 @@ def test_an_asset_triggered_run_joins_the_reasons_of_its_events():
     assert ctx.reason == "drift: 3 of 5 features; quality: roc_auc dropped"
 
 
+def test_the_metrics_an_alert_fired_on_travel_as_data_and_old_events_carry_none():
+    events = {
+        "retrain": [
+            _event(reason="quality accuracy: fell", alert_metrics=["accuracy", "brier"]),
+            _event(reason="quality brier: rose", alert_metrics=["brier"]),
+        ]
+    }
+    ctx = run_context(_context("asset_triggered", events=events))
+    assert ctx.alert_metrics == ("accuracy", "brier")
+    old = run_context(_context("asset_triggered", events={"retrain": [_event(reason="quality roc_auc")]}))
+    assert old.alert_metrics == ()
+    # the reason's text is not parsed, and only asset events carry metrics
+    manual = run_context(_context(DagRunType.MANUAL, {"reason": "quality accuracy: fell"}))
+    assert manual.alert_metrics == ()
+
+
 def test_an_asset_event_without_a_reason_is_still_named():
     ctx = run_context(_context("asset_triggered", events={"retrain": [_event(report_uri="s3://r")]}))
     assert (ctx.trigger, ctx.reason) == ("asset", "asset event")

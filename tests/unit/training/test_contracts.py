@@ -99,6 +99,7 @@ EVALUATION = {
     },
     "recent_note": "the last 1 labeled batch(es) hold 1200 rows, set aside from training: b12",
     "trigger": "asset",
+    "alert_metrics": ["accuracy"],
     "importance": {
         "metric": "log_loss",
         "rows": 2000,
@@ -135,7 +136,10 @@ DECISION = {
     "failed": [],
     "relative_on": "recent_holdout",
     "relative_on_why": "gates.recent_holdout.judge_relative is 'alert' and this run's trigger is 'asset'",
-    "summary": "gate passed (against champion v1; relative rules on the recent holdout)",
+    "alert_metrics": ["accuracy"],
+    "alert_metrics_why": "started by the monitor's alert on accuracy",
+    "summary": "gate passed (against champion v1; relative rules on the recent holdout; judged on the alert's"
+    " accuracy)",
     "slices": None,
     "slice_metric": None,
     "latency": {

@@ -285,3 +285,26 @@ def test_without_a_change_point_there_is_no_such_candidate():
     chosen = choose_window(_spec(), frame, rows, 3, recent, no_change)
     assert [c.window for c in chosen.record.candidates] == ["all", "batches:1", "batches:2"]
     assert chosen.record.change_point == "no change point: ..."
+
+
+def test_a_change_point_is_judged_by_the_rule_of_the_metric_the_windows_are_scored_by():
+    log = _log(dict(zip(BATCHES, [True, True, True, False, False, False], strict=True)))
+    accuracy = _spec().monitoring.quality.rules[1]  # the example's accuracy rule, max_drop 0.04
+    found = find_change_point(_spec(), log, "1", 0.95, BATCHES[:5], accuracy)
+    assert found.batch_id == "b03"
+    assert "champion v1's accuracy per served batch" in found.why
+    assert "threshold 0.9100 (holdout 0.9500, max_drop 0.04)" in found.why
+
+
+def test_windows_are_scored_by_the_metric_given_and_recorded_with_it():
+    frame, rows, recent = _stream(changed_from=1)
+    by_accuracy = choose_window(_spec(), frame, rows, 3, recent, metric="accuracy")
+    record = by_accuracy.record
+    assert (record.metric, record.higher_is_better) == ("accuracy", True)
+    assert record.why.startswith(f"{record.chosen} scored accuracy ")
+    by_brier = choose_window(_spec(), frame, rows, 3, recent, metric="brier").record
+    assert (by_brier.metric, by_brier.higher_is_better) == ("brier", False)
+    assert all(0 <= c.score <= 1 for c in by_brier.candidates if c.score is not None)
+    # lower is better: the window kept scores within min_gain of the lowest brier
+    scores = {c.window: c.score for c in by_brier.candidates if c.score is not None}
+    assert scores[by_brier.chosen] <= min(scores.values()) + 0.005

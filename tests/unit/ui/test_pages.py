@@ -225,7 +225,23 @@ def test_the_triggers_name_the_severe_drop_that_retrains_at_once() -> None:
     assert pages.triggers(SPEC) == (
         "drift share at least 0.3, or any of tenure_months drifts; roc_auc more than 0.05, accuracy more"
         " than 0.04 or brier more than 0.03 worse than the champion's holdout with 95% confidence"
-        " (3 x that retrains at once)"
+        " (3 x that retrains at once); label shift: the label rate or class mix moves more than 0.05"
+        " with 99% confidence; an estimated roc_auc, accuracy or f1 more than 0.05 below the champion's"
+        " holdout with 95% confidence, before labels, is reported and decides nothing"
+        " (monitoring.estimate.decide is false)"
+    )
+
+
+def test_the_triggers_say_when_the_estimate_decides_and_leave_out_what_is_off() -> None:
+    raw = example_spec("churn", "data")
+    raw["monitoring"] |= {"label_shift": {"enabled": False}, "estimate": {"decide": True, "metrics": ["f1"]}}
+
+    said = pages.triggers(PipelineSpec.model_validate(raw))
+
+    assert "label shift" not in said
+    assert said.endswith(
+        "; an estimated f1 more than 0.05 below the champion's holdout with 95% confidence, before labels,"
+        " alerts"
     )
 
 
@@ -272,3 +288,56 @@ def test_the_history_shows_each_quality_rules_verdict() -> None:
     )
     assert '<span class="badge bad">alert</span>' in cell
     assert '<span class="badge ">undecided</span>' in cell
+
+
+def test_the_history_shows_what_label_shift_and_the_estimate_said() -> None:
+    shift = {
+        "enabled": True,
+        "verdict": "alert",
+        "decides": True,
+        "signals": [
+            {"name": "label_rate", "value": 0.54, "reference": 0.65, "threshold": 0.05, "shift": 0.11,
+             "p_value": 2e-12, "verdict": "alert"},
+            {"name": "predicted_rate", "value": 0.02, "reference": 0.01, "threshold": 0.05, "shift": 0.01,
+             "p_value": 0.4, "verdict": "ok"},
+        ],
+    }  # fmt: skip
+    estimate = {
+        "enabled": True,
+        "verdict": "ok",
+        "decides": False,
+        "signals": [
+            {"name": "accuracy", "value": 0.88, "reference": 0.89, "interval": [0.868, 0.892], "judged": True,
+             "verdict": "ok"},
+            {"name": "precision", "value": 0.7, "reference": 0.89, "interval": [0.68, 0.72], "judged": False,
+             "verdict": "alert"},
+        ],
+    }  # fmt: skip
+    at = "2026-01-0{}T00:00:00+00:00"
+    decisions = [
+        {"run_key": "churn__monitor/r0", "at": at.format(1), "action": "hold", "why": "before label shift"},
+        {"run_key": "churn__monitor/r1", "at": at.format(2), "action": "hold", "why": "turned off",
+         "label_shift": {"enabled": False, "verdict": "ok", "decides": True, "signals": []}},
+        {"run_key": "churn__monitor/r2", "at": at.format(3), "action": "retrain", "why": "label shift",
+         "label_shift": shift, "estimate": estimate},
+    ]  # fmt: skip
+    policy = PolicyState(queued=None, cooldown_until=None, rejections=0, max_rejections=3)
+
+    html = pages.history(URLS, SPEC, decisions, MOVES, policy)
+
+    assert "<th>label shift, estimate</th>" in html
+    rows = {key: row for row in html.split("<tr>") for key in ("r0", "r1", "r2") if f">{key}</a>" in row}
+    cells = {key: row.split("</td>")[6].strip() for key, row in rows.items()}  # after quality rules
+    assert cells["r0"] == "<td>"  # a run from before: nothing
+    assert cells["r1"] == '<td><span class="small">label shift</span> <span class="small muted">off</span>'
+    fired = cells["r2"]
+    assert (
+        '<span class="small">label shift</span> <span title="label_rate: alert (0.5400 against 0.6500, shift'
+        " 0.110 (max 0.050), p=2e-12); predicted_rate: ok (0.0200 against 0.0100, shift 0.010 (max 0.050),"
+        ' p=0.4)"><span class="badge bad">alert</span></span> <span class="small">label_rate</span><br>'
+    ) in fired
+    assert (
+        '<span class="small">estimate</span> <span title="accuracy: ok (0.8800 against 0.8900, interval'
+        ' [0.8680, 0.8920]); precision: alert (0.7000 against 0.8900, interval [0.6800, 0.7200])">'
+        '<span class="badge good">ok</span></span> <span class="small muted">informs only</span>'
+    ) in fired
