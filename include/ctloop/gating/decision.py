@@ -11,6 +11,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, StrictBool
 
+DECISION_ARTIFACT = "gate/decision.json"
+"""Where the gate step logs its decision on the training run (the champion watch reads it back)."""
+
 
 class GateVerdict(BaseModel):
     """One rule's verdict; ``passed`` is None when the rule was skipped (the note says why).

@@ -17,28 +17,65 @@ arrive they are measured on the same rows, and the gate's paired bootstrap
 Both read ``monitoring.watch`` (min_labels, margin, confidence, resamples, seed) and compare on
 ``monitoring.quality.metric``, any metric of the task (a multiclass model's roc_auc and log_loss
 read every class's probability from the log: ctloop.scoring.prediction_log).
+
+A promotion is watched the way its gate judged it. A retrain the monitor's alert on quality
+metrics started was judged on the metrics that fired (``gates.alert_metrics``, recorded as the
+decision's ``alert_metrics`` in its run's ``gate/decision.json``): after a moved decision
+threshold the fix decides better while it may rank a little worse, and watching roc_auc alone at
+margin 0 would roll the fix back and serve the wrong threshold again. So the new champion is then
+rolled back when it is significantly worse than its predecessor on a fired metric (beyond
+``margin``), or on ``monitoring.quality.metric`` by more than ``gates.alert_metrics.max_regression``
+(or ``margin``, if larger). Any other promotion is watched on ``monitoring.quality.metric`` alone.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
+from ctloop.evaluation.metric_catalog import metric_names
 from ctloop.evaluation.weighted_metrics import Predictions
+from ctloop.gating.decision import DECISION_ARTIFACT, GateDecision
 from ctloop.gating.paired_bootstrap import paired_bootstrap
 from ctloop.registry import ledger
+from ctloop.registry import mlflow_store as registry
 from ctloop.scoring.prediction_log import CHALLENGER, PREVIOUS, SERVED, ModelColumns
 from ctloop.spec.models import BootstrapRule
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pandas as pd
 
     from ctloop.settings import Settings
     from ctloop.spec.models import PipelineSpec
 
 Verdict = Literal["rollback", "hold", "better", "worse", "no_difference", "undecided"]
+Outcome = Literal["worse", "better", "no_difference", "undecided"]
+MetricVerdict = Literal["worse", "better", "no_difference", "undecided", "not_judged"]
+log = logging.getLogger(__name__)
+
+
+class MetricComparison(BaseModel):
+    """The two models on one metric: ``fired`` when the promotion's gate judged the new champion
+    on it (the monitor's alert fired on it); ``tolerance`` how much worse, in the metric's units,
+    the judged model may be before it is ``worse`` (and ``tolerance_from`` the setting it comes
+    from). ``not_judged``: a metric the watch cannot compute on logged predictions."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    metric: str
+    fired: bool
+    tolerance: float
+    tolerance_from: str
+    values: dict[str, float] | None
+    difference: float | None
+    interval: list[float] | None
+    verdict: MetricVerdict
+    why: str
 
 
 class PairedComparison(BaseModel):
@@ -48,7 +85,9 @@ class PairedComparison(BaseModel):
 
     ``difference`` and ``interval`` are (judged - other) in the metric's good direction, so a
     negative value means the judged model is worse whatever the metric; ``why`` says how the
-    verdict was reached.
+    verdict was reached. ``metric`` and its figures are ``monitoring.quality.metric``'s, as the
+    served-quality chart plots them; ``metrics`` are every metric the verdict was reached on (that
+    one alone, unless ``alert_metrics``, the metrics the promotion's gate judged it on, are set).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -62,6 +101,8 @@ class PairedComparison(BaseModel):
     confidence: float
     verdict: Verdict
     why: str
+    alert_metrics: list[str] = []
+    metrics: list[MetricComparison] = []
 
 
 @dataclass(frozen=True)
@@ -83,14 +124,54 @@ def watched_promotion(settings: Settings, pipeline: str, champion_version: str) 
     return last if last.from_version else None
 
 
-def compare(spec: PipelineSpec, labeled: pd.DataFrame, champion: str, previous: str) -> PairedComparison:
+def promoted_on(settings: Settings, promotion: ledger.LedgerEntry) -> list[str]:
+    """The metrics the promotion's gate judged the new champion on (its decision's
+    ``alert_metrics``, read from ``gate/decision.json`` on the training run the ledger names).
+    Empty, and so watched as any promotion, when the gate judged it like any run, when no
+    training run or decision is recorded (a move forced through the ledger), and when the
+    decision is not one this release reads (logged). MLflow out of reach fails the monitor run,
+    to be retried: judged on the wrong metrics, a fix would be rolled back."""
+    import tempfile
+    from pathlib import Path
+
+    run_id = promotion.mlflow_run_id
+    if run_id is None:
+        return []
+    mlflow_client = registry.client(settings)
+    folder = DECISION_ARTIFACT.rsplit("/", 1)[0]
+    if DECISION_ARTIFACT not in {found.path for found in mlflow_client.list_artifacts(run_id, folder)}:
+        return []
+    with tempfile.TemporaryDirectory() as tmp:
+        logged = Path(mlflow_client.download_artifacts(run_id, DECISION_ARTIFACT, tmp)).read_text()
+    try:
+        return GateDecision.model_validate_json(logged).alert_metrics
+    except ValidationError as exc:
+        log.warning(
+            "%s: v%s's gate decision (run %s) is not one this release reads, so the watch judges it on"
+            " monitoring.quality.metric alone: %s",
+            promotion.pipeline,
+            promotion.to_version,
+            run_id,
+            exc,
+        )
+        return []
+
+
+def compare(
+    spec: PipelineSpec,
+    labeled: pd.DataFrame,
+    champion: str,
+    previous: str,
+    alert_metrics: Sequence[str] = (),
+) -> PairedComparison:
     """The champion against the previous champion on the labeled rows it served and the previous
-    one shadow-scored: ``rollback`` when significantly worse, ``hold`` otherwise."""
+    one shadow-scored: ``rollback`` when significantly worse, ``hold`` otherwise. ``alert_metrics``
+    are the metrics its promotion's gate judged it on (:func:`promoted_on`): it is then judged
+    on them, and on ``monitoring.quality.metric`` with ``gates.alert_metrics.max_regression``."""
     judged = Side(role="champion", version=champion, columns=SERVED)
     other = Side(role="previous", version=previous, columns=PREVIOUS)
-    return _paired(
-        spec, labeled, judged, other, {"worse": "rollback", "better": "hold", "no_difference": "hold"}
-    )
+    verdicts: dict[str, Verdict] = {"worse": "rollback", "better": "hold", "no_difference": "hold"}
+    return _paired(spec, labeled, judged, other, verdicts, alert_metrics)
 
 
 def compare_challenger(
@@ -114,27 +195,101 @@ def paired_rows(labeled: pd.DataFrame, *sides: Side) -> pd.DataFrame:
     return labeled[keep]
 
 
+@dataclass(frozen=True)
+class Judged:
+    """One metric a comparison judges on: whether it fired, and how much worse the judged model
+    may be on it (``tolerance``, from the setting ``tolerance_from``) before it is worse."""
+
+    metric: str
+    fired: bool
+    tolerance: float
+    tolerance_from: str
+
+
+def judged_on(spec: PipelineSpec, alert_metrics: Sequence[str]) -> list[Judged]:
+    """The metrics a comparison judges on: ``monitoring.quality.metric`` at ``monitoring.watch.margin``
+    for a promotion judged like any run; after one judged on an alert's metrics, each of them at
+    the margin, then the quality metric (unless it fired) only beyond
+    ``gates.alert_metrics.max_regression``, as its gate relaxed the relative rules on it."""
+    usual = Judged(
+        spec.monitoring.quality.metric, False, spec.monitoring.watch.margin, "monitoring.watch.margin"
+    )
+    if not alert_metrics:
+        return [usual]
+    fired = [Judged(m, True, usual.tolerance, usual.tolerance_from) for m in dict.fromkeys(alert_metrics)]
+    if usual.metric in alert_metrics:
+        return fired
+    regression = spec.gates.alert_metrics.max_regression
+    relaxed = Judged(usual.metric, False, regression, "gates.alert_metrics.max_regression")
+    return [*fired, relaxed if regression > usual.tolerance else usual]
+
+
 def _paired(
-    spec: PipelineSpec, labeled: pd.DataFrame, judged: Side, other: Side, verdicts: dict[str, Verdict]
+    spec: PipelineSpec,
+    labeled: pd.DataFrame,
+    judged: Side,
+    other: Side,
+    verdicts: dict[str, Verdict],
+    alert_metrics: Sequence[str] = (),
 ) -> PairedComparison:
-    """Bootstrap (judged - other) on the rows both scored; ``verdicts`` renames the outcomes
-    ``worse``, ``better`` and ``no_difference`` for the comparison's purpose."""
-    watch, metric = spec.monitoring.watch, spec.monitoring.quality.metric
+    """Bootstrap (judged - other) on the rows both scored, on each metric it judges on
+    (:func:`judged_on`); ``verdicts`` renames the outcomes ``worse``, ``better`` and
+    ``no_difference`` for the comparison's purpose."""
+    watch = spec.monitoring.watch
     rows = paired_rows(labeled, judged, other)
     names = f"v{judged.version} ({judged.role}) and v{other.version} ({other.role})"
-    base = {
-        "versions": {judged.role: judged.version, other.role: other.version},
-        "rows": len(rows),
-        "metric": metric,
-        "confidence": watch.confidence,
-    }
-    undecided = {**base, "values": None, "difference": None, "interval": None, "verdict": "undecided"}
-    if len(rows) < watch.min_labels:
-        why = (
-            f"undecided: {len(rows):,} labeled rows scored by both {names}"
-            f" < monitoring.watch.min_labels {watch.min_labels:,}"
-        )
-        return PairedComparison.model_validate({**undecided, "why": why})
+    plan = judged_on(spec, alert_metrics)
+    too_few = (
+        f"undecided: {len(rows):,} labeled rows scored by both {names}"
+        f" < monitoring.watch.min_labels {watch.min_labels:,}"
+        if len(rows) < watch.min_labels
+        else None
+    )
+    metrics = [_metric(spec, rows, judged, other, item, too_few) for item in plan]
+    outcome = _outcome(metrics)
+    usual = next(m for m in metrics if m.metric == spec.monitoring.quality.metric)
+    why = too_few or (metrics[0].why if len(plan) == 1 else _why(outcome, metrics))
+    return PairedComparison(
+        versions={judged.role: judged.version, other.role: other.version},
+        rows=len(rows),
+        metric=usual.metric,
+        values=usual.values,
+        difference=usual.difference,
+        interval=usual.interval,
+        confidence=watch.confidence,
+        verdict=verdicts.get(outcome, outcome),
+        why=why,
+        alert_metrics=list(alert_metrics),
+        metrics=metrics,
+    )
+
+
+def _unjudged(item: Judged, why: str, verdict: MetricVerdict = "undecided") -> MetricComparison:
+    """A metric without figures: too few rows, undefined on them, or not one of the task's."""
+    return MetricComparison(
+        metric=item.metric,
+        fired=item.fired,
+        tolerance=item.tolerance,
+        tolerance_from=item.tolerance_from,
+        values=None,
+        difference=None,
+        interval=None,
+        verdict=verdict,
+        why=why,
+    )
+
+
+def _metric(
+    spec: PipelineSpec, rows: pd.DataFrame, judged: Side, other: Side, item: Judged, too_few: str | None
+) -> MetricComparison:
+    """(judged - other) on one metric: ``worse`` when its interval lies wholly below
+    ``-tolerance``, ``better`` wholly above ``+tolerance``; ``undecided`` with ``too_few`` rows
+    (the sentence why) and where the metric is undefined on them."""
+    watch, metric = spec.monitoring.watch, item.metric
+    if metric not in metric_names(spec.task):  # say, a regression metric fired for a classifier
+        return _unjudged(item, f"not judged: the watch computes no {spec.task} metric {metric}", "not_judged")
+    if too_few is not None:
+        return _unjudged(item, too_few)
     dtype = rows[SERVED.prediction].dtype
     outputs = [
         Predictions.from_frame(rows, side.columns.prediction, side.columns.score, dtype)
@@ -142,38 +297,66 @@ def _paired(
     ]
     rule = BootstrapRule(
         metric=metric,
-        margin=-watch.margin,
+        margin=-item.tolerance,
         confidence=watch.confidence,
         resamples=watch.resamples,
         seed=watch.seed,
     )
     verdict = paired_bootstrap(rule, spec.task, rows[spec.columns.target].to_numpy(), *outputs)
-    extra = verdict.model_extra or {}
+    extra: dict[str, Any] = verdict.model_extra or {}
     if "interval" not in extra:  # the metric is undefined on these rows or on too many resamples
-        return PairedComparison.model_validate(
-            {**undecided, "why": f"undecided: {verdict.note.removeprefix('failed: ')}"}
-        )
+        return _unjudged(item, f"undecided: {verdict.note.removeprefix('failed: ')}")
     low, high = extra["interval"]
-    outcome = "worse" if high < -watch.margin else "better" if low > watch.margin else "no_difference"
+    tolerance = item.tolerance
+    outcome: Outcome = "worse" if high < -tolerance else "better" if low > tolerance else "no_difference"
     measured = (
         f"{metric} of v{judged.version} ({judged.role}) {extra['candidate']:.4f} against"
         f" v{other.version} ({other.role}) {extra['champion']:.4f} on the same {len(rows):,} labeled rows:"
         f" difference {extra['estimate']:+.4f}, {watch.confidence:.0%} interval [{low:+.4f}, {high:+.4f}]"
     )
-    below, above = f"{0 - watch.margin:+.4f}", f"{watch.margin:+.4f}"  # 0 - 0.0 prints +0.0000
+    below, above = f"{0 - tolerance:+.4f}", f"{tolerance:+.4f}"  # 0 - 0.0 prints +0.0000
     why = {
-        "worse": f"worse: {measured}, wholly below {below} (minus monitoring.watch.margin)",
-        "better": f"better: {measured}, wholly above {above} (monitoring.watch.margin)",
+        "worse": f"worse: {measured}, wholly below {below} (minus {item.tolerance_from})",
+        "better": f"better: {measured}, wholly above {above} ({item.tolerance_from})",
         "no_difference": f"no significant difference: {measured},"
         f" neither wholly below {below} nor above {above}",
     }[outcome]
-    return PairedComparison.model_validate(
-        {
-            **base,
-            "values": {judged.role: extra["candidate"], other.role: extra["champion"]},
-            "difference": extra["estimate"],
-            "interval": [low, high],
-            "verdict": verdicts.get(outcome, outcome),
-            "why": why,
-        }
+    return MetricComparison(
+        metric=metric,
+        fired=item.fired,
+        tolerance=tolerance,
+        tolerance_from=item.tolerance_from,
+        values={judged.role: extra["candidate"], other.role: extra["champion"]},
+        difference=extra["estimate"],
+        interval=[low, high],
+        verdict=outcome,
+        why=why,
     )
+
+
+def _outcome(metrics: list[MetricComparison]) -> Outcome:
+    """Worse when worse on any metric judged; undecided when none was decided; better when better
+    on every metric decided; otherwise no difference."""
+    decided = [m.verdict for m in metrics if m.verdict not in ("undecided", "not_judged")]
+    if "worse" in decided:
+        return "worse"
+    if not decided:
+        return "undecided"
+    return "better" if all(v == "better" for v in decided) else "no_difference"
+
+
+def _why(outcome: Outcome, metrics: list[MetricComparison]) -> str:
+    """The verdict of a comparison on several metrics: which decided it, on what it was judged
+    and why (each metric's own reason)."""
+    fired = ", ".join(m.metric for m in metrics if m.fired)
+    relaxed = [f"{m.metric} only beyond {m.tolerance_from} {m.tolerance:g}" for m in metrics if not m.fired]
+    worse = ", ".join(m.metric for m in metrics if m.verdict == "worse")
+    head = {
+        "worse": f"worse on {worse}",
+        "better": "better",
+        "no_difference": "no significant regression",
+        "undecided": "undecided",
+    }[outcome]
+    basis = "; ".join([f"the alert's {fired}", *relaxed])
+    reasons = "; ".join(m.why for m in metrics)
+    return f"{head}, judged as the gate that promoted it judged it (on {basis}): {reasons}"

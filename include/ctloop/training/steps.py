@@ -23,7 +23,7 @@ from ctloop.evaluation.importance import ARTIFACT_PATH as IMPORTANCE_ARTIFACT
 from ctloop.evaluation.importance import Importances, importances
 from ctloop.evaluation.model_scores import evaluate, evaluate_outputs, outputs
 from ctloop.evaluation.per_class import record_per_class
-from ctloop.gating.decision import GateDecision, RelativeComparison
+from ctloop.gating.decision import DECISION_ARTIFACT, GateDecision, RelativeComparison
 from ctloop.gating.rules import evaluate_gates, relative_comparison
 from ctloop.io.readers import from_parquet_bytes, to_parquet_bytes
 from ctloop.io.storage import home_storage
@@ -485,7 +485,7 @@ def gate(
     evidence = {"slices": checks.slices, "slice_metric": checks.slice_metric, "latency": checks.latency}
     decision = decision.model_copy(update=evidence)
     run_id = evaluation.mlflow_run_id
-    mlflow_client.log_dict(run_id, decision.model_dump(mode="json"), "gate/decision.json")
+    mlflow_client.log_dict(run_id, decision.model_dump(mode="json"), DECISION_ARTIFACT)
     faults.point("gate.after_decision_logged")
     verdict = "passed" if decision.passed else "rejected"
     for key, value in {

@@ -1,7 +1,8 @@
 """The champion against the champion it replaced, and a challenger against the champion, on
 generated rows both scored: a clearly worse new champion is rolled back, an equal one holds, too
-few labels leave it undecided; a challenger is better, worse or no different; and which champion
-is watched at all, read from a real ledger."""
+few labels leave it undecided; a challenger is better, worse or no different; which champion
+is watched at all, read from a real ledger; and a promotion its gate judged on an alert's metrics
+is watched on them (a fix of a moved decision threshold that ranks a little worse is kept)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ctloop.gating.decision import DECISION_ARTIFACT, GateDecision
+from ctloop.monitoring import monitor_run
 from ctloop.monitoring.champion_watch import (
     Side,
     compare,
     compare_challenger,
     paired_rows,
+    promoted_on,
     watched_promotion,
 )
 from ctloop.registry import ledger, tags
@@ -30,9 +34,11 @@ from tests.helpers import example_spec
 from tests.unit.evaluation.task_kinds import regression_spec
 
 
-def _spec(monitoring_metric: str = "roc_auc", **watch: Any) -> PipelineSpec:
+def _spec(monitoring_metric: str = "roc_auc", max_regression: float = 0.01, **watch: Any) -> PipelineSpec:
     monitoring = {"quality": {"metric": monitoring_metric}, "watch": {"min_labels": 500, **watch}}
-    return PipelineSpec.model_validate(example_spec("watched", "data", monitoring=monitoring))
+    spec = example_spec("watched", "data", monitoring=monitoring)
+    spec["gates"]["alert_metrics"] = {"max_regression": max_regression}
+    return PipelineSpec.model_validate(spec)
 
 
 SPEC = _spec()
@@ -262,10 +268,19 @@ def _versions(settings: Settings, tmp_path: Path, count: int) -> str:
     return name
 
 
-def _promote(settings: Settings, name: str, to: str, expected_from: str | None) -> None:
+def _promote(
+    settings: Settings, name: str, to: str, expected_from: str | None, mlflow_run_id: str | None = None
+) -> None:
     client = registry.client(settings)
     moved = ledger.move_alias(
-        settings, client, name, to, expected_from=expected_from, action="promotion", reason="t"
+        settings,
+        client,
+        name,
+        to,
+        expected_from=expected_from,
+        action="promotion",
+        reason="t",
+        mlflow_run_id=mlflow_run_id,
     )
     assert moved.moved
 
@@ -287,3 +302,204 @@ def test_only_the_latest_promotion_over_a_previous_champion_is_watched(
     assert watched_promotion(settings, name, "1") is None  # a rollback is not watched
     _promote(settings, name, "3", "1")
     assert watched_promotion(settings, name, "3") is not None
+
+
+# --- a promotion its gate judged on the metrics of the monitor's alert ------------------------------
+
+
+def _threshold_moved(rows: int, champion_decides_better: bool = True, noise: float = 0.15) -> pd.DataFrame:
+    """Labeled log rows after the labelling threshold moved from 0 to 0.5 while the features kept
+    their distribution: the model fitted to the new threshold decides far better, and ranks a
+    little worse (its scores carry ``noise`` more); ``champion_decides_better`` says which of v2
+    (served) and v1 (shadow) it is."""
+    rng = np.random.default_rng(7)
+    latent = rng.normal(size=rows)
+    y = (latent + rng.normal(0, 0.5, rows) > 0.5).astype(int)
+    old = 1 / (1 + np.exp(-3 * latent))
+    new = 1 / (1 + np.exp(-3 * (latent + rng.normal(0, noise, rows) - 0.5)))
+    served, shadow = (new, old) if champion_decides_better else (old, new)
+    return pd.DataFrame(
+        {
+            TARGET: y,
+            "prediction": (served > 0.5).astype(int),
+            "score": served,
+            "model_version": "2",
+            "shadow_prediction": (shadow > 0.5).astype(int),
+            "shadow_score": shadow,
+            "shadow_version": "1",
+        }
+    )
+
+
+THRESHOLD = _threshold_moved(6000)
+
+
+def test_a_fix_judged_on_accuracy_that_ranks_a_little_worse_is_kept_and_says_why() -> None:
+    comparison = compare(SPEC, THRESHOLD, "2", "1", alert_metrics=["accuracy"])
+
+    assert comparison.verdict == "hold", comparison.why
+    assert comparison.alert_metrics == ["accuracy"]
+    fired, usual = comparison.metrics
+    assert (fired.metric, fired.fired, fired.tolerance, fired.verdict) == ("accuracy", True, 0.0, "better")
+    assert fired.values is not None
+    assert fired.values["champion"] - fired.values["previous"] > 0.05
+    assert (usual.metric, usual.fired, usual.tolerance) == ("roc_auc", False, 0.01)
+    assert usual.verdict == "no_difference"
+    assert usual.interval is not None
+    assert -0.01 < usual.interval[0] <= usual.interval[1] < 0  # significantly worse, within the tolerance
+    # the old fields keep the quality metric's figures, as the served-quality chart plots them
+    assert (comparison.metric, comparison.interval, comparison.values) == (
+        "roc_auc",
+        usual.interval,
+        usual.values,
+    )
+    assert comparison.why.startswith(
+        "no significant regression, judged as the gate that promoted it judged it (on the alert's accuracy;"
+        " roc_auc only beyond gates.alert_metrics.max_regression 0.01): better: accuracy of v2 (champion)"
+    )
+    assert "; no significant difference: roc_auc of v2 (champion)" in comparison.why
+
+
+def test_the_same_pair_promoted_like_any_run_is_rolled_back_on_its_ranking() -> None:
+    comparison = compare(SPEC, THRESHOLD, "2", "1")
+
+    assert comparison.verdict == "rollback"
+    assert comparison.alert_metrics == []
+    (only,) = comparison.metrics
+    assert (only.metric, only.fired, only.tolerance, only.verdict) == ("roc_auc", False, 0.0, "worse")
+    assert comparison.why == only.why
+    assert comparison.why.startswith("worse: roc_auc of v2 (champion)")
+    assert comparison.why.endswith("(minus monitoring.watch.margin)")
+
+
+def test_a_champion_worse_on_the_fired_metric_is_rolled_back() -> None:
+    comparison = compare(SPEC, _threshold_moved(6000, champion_decides_better=False), "2", "1", ["accuracy"])
+
+    assert comparison.verdict == "rollback"
+    fired = comparison.metrics[0]
+    assert (fired.metric, fired.verdict) == ("accuracy", "worse")
+    assert fired.interval is not None
+    assert fired.interval[1] < -0.05
+    assert comparison.why.startswith("worse on accuracy, judged as the gate that promoted it judged it")
+
+
+def test_the_quality_metric_rolls_back_beyond_the_gates_tolerance_or_the_watch_margin() -> None:
+    strict = compare(_spec(max_regression=0.0005), THRESHOLD, "2", "1", ["accuracy"])
+    wider_margin = compare(_spec(max_regression=0.0005, margin=0.02), THRESHOLD, "2", "1", ["accuracy"])
+    ranks_far_worse = compare(SPEC, _threshold_moved(6000, noise=0.4), "2", "1", ["accuracy"])
+
+    assert strict.verdict == "rollback", strict.why
+    assert strict.why.startswith("worse on roc_auc, judged")
+    assert "roc_auc only beyond gates.alert_metrics.max_regression 0.0005" in strict.why
+    assert wider_margin.verdict == "hold", wider_margin.why
+    assert wider_margin.metrics[1].tolerance_from == "monitoring.watch.margin"
+    assert ranks_far_worse.verdict == "rollback", ranks_far_worse.why
+    assert [m.verdict for m in ranks_far_worse.metrics] == ["better", "worse"]
+
+
+def test_a_fired_quality_metric_is_judged_at_the_watch_margin() -> None:
+    comparison = compare(SPEC, THRESHOLD, "2", "1", ["roc_auc", "accuracy"])
+
+    assert comparison.verdict == "rollback"
+    assert [(m.metric, m.fired, m.tolerance, m.verdict) for m in comparison.metrics] == [
+        ("roc_auc", True, 0.0, "worse"),
+        ("accuracy", True, 0.0, "better"),
+    ]
+
+
+def test_a_fired_metric_the_watch_cannot_compute_is_recorded_as_not_judged() -> None:
+    comparison = compare(SPEC, THRESHOLD, "2", "1", ["rmse", "accuracy"])
+    undefined = compare(SPEC, THRESHOLD.assign(**{TARGET: 1}), "2", "1", ["roc_auc", "accuracy"])
+
+    assert comparison.verdict == "hold"
+    unknown = comparison.metrics[0]
+    assert (unknown.metric, unknown.verdict, unknown.values) == ("rmse", "not_judged", None)
+    assert unknown.why == "not judged: the watch computes no classification metric rmse"
+    assert undefined.metrics[0].verdict == "undecided"
+    assert "roc_auc needs both classes" in undefined.metrics[0].why
+
+
+def test_too_few_rows_leave_every_metric_undecided() -> None:
+    comparison = compare(SPEC, THRESHOLD.head(499), "2", "1", ["accuracy"])
+
+    assert comparison.verdict == "undecided"
+    assert comparison.why.startswith("undecided: 499 labeled rows scored by both v2 (champion) and v1")
+    assert [(m.metric, m.verdict) for m in comparison.metrics] == [
+        ("accuracy", "undecided"),
+        ("roc_auc", "undecided"),
+    ]
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "f1", "log_loss"])
+def test_a_multiclass_champion_is_judged_on_the_fired_metric(metric: str) -> None:
+    worse = compare(SPEC, _tiers(1500, champion_skill=0.3, previous_skill=2.0), "2", "1", [metric])
+    better = compare(SPEC, _tiers(1500, champion_skill=2.0, previous_skill=0.3), "2", "1", [metric])
+
+    assert worse.verdict == "rollback", worse.why
+    assert (worse.metrics[0].metric, worse.metrics[0].verdict) == (metric, "worse")
+    assert better.verdict == "hold", better.why
+    assert [m.verdict for m in better.metrics] == [
+        "better",
+        "better",
+    ]  # roc_auc from every class's probability
+
+
+def test_a_history_row_keeps_what_the_watch_judged_on() -> None:
+    compact = monitor_run._compact(compare(SPEC, THRESHOLD, "2", "1", ["accuracy"]).model_dump())
+
+    assert compact is not None
+    assert compact["alert_metrics"] == ["accuracy"]
+    assert [(m["metric"], m["fired"], m["verdict"]) for m in compact["metrics"]] == [
+        ("accuracy", True, "better"),
+        ("roc_auc", False, "no_difference"),
+    ]
+    assert all("why" not in m for m in compact["metrics"])
+
+
+def _gate_run(settings: Settings, name: str, alert_metrics: list[str] | None) -> str:
+    """A training run of ``name``, with a logged gate decision judged on ``alert_metrics`` (None:
+    the run logged none)."""
+    client = registry.client(settings)
+    experiment = registry.ensure_experiment(client, name, settings.mlflow_artifact_root)
+    run_id = str(client.create_run(experiment).info.run_id)
+    if alert_metrics is not None:
+        decision = GateDecision(
+            mode="enabled",
+            passed=True,
+            promote=True,
+            champion_version="1",
+            rules=[],
+            failed=[],
+            alert_metrics=alert_metrics,
+            alert_metrics_why="started by the monitor's alert",
+        )
+        client.log_dict(run_id, decision.model_dump(mode="json"), DECISION_ARTIFACT)
+    return run_id
+
+
+def test_the_watch_reads_what_the_promotions_gate_judged_on(settings: Settings, tmp_path: Path) -> None:
+    name = _versions(settings, tmp_path, 5)
+    _promote(settings, name, "1", None)
+    _promote(settings, name, "2", "1")  # forced through the ledger: no training run
+    forced = watched_promotion(settings, name, "2")
+    assert forced is not None
+    assert promoted_on(settings, forced) == []
+
+    _promote(settings, name, "3", "2", mlflow_run_id=_gate_run(settings, name, ["accuracy", "brier"]))
+    judged = watched_promotion(settings, name, "3")
+    assert judged is not None
+    assert promoted_on(settings, judged) == ["accuracy", "brier"]
+
+    _promote(settings, name, "4", "3", mlflow_run_id=_gate_run(settings, name, None))
+    unlogged = watched_promotion(settings, name, "4")
+    assert unlogged is not None
+    assert promoted_on(settings, unlogged) == []  # judged like any promotion, not an error
+
+    unreadable = _gate_run(settings, name, None)
+    registry.client(settings).log_dict(
+        unreadable, {"mode": "sometimes", "alert_metrics": 3}, DECISION_ARTIFACT
+    )
+    _promote(settings, name, "5", "4", mlflow_run_id=unreadable)
+    other_release = watched_promotion(settings, name, "5")
+    assert other_release is not None
+    assert promoted_on(settings, other_release) == []
