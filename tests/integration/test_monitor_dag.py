@@ -293,30 +293,10 @@ def labeled_window(pipeline, index: int, relabel: Relabel | None = None):
     return look(pipeline)
 
 
-def test_a_prior_shift_with_unchanged_features_fires_label_shift_not_drift(monitored):
-    """The issue's stream: the share of positive labels falls while the features keep their
-    distribution. Drift stays quiet, label shift fires and is recorded in the summary, the history
-    and the monitor's MLflow run; the estimate, which reads only features and scores, does not move."""
-
-    def fewer_positives(batch: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
-        labels = batch[TARGET].to_numpy()
-        return np.where((labels == 1) & (rng.random(len(labels)) < 0.5), 0, labels)
-
-    entry, monitor_run = labeled_window(monitored, 40, fewer_positives)
-
-    summary = summary_of(entry)
-    shift = {s["name"]: s for s in summary["label_shift"]["signals"]}
-    assert shift["label_rate"]["verdict"] == "alert", shift
-    assert shift["label_rate"]["value"] < shift["label_rate"]["reference"] - 0.05
-    assert shift["label_rate"]["rows"] == 1200
-    triggers = summary["decision"]["triggers"]
-    assert any(t.startswith("label shift: label_rate: ") for t in triggers), triggers
-    assert not any(t.startswith(("drift share", "key feature")) for t in triggers), triggers
-    assert summary["estimate"]["verdict"] == "ok", summary["estimate"]["why"]
-    assert entry["alert"] is True
-    assert entry["label_shift"]["verdict"] == "alert"
-    tags = mlflow_run(f"{monitored.name}-monitoring", monitor_run).data.tags
-    assert tags["ctloop.label_shift.label_rate"] == "alert"
+def _fewer_positives(batch: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
+    """A prior shift: half the positive labels become negative, the features stay as they were."""
+    labels = batch[TARGET].to_numpy()
+    return np.where((labels == 1) & (rng.random(len(labels)) < 0.5), 0, labels)
 
 
 # the example's rules (ranking, decisions, calibration) and log_loss, judged on one 1,200-row batch
@@ -348,13 +328,13 @@ def fired(entry: dict) -> dict[str, list[str]]:
     return {"rules": rules, "drift": drift, "triggers": triggers}
 
 
-def test_each_kind_of_label_change_fires_its_own_quality_rule_and_noisy_stable_labels_fire_none(monitored):
+def test_each_kind_of_label_change_fires_its_own_signal_and_noisy_stable_labels_fire_none(monitored):
     """Features never move here (drift stays quiet); only the labels do. The example's labels are
     drawn, not thresholded: about a quarter disagree with the generator's own decision, a noisy
     stable stream that must fire nothing. Moving the labelling threshold leaves the champion's
     ranking right and its decisions wrong (accuracy fires, roc_auc does not); flattening P(churn)
     toward 0.5 around the same boundary leaves it over-confident (log_loss fires, roc_auc does
-    not)."""
+    not); fewer positive labels is a prior shift (label shift fires, drift does not)."""
     monitored.spec["monitoring"]["quality"] = {"rules": EVERY_KIND_OF_RULE, "min_labels": 400}
     monitored.write(monitored.spec)
 
@@ -385,3 +365,19 @@ def test_each_kind_of_label_change_fires_its_own_quality_rule_and_noisy_stable_l
     assert "roc_auc" not in signals["rules"], summary_of(flattened)["quality"]["rules"]
     assert signals["drift"] == []
     assert any(t.startswith(("quality log_loss: ", "quality brier: ")) for t in signals["triggers"])
+
+    # the issue's prior shift: fewer positive labels, features unchanged. Drift stays quiet, label
+    # shift fires and is recorded in the summary, the history and the monitor's MLflow run; the
+    # estimate, which reads only features and scores, does not move
+    prior, monitor_run = labeled_window(monitored, 53, _fewer_positives)
+    summary = summary_of(prior)
+    shift = {s["name"]: s for s in summary["label_shift"]["signals"]}
+    assert shift["label_rate"]["verdict"] == "alert", shift
+    assert shift["label_rate"]["value"] < shift["label_rate"]["reference"] - 0.05
+    assert shift["label_rate"]["rows"] == 1200
+    assert any(t.startswith("label shift: label_rate: ") for t in fired(prior)["triggers"])
+    assert fired(prior)["drift"] == []
+    assert summary["estimate"]["verdict"] == "ok", summary["estimate"]["why"]
+    assert (prior["alert"], prior["label_shift"]["verdict"]) == (True, "alert")
+    tags = mlflow_run(f"{monitored.name}-monitoring", monitor_run).data.tags
+    assert tags["ctloop.label_shift.label_rate"] == "alert"
