@@ -2,7 +2,8 @@
 
 Every area (``spec.retention``) holds items: a snapshot, a holdout, a batch's prediction or labeled
 partition, a run's folder of reports, a monitor history entry or label-join record, a set-aside
-batch or label file with its reason, a closed retrain request, a registered model version. A rule
+batch or label file with its reason, a closed retrain request, a registered model version, what a
+fanned-out batch claim staged and no publish dropped. A rule
 selects the items that are older than its age and beyond its newest N (either limit keeps an
 item); a selected item is still kept, and reported with the reason, when anything that must stay
 readable needs it:
@@ -19,7 +20,9 @@ readable needs it:
   predecessor served (the champion watch compares them);
 - the monitor history the k-of-n rule counts (the current champion's entries and the last n), and
   the reports a kept history entry links to;
-- the retrain requests the cooldown and the circuit breaker read.
+- the retrain requests the cooldown and the circuit breaker read;
+- the staging of a batch claim still open (reserved, neither committed nor released: a fan-out can
+  take hours).
 
 An item's age is from its last write: the file's mtime, S3's ``LastModified``, a version's
 creation time. Model versions go first, so the data only a deleted version named can go in the same run. A
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import PurePosixPath
@@ -38,10 +42,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict
 
 from ctloop import clock
-from ctloop.io.storage import LocalStorage, S3Storage, home_storage
+from ctloop.io.locks import pipeline_lock
+from ctloop.io.storage import home_storage
 from ctloop.monitoring import retrain_requests
 from ctloop.registry import ledger, tags
 from ctloop.registry import mlflow_store as registry
+from ctloop.scoring import scored_batches
 from ctloop.scoring.late_labels import JOINS, QUARANTINE
 from ctloop.scoring.prediction_log import LABELED, PREDICTIONS, SERVED, read_partitions
 from ctloop.training.attempts import PENDING
@@ -124,28 +130,8 @@ def selected(rule: RetentionRule, items: list[_Item], now: datetime) -> dict[str
 
 
 def _objects(storage: Storage, folder: str) -> dict[str, datetime]:
-    """Every object below ``folder/`` with the time it was last written."""
-    if isinstance(storage, LocalStorage):
-        return {
-            key: datetime.fromtimestamp((storage.root / key).stat().st_mtime, UTC)
-            for key in storage.list_keys(folder)
-            if key.startswith(f"{folder}/")
-        }
-    if isinstance(storage, S3Storage):
-        strip = len(storage.prefix.rstrip("/")) + 1 if storage.prefix else 0
-        full = f"{storage._key(folder)}/"
-
-        def pages(client: Any) -> dict[str, datetime]:
-            paginator = client.get_paginator("list_objects_v2")
-            return {
-                item["Key"][strip:]: item["LastModified"]
-                for page in paginator.paginate(Bucket=storage.bucket, Prefix=full)
-                for item in page.get("Contents", [])
-            }
-
-        found: dict[str, datetime] = storage._call(f"s3://{storage.bucket}/{full}", "list", pages)
-        return found
-    raise TypeError(f"retention cannot read the times of objects in {type(storage).__name__}")
+    """Every object below ``folder/`` (not a sibling's that starts alike) with when it was last written."""
+    return {key: at for key, at in storage.list_modified(folder).items() if key.startswith(f"{folder}/")}
 
 
 def _files(storage: Storage, folder: str) -> list[_Item]:
@@ -265,25 +251,40 @@ class _Run:
         items: list[_Item],
         needed: Callable[[_Item], str | None] = lambda _: None,
         delete: Callable[[_Item], None] | None = None,
+        hold: Callable[[], AbstractContextManager[object]] = nullcontext,
     ) -> list[_Item]:
-        """Delete the items the area's rule selects and nothing needs; returns the items left."""
+        """Delete the items the area's rule selects and nothing needs, each judged and deleted while
+        ``hold()`` is held; returns the items left."""
         chosen = selected(getattr(self.spec.retention, area), items, self.now)
-        left = []
+        left = [item for item in items if item.name not in chosen]
         for item in items:
-            why = (needed(item) or self.referenced_by(item)) if item.name in chosen else None
-            if item.name not in chosen or why is not None:
-                left.append(item)
-                if why is not None:
-                    self.kept.append(Kept(area=area, item=item.name, why=why))
-                    log.info("%s: kept %s %s: %s", self.spec.name, area, item.name, why)
-                continue
-            rule, verb = chosen[item.name], "would delete" if self.dry_run else "deleting"
-            for key in item.keys:
-                log.info("%s: %s %s (%s: %s)", self.spec.name, verb, key, area, rule)
-            if not self.dry_run:
-                (delete or self._delete_keys)(item)
-            self.deleted.append(Deleted(area=area, item=item.name, keys=list(item.keys), rule=rule))
+            if item.name in chosen:
+                with hold():
+                    if not self._let_go(area, item, chosen[item.name], needed, delete or self._delete_keys):
+                        left.append(item)
         return left
+
+    def _let_go(
+        self,
+        area: str,
+        item: _Item,
+        rule: str,
+        needed: Callable[[_Item], str | None],
+        delete: Callable[[_Item], None],
+    ) -> bool:
+        """Delete ``item`` (unless dry) when nothing needs it, else record why it stays; whether it went."""
+        why = needed(item) or self.referenced_by(item)
+        if why is not None:
+            self.kept.append(Kept(area=area, item=item.name, why=why))
+            log.info("%s: kept %s %s: %s", self.spec.name, area, item.name, why)
+            return False
+        verb = "would delete" if self.dry_run else "deleting"
+        for key in item.keys:
+            log.info("%s: %s %s (%s: %s)", self.spec.name, verb, key, area, rule)
+        if not self.dry_run:
+            delete(item)
+        self.deleted.append(Deleted(area=area, item=item.name, keys=list(item.keys), rule=rule))
+        return True
 
     def _delete_keys(self, item: _Item) -> None:
         for key in item.keys:
@@ -326,6 +327,7 @@ def apply_retention(
     )
     run.apply("reports", _folders(storage, "runs", 2, lambda f: f.split("/")[1].rsplit("__", 1)[0] == name))
     run.apply("set_aside", [item for area in SET_ASIDE for item in _folders(storage, f"{area}/{name}", 1)])
+    _staging(run, settings)
     log.info(
         "%s: %s %d item(s); kept %d the rules selected",
         name,
@@ -361,6 +363,28 @@ def _requests(run: _Run, requests: list[dict[str, Any]]) -> None:
         return None
 
     run.apply("retrain_requests", _files(run.storage, folder), needed)
+
+
+def _staging(run: _Run, settings: Settings) -> None:
+    """What fanned-out batch claims staged (parts, plan copies) and no publish dropped, one item per
+    claimed content, ``staging/<pipeline>/<batch id>/<sha256 prefix>/``. Each is judged and deleted
+    under the lock :func:`ctloop.scoring.scored_batches.reserve` takes, so no claim of its content
+    opens between the two."""
+    name = run.spec.name
+
+    def claimed(item: _Item) -> str | None:
+        batch_id, sha = item.name.split("/")[2:]
+        record = scored_batches.batch_record(run.storage, name, batch_id) or {}
+        if not str(record.get("sha256", "")).startswith(sha):
+            return None  # another content's claim, or none: this content's claim was released
+        if record.get("state") == scored_batches.RESERVED:
+            return "its batch's claim is open (reserved, neither committed nor released)"
+        return None
+
+    def locked() -> AbstractContextManager[object]:
+        return pipeline_lock(settings, name, "scored")
+
+    run.apply("staging", _folders(run.storage, f"staging/{name}", 2), claimed, hold=locked)
 
 
 def _prediction_log(run: _Run, settings: Settings, found: _Registry) -> None:

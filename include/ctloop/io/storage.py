@@ -17,8 +17,9 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlparse
@@ -42,6 +43,11 @@ class Storage(Protocol):
 
     def write_bytes(self, key: str, data: bytes) -> str: ...
     def list_keys(self, prefix: str = "") -> list[str]: ...
+    def list_modified(self, prefix: str = "") -> dict[str, datetime]:
+        """Every object :meth:`list_keys` lists, with when it was last written (UTC): in one listing,
+        not one request per object."""
+        ...
+
     def delete(self, key: str) -> None: ...
     def fingerprint(self, key: str) -> str: ...
     def local_file(self, key: str) -> AbstractContextManager[Path]:
@@ -198,6 +204,15 @@ class LocalStorage:
                 if p.is_file() and not p.name.startswith(".")
             )
 
+    def list_modified(self, prefix: str = "") -> dict[str, datetime]:
+        """Each file's mtime; a file deleted between the listing and its ``stat`` is left out."""
+        found: dict[str, datetime] = {}
+        for key in self.list_keys(prefix):
+            path = self.root / key
+            with _naming(str(path), "stat"), suppress(FileNotFoundError):
+                found[key] = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+        return found
+
 
 @dataclass(frozen=True)
 class S3Storage:
@@ -329,19 +344,23 @@ class S3Storage:
         return _copy_via_file(self, key, target, target_key)
 
     def list_keys(self, prefix: str = "") -> list[str]:
+        return sorted(self.list_modified(prefix))
+
+    def list_modified(self, prefix: str = "") -> dict[str, datetime]:
+        """Each object's ``LastModified``, from the listing's own pages."""
         full_prefix = self._key(prefix) if prefix else (self.prefix.rstrip("/") + "/" if self.prefix else "")
         strip = len(self.prefix.rstrip("/")) + 1 if self.prefix else 0
 
-        def pages(client: Any) -> list[str]:
+        def pages(client: Any) -> dict[str, datetime]:
             paginator = client.get_paginator("list_objects_v2")
-            return [
-                item["Key"][strip:]
+            return {
+                item["Key"][strip:]: item["LastModified"].astimezone(UTC)
                 for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix)
                 for item in page.get("Contents", [])
-            ]
+            }
 
-        keys: list[str] = self._call(f"s3://{self.bucket}/{full_prefix}", "list", pages)
-        return sorted(keys)
+        found: dict[str, datetime] = self._call(f"s3://{self.bucket}/{full_prefix}", "list", pages)
+        return found
 
 
 def open_storage(location: str, settings: Settings) -> Storage:

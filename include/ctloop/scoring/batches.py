@@ -42,6 +42,7 @@ reading the file as it streams.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import logging
 import tempfile
@@ -115,8 +116,10 @@ def logged_columns(spec: PipelineSpec) -> list[str]:
 
 
 def new_batches(spec: PipelineSpec, settings: Settings) -> list[Batch]:
-    """The incoming files of the spec's format that have no partition in the prediction log yet,
-    and those whose batch was scored from other content (score_batch sets them aside)."""
+    """The incoming files of the spec's format that were not scored yet, and those whose batch was
+    scored from other content (score_batch sets them aside). A batch is scored when its partition
+    is in the prediction log or its record says it was (retention may have deleted the partition:
+    it is not scored again)."""
     incoming = open_storage(spec.incoming_uri, settings)
     storage = home_storage(settings)
     keys: dict[str, list[str]] = {}  # batch id -> its files, in key order
@@ -131,7 +134,9 @@ def new_batches(spec: PipelineSpec, settings: Settings) -> list[Batch]:
     for batch_id, files in keys.items():
         owner = _owner(storage, spec.name, batch_id, files)
         batch: Batch = {"key": owner, "batch_id": batch_id, "uri": incoming.uri(owner)}
-        scored = storage.exists(partition_key(PREDICTIONS, spec.name, batch_id))
+        scored = storage.exists(partition_key(PREDICTIONS, spec.name, batch_id)) or scored_batches.committed(
+            storage, spec.name, batch_id
+        )
         if not scored or not scored_batches.unchanged_since_scored(storage, incoming, spec.name, batch):
             pending.append(batch)
         pending += [
@@ -261,9 +266,11 @@ def claim_batch(spec: PipelineSpec, settings: Settings, batch: Batch) -> tuple[C
     """Hash the batch (streaming), refuse a colliding or conflicting file, make sure the champion
     loads, reserve the content under the batch id and plan its parts (:func:`parts`). Returns the
     claim and, when nothing is left to score (a duplicate, set aside), the task's result."""
+    if spec.scoring.format == "csv" and spec.scoring.max_parts > 1:
+        return _claim_csv(spec, settings, batch)
     claim, _, done = _claim(spec, settings, batch)
     if done is None:
-        claim["plan"] = _plan(spec, settings, claim)
+        claim["plan"] = _parquet_plan(spec, settings, claim) if spec.scoring.max_parts > 1 else None
     return claim, done
 
 
@@ -274,36 +281,55 @@ def parts(claim: Claim) -> list[Part]:
     return [{"index": index, "count": count} for index in range(count)]
 
 
-def _plan(spec: PipelineSpec, settings: Settings, claim: Claim) -> Plan | None:
-    """Split a batch of more than ``scoring.fan_out_rows`` rows into parts of about that many rows
-    (at most ``scoring.max_parts``, whole chunks each), so that each part reads only its chunks.
+# A batch of more than ``scoring.fan_out_rows`` rows is split into parts of about that many rows (at
+# most ``scoring.max_parts``, whole chunks each), so that each part reads only its chunks. The rows
+# are counted cheaply first (a Parquet footer; a CSV's line breaks, at least its rows), so a smaller
+# batch is left to one part reading the file as it streams (plan None). A larger one is read by the
+# parts as it is where it can be: a Parquet file whose row groups are chunks already (at most
+# ``chunk_rows`` rows, not many more groups than chunks) by row groups, a CSV file whose line breaks
+# all end rows by byte ranges found in the pass that counted them. Otherwise it is read once here and
+# its chunks copied, each to one Parquet file in staging. A file that cannot be read is left to one
+# part too, which finds the fault and names it as for any batch.
 
-    The rows are counted cheaply first (a Parquet footer; a CSV's line breaks, at least its rows),
-    so a smaller batch is left to one part reading the file as it streams (None). A larger one is
-    read by the parts as it is where it can be: a Parquet file whose row groups are chunks already
-    (at most ``chunk_rows`` rows, not many more groups than chunks) by row groups, a CSV file whose
-    line breaks all end rows by byte ranges found in the same pass that counted them. Otherwise it
-    is read once here and its chunks copied, each to one Parquet file in staging. A file that cannot
-    be read is left to one part too, which finds the fault and names it as for any batch."""
-    scoring, batch = spec.scoring, claim["batch"]
-    if scoring.max_parts == 1:
-        return None
-    with open_storage(spec.incoming_uri, settings).local_file(batch["key"]) as path:
+
+def _claim_csv(spec: PipelineSpec, settings: Settings, batch: Batch) -> tuple[Claim, dict[str, Any] | None]:
+    """Claim and plan a CSV batch in one pass over one copy of it: its sha256 and its line count
+    together (on S3, one download instead of a hashing read and then a download)."""
+    scoring, incoming = spec.scoring, open_storage(spec.incoming_uri, settings)
+    fingerprint = incoming.fingerprint(batch["key"])  # before the read: a rewrite after it changes it
+    with incoming.local_file(batch["key"]) as path:
+        digest = hashlib.sha256()
+        lines = csv_ranges.scan(path, scoring.chunk_rows, scoring.csv_block_mib << 20, digest)
+        claim, _, done = _claim(spec, settings, batch, read=(fingerprint, digest.hexdigest()))
+        if done is not None:
+            return claim, done
+        if lines.breaks <= scoring.fan_out_rows:  # at least its rows
+            claim["plan"] = None
+        elif lines.chunk_rows is not None and lines.ranges is not None:
+            claim["plan"] = _planned(spec, lines.chunk_rows, ranges=lines.ranges)
+        else:
+            claim["plan"] = _copied_plan(spec, settings, claim, path)
+    return claim, None
+
+
+def _parquet_plan(spec: PipelineSpec, settings: Settings, claim: Claim) -> Plan | None:
+    with open_storage(spec.incoming_uri, settings).local_file(claim["batch"]["key"]) as path:
         try:
-            if scoring.format == "parquet":
-                if _parquet_file(path).metadata.num_rows <= scoring.fan_out_rows:
-                    return None
-                if groups := _chunk_groups(spec, path):
-                    return _planned(spec, groups)
-            else:
-                lines = csv_ranges.scan(path, scoring.chunk_rows, scoring.csv_block_mib << 20)
-                if lines.breaks <= scoring.fan_out_rows:  # at least its rows
-                    return None
-                if lines.chunk_rows is not None and lines.ranges is not None:
-                    return _planned(spec, lines.chunk_rows, ranges=lines.ranges)
-            counts, copies = _copy_chunks(spec, settings, claim, path)
+            if _parquet_file(path).metadata.num_rows <= spec.scoring.fan_out_rows:
+                return None
+            if groups := _chunk_groups(spec, path):
+                return _planned(spec, groups)
         except DataReadError:
             return None
+        return _copied_plan(spec, settings, claim, path)
+
+
+def _copied_plan(spec: PipelineSpec, settings: Settings, claim: Claim, path: Path) -> Plan | None:
+    """The plan of parts reading copies of the batch's chunks (:func:`_copy_chunks`)."""
+    try:
+        counts, copies = _copy_chunks(spec, settings, claim, path)
+    except DataReadError:
+        return None
     plan = _planned(spec, counts, copies=copies)
     if plan is None:
         _drop(home_storage(settings), copies)
@@ -426,14 +452,18 @@ def _read_group(parquet: pq.ParquetFile, group: int, name: str) -> pa.Table:
 
 
 def _claim(
-    spec: PipelineSpec, settings: Settings, batch: Batch
+    spec: PipelineSpec, settings: Settings, batch: Batch, *, read: tuple[str, str] | None = None
 ) -> tuple[Claim, FittedModel, dict[str, Any] | None]:
+    """``read``: the batch's fingerprint (taken before the caller read it) and sha256, when the
+    caller hashed it already; else both are taken here."""
     champion = registry.get_champion(registry.client(settings), spec.name)
     if champion is None:
         raise NoChampion(f"{spec.name}: no model is champion yet; run {spec.name}__train first")
     incoming = open_storage(spec.incoming_uri, settings)
-    fingerprint = incoming.fingerprint(batch["key"])  # before the read: a rewrite after it changes it
-    sha256 = incoming.sha256(batch["key"])
+    if read is None:
+        fingerprint = incoming.fingerprint(batch["key"])  # before the read: a rewrite after it changes it
+        read = fingerprint, incoming.sha256(batch["key"])
+    fingerprint, sha256 = read
     _refuse_collision(spec, settings, batch, sha256)
     _refuse_conflict(spec, settings, batch, sha256)
     # not the batch's fault if loading fails: it stays, unreserved

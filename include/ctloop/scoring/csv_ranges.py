@@ -20,6 +20,7 @@ from ctloop.io.chunks import csv_convert_options, csv_parse_options, csv_reading
 from ctloop.io.readers import check_unique
 
 if TYPE_CHECKING:
+    import hashlib
     from pathlib import Path
 
     import pyarrow as pa
@@ -39,9 +40,10 @@ class Scan(NamedTuple):
     ranges: list[list[int]] | None
 
 
-def scan(path: Path, chunk_rows: int, block_bytes: int) -> Scan:
+def scan(path: Path, chunk_rows: int, block_bytes: int, digest: hashlib._Hash | None = None) -> Scan:
     """Count the line breaks of the CSV file at ``path`` block by block, noting where every
-    ``chunk_rows``-th data row starts and whether every line break is a row's end."""
+    ``chunk_rows``-th data row starts and whether every line break is a row's end; ``digest``, if
+    given, is updated with every block (the claim's sha256 in the same pass)."""
     import numpy as np
 
     breaks = offset = lone_returns = 0
@@ -49,6 +51,8 @@ def scan(path: Path, chunk_rows: int, block_bytes: int) -> Scan:
     starts: list[int] = []  # the byte where data row ``len(starts) * chunk_rows`` starts
     with path.open("rb") as file:
         while block := file.read(block_bytes):
+            if digest is not None:
+                digest.update(block)
             count = block.count(b"\n")
             if safe:
                 edge = previous[-2:] + block[:2]  # what spans the blocks' boundary

@@ -15,7 +15,6 @@ not "scored": the batch is scored again on the next run, under its own reservati
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from typing import TYPE_CHECKING, Any
@@ -59,6 +58,12 @@ def reserved(storage: Storage, pipeline: str, batch_id: str) -> bool:
     return record is not None and record.get("state") == RESERVED
 
 
+def committed(storage: Storage, pipeline: str, batch_id: str) -> bool:
+    """Whether the batch id was scored: its record is committed (from whichever content)."""
+    record = batch_record(storage, pipeline, batch_id)
+    return record is not None and record.get("state") != RESERVED
+
+
 def scored_from(storage: Storage, pipeline: str, batch_id: str, sha256: str) -> bool:
     """Whether ``batch_id`` was scored (committed) from the content ``sha256``."""
     record = batch_record(storage, pipeline, batch_id)
@@ -80,12 +85,12 @@ def unchanged_since_scored(storage: Storage, incoming: Storage, pipeline: str, b
     fingerprint = incoming.fingerprint(batch["key"])
     if record.get("fingerprint") == fingerprint:
         return True
-    data = incoming.read_bytes(batch["key"])
-    sha256 = hashlib.sha256(data).hexdigest()
+    sha256 = incoming.sha256(batch["key"])  # streamed: a batch may be larger than memory
     if not scored_from(storage, pipeline, batch["batch_id"], sha256):
         return False
     log.info("%s: delivered again with the content already scored; not scored again", batch["uri"])
-    updated = {**record, "batch_id": batch["batch_id"], "sha256": sha256, "size": len(data)}
+    size = int(fingerprint.split(":", 1)[0])
+    updated = {**record, "batch_id": batch["batch_id"], "sha256": sha256, "size": size}
     _write(storage, _batch_key(pipeline, batch["batch_id"]), {**updated, "fingerprint": fingerprint})
     return True
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ctloop.evaluation.metric_catalog import TaskKind, metric_names
 
@@ -742,11 +742,23 @@ class RetentionRule(_Strict):
         return self.max_age_days is not None or self.keep_last is not None
 
 
+class StagingRule(RetentionRule):
+    """A rule for staging leftovers: by age only. Leftovers are the rare remains of batches that
+    failed, so how many there are says nothing about which may go."""
+
+    @field_validator("keep_last")
+    @classmethod
+    def _by_age_only(cls, value: int | None) -> int | None:
+        if value is not None:
+            raise ValueError("staging leftovers go by age only: set max_age_days, not keep_last")
+        return value
+
+
 class Retention(_Strict):
     """What the housekeeping DAG deletes, per area (ctloop.housekeeping.retention). Every area keeps
     everything by default. Whatever a rule says, nothing a registered model version, its run, the
     promotion ledger or an open retrain request references is deleted, nor what the monitor's window,
-    the recent holdout and the champion watch read."""
+    the recent holdout and the champion watch read, nor the staging of a batch claim still open."""
 
     schedule: str | None = Field(
         "30 3 * * *", description="cron of <pipeline>__housekeeping; null: manual only"
@@ -773,6 +785,11 @@ class Retention(_Strict):
     model_versions: RetentionRule = Field(
         RetentionRule(),
         description="registered versions that never served (never champion, never in the ledger)",
+    )
+    staging: StagingRule = Field(
+        StagingRule(),
+        description="leftovers of fanned-out batches never published, one item per claimed content"
+        " (staging/<pipeline>/<batch id>/<sha256 prefix>/); by age only; a claim still open keeps its own",
     )
     label_wait_days: float = Field(
         30.0,

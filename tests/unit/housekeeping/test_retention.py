@@ -3,22 +3,27 @@ registry, promotion ledger and retrain requests: what the rules select goes, wha
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
 import uuid
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
 from pydantic import ValidationError
 
+from ctloop.housekeeping import retention
 from ctloop.housekeeping.retention import _Item, apply_retention, selected
 from ctloop.io.readers import to_parquet_bytes
-from ctloop.io.storage import home_storage
+from ctloop.io.storage import LocalStorage, home_storage
 from ctloop.monitoring import retrain_requests
 from ctloop.registry import ledger, tags
 from ctloop.registry import mlflow_store as registry
+from ctloop.scoring import scored_batches
+from ctloop.scoring.prediction_log import PREDICTIONS, partition_key
 from ctloop.settings import load_settings
 from ctloop.spec.models import PipelineSpec, RetentionRule
 from tests.helpers import example_spec
@@ -26,7 +31,7 @@ from tests.helpers import example_spec
 OLD = {"max_age_days": 1}
 AREAS = (
     "snapshots", "holdouts", "predictions", "labeled", "reports", "history", "set_aside", "retrain_requests",
-    "model_versions",
+    "model_versions", "staging",
 )  # fmt: skip
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -71,6 +76,7 @@ def _spec(name: str, **retention) -> PipelineSpec:
         ({"reports": {"max_days": 3}}, "retention.reports.max_days"),
         ({"logs": {"keep_last": 3}}, "retention.logs"),
         ({"label_wait_days": -2}, "retention.label_wait_days"),
+        ({"staging": {"keep_last": 3}}, "retention.staging.keep_last"),
     ],
 )
 def test_a_bad_retention_field_is_refused_by_name(retention, field):
@@ -292,3 +298,97 @@ def test_young_items_stay_under_an_age_rule_and_the_default_spec_deletes_nothing
     result = apply_retention(_spec(world.name, snapshots={"max_age_days": 5}), settings)
     assert [(d.item, d.rule) for d in result.deleted] == [(old, "older than 5 days")]
     assert world.keys() == {young}
+
+
+def test_staging_goes_by_age_only():
+    with pytest.raises(ValidationError, match="by age only"):
+        _spec("bad", staging={"max_age_days": 3, "keep_last": 2})
+    assert _spec("ok", staging={"max_age_days": 3}).retention.staging.active
+
+
+OPEN = "its batch's claim is open (reserved, neither committed nor released)"
+
+
+def test_staging_leftovers_go_by_age_and_a_claim_still_open_keeps_its_own(settings):
+    """Every state a claim's records can be in (ctloop.scoring.scored_batches), each with a part and a
+    plan copy staged: only the released, never reserved, superseded and committed claims' leftovers go."""
+    world = World(settings)
+    n = world.name
+    spec = _spec(n, staging={"max_age_days": 1})
+
+    def claim(batch_id: str, content: str) -> tuple[dict[str, str | int], str]:
+        sha = hashlib.sha256(content.encode()).hexdigest()
+        folder = f"staging/{n}/{batch_id}/{sha[:16]}"
+        world.put(f"{folder}/input/chunk-000000.parquet")
+        world.put(f"{folder}/part-00000-of-00002.parquet")
+        source = {
+            "batch_id": batch_id,
+            "key": f"{batch_id}.csv",
+            "sha256": sha,
+            "size": 1,
+            "fingerprint": "1:1",
+        }
+        return source, folder
+
+    def scored(batch_id: str) -> str:
+        return world.put(partition_key(PREDICTIONS, n, batch_id))
+
+    opened, open_folder = claim("b1", "open")
+    released, released_folder = claim("b2", "released")
+    _, never_folder = claim("b3", "never reserved")
+    committed, committed_folder = claim("b4", "committed")
+    superseded, superseded_folder = claim("b5", "first content")
+    current, current_folder = claim("b5", "second content")
+    for source in (opened, released, committed, superseded, current):
+        assert scored_batches.reserve(settings, n, source) is None
+    scored_batches.release(settings, n, released)
+    scored_batches.commit(settings, n, committed, scored("b4"))
+    staged = set(world.storage.list_keys("staging"))
+
+    assert apply_retention(spec, settings).deleted == []  # all of it young
+    later = datetime.now(UTC) + timedelta(days=10)
+    dry = apply_retention(spec, settings, dry_run=True, now=later)
+    assert set(world.storage.list_keys("staging")) == staged  # a dry run deletes nothing
+
+    result = apply_retention(spec, settings, now=later)
+
+    gone = {released_folder, never_folder, committed_folder, superseded_folder}
+    assert {(d.area, d.item, d.rule) for d in result.deleted} == {
+        ("staging", f, "older than 1 days") for f in gone
+    }
+    assert {(k.area, k.item, k.why) for k in result.kept} == {
+        ("staging", open_folder, OPEN), ("staging", current_folder, OPEN)
+    }  # fmt: skip
+    assert dry.deleted == result.deleted  # the dry run listed exactly what went
+    assert set(world.storage.list_keys("staging")) == {
+        k for k in staged if not k.startswith(tuple(f"{f}/" for f in gone))
+    }
+
+
+def test_a_staging_leftover_is_judged_and_deleted_under_the_lock_a_claim_takes(tmp_path, monkeypatch):
+    """reserve() takes the pipeline's ``scored`` lock: no claim can open between the look at the
+    records and the delete."""
+    settings = load_settings().model_copy(
+        update={"database_url": f"sqlite:///{tmp_path / 'c.db'}", "storage_root": str(tmp_path / "s")}
+    )
+    world = World(settings)
+    world.put(f"staging/{world.name}/b1/{'a' * 16}/part-00000-of-00002.parquet")
+    events: list[str] = []
+
+    @contextmanager
+    def lock(_settings, name, purpose):
+        events.append(f"lock {purpose}")
+        yield
+        events.append(f"unlock {purpose}")
+
+    record, delete = scored_batches.batch_record, LocalStorage.delete
+    monkeypatch.setattr(retention, "pipeline_lock", lock)
+    monkeypatch.setattr(scored_batches, "batch_record", lambda *a: events.append("record") or record(*a))
+    monkeypatch.setattr(LocalStorage, "delete", lambda *a: events.append("delete") or delete(*a))
+
+    result = apply_retention(
+        _spec(world.name, staging=OLD), settings, now=datetime.now(UTC) + timedelta(days=2)
+    )
+
+    assert [d.area for d in result.deleted] == ["staging"]
+    assert events == ["lock scored", "record", "delete", "unlock scored"]

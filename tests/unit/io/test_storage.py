@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -248,3 +250,33 @@ def test_a_byte_range_of_an_object_is_read_without_the_rest(storage):
     assert storage.read_range("batch.csv", 7, 7) == b""
     with pytest.raises(StorageError, match="missing.csv"):
         storage.read_range("missing.csv", 0, 3)
+
+
+def test_each_listed_object_comes_with_when_it_was_last_written(storage):
+    before = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=2)  # S3 times are whole seconds
+    storage.write_bytes("a/b.txt", b"1")
+    storage.write_bytes("a/c/d.bin", b"2")
+    storage.write_bytes("z.txt", b"3")
+    after = datetime.now(UTC) + timedelta(seconds=2)
+
+    found = storage.list_modified("a")
+
+    assert sorted(found) == storage.list_keys("a") == ["a/b.txt", "a/c/d.bin"]
+    assert all(before <= at <= after and at.utcoffset() == timedelta(0) for at in found.values())
+    assert sorted(storage.list_modified()) == ["a/b.txt", "a/c/d.bin", "z.txt"]
+
+
+def test_a_local_objects_time_is_its_files_mtime_and_a_file_gone_meanwhile_is_left_out(tmp_path, monkeypatch):
+    storage = LocalStorage(tmp_path)
+    storage.write_bytes("old.txt", b"x")
+    storage.write_bytes("here.txt", b"x")
+    os.utime(tmp_path / "old.txt", (1_000_000_000, 1_000_000_000))
+    listed = LocalStorage.list_keys
+    monkeypatch.setattr(
+        LocalStorage, "list_keys", lambda self, prefix="": [*listed(self, prefix), "gone.txt"]
+    )
+
+    found = storage.list_modified()
+
+    assert found.keys() == {"here.txt", "old.txt"}
+    assert found["old.txt"] == datetime(2001, 9, 9, 1, 46, 40, tzinfo=UTC)

@@ -441,6 +441,21 @@ def test_an_upper_case_suffix_is_a_batch_of_the_format(served, fitted, key):
     assert _score_all(spec) == {"batch-0001": "scored"}
 
 
+def test_a_scored_batch_whose_partition_retention_deleted_is_not_scored_again(served, fitted):
+    """Retention deletes old prediction partitions while their files stay in the incoming area: the
+    batch's record says it was scored, so it is not pending; new content under its id still is."""
+    spec, incoming = served
+    _deliver(incoming, "batch-0001.csv", fitted[2].head(50))
+    assert _score_all(spec) == {"batch-0001": "scored"}
+    storage = home_storage(load_settings())
+    storage.delete(partition_key(PREDICTIONS, spec.name, "batch-0001"))
+
+    assert batches.new_batches(spec, load_settings()) == []
+
+    _deliver(incoming, "batch-0001.csv", fitted[2].tail(50))  # other content under the same id
+    assert [b["batch_id"] for b in batches.new_batches(spec, load_settings())] == ["batch-0001"]
+
+
 def test_files_of_one_name_in_two_sub_folders_are_two_batches(served, fitted):
     spec, incoming = served
     _deliver(incoming, "2026-01-01/batch.csv", fitted[2].head(50))

@@ -126,6 +126,32 @@ def test_parts_publish_the_partition_one_task_writes(kind, layout, models, monke
     assert scored_batches.scored_from(storage, fanned.name, "batch-0001", claim["source"]["sha256"])
 
 
+@pytest.mark.parametrize("layout", ["csv", "csv-quoted"])
+def test_a_csv_claim_hashes_and_counts_the_batch_in_one_pass(layout, models, monkeypatch, tmp_path):
+    """The claim's sha256 is the file's, computed in the pass that counts its lines: the storage is
+    never asked to hash it (on S3 that was a whole read of its own before the download)."""
+    import hashlib
+
+    _serve(monkeypatch, models["binary"])
+    incoming = LocalStorage(tmp_path / "incoming")
+    _deliver(incoming, generate_batch(50, seed=4).drop(columns=["churned"]), layout)
+    spec = _spec("binary", incoming.root)
+
+    def never(storage: LocalStorage, key: str) -> str:
+        raise AssertionError(f"{key} hashed in a pass of its own")
+
+    monkeypatch.setattr(LocalStorage, "sha256", never)
+    claim = _claimed(spec)
+
+    assert (
+        claim["source"]["sha256"]
+        == hashlib.sha256((incoming.root / "batch-0001.csv").read_bytes()).hexdigest()
+    )
+    assert claim["plan"] is not None
+    assert claim["plan"]["parts"] == 3
+    assert bool(claim["plan"]["ranges"]) == (layout == "csv")  # a quoted batch is copied instead
+
+
 class _Reads:
     """What a part opened: storage keys, byte ranges and the batch file's row groups."""
 
