@@ -26,6 +26,7 @@ margin 0 would roll the fix back and serve the wrong threshold again. So the new
 rolled back when it is significantly worse than its predecessor on a fired metric (beyond
 ``margin``), or on ``monitoring.quality.metric`` by more than ``gates.alert_metrics.max_regression``
 (or ``margin``, if larger). Any other promotion is watched on ``monitoring.quality.metric`` alone.
+A challenger is compared with the champion the same way, on the metrics its own gate judged it on.
 """
 
 from __future__ import annotations
@@ -125,17 +126,22 @@ def watched_promotion(settings: Settings, pipeline: str, champion_version: str) 
 
 
 def promoted_on(settings: Settings, promotion: ledger.LedgerEntry) -> list[str]:
-    """The metrics the promotion's gate judged the new champion on (its decision's
-    ``alert_metrics``, read from ``gate/decision.json`` on the training run the ledger names).
-    Empty, and so watched as any promotion, when the gate judged it like any run, when no
-    training run or decision is recorded (a move forced through the ledger), and when the
-    decision is not one this release reads (logged). MLflow out of reach fails the monitor run,
-    to be retried: judged on the wrong metrics, a fix would be rolled back."""
+    """The metrics the promotion's gate judged the new champion on (:func:`gate_judged_on`, read on
+    the training run the ledger names)."""
+    return gate_judged_on(settings, promotion.pipeline, promotion.to_version, promotion.mlflow_run_id)
+
+
+def gate_judged_on(settings: Settings, pipeline: str, version: str, run_id: str | None) -> list[str]:
+    """The metrics ``version``'s gate judged it on: its decision's ``alert_metrics``, read from
+    ``gate/decision.json`` on its training run ``run_id``. Empty, and so compared as any version,
+    when the gate judged it like any run, when no training run or decision is recorded (a move
+    forced through the ledger, a version registered by hand), and when the decision is not one this
+    release reads (logged). MLflow out of reach fails the monitor run, to be retried: judged on the
+    wrong metrics, a fix would be rolled back."""
     import tempfile
     from pathlib import Path
 
-    run_id = promotion.mlflow_run_id
-    if run_id is None:
+    if not run_id:
         return []
     mlflow_client = registry.client(settings)
     folder = DECISION_ARTIFACT.rsplit("/", 1)[0]
@@ -147,10 +153,10 @@ def promoted_on(settings: Settings, promotion: ledger.LedgerEntry) -> list[str]:
         return GateDecision.model_validate_json(logged).alert_metrics
     except ValidationError as exc:
         log.warning(
-            "%s: v%s's gate decision (run %s) is not one this release reads, so the watch judges it on"
+            "%s: v%s's gate decision (run %s) is not one this release reads, so it is compared on"
             " monitoring.quality.metric alone: %s",
-            promotion.pipeline,
-            promotion.to_version,
+            pipeline,
+            version,
             run_id,
             exc,
         )
@@ -171,17 +177,24 @@ def compare(
     judged = Side(role="champion", version=champion, columns=SERVED)
     other = Side(role="previous", version=previous, columns=PREVIOUS)
     verdicts: dict[str, Verdict] = {"worse": "rollback", "better": "hold", "no_difference": "hold"}
-    return _paired(spec, labeled, judged, other, verdicts, alert_metrics)
+    return _paired(spec, labeled, judged, other, verdicts, alert_metrics, "the gate that promoted it")
 
 
 def compare_challenger(
-    spec: PipelineSpec, labeled: pd.DataFrame, champion: str, challenger: str
+    spec: PipelineSpec,
+    labeled: pd.DataFrame,
+    champion: str,
+    challenger: str,
+    alert_metrics: Sequence[str] = (),
 ) -> PairedComparison:
     """The challenger against the champion on the labeled rows the champion served and the
-    challenger shadow-scored: ``better``, ``worse`` or ``no_difference``."""
+    challenger shadow-scored: ``better``, ``worse`` or ``no_difference``. ``alert_metrics`` are the
+    metrics the challenger's own gate judged it on (:func:`gate_judged_on`): it is then compared on
+    them as a promotion so judged is watched, so that its reviewer does not read "worse" of the fix
+    its gate passed for deciding better while ranking a little worse."""
     judged = Side(role="challenger", version=challenger, columns=CHALLENGER)
     other = Side(role="champion", version=champion, columns=SERVED)
-    return _paired(spec, labeled, judged, other, {})
+    return _paired(spec, labeled, judged, other, {}, alert_metrics, "its gate")
 
 
 def paired_rows(labeled: pd.DataFrame, *sides: Side) -> pd.DataFrame:
@@ -230,11 +243,13 @@ def _paired(
     judged: Side,
     other: Side,
     verdicts: dict[str, Verdict],
-    alert_metrics: Sequence[str] = (),
+    alert_metrics: Sequence[str],
+    gate: str,
 ) -> PairedComparison:
     """Bootstrap (judged - other) on the rows both scored, on each metric it judges on
     (:func:`judged_on`); ``verdicts`` renames the outcomes ``worse``, ``better`` and
-    ``no_difference`` for the comparison's purpose."""
+    ``no_difference`` for the comparison's purpose; ``gate`` names, in the why, the gate whose
+    ``alert_metrics`` it judges on."""
     watch = spec.monitoring.watch
     rows = paired_rows(labeled, judged, other)
     names = f"v{judged.version} ({judged.role}) and v{other.version} ({other.role})"
@@ -248,7 +263,7 @@ def _paired(
     metrics = [_metric(spec, rows, judged, other, item, too_few) for item in plan]
     outcome = _outcome(metrics)
     usual = next(m for m in metrics if m.metric == spec.monitoring.quality.metric)
-    why = too_few or (metrics[0].why if len(plan) == 1 else _why(outcome, metrics))
+    why = too_few or (metrics[0].why if len(plan) == 1 else _why(outcome, metrics, gate))
     return PairedComparison(
         versions={judged.role: judged.version, other.role: other.version},
         rows=len(rows),
@@ -345,9 +360,9 @@ def _outcome(metrics: list[MetricComparison]) -> Outcome:
     return "better" if all(v == "better" for v in decided) else "no_difference"
 
 
-def _why(outcome: Outcome, metrics: list[MetricComparison]) -> str:
+def _why(outcome: Outcome, metrics: list[MetricComparison], gate: str) -> str:
     """The verdict of a comparison on several metrics: which decided it, on what it was judged
-    and why (each metric's own reason)."""
+    (as ``gate`` judged the model) and why (each metric's own reason)."""
     fired = ", ".join(m.metric for m in metrics if m.fired)
     relaxed = [f"{m.metric} only beyond {m.tolerance_from} {m.tolerance:g}" for m in metrics if not m.fired]
     worse = ", ".join(m.metric for m in metrics if m.verdict == "worse")
@@ -359,4 +374,4 @@ def _why(outcome: Outcome, metrics: list[MetricComparison]) -> str:
     }[outcome]
     basis = "; ".join([f"the alert's {fired}", *relaxed])
     reasons = "; ".join(m.why for m in metrics)
-    return f"{head}, judged as the gate that promoted it judged it (on {basis}): {reasons}"
+    return f"{head}, judged as {gate} judged it (on {basis}): {reasons}"

@@ -43,6 +43,7 @@ from ctloop.monitoring.champion_watch import (
     PairedComparison,
     compare,
     compare_challenger,
+    gate_judged_on,
     promoted_on,
     watched_promotion,
 )
@@ -294,7 +295,7 @@ def run_monitor(spec: PipelineSpec, settings: Settings, ctx: RunContext) -> dict
     comparison = _watch(spec, settings, version, window)
     if comparison is not None:
         summary["champion_vs_previous"] = comparison.model_dump()
-    challenger = _challenger(spec, mlflow_client, version, window)
+    challenger = _challenger(spec, settings, mlflow_client, version, window)
     if challenger is not None:
         summary["challenger_vs_champion"] = challenger.model_dump()
     entries = _entries(storage, spec.name)
@@ -336,13 +337,16 @@ def _watch(spec: PipelineSpec, settings: Settings, version: str, window: Window)
 
 
 def _challenger(
-    spec: PipelineSpec, mlflow_client: MlflowClient, version: str, window: Window
+    spec: PipelineSpec, settings: Settings, mlflow_client: MlflowClient, version: str, window: Window
 ) -> PairedComparison | None:
-    """The candidate waiting for approval against the champion, on the rows both scored."""
+    """The candidate waiting for approval against the champion, on the rows both scored, compared
+    as its gate judged it."""
     challenger = registry.get_alias(mlflow_client, spec.name, registry.CHALLENGER)
     if challenger is None or str(challenger.version) == version:
         return None
-    return compare_challenger(spec, window["served"], version, str(challenger.version))
+    waiting = str(challenger.version)
+    judged = gate_judged_on(settings, spec.name, waiting, challenger.run_id)
+    return compare_challenger(spec, window["served"], version, waiting, judged)
 
 
 def _roll_back(
@@ -633,7 +637,7 @@ def _compact(comparison: dict[str, Any] | None) -> dict[str, Any] | None:
     if comparison is None:
         return None
     kept = ("versions", "rows", "metric", "values", "difference", "interval", "verdict", "alert_metrics")
-    judged = ("metric", "fired", "tolerance", "values", "difference", "interval", "verdict")
+    judged = ("metric", "fired", "tolerance", "tolerance_from", "values", "difference", "interval", "verdict")
     metrics = [{k: m[k] for k in judged} for m in comparison["metrics"]]
     return {k: comparison[k] for k in kept} | {"metrics": metrics}
 
@@ -700,6 +704,11 @@ def _log_to_mlflow(
         compared = summary.get(key) or {}
         if compared.get("difference") is not None:
             figures[f"{figure}_difference"] = compared["difference"]
+        for judged in compared.get("metrics") or []:  # every metric it judged on, where it has figures
+            named = {".difference": judged["difference"]}
+            if judged["interval"] is not None:
+                named |= {".low": judged["interval"][0], ".high": judged["interval"][1]}
+            figures |= {f"{figure}.{judged['metric']}{k}": v for k, v in named.items() if v is not None}
     for key, value in figures.items():
         mlflow_client.log_metric(run_id, key, float(value))
     mlflow_client.log_dict(run_id, summary, "monitor/summary.json")

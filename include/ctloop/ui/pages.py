@@ -150,14 +150,23 @@ def estimate_rule(spec: PipelineSpec) -> str:
 
 
 def watch_rule(spec: PipelineSpec) -> str:
-    """When the monitor rolls a new champion back, in words."""
+    """When the monitor rolls a new champion back, in words; after a promotion its gate judged on
+    the metrics of the monitor's alert (``gates.alert_metrics``), as the watch then judges it."""
     watch, metric = spec.monitoring.watch, spec.monitoring.quality.metric
     if not watch.enabled:
         return "off: a new champion is not compared with the one it replaced"
-    return (
+    said = (
         f"after a promotion the previous champion shadow-scores every batch; from {watch.min_labels:,}"
         f" labeled rows on, the new champion is rolled back when its {metric} is below the previous"
         f" one's on the same rows by more than {watch.margin:g} with {watch.confidence:.0%} confidence"
+    )
+    alert = spec.gates.alert_metrics
+    if not alert.enabled:
+        return said
+    return (
+        f"{said}; one its gate judged on the metrics of the monitor's alert, when worse on any of those"
+        f" by more than {watch.margin:g}, or on {metric} (unless it fired) by more than"
+        f" {max(alert.max_regression, watch.margin):g}"
     )
 
 

@@ -2,7 +2,8 @@
 generated rows both scored: a clearly worse new champion is rolled back, an equal one holds, too
 few labels leave it undecided; a challenger is better, worse or no different; which champion
 is watched at all, read from a real ledger; and a promotion its gate judged on an alert's metrics
-is watched on them (a fix of a moved decision threshold that ranks a little worse is kept)."""
+is watched on them (a fix of a moved decision threshold that ranks a little worse is kept), as a
+challenger its own gate so judged is compared on them."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from ctloop.monitoring.champion_watch import (
     Side,
     compare,
     compare_challenger,
+    gate_judged_on,
     paired_rows,
     promoted_on,
     watched_promotion,
@@ -453,6 +455,10 @@ def test_a_history_row_keeps_what_the_watch_judged_on() -> None:
         ("accuracy", True, "better"),
         ("roc_auc", False, "no_difference"),
     ]
+    assert [m["tolerance_from"] for m in compact["metrics"]] == [  # the history cell's tooltip says it
+        "monitoring.watch.margin",
+        "gates.alert_metrics.max_regression",
+    ]
     assert all("why" not in m for m in compact["metrics"])
 
 
@@ -503,3 +509,80 @@ def test_the_watch_reads_what_the_promotions_gate_judged_on(settings: Settings, 
     other_release = watched_promotion(settings, name, "5")
     assert other_release is not None
     assert promoted_on(settings, other_release) == []
+
+
+# --- a challenger its own gate judged on the metrics of the monitor's alert -------------------------
+
+
+def _fix_waits(champion: str = "2", challenger: str = "3") -> pd.DataFrame:
+    """THRESHOLD's rows served by the model fitted to the old threshold, with the fix (deciding far
+    better, ranking a little worse) waiting for approval as the challenger that shadow-scored them."""
+    rows = _threshold_moved(6000, champion_decides_better=False)
+    fix = {"challenger_prediction": rows["shadow_prediction"], "challenger_score": rows["shadow_score"]}
+    return rows.assign(model_version=champion, challenger_version=challenger, **fix)
+
+
+FIX_WAITS = _fix_waits()
+
+
+def test_a_challenger_its_gate_judged_on_the_alerts_metrics_is_compared_on_them() -> None:
+    judged = compare_challenger(SPEC, FIX_WAITS, "2", "3", alert_metrics=["accuracy"])
+    as_any = compare_challenger(SPEC, FIX_WAITS, "2", "3")
+
+    assert judged.verdict == "no_difference", judged.why
+    assert judged.alert_metrics == ["accuracy"]
+    assert [(m.metric, m.fired, m.tolerance, m.verdict) for m in judged.metrics] == [
+        ("accuracy", True, 0.0, "better"),
+        ("roc_auc", False, 0.01, "no_difference"),
+    ]
+    assert judged.metrics[0].values is not None
+    assert judged.metrics[0].values["challenger"] - judged.metrics[0].values["champion"] > 0.05
+    assert judged.why.startswith(
+        "no significant regression, judged as its gate judged it (on the alert's accuracy;"
+        " roc_auc only beyond gates.alert_metrics.max_regression 0.01): better: accuracy of v3 (challenger)"
+    )
+    # compared like any run, the same fix reads worse on its ranking
+    assert as_any.verdict == "worse", as_any.why
+    assert [(m.metric, m.verdict) for m in as_any.metrics] == [("roc_auc", "worse")]
+
+
+def test_a_challenger_worse_on_what_its_gate_judged_is_reported_worse() -> None:
+    old_waits = _threshold_moved(6000).assign(
+        challenger_prediction=lambda f: f["shadow_prediction"],
+        challenger_score=lambda f: f["shadow_score"],
+        challenger_version="3",
+    )  # the champion is the fix; the challenger decides by the old threshold
+
+    comparison = compare_challenger(SPEC, old_waits, "2", "3", ["accuracy"])
+
+    assert comparison.verdict == "worse"
+    assert comparison.why.startswith("worse on accuracy, judged as its gate judged it")
+
+
+def test_the_monitor_compares_the_challenger_on_what_its_own_gate_judged(
+    settings: Settings, tmp_path: Path
+) -> None:
+    name = _versions(settings, tmp_path, 1)  # v1 serves
+    client = registry.client(settings)
+    gated = client.create_model_version(name, str(tmp_path), run_id=_gate_run(settings, name, ["accuracy"]))
+    spec = SPEC.model_copy(update={"name": name})
+    window: Any = {"served": _fix_waits(champion="1", challenger=str(gated.version))}
+
+    assert gate_judged_on(settings, name, str(gated.version), gated.run_id) == ["accuracy"]
+    assert monitor_run._challenger(spec, settings, client, "1", window) is None  # nobody waits
+    client.set_registered_model_alias(name, registry.CHALLENGER, gated.version)
+    comparison = monitor_run._challenger(spec, settings, client, "1", window)
+
+    assert comparison is not None
+    assert comparison.versions == {"challenger": str(gated.version), "champion": "1"}
+    assert comparison.alert_metrics == ["accuracy"]
+    assert [(m.metric, m.verdict) for m in comparison.metrics] == [
+        ("accuracy", "better"),
+        ("roc_auc", "no_difference"),
+    ]
+    unjudged = client.create_model_version(name, str(tmp_path), run_id=_gate_run(settings, name, None))
+    client.set_registered_model_alias(name, registry.CHALLENGER, unjudged.version)
+    window = {"served": _fix_waits(champion="1", challenger=str(unjudged.version))}
+    as_any = monitor_run._challenger(spec, settings, client, "1", window)
+    assert as_any is not None
+    assert (as_any.alert_metrics, as_any.verdict) == ([], "worse")

@@ -23,7 +23,7 @@ from ctloop.evaluation.model_scores import evaluate
 from ctloop.io.readers import to_parquet_bytes
 from ctloop.io.storage import home_storage
 from ctloop.monitoring import monitor_run, retrain_requests
-from ctloop.monitoring.champion_watch import PairedComparison
+from ctloop.monitoring.champion_watch import MetricComparison, PairedComparison
 from ctloop.monitoring.drift_stats import column_drift
 from ctloop.monitoring.monitor_run import history_prefix, run_monitor
 from ctloop.monitoring.retrain_policy import HOLD, RETRAIN
@@ -454,6 +454,91 @@ def test_a_history_entry_keeps_each_models_value_of_a_comparison() -> None:
     assert compact["versions"] == {"champion": "2", "previous": "1"}
     assert "why" not in compact
     assert monitor_run._compact(None) is None
+
+
+def _metric(
+    metric: str, fired: bool, tolerance: float, figures: tuple[float, float, float] | None
+) -> MetricComparison:
+    """One metric a comparison judged on; ``figures`` its difference, low and high (None: too few
+    rows, undecided). The verdict and the values are not what the MLflow run logs of it."""
+    return MetricComparison(
+        metric=metric,
+        fired=fired,
+        tolerance=tolerance,
+        tolerance_from="monitoring.watch.margin" if fired else "gates.alert_metrics.max_regression",
+        values=None,
+        difference=None if figures is None else figures[0],
+        interval=None if figures is None else list(figures[1:]),
+        verdict="undecided" if figures is None else "no_difference",
+        why="-",
+    )
+
+
+def test_each_metric_a_comparison_judged_on_goes_to_the_mlflow_run(
+    tmp_path: Path, settings: Settings
+) -> None:
+    """Beside the quality metric's difference, every metric judged with figures: its difference
+    and interval; an undecided one logs nothing."""
+    spec = _spec(tmp_path)
+    ctx = _context(spec)
+    watched = REGRESSED.model_copy(
+        update={
+            "alert_metrics": ["accuracy", "f1"],
+            "metrics": [
+                _metric("accuracy", True, 0.0, (-0.1, -0.12, -0.08)),
+                _metric("f1", True, 0.0, None),
+                _metric("roc_auc", False, 0.01, (-0.26, -0.29, -0.23)),
+            ],
+        }
+    )
+    challenger = PairedComparison(
+        versions={"challenger": "3", "champion": "2"},
+        rows=1200,
+        metric="roc_auc",
+        values={"challenger": 0.85, "champion": 0.8},
+        difference=0.05,
+        interval=[0.02, 0.08],
+        confidence=0.95,
+        verdict="better",
+        why="-",
+        metrics=[_metric("roc_auc", False, 0.0, (0.05, 0.02, 0.08))],
+    )
+    summary = {
+        "champion_version": "2",
+        "decision": {"action": "rollback", "why": "regression"},
+        "report_uri": "-",
+        "drift": {"share": 0.0, "drifted_columns": []},
+        "window": {"rows": 2400},
+        "quality": {"labeled_rows": 2400, "metric": "roc_auc", "value": None, "rules": []},
+        "label_shift": {"verdict": "ok", "signals": []},
+        "estimate": {"verdict": "ok", "signals": []},
+        "champion_vs_previous": watched.model_dump(),
+        "challenger_vs_champion": challenger.model_dump(),
+    }
+    home_storage(settings).write_bytes(f"{ctx.storage_prefix}/report.html", b"<p>report</p>")
+    client = registry.client(settings)
+
+    monitor_run._log_to_mlflow(spec, settings, client, ctx, summary)
+
+    experiment = client.get_experiment_by_name(f"{spec.name}-monitoring")
+    assert experiment is not None
+    (run,) = client.search_runs([experiment.experiment_id])
+    compared = {k: v for k, v in run.data.metrics.items() if k.startswith(("vs_previous", "challenger_vs"))}
+    assert compared == pytest.approx(
+        {
+            "vs_previous_difference": -0.26,
+            "vs_previous.accuracy.difference": -0.1,
+            "vs_previous.accuracy.low": -0.12,
+            "vs_previous.accuracy.high": -0.08,
+            "vs_previous.roc_auc.difference": -0.26,
+            "vs_previous.roc_auc.low": -0.29,
+            "vs_previous.roc_auc.high": -0.23,
+            "challenger_vs_difference": 0.05,
+            "challenger_vs.roc_auc.difference": 0.05,
+            "challenger_vs.roc_auc.low": 0.02,
+            "challenger_vs.roc_auc.high": 0.08,
+        }
+    )
 
 
 def test_a_refused_rollback_is_recorded_as_a_hold_without_a_retrain(

@@ -212,6 +212,97 @@ def test_the_history_shows_how_a_waiting_challenger_compares_with_the_champion()
     assert '<span class="badge good">better</span>' in html
 
 
+def _judged(
+    metric: str, verdict: str, values: tuple[float, float] | None, difference: float, tolerance: float = 0.0
+) -> dict[str, object]:
+    """One metric of a comparison as the history keeps it (``champion_watch.MetricComparison``):
+    ``values`` the champion's and the previous one's, ``difference`` in the metric's good direction;
+    a fired metric at the watch's margin 0, else the quality metric at the gate's tolerance."""
+    fired = tolerance == 0.0
+    return {
+        "metric": metric,
+        "fired": fired,
+        "tolerance": tolerance,
+        "tolerance_from": "monitoring.watch.margin" if fired else "gates.alert_metrics.max_regression",
+        "values": None if values is None else dict(zip(("champion", "previous"), values, strict=True)),
+        "difference": None if values is None else difference,
+        "interval": None if values is None else [difference - 0.02, difference + 0.02],
+        "verdict": verdict,
+    }
+
+
+def test_the_history_shows_each_metric_a_comparison_judged_on_after_an_alert() -> None:
+    """A watch judged on the alert's metrics names each metric's verdict, its figures in the tooltip;
+    a comparison judged like any (or recorded before) keeps the quality metric's difference."""
+    metrics = [
+        _judged("accuracy", "better", (0.8954, 0.8), 0.0954),
+        _judged("brier", "worse", (0.2412, 0.2), -0.0412),  # lower is better
+        _judged("f1", "undecided", None, 0.0),
+        _judged("roc_auc", "no_difference", (0.8451, 0.85), -0.0049, tolerance=0.01),
+    ]
+    judged = {
+        "versions": {"champion": "2", "previous": "1"},
+        "rows": 2400,
+        "metric": "roc_auc",
+        "values": {"champion": 0.8451, "previous": 0.85},
+        "difference": -0.0049,
+        "interval": [-0.0081, -0.0017],
+        "verdict": "rollback",
+        "alert_metrics": ["accuracy", "brier", "f1"],
+        "metrics": metrics,
+    }
+    plain = {**judged, "alert_metrics": [], "metrics": [metrics[3]], "verdict": "hold"}
+    old = {k: v for k, v in plain.items() if k not in ("alert_metrics", "metrics")}
+    at = "2026-01-0{}T00:00:00+00:00"
+    decisions = [
+        {"run_key": f"churn__monitor/r{i}", "at": at.format(i + 1), "action": "hold", "why": "-",
+         "champion_version": "2", "champion_vs_previous": compared}
+        for i, compared in enumerate([old, plain, judged])
+    ]  # fmt: skip
+    policy = PolicyState(queued=None, cooldown_until=None, rejections=0, max_rejections=3)
+
+    html = pages.history(URLS, SPEC, decisions, MOVES, policy)
+
+    rows = {key: row for row in html.split("<tr>") for key in ("r0", "r1", "r2") if f">{key}</a>" in row}
+    cells = {key: row.split("</td>")[7].strip() for key, row in rows.items()}  # the "vs previous" column
+    before = (
+        '<td><span class="small">vs v1: -0.0049 [-0.0081, -0.0017] on 2,400 rows</span>'
+        ' <span class="badge good">hold</span>'
+    )
+    assert cells["r0"] == cells["r1"] == before
+    assert cells["r2"] == (
+        '<td><span class="small">vs v1 on 2,400 rows:'
+        ' <span title="champion 0.8954 against previous 0.8000, difference +0.0954, interval [+0.0754,'
+        ' +0.1154]; fired by the alert, tolerance 0 (monitoring.watch.margin)">accuracy better</span>,'
+        ' <span title="champion 0.2412 against previous 0.2000, difference -0.0412, interval [-0.0612,'
+        ' -0.0212]; fired by the alert, tolerance 0 (monitoring.watch.margin)"><strong>brier worse</strong>'
+        "</span>,"
+        ' <span title="no figures; fired by the alert, tolerance 0 (monitoring.watch.margin)">f1 undecided'
+        "</span>,"
+        ' <span title="champion 0.8451 against previous 0.8500, difference -0.0049, interval [-0.0249,'
+        ' +0.0151]; not fired, tolerance 0.01 (gates.alert_metrics.max_regression)">roc_auc no difference'
+        " (tolerance 0.01)</span></span>"
+        ' <span class="badge busy">rollback</span>'
+    )
+
+
+def test_the_watch_rule_says_how_a_promotion_judged_on_an_alerts_metrics_is_watched() -> None:
+    raw = example_spec("churn", "data")
+    raw["gates"]["alert_metrics"] = {"max_regression": 0.02}
+    raw["monitoring"]["watch"] = {"margin": 0.005}
+    plain = example_spec("churn", "data")
+    plain["gates"]["alert_metrics"] = {"enabled": False}
+
+    said = pages.watch_rule(PipelineSpec.model_validate(raw))
+
+    assert said.endswith(
+        " by more than 0.005 with 95% confidence; one its gate judged on the metrics of the monitor's"
+        " alert, when worse on any of those by more than 0.005, or on roc_auc (unless it fired) by more"
+        " than 0.02"
+    )
+    assert pages.watch_rule(PipelineSpec.model_validate(plain)).endswith("by more than 0 with 95% confidence")
+
+
 def test_every_page_forbids_scripts_and_framing_by_other_sites() -> None:
     response = page("t", "<p>x</p>", home="/ctloop/", airflow="/", user=HOSTILE)
     assert response.headers["content-security-policy"] == PAGE_CSP
