@@ -70,6 +70,11 @@ class Storage(Protocol):
 HASH_BLOCK_BYTES = 1 << 20
 
 
+def fingerprint_size(fingerprint: str) -> int:
+    """The object's size in bytes, from its :meth:`Storage.fingerprint` (``size:version``)."""
+    return int(fingerprint.split(":", 1)[0])
+
+
 def _file_sha256(path: Path) -> str:
     with path.open("rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()

@@ -63,7 +63,7 @@ from ctloop.evaluation.model_scores import outputs
 from ctloop.evaluation.weighted_metrics import Predictions
 from ctloop.io.chunks import Chunk, NotNumeric, iter_chunks, iter_tables, table_chunk
 from ctloop.io.readers import SUFFIXES, read_options
-from ctloop.io.storage import home_storage, open_storage
+from ctloop.io.storage import fingerprint_size, home_storage, open_storage
 from ctloop.monitoring.champion_watch import watched_promotion
 from ctloop.registry import mlflow_store as registry
 from ctloop.registry import model_trust, tags
@@ -475,7 +475,7 @@ def _claim(
         "batch_id": batch["batch_id"],
         "key": batch["key"],
         "sha256": sha256,
-        "size": int(fingerprint.split(":", 1)[0]),
+        "size": fingerprint_size(fingerprint),
         "fingerprint": fingerprint,
     }
     claim: Claim = {

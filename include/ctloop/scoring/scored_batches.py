@@ -20,7 +20,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ctloop.io.locks import pipeline_lock
-from ctloop.io.storage import home_storage
+from ctloop.io.storage import fingerprint_size, home_storage
 
 if TYPE_CHECKING:
     from ctloop.io.storage import Storage
@@ -89,8 +89,12 @@ def unchanged_since_scored(storage: Storage, incoming: Storage, pipeline: str, b
     if not scored_from(storage, pipeline, batch["batch_id"], sha256):
         return False
     log.info("%s: delivered again with the content already scored; not scored again", batch["uri"])
-    size = int(fingerprint.split(":", 1)[0])
-    updated = {**record, "batch_id": batch["batch_id"], "sha256": sha256, "size": size}
+    updated = {
+        **record,
+        "batch_id": batch["batch_id"],
+        "sha256": sha256,
+        "size": fingerprint_size(fingerprint),
+    }
     _write(storage, _batch_key(pipeline, batch["batch_id"]), {**updated, "fingerprint": fingerprint})
     return True
 

@@ -57,6 +57,11 @@ def _labeled(rows: int, champion_signal: float, previous_signal: float, **column
     """Labeled prediction-log rows served by v2 and shadow-scored by v1."""
     y = np.random.default_rng(0).integers(0, 2, size=rows)
     served, shadow = _scores(y, champion_signal, 1), _scores(y, previous_signal, 2)
+    return _log(y, served, shadow, batch_id="b0001", **columns)
+
+
+def _log(y: np.ndarray, served: np.ndarray, shadow: np.ndarray, **columns: Any) -> pd.DataFrame:
+    """Labeled prediction-log rows: v2 served ``served`` scores, v1 shadow-scored ``shadow``."""
     return pd.DataFrame(
         {
             TARGET: y,
@@ -66,7 +71,6 @@ def _labeled(rows: int, champion_signal: float, previous_signal: float, **column
             "shadow_prediction": (shadow > 0.5).astype(int),
             "shadow_score": shadow,
             "shadow_version": "1",
-            "batch_id": "b0001",
             **columns,
         }
     )
@@ -320,17 +324,7 @@ def _threshold_moved(rows: int, champion_decides_better: bool = True, noise: flo
     old = 1 / (1 + np.exp(-3 * latent))
     new = 1 / (1 + np.exp(-3 * (latent + rng.normal(0, noise, rows) - 0.5)))
     served, shadow = (new, old) if champion_decides_better else (old, new)
-    return pd.DataFrame(
-        {
-            TARGET: y,
-            "prediction": (served > 0.5).astype(int),
-            "score": served,
-            "model_version": "2",
-            "shadow_prediction": (shadow > 0.5).astype(int),
-            "shadow_score": shadow,
-            "shadow_version": "1",
-        }
-    )
+    return _log(y, served, shadow)
 
 
 THRESHOLD = _threshold_moved(6000)
